@@ -1,0 +1,47 @@
+"""The one `modelops` command. Each role registers its own subcommands.
+
+Every role module imports only the standard library and typer at module level, so that
+`modelops --help` works in every image, whichever extra it installed; heavy imports
+(mlflow, kserve, kopf, ...) happen inside the command bodies.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="modelops",
+    help="Kubernetes-native MLOps: retrain on schedule or drift, gate on the champion, canary on KServe.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+# module -> what it contributes; each exposes `register(app: typer.Typer) -> None`.
+_ROLES = (
+    "modelops.cluster.cli",  # cluster up|down|status|kubeconfig|build
+    "modelops.handlers.cli",  # operator, retrain, approve, reject
+    "modelops_pipelines.cli",  # train, generate-data
+    "modelops.serving.cli",  # serve
+    "modelops.drift.cli",  # drift-exporter
+)
+
+for _module in _ROLES:
+    try:
+        importlib.import_module(_module).register(app)
+    except ModuleNotFoundError as exc:  # a role that is not part of this checkout yet
+        if exc.name != _module and not _module.startswith(str(exc.name)):
+            raise
+
+
+@app.command()
+def version() -> None:
+    """Print the modelops version."""
+    from importlib.metadata import version as _v
+
+    typer.echo(_v("modelops"))
+
+
+if __name__ == "__main__":
+    app()
