@@ -1,0 +1,315 @@
+"""`modelops cluster up|down|status`: etcd, kube-apiserver, kube-controller-manager and kube-scheduler as
+local processes on loopback, on free ports, with real TLS, RBAC and service-account tokens.
+
+The same class is the pytest fixture of the `cluster` tier (tests/fixtures/cluster.py), so what the tests
+exercise is exactly what `modelops cluster up` runs. Each process is started in its own session and
+recorded with its pid *and* kernel start time, so `down` never signals a recycled pid.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modelops.cluster import versions
+from modelops.cluster.pki import CertPair, Pki
+
+Progress = Callable[[str], None]
+
+#: Components in start order; `down` stops them in reverse.
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+#: Service IP range the API server allocates from (bookkeeping only: nothing routes to it on this host).
+SERVICE_CIDR = "10.96.0.0/16"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("MODELOPS_HOME", Path.home() / ".local" / "share" / "modelops"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _proc_start_time(pid: int) -> int | None:
+    """Kernel start time of a process (field 22 of /proc/PID/stat), None if it does not exist."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    if fields[0] == "Z":  # a zombie has exited; only its parent's wait() is missing
+        return None
+    return int(fields[19])
+
+
+@dataclass
+class ProcessRecord:
+    pid: int
+    start_time: int
+    port: int
+    log: str
+
+    def alive(self) -> bool:
+        return _proc_start_time(self.pid) == self.start_time
+
+
+@dataclass
+class ClusterState:
+    components: dict[str, ProcessRecord] = field(default_factory=dict)
+    server: str = ""
+
+    @classmethod
+    def load(cls, path: Path) -> ClusterState:
+        if not path.exists():
+            return cls()
+        raw = json.loads(path.read_text())
+        return cls({k: ProcessRecord(**v) for k, v in raw["components"].items()}, raw.get("server", ""))
+
+    def save(self, path: Path) -> None:
+        data = {"components": {k: vars(v) for k, v in self.components.items()}, "server": self.server}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1))
+        tmp.replace(path)
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+def _kubeconfig(server: str, ca: Path, client: CertPair, user: str) -> dict[str, Any]:
+    def b64(p: Path) -> str:
+        return base64.b64encode(p.read_bytes()).decode()
+
+    return {
+        "apiVersion": "v1", "kind": "Config", "current-context": "modelops-local",
+        "clusters": [{"name": "modelops-local",
+                      "cluster": {"server": server, "certificate-authority-data": b64(ca)}}],
+        "users": [{"name": user, "user": {"client-certificate-data": b64(client.cert),
+                                          "client-key-data": b64(client.key)}}],
+        "contexts": [{"name": "modelops-local", "context": {"cluster": "modelops-local", "user": user}}],
+    }
+
+
+class LocalCluster:
+    """One named local control plane under `$MODELOPS_HOME/clusters/<name>` (or an explicit root)."""
+
+    def __init__(self, name: str = "default", root: Path | None = None, bin_dir: Path | None = None) -> None:
+        self.name = name
+        self.root = root or default_home() / "clusters" / name
+        self.bin_dir = bin_dir or versions.bin_dir()
+        self.state_file = self.root / "state.json"
+        self.kubeconfig = self.root / "kubeconfig"
+        self.logs = self.root / "logs"
+
+    # ----------------------------------------------------------------------------------------- queries
+    def state(self) -> ClusterState:
+        return ClusterState.load(self.state_file)
+
+    def status(self) -> dict[str, Any]:
+        st = self.state()
+        comps = {n: {"pid": r.pid, "port": r.port, "running": r.alive(), "log": r.log}
+                 for n, r in st.components.items()}
+        running = bool(comps) and all(c["running"] for c in comps.values())
+        return {"name": self.name, "running": running, "server": st.server,
+                "kubeconfig": str(self.kubeconfig) if self.kubeconfig.exists() else None,
+                "components": comps}
+
+    def binary(self, name: str) -> str:
+        path = self.bin_dir / name
+        if not path.exists():
+            raise ClusterError(f"{path} is missing; build the Kubernetes binaries with: modelops cluster build")
+        return str(path)
+
+    # ------------------------------------------------------------------------------------------ up
+    def up(self, progress: Progress = print, timeout: float = 180.0) -> dict[str, Any]:
+        st = self.state()
+        if st.components and all(r.alive() for r in st.components.values()):
+            progress(f"cluster {self.name!r} is already running at {st.server}")
+            return self.status()
+        if st.components:
+            progress("some components of a previous run are gone; restarting the whole control plane")
+            self.down(progress=progress)
+        for b in ("etcd", *COMPONENTS[1:]):
+            self.binary(b)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        pki = Pki(self.root / "pki")
+        sa = pki.service_account_keys()
+        apiserver_cert = pki.issue("apiserver", "kube-apiserver", server=True,
+                                   hosts=("127.0.0.1", "localhost", "kubernetes", "kubernetes.default",
+                                          "kubernetes.default.svc", "10.96.0.1"))
+        admin = pki.issue("admin", "modelops-admin", orgs=("system:masters",))
+        kcm_client = pki.issue("kube-controller-manager", "system:kube-controller-manager")
+        sched_client = pki.issue("kube-scheduler", "system:kube-scheduler")
+        # Client of the API server toward kubelets (logs/exec) once a node joins (`--node`).
+        pki.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client", orgs=("kubeadm:cluster-admins",))
+
+        ports = {c: _free_port() for c in COMPONENTS}
+        etcd_peer = _free_port()
+        server = f"https://127.0.0.1:{ports['kube-apiserver']}"
+        st = ClusterState(server=server)
+
+        def write_kubeconfig(path: Path, client: CertPair, user: str) -> Path:
+            path.write_text(yaml.safe_dump(_kubeconfig(server, pki.ca.cert, client, user)))
+            path.chmod(0o600)
+            return path
+
+        write_kubeconfig(self.kubeconfig, admin, "modelops-admin")
+        kcm_kc = write_kubeconfig(self.root / "kube-controller-manager.kubeconfig", kcm_client,
+                                  "system:kube-controller-manager")
+        sched_kc = write_kubeconfig(self.root / "kube-scheduler.kubeconfig", sched_client,
+                                    "system:kube-scheduler")
+        etcd_url = f"http://127.0.0.1:{ports['etcd']}"
+        peer_url = f"http://127.0.0.1:{etcd_peer}"
+        commands: dict[str, list[str]] = {
+            "etcd": [
+                self.binary("etcd"), "--name", "modelops", "--data-dir", str(self.root / "etcd"),
+                "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
+                "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+                "--initial-cluster", f"modelops={peer_url}", "--unsafe-no-fsync",
+                "--log-level", "warn",
+            ],
+            "kube-apiserver": [
+                self.binary("kube-apiserver"),
+                "--etcd-servers", etcd_url,
+                "--bind-address", "127.0.0.1", "--secure-port", str(ports["kube-apiserver"]),
+                "--tls-cert-file", str(apiserver_cert.cert), "--tls-private-key-file", str(apiserver_cert.key),
+                "--client-ca-file", str(pki.ca.cert),
+                "--authorization-mode", "Node,RBAC",
+                "--service-cluster-ip-range", SERVICE_CIDR,
+                "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
+                "--service-account-key-file", str(sa.cert),
+                "--service-account-signing-key-file", str(sa.key),
+                "--kubelet-client-certificate", str(pki.root / "apiserver-kubelet-client.crt"),
+                "--kubelet-client-key", str(pki.root / "apiserver-kubelet-client.key"),
+                "--allow-privileged=true",
+                # Loopback cannot be the `kubernetes` Service endpoint; nothing in-cluster dials it here.
+                "--endpoint-reconciler-type", "none",
+                "--cert-dir", str(self.root / "apiserver-certs"),
+                "--profiling=false",
+            ],
+            "kube-controller-manager": [
+                self.binary("kube-controller-manager"),
+                "--kubeconfig", str(kcm_kc),
+                "--authentication-kubeconfig", str(kcm_kc), "--authorization-kubeconfig", str(kcm_kc),
+                "--bind-address", "127.0.0.1", "--secure-port", str(ports["kube-controller-manager"]),
+                "--leader-elect=false", "--controllers", "*",
+                "--use-service-account-credentials",
+                "--service-account-private-key-file", str(sa.key),
+                "--root-ca-file", str(pki.ca.cert),
+                "--cluster-signing-cert-file", str(pki.ca.cert), "--cluster-signing-key-file", str(pki.ca.key),
+                "--service-cluster-ip-range", SERVICE_CIDR,
+                "--profiling=false",
+            ],
+            "kube-scheduler": [
+                self.binary("kube-scheduler"),
+                "--kubeconfig", str(sched_kc),
+                "--authentication-kubeconfig", str(sched_kc), "--authorization-kubeconfig", str(sched_kc),
+                "--bind-address", "127.0.0.1", "--secure-port", str(ports["kube-scheduler"]),
+                "--leader-elect=false", "--profiling=false",
+            ],
+        }
+        ctx = ssl.create_default_context(cafile=str(pki.ca.cert))
+        ctx.load_cert_chain(str(admin.cert), str(admin.key))
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE  # kcm/scheduler serve self-signed certs; only /healthz is read
+        insecure.load_cert_chain(str(admin.cert), str(admin.key))
+        health: dict[str, tuple[str, ssl.SSLContext | None]] = {
+            "etcd": (f"{etcd_url}/health", None),
+            "kube-apiserver": (f"{server}/readyz", ctx),
+            "kube-controller-manager": (f"https://127.0.0.1:{ports['kube-controller-manager']}/healthz", insecure),
+            "kube-scheduler": (f"https://127.0.0.1:{ports['kube-scheduler']}/healthz", insecure),
+        }
+        try:
+            for comp in COMPONENTS:
+                t0 = time.monotonic()
+                log = self.logs / f"{comp}.log"
+                proc = self._spawn(commands[comp], log)
+                st.components[comp] = ProcessRecord(proc.pid, _proc_start_time(proc.pid) or 0, ports[comp],
+                                                    str(log))
+                st.save(self.state_file)
+                url, sslctx = health[comp]
+                self._wait_healthy(comp, url, sslctx, proc, log, timeout)
+                progress(f"  {comp:<24} ready on 127.0.0.1:{ports[comp]} ({time.monotonic() - t0:.1f}s)")
+        except BaseException:
+            self.down(progress=lambda _m: None)
+            raise
+        return self.status()
+
+    @staticmethod
+    def _spawn(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+        with log.open("ab") as fh:
+            return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, close_fds=True)
+
+    @staticmethod
+    def _wait_healthy(comp: str, url: str, ctx: ssl.SSLContext | None, proc: subprocess.Popen[bytes],
+                      log: Path, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise ClusterError(f"{comp} exited with code {proc.returncode}; last log lines:\n"
+                                   + "\n".join(log.read_text(errors="replace").splitlines()[-20:]))
+            try:
+                with urllib.request.urlopen(url, timeout=2, context=ctx) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError, ssl.SSLError) as exc:
+                last = str(exc)
+            time.sleep(0.25)
+        raise ClusterError(f"{comp} not healthy after {timeout:.0f}s at {url}: {last}; see {log}")
+
+    # ----------------------------------------------------------------------------------------- down
+    def down(self, progress: Progress = print, purge: bool = False, grace: float = 15.0) -> None:
+        st = self.state()
+        for comp in reversed(COMPONENTS):
+            rec = st.components.get(comp)
+            if rec is None or not rec.alive():
+                continue
+            _terminate(rec, grace)
+            progress(f"  {comp:<24} stopped")
+        if self.state_file.exists():
+            self.state_file.unlink()
+        if purge and self.root.exists():
+            shutil.rmtree(self.root)
+            progress(f"  removed {self.root}")
+
+
+def _terminate(rec: ProcessRecord, grace: float) -> None:
+    """SIGTERM the process group, SIGKILL what is left after `grace` seconds, and wait until it is gone."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(rec.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            _reap(rec.pid)
+            if not rec.alive():
+                return
+            time.sleep(0.1)
+    raise ClusterError(f"process {rec.pid} did not exit after SIGKILL")
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)

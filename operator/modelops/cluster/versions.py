@@ -1,0 +1,28 @@
+"""The one place where the versions of the Kubernetes toolchain are pinned.
+
+Kubernetes 1.37.2 is the newest release whose go line (1.26.0) the installed Go satisfies;
+etcd comes from the same module graph (3.7.x, k8s.io/kubernetes' own requirement).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Kubernetes release the control plane, kubelet and kubectl are built at.
+K8S_VERSION = os.environ.get("MODELOPS_K8S_VERSION", "v1.37.2")
+#: Helm release installed with `go install`.
+HELM_VERSION = os.environ.get("MODELOPS_HELM_VERSION", "v3.22.0")
+
+
+def cache_root() -> Path:
+    """Where builds are cached, keyed by version: $MODELOPS_CACHE or ~/.cache/modelops."""
+    return Path(os.environ.get("MODELOPS_CACHE", Path.home() / ".cache" / "modelops"))
+
+
+def bin_dir() -> Path:
+    return cache_root() / "k8s" / K8S_VERSION / "bin"
+
+
+def build_stamp() -> Path:
+    return cache_root() / "k8s" / K8S_VERSION / f".complete-{HELM_VERSION}"

@@ -1,0 +1,40 @@
+"""Checks the API server's schema cannot express, run by the operator on every spec it sees.
+
+The CRD schema already rejects most bad input (enums, ranges, CEL cross-field rules, the cron field's
+shape). What needs a real library stays here: a cron expression croniter can actually schedule, and a
+time zone that exists in the IANA database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+
+def retrain_schedule_problems(spec: Mapping[str, Any]) -> list[str]:
+    problems: list[str] = []
+    schedule = (spec.get("triggers") or {}).get("schedule")
+    if schedule:
+        cron = schedule.get("cron", "")
+        if not croniter.is_valid(cron):
+            problems.append(f"spec.triggers.schedule.cron: {cron!r} is not a valid cron expression")
+        tz = schedule.get("timeZone", "UTC")
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(f"spec.triggers.schedule.timeZone: {tz!r} is not an IANA time zone")
+    return problems
+
+
+def model_deployment_problems(spec: Mapping[str, Any]) -> list[str]:
+    problems: list[str] = []
+    analysis = ((spec.get("rollout") or {}).get("analysis") or {})
+    for metric in analysis.get("metrics") or []:
+        query = metric.get("query", "")
+        if query.count("{{") != query.count("}}"):
+            problems.append(f"spec.rollout.analysis.metrics[{metric.get('name')}].query: unbalanced "
+                            "template braces")
+    return problems

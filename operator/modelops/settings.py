@@ -1,0 +1,32 @@
+"""Operator settings, read from the environment (prefix MODELOPS_). Every default is documented here and
+in the chart's values.yaml, which sets these variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from modelops import __version__
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MODELOPS_", extra="ignore")
+
+    namespaces: str = Field("", description="Comma-separated namespaces to watch; empty watches all.")
+    peering: str = Field("", description="KopfPeering name for several replicas; empty runs standalone "
+                                         "(one replica, the chart's default).")
+    liveness_host: str = Field("0.0.0.0", description="Address of the liveness endpoint.")
+    liveness_port: int = Field(8080, description="Port of the liveness endpoint (GET /healthz).")
+    log_format: str = Field("json", description="'json' (one object per line) or 'plain'.")
+    log_level: str = Field("INFO", description="Python log level.")
+    mlflow_tracking_uri: str = Field("http://mlflow.modelops.svc:5000",
+                                     description="Default MLflow server for resources that name none.")
+    prometheus_url: str = Field("http://prometheus.monitoring.svc:9090",
+                                description="Default Prometheus HTTP API for analysis and drift queries.")
+    drift_exporter_url: str = Field("http://modelops-drift-exporter.modelops.svc:8080/v1/events",
+                                    description="Default KServe logger target.")
+    trainer_image: str = Field(f"modelops/trainer:{__version__}", description="Default trainer image.")
+    server_image: str = Field(f"modelops/model-server:{__version__}", description="Default model server image.")
+
+    def namespace_list(self) -> list[str]:
+        return [n.strip() for n in self.namespaces.split(",") if n.strip()]

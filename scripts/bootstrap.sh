@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Everything the tests and the demo need on a fresh Debian machine, idempotent and cached by version:
+# system packages (apt), uv, the locked Python environment, and the Kubernetes binaries built from the
+# Go module proxy (modelops cluster build). A second run costs seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+UV_VERSION="0.13.9"
+# Debian packages the tests start as real services (see tests/fixtures).
+APT_PACKAGES=(prometheus)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  step "installing Debian packages: ${missing[*]}"
+  SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The tests run their own Prometheus on free ports; the packaged service is not needed.
+  if command -v systemctl >/dev/null && systemctl is-active -q prometheus 2>/dev/null; then
+    $SUDO systemctl stop prometheus || true
+  fi
+fi
+
+if ! command -v uv >/dev/null || [[ "$(uv --version | awk '{print $2}')" != "$UV_VERSION" ]]; then
+  step "installing uv $UV_VERSION"
+  python3 -m pip install -q "uv==$UV_VERSION"
+fi
+
+step "syncing the Python environment (uv.lock, all extras)"
+uv sync --frozen --all-extras
+
+step "Kubernetes binaries (built once per version from the Go module proxy)"
+uv run --frozen modelops cluster build
