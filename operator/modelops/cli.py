@@ -25,6 +25,7 @@ _ROLES = (
     "modelops_pipelines.cli",  # train, generate-data
     "modelops.serving.cli",  # serve
     "modelops.drift.cli",  # drift-exporter
+    "modelops.demo",  # demo
 )
 
 for _module in _ROLES:

@@ -48,7 +48,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _proc_start_time(pid: int) -> int | None:
+def proc_start_time(pid: int) -> int | None:
     """Kernel start time of a process (field 22 of /proc/PID/stat), None if it does not exist."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -68,7 +68,7 @@ class ProcessRecord:
     log: str
 
     def alive(self) -> bool:
-        return _proc_start_time(self.pid) == self.start_time
+        return proc_start_time(self.pid) == self.start_time
 
 
 @dataclass
@@ -243,7 +243,7 @@ class LocalCluster:
                 t0 = time.monotonic()
                 log = self.logs / f"{comp}.log"
                 proc = self._spawn(commands[comp], log)
-                st.components[comp] = ProcessRecord(proc.pid, _proc_start_time(proc.pid) or 0, ports[comp],
+                st.components[comp] = ProcessRecord(proc.pid, proc_start_time(proc.pid) or 0, ports[comp],
                                                     str(log))
                 st.save(self.state_file)
                 url, sslctx = health[comp]
@@ -285,7 +285,7 @@ class LocalCluster:
             rec = st.components.get(comp)
             if rec is None or not rec.alive():
                 continue
-            _terminate(rec, grace)
+            terminate(rec, grace)
             progress(f"  {comp:<24} stopped")
         if self.state_file.exists():
             self.state_file.unlink()
@@ -294,7 +294,7 @@ class LocalCluster:
             progress(f"  removed {self.root}")
 
 
-def _terminate(rec: ProcessRecord, grace: float) -> None:
+def terminate(rec: ProcessRecord, grace: float) -> None:
     """SIGTERM the process group, SIGKILL what is left after `grace` seconds, and wait until it is gone."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
         try:
