@@ -1,1 +1,2 @@
 from tests.fixtures.cluster import kube, kube_crds, namespace  # noqa: F401
+from tests.fixtures.operator import operator  # noqa: F401

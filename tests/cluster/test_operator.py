@@ -3,52 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from modelops.api import GROUP, VERSION
-from tests.fixtures.procs import free_port, http_ok, wait_until
+from tests.fixtures.operator import Operator
 
 pytestmark = pytest.mark.cluster
-
-
-class Operator:
-    def __init__(self, kube: Any, log: Path) -> None:
-        self.kube = kube
-        self.log = log
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {**self.kube.env(), "MODELOPS_LIVENESS_PORT": str(self.port), "MODELOPS_LIVENESS_HOST": "127.0.0.1",
-               "MODELOPS_LOG_FORMAT": "json"}
-        exe = Path(sys.executable).with_name("modelops")
-        with self.log.open("ab") as fh:
-            self.proc = subprocess.Popen([str(exe), "operator"], env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-        wait_until(lambda: http_ok(f"http://127.0.0.1:{self.port}/healthz"), 60, "operator liveness",
-                   self.proc, self.log)
-
-    def kill(self, sig: int = signal.SIGKILL) -> int:
-        assert self.proc is not None
-        os.killpg(self.proc.pid, sig)
-        return self.proc.wait(timeout=30)
-
-
-@pytest.fixture
-def operator(kube_crds: Any, tmp_path: Path) -> Any:
-    op = Operator(kube_crds, tmp_path / "operator.log")
-    op.start()
-    yield op
-    if op.proc and op.proc.poll() is None:
-        op.kill()
 
 
 def _md(name: str, alias: str = "champion") -> dict[str, Any]:
