@@ -1,0 +1,235 @@
+"""What the chart renders, checked without a cluster: lint, scenarios, schema strictness, security, names."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.charts.chart import CHART, REPO, SCENARIOS, helm, pod_specs, render, template_args
+
+pytestmark = pytest.mark.unit
+
+SCENARIO_IDS = [p.name for p in SCENARIOS]
+
+
+def test_there_are_ci_scenarios() -> None:
+    assert len(SCENARIOS) >= 4, SCENARIOS
+
+
+@pytest.mark.parametrize("values", [None, *SCENARIOS], ids=["defaults", *SCENARIO_IDS])
+def test_helm_lint_strict(values: Path | None) -> None:
+    args = ["lint", str(CHART), "--strict", "--kube-version", "1.37.2"]
+    if values:
+        args += ["-f", str(values)]
+    out = helm(*args)
+    assert "0 chart(s) failed" in out.stdout, out.stdout
+
+
+def test_chart_crds_are_copies_of_manifests_crds() -> None:
+    src = {p.name: p.read_bytes() for p in (REPO / "manifests" / "crds").glob("*.yaml")}
+    dst = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
+    assert src and src == dst, "charts/modelops/crds differs from manifests/crds; run: make sync-crds"
+
+
+def test_readme_is_generated_from_current_values() -> None:
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "chart_readme.py"), "--check"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_every_value_has_a_full_sentence_comment() -> None:
+    sys.path.insert(0, str(REPO / "scripts"))
+    from chart_readme import parse_values
+
+    values = parse_values(CHART / "values.yaml")
+    assert len(values) > 100
+    bad = [v.path for v in values if not (v.description[:1].isupper() and v.description.endswith("."))]
+    assert not bad, f"values without a full-sentence comment: {bad}"
+
+
+def _schema_objects(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    out = [(path, node)]
+    for key in ("properties",):
+        for k, sub in (node.get(key) or {}).items():
+            out += _schema_objects(sub, f"{path}.{k}")
+    if isinstance(node.get("items"), dict):
+        out += _schema_objects(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        out += _schema_objects(node["additionalProperties"], f"{path}{{}}")
+    return out
+
+
+def test_schema_is_strict_everywhere_and_covers_every_value() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    loose = [p or "<root>" for p, n in _schema_objects(schema)
+             if n.get("type") == "object" and "additionalProperties" not in n
+             and "properties" in n]
+    assert not loose, f"schema objects without additionalProperties: {loose}"
+    # an object with no declared properties must constrain its values (a typed map), never allow anything
+    free = [p for p, n in _schema_objects(schema)
+            if n.get("type") == "object" and n.get("additionalProperties") is True]
+    assert not free, free
+
+    def leaves(d: dict[str, Any], prefix: str = "") -> list[str]:
+        out = []
+        for k, v in d.items():
+            p = f"{prefix}.{k}" if prefix else k
+            out += leaves(v, p) if isinstance(v, dict) and v else [p]
+        return out
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for leaf in leaves(values):
+        node = schema
+        for part in leaf.split("."):
+            props = node.get("properties") or {}
+            if part in props:
+                node = props[part]
+            else:
+                assert isinstance(node.get("additionalProperties"), dict), f"{leaf} is not in the schema"
+                node = node["additionalProperties"]
+
+
+@pytest.mark.parametrize("bad", [
+    "operator.replicass=1",            # misspelled key
+    "driftexporter.enabled=false",     # wrong case
+    "operator.image.pullPolicy=Sometimes",
+    "operator.replicas=2",             # more than one replica without peering
+    "operator.logFormat=xml",
+    "monitoring.prometheusOperator=yes",
+    "operator.watchNamespaces[0]=Not_A_Namespace",
+    "operator.image.digest=latest",
+])
+def test_invalid_values_fail_rendering(bad: str) -> None:
+    proc = helm(*template_args(sets=[bad]), check=False)
+    assert proc.returncode != 0, f"--set {bad} rendered"
+    assert "values don't meet the specifications of the schema" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("values", SCENARIOS, ids=SCENARIO_IDS)
+def test_every_pod_is_restricted_and_every_rule_least_privilege(values: Path) -> None:
+    objs = render([values], api_versions=["monitoring.coreos.com/v1"])
+    pods = list(pod_specs(objs))
+    assert pods
+    for name, tmpl in pods:
+        spec = tmpl["spec"]
+        psc = spec["securityContext"]
+        assert psc["runAsNonRoot"] is True and psc["seccompProfile"]["type"] == "RuntimeDefault", name
+        for c in spec["containers"] + spec.get("initContainers", []):
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["capabilities"]["drop"] == ["ALL"] and "add" not in sc["capabilities"], name
+            assert any(m["mountPath"] == "/tmp" for m in c["volumeMounts"]), f"{name}: no writable /tmp"
+            assert c["resources"].get("requests") and c["resources"]["limits"].get("memory"), name
+            assert c["image"].count(":") + c["image"].count("@") >= 1 and not c["image"].endswith(":latest")
+        assert not spec.get("hostNetwork") and not spec.get("hostPID"), name
+    secret_cluster_roles = set()
+    for o in objs:
+        if o["kind"] not in ("ClusterRole", "Role"):
+            continue
+        for rule in o["rules"]:
+            for field in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[field], f"{o['kind']}/{o['metadata']['name']}: wildcard in {field}"
+            if "secrets" in rule["resources"]:
+                assert rule["verbs"] == ["get"], f"{o['metadata']['name']}: Secrets {rule['verbs']}"
+                if o["kind"] == "ClusterRole":
+                    secret_cluster_roles.add(o["metadata"]["name"])
+            assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
+    for o in objs:  # a ClusterRole that can read Secrets is only ever bound per namespace
+        if o["kind"] == "ClusterRoleBinding":
+            assert o["roleRef"]["name"] not in secret_cluster_roles, o["metadata"]["name"]
+
+
+def test_only_the_exporter_and_operator_listen_and_only_the_operator_has_a_token() -> None:
+    objs = render([CHART / "ci" / "03-full-values.yaml"])
+    tokens = {n: t["spec"].get("automountServiceAccountToken") for n, t in pod_specs(objs)}
+    assert tokens == {"Deployment/modelops-operator": True, "Deployment/modelops-drift-exporter": False,
+                      "Deployment/modelops-mlflow": False}
+
+
+def test_operator_settings_reach_the_environment() -> None:
+    objs = render([CHART / "ci" / "03-full-values.yaml"], namespace="mlops")
+    cm = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "modelops-operator")
+    data = cm["data"]
+    assert data["MODELOPS_PEERING"] == "modelops" and data["MODELOPS_NAMESPACES"] == ""
+    assert data["MODELOPS_MLFLOW_TRACKING_URI"] == "http://modelops-mlflow.mlops.svc:5000"
+    assert data["MODELOPS_DRIFT_EXPORTER_URL"] == "http://modelops-drift-exporter.mlops.svc:8080/events"
+    assert data["MODELOPS_TRAINER_IMAGE"] == ("registry.example.com/mlops/modelops/trainer@sha256:"
+                                              + "0" * 63 + "1")
+    assert data["MODELOPS_SERVER_IMAGE"] == "registry.example.com/mlops/modelops/model-server:0.1.0"
+    # every key is a setting the operator knows (a typo here would be ignored silently by pydantic)
+    from modelops.settings import OperatorSettings
+
+    known = {f"MODELOPS_{k.upper()}" for k in OperatorSettings.model_fields}
+    assert set(data) - known <= {"MODELOPS_KSERVE_NAMESPACE"}, set(data) - known
+    dep = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "modelops-operator")
+    env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MLFLOW_TRACKING_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "mlflow-credentials",
+                                                                          "key": "token"}
+    assert dep["spec"]["replicas"] == 2 and dep["spec"]["strategy"]["type"] == "RollingUpdate"
+
+
+def test_standalone_operator_is_replaced_not_rolled() -> None:
+    dep = next(o for o in render() if o["kind"] == "Deployment" and "operator" in o["metadata"]["name"])
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_namespaced_install_has_no_cluster_role_for_the_modelops_kinds() -> None:
+    objs = render([CHART / "ci" / "02-namespaced-values.yaml"])
+    cluster_rules = [r for o in objs if o["kind"] == "ClusterRole" for r in o["rules"]]
+    granted = {res for r in cluster_rules for res in r["resources"]}
+    assert granted <= {"customresourcedefinitions", "namespaces", "secrets"}, granted
+    roles = {o["metadata"]["namespace"] for o in objs if o["kind"] == "Role"}
+    assert roles == {"team-a", "team-b"}
+    bindings = {(o["metadata"]["namespace"], o["roleRef"]["name"]) for o in objs if o["kind"] == "RoleBinding"}
+    assert ("shared-creds", "modelops-operator-secret-reader") in bindings
+    assert ("team-a", "modelops-operator-secret-reader") not in bindings  # its Role already grants it
+
+
+@pytest.mark.parametrize(("api_versions", "mode", "expected"), [
+    ((), "auto", set()),
+    (("monitoring.coreos.com/v1",), "auto", {"ServiceMonitor", "PodMonitor", "PrometheusRule"}),
+    ((), "always", {"ServiceMonitor", "PodMonitor", "PrometheusRule"}),
+    (("monitoring.coreos.com/v1",), "never", set()),
+])
+def test_prometheus_operator_objects_follow_the_capabilities(api_versions: tuple[str, ...], mode: str,
+                                                             expected: set[str]) -> None:
+    objs = render(sets=[f"monitoring.prometheusOperator={mode}"], api_versions=api_versions)
+    assert {o["kind"] for o in objs} & {"ServiceMonitor", "PodMonitor", "PrometheusRule"} == expected
+
+
+def test_alerts_and_dashboard_cover_drift_rollout_and_latency() -> None:
+    objs = render(api_versions=["monitoring.coreos.com/v1"])
+    rule = next(o for o in objs if o["kind"] == "PrometheusRule")
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert {"ModelopsFeatureDrift", "ModelopsDatasetDrift", "ModelopsRolloutRolledBack",
+            "ModelopsServingLatencyHigh", "ModelopsOperatorUnavailable"} <= alerts
+    cm = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-dashboard"))
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dash = json.loads(cm["data"]["modelops-overview.json"])
+    exprs = " ".join(t["expr"] for p in dash["panels"] for t in p.get("targets", []))
+    for metric in ("modelops_drift_feature_score_ratio", "modelops_rollout_canary_weight",
+                   "request_predict_seconds_bucket"):
+        assert metric in exprs
+
+
+def test_long_release_names_are_truncated_to_63_characters_without_losing_the_role() -> None:
+    release = "a-long-release-name-that-a-platform-team-might-pick-x"  # 53, helm's longest
+    assert len(release) == 53
+    objs = render(release=release, api_versions=["monitoring.coreos.com/v1"],
+                  sets=["mlflow.bundled.enabled=true"])
+    objs += render(sets=["fullnameOverride=" + "f" * 70, "mlflow.bundled.enabled=true"])
+    names = [o["metadata"]["name"] for o in objs]
+    assert all(len(n) <= 63 and not n.endswith("-") for n in names), [n for n in names if len(n) > 63]
+    kinds_names = [(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objs]
+    assert len(kinds_names) == len(set(kinds_names)), "two objects got the same truncated name"
+    assert any(n.endswith("-drift-exporter") for n in names) and any(n.endswith("-operator") for n in names)
+    for o in objs:
+        for v in o["metadata"].get("labels", {}).values():
+            assert len(str(v)) <= 63
