@@ -32,3 +32,28 @@ cluster:
 	$(PYTEST) -m cluster
 e2e:
 	$(PYTEST) -m e2e
+
+# ---- packaging (issue 8): chart, kustomize, images --------------------------------------------------
+.PHONY: sync-crds chart-docs kustomize chart-test images
+
+# charts/modelops/crds and manifests/kustomize/base/crds are copies of manifests/crds (tests check it).
+sync-crds:
+	scripts/sync_crds.sh
+	uv run --frozen python scripts/render_kustomize.py
+
+# charts/modelops/README.md from values.yaml.
+chart-docs:
+	uv run --frozen python scripts/chart_readme.py
+
+# manifests/kustomize/{base,components/monitoring} rendered from the chart.
+kustomize:
+	uv run --frozen python scripts/render_kustomize.py
+
+# The chart and kustomize tests alone (unit: ~25s; cluster: a few minutes, real control plane).
+chart-test:
+	$(PYTEST) tests/charts -m unit
+	$(PYTEST) tests/charts -m cluster
+
+# The four images, offline (wheelhouse + local base image); CPU-heavy, not part of `make test`.
+images:
+	uv run --frozen modelops images build
