@@ -1,0 +1,251 @@
+"""`modelops images build`: the four runtime images, buildable with no registry and no network in the build.
+
+Steps (each skipped when already done):
+1. wheelhouse  build/wheelhouse/: the modelops wheel (`uv build`), the locked requirements of each role's
+               extra (`uv export --extra ROLE`, hashes kept), and every wheel they pin (`pip wheel` on the
+               host, where PyPI's TLS is trusted). Images install from it with `--no-index`.
+2. daemon      a Docker daemon: the running one, else Debian's docker.io started here (`dockerd` in the
+               background, installed with apt-get if missing), waiting for its socket.
+3. base image  `--base-image` if given; else python:3.11-slim if it is present or can be pulled; else a
+               local Debian bookworm image made with `debootstrap --variant=minbase` + python3 and
+               `docker import` (the air-gapped path).
+4. images      images/<role>/Dockerfile for operator, trainer, model-server, drift-exporter, context = the
+               repository root (see .dockerignore: only images/ and build/wheelhouse/ are sent).
+
+Only the standard library and typer are imported at module level (see modelops/cli.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import typer
+
+#: role -> (image name, pyproject extra)
+ROLES: dict[str, tuple[str, str]] = {
+    "operator": ("modelops/operator", "operator"),
+    "trainer": ("modelops/trainer", "trainer"),
+    "model-server": ("modelops/model-server", "server"),
+    "drift-exporter": ("modelops/drift-exporter", "exporter"),
+}
+#: The public default base of every Dockerfile (ARG BASE_IMAGE).
+PUBLIC_BASE = "python:3.11-slim"
+#: The image debootstrap makes when no registry is reachable.
+LOCAL_BASE = "modelops/base:bookworm-python3.11"
+#: Requirements left out of the CPU images: xgboost's multi-GPU collective library (hundreds of MB,
+#: loaded only for distributed GPU training, which these images do not do).
+EXCLUDED = re.compile(r"^nvidia-")
+
+
+def repo_root() -> Path:
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").exists() and (parent / "images").is_dir():
+            return parent
+    raise typer.BadParameter("run from a modelops source checkout (pyproject.toml and images/ not found)")
+
+
+def _run(cmd: Sequence[str], *, log: bool = True, **kw: object) -> subprocess.CompletedProcess[str]:
+    if log:
+        typer.echo("  $ " + " ".join(cmd))
+    return subprocess.run(list(cmd), check=True, text=True, **kw)  # type: ignore[call-overload,no-any-return]
+
+
+def _requirement_blocks(text: str) -> dict[str, str]:
+    """`uv export` output split into one block per pinned requirement (its line plus --hash lines)."""
+    blocks: dict[str, str] = {}
+    current: list[str] = []
+    for line in text.splitlines():
+        if line.startswith(("#", "    #")) or not line.strip():
+            continue
+        if not line.startswith(" "):
+            if current:
+                blocks[current[0].split(" ;")[0].split(" \\")[0].strip() + _marker(current[0])] = "\n".join(current)
+            current = [line]
+        else:
+            current.append(line)
+    if current:
+        blocks[current[0].split(" ;")[0].split(" \\")[0].strip() + _marker(current[0])] = "\n".join(current)
+    return blocks
+
+
+def _marker(line: str) -> str:
+    return (";" + line.split(";", 1)[1].rstrip(" \\")) if ";" in line else ""
+
+
+def _pip() -> list[str]:
+    """pip on the host: this interpreter's, else pip run by uvx (uv environments have no pip)."""
+    if subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode == 0:
+        return [sys.executable, "-m", "pip"]
+    return ["uvx", "--python", f"{sys.version_info.major}.{sys.version_info.minor}", "--from", "pip==24.3.1", "pip"]
+
+
+def wheelhouse(root: Path, force: bool = False) -> Path:
+    """build/wheelhouse/{wheels/, requirements-<extra>.txt}; returns the directory."""
+    out = root / "build" / "wheelhouse"
+    wheels = out / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    stamp = out / ".complete"
+    lock_digest = str(os.path.getmtime(root / "uv.lock")) + str(os.path.getmtime(root / "pyproject.toml"))
+    union: dict[str, str] = {}
+    for _image, extra in ROLES.values():
+        text = subprocess.run(["uv", "export", "--frozen", "--no-dev", "--extra", extra, "--no-emit-project",
+                               "--format", "requirements-txt"], cwd=root, check=True, capture_output=True,
+                              text=True).stdout
+        blocks = {k: v for k, v in _requirement_blocks(text).items() if not EXCLUDED.match(k)}
+        (out / f"requirements-{extra}.txt").write_text("\n".join(blocks.values()) + "\n")
+        union.update(blocks)
+    (out / "requirements-all.txt").write_text("\n".join(union.values()) + "\n")
+    if not force and stamp.exists() and stamp.read_text() == lock_digest and list(wheels.glob("modelops-*.whl")):
+        typer.echo(f"wheelhouse {out} is current ({len(list(wheels.glob('*.whl')))} wheels)")
+    else:
+        t0 = time.monotonic()
+        typer.echo(f"building the wheelhouse in {out} (PyPI on the host; images install with --no-index)")
+        _run([*_pip(), "wheel", "--quiet", "--no-deps", "--prefer-binary",
+              "-r", str(out / "requirements-all.txt"), "-w", str(wheels)])
+        # pip itself, run from its wheel inside the image's build stage (the base image needs no pip).
+        _run([*_pip(), "download", "--quiet", "--no-deps", "--only-binary=:all:",
+              "pip==24.3.1", "-d", str(wheels)])
+        stamp.write_text(lock_digest)
+        typer.echo(f"  wheelhouse ready in {time.monotonic() - t0:.0f}s")
+    for old in wheels.glob("modelops-*.whl"):
+        old.unlink()
+    _run(["uv", "build", "--wheel", "--out-dir", str(wheels)], cwd=root, capture_output=True)
+    return out
+
+
+def docker_ready() -> bool:
+    docker = shutil.which("docker")
+    return bool(docker) and subprocess.run([docker or "docker", "info"], capture_output=True).returncode == 0
+
+
+def ensure_daemon(root: Path, timeout: float = 60.0) -> None:
+    """A reachable Docker daemon: the running one, or Debian's dockerd started in the background."""
+    if docker_ready():
+        return
+    if os.geteuid() != 0:
+        raise typer.BadParameter("no Docker daemon is reachable and starting one needs root")
+    if shutil.which("dockerd") is None:
+        typer.echo("installing Debian's docker.io (dockerd, containerd, runc)")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "docker.io"], env=env)
+    logdir = root / "build" / "docker"
+    logdir.mkdir(parents=True, exist_ok=True)
+    log = (logdir / "dockerd.log").open("ab")
+    proc = subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    (logdir / "dockerd.pid").write_text(str(proc.pid))
+    typer.echo(f"started dockerd (pid {proc.pid}, log {logdir / 'dockerd.log'}); stop it with: "
+               f"kill $(cat {logdir / 'dockerd.pid'})")
+    deadline = time.monotonic() + timeout
+    while not docker_ready():
+        if proc.poll() is not None:
+            tail = (logdir / "dockerd.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"dockerd exited with {proc.returncode}:\n{tail}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"dockerd did not answer within {timeout:.0f}s; see {logdir / 'dockerd.log'}")
+        time.sleep(0.5)
+
+
+def _image_exists(ref: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", ref], capture_output=True).returncode == 0
+
+
+def base_image(root: Path, requested: str | None, pull_timeout: float = 30.0) -> str:
+    if requested:
+        return requested
+    if _image_exists(PUBLIC_BASE):
+        return PUBLIC_BASE
+    try:
+        if subprocess.run(["docker", "pull", PUBLIC_BASE], capture_output=True,
+                          timeout=pull_timeout).returncode == 0:
+            return PUBLIC_BASE
+    except subprocess.TimeoutExpired:
+        pass
+    if _image_exists(LOCAL_BASE):
+        return LOCAL_BASE
+    typer.echo(f"no registry reachable: building {LOCAL_BASE} with debootstrap (Debian bookworm, minbase)")
+    if shutil.which("debootstrap") is None:
+        _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "debootstrap"],
+             env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    rootfs = root / "build" / "rootfs"
+    if rootfs.exists():
+        shutil.rmtree(rootfs)
+    t0 = time.monotonic()
+    _run(["debootstrap", "--variant=minbase", "--include=python3,ca-certificates", "bookworm", str(rootfs),
+          "http://deb.debian.org/debian"], capture_output=True)
+    # What a container never needs: package caches, docs, man pages, locales other than C.
+    for sub in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man",
+                "usr/share/info", "usr/share/locale"):
+        path = rootfs / sub
+        if path.exists():
+            shutil.rmtree(path)
+            path.mkdir()
+    tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+    _run(["docker", "import", "--change", 'CMD ["python3"]', "--change", "ENV LANG=C.UTF-8", "-", LOCAL_BASE],
+         stdin=tar.stdout, capture_output=True)
+    tar.wait()
+    shutil.rmtree(rootfs)
+    typer.echo(f"  {LOCAL_BASE} built in {time.monotonic() - t0:.0f}s")
+    return LOCAL_BASE
+
+
+def build_images(root: Path, roles: Sequence[str], tag: str, base: str, version: str) -> dict[str, dict[str, object]]:
+    results: dict[str, dict[str, object]] = {}
+    for role in roles:
+        image, _extra = ROLES[role]
+        ref = f"{image}:{tag}"
+        t0 = time.monotonic()
+        typer.echo(f"building {ref} (base {base})")
+        _run(["docker", "build", "-f", str(root / "images" / role / "Dockerfile"),
+              "--build-arg", f"BASE_IMAGE={base}", "--build-arg", f"VERSION={version}",
+              "-t", ref, str(root)], env={**os.environ, "DOCKER_BUILDKIT": "0"})
+        size = int(subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", ref], check=True,
+                                  capture_output=True, text=True).stdout.strip())
+        results[ref] = {"seconds": round(time.monotonic() - t0, 1), "size_mb": round(size / 1e6, 1)}
+        typer.echo(f"  {ref}: {results[ref]['size_mb']} MB in {results[ref]['seconds']}s")
+    return results
+
+
+def build(
+    roles: list[str] = typer.Argument(None, help=f"Roles to build (default: all of {', '.join(ROLES)})."),  # noqa: B008
+    tag: str = typer.Option("dev", help="Tag of the built images."),
+    base: str = typer.Option("", "--base-image", help="Base image of every stage (default: python:3.11-slim "
+                             "if present or pullable, else a local debootstrap bookworm image)."),
+    rebuild_wheels: bool = typer.Option(False, help="Rebuild the wheelhouse even if the lock is unchanged."),
+) -> None:
+    """Build the operator, trainer, model-server and drift-exporter images from a local wheelhouse."""
+    from importlib.metadata import version as dist_version
+
+    roles = roles or list(ROLES)
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise typer.BadParameter(f"unknown roles {sorted(unknown)}; known: {list(ROLES)}")
+    root = repo_root()
+    t0 = time.monotonic()
+    wheelhouse(root, force=rebuild_wheels)
+    ensure_daemon(root)
+    chosen = base_image(root, base or None)
+    results = build_images(root, roles, tag, chosen, dist_version("modelops"))
+    typer.echo(json.dumps({"base": chosen, "images": results, "total_seconds": round(time.monotonic() - t0)},
+                          indent=1))
+
+
+def register(app: typer.Typer) -> None:
+    images = typer.Typer(help="Container images of the four runtimes (offline-capable build).",
+                         no_args_is_help=True)
+    images.command("build")(build)
+    app.add_typer(images, name="images")
+
+
+if __name__ == "__main__":  # `python -m modelops.images build` until cli.py registers this module
+    _app = typer.Typer()
+    register(_app)
+    _app()

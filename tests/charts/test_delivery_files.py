@@ -1,0 +1,121 @@
+"""skaffold.yaml, the Dockerfiles and the Argo CD examples name things that exist and values the chart accepts."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modelops import images
+from tests.charts.chart import CHART, REPO, helm, render, template_args
+
+pytestmark = pytest.mark.unit
+
+SKAFFOLD = yaml.safe_load((REPO / "skaffold.yaml").read_text())
+ARGOCD = REPO / "manifests" / "argocd"
+
+
+def _values_has(path: str) -> bool:
+    node: Any = yaml.safe_load((CHART / "values.yaml").read_text())
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def test_skaffold_builds_the_four_images_from_existing_dockerfiles() -> None:
+    assert SKAFFOLD["apiVersion"].startswith("skaffold/v4"), "Skaffold v2 schemas are skaffold/v4beta*"
+    arts = SKAFFOLD["build"]["artifacts"]
+    assert sorted(a["image"] for a in arts) == sorted(img for img, _ in images.ROLES.values())
+    for a in arts:
+        context = REPO / a.get("context", ".")
+        assert context.is_dir(), a
+        dockerfile = context / a["docker"]["dockerfile"]
+        assert dockerfile.is_file(), f"{a['image']}: {dockerfile} does not exist"
+
+
+def test_skaffold_deploys_the_chart_with_every_built_image() -> None:
+    (release,) = SKAFFOLD["deploy"]["helm"]["releases"]
+    assert (REPO / release["chartPath"] / "Chart.yaml").is_file()
+    for f in release.get("valuesFiles", []):
+        assert (REPO / f).is_file(), f
+    templates: dict[str, str] = release["setValueTemplates"]
+    for key in templates:
+        assert _values_has(key), f"setValueTemplates names {key}, which values.yaml does not have"
+    for a in SKAFFOLD["build"]["artifacts"]:
+        var = re.sub(r"[^A-Za-z0-9]", "_", a["image"])
+        assert f"{{{{.IMAGE_REPO_{var}}}}}" in templates.values(), f"{a['image']} never reaches the chart"
+        assert f"{{{{.IMAGE_TAG_{var}}}}}" in templates.values(), a["image"]
+    # what skaffold would pass renders (the schema accepts the keys and a registry-qualified repository)
+    sets = [f"{k}={'registry.local:5000/x' if k.endswith('repository') else 'abc123'}" for k in templates]
+    objs = render(sets=sets)
+    cm = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-operator"))
+    assert cm["data"]["MODELOPS_TRAINER_IMAGE"] == "registry.local:5000/x:abc123"
+
+
+def test_skaffold_local_profile_patches_exist() -> None:
+    (profile,) = [p for p in SKAFFOLD["profiles"] if p["name"] == "local"]
+    n = len(SKAFFOLD["build"]["artifacts"])
+    for patch in profile["patches"]:
+        m = re.match(r"/build/artifacts/(\d+)/", patch["path"])
+        if m:
+            assert int(m[1]) < n
+            assert patch["value"]["BASE_IMAGE"] == images.LOCAL_BASE
+        else:
+            assert patch["path"] == "/deploy/helm/releases/0/setValues"
+            for key in patch["value"]:
+                assert _values_has(key), key
+
+
+@pytest.mark.parametrize("role", list(images.ROLES))
+def test_dockerfile_installs_only_its_extra_as_non_root(role: str) -> None:
+    text = (REPO / "images" / role / "Dockerfile").read_text()
+    _image, extra = images.ROLES[role]
+    assert "ARG BASE_IMAGE=python:3.11-slim" in text
+    stages = re.split(r"^FROM ", text, flags=re.M)[1:]
+    assert len(stages) == 2, "multi-stage: a build stage and a final stage"
+    build, final = stages
+    assert f"requirements-{extra}.txt" in build and "--no-index" in build and "--require-hashes" in build
+    others = {e for _i, e in images.ROLES.values()} - {extra}
+    assert not any(f"requirements-{o}.txt" in text or f"[{o}]" in text for o in others)
+    assert "USER 10001:10001" in final and "COPY --from=build /opt/modelops /opt/modelops" in final
+    assert not re.search(r"apt-get|gcc|build-essential|pip install", final), "build tools in the final stage"
+    for label in ("org.opencontainers.image.version=\"${VERSION}\"", "org.opencontainers.image.title",
+                  "org.opencontainers.image.source", "org.opencontainers.image.licenses"):
+        assert label in final, label
+    assert 'ENTRYPOINT ["modelops"]' in final
+
+
+def test_dockerignore_sends_only_images_and_the_wheelhouse() -> None:
+    lines = [ln for ln in (REPO / ".dockerignore").read_text().splitlines() if ln and not ln.startswith("#")]
+    assert lines[0] == "*" and all(ln.startswith("!") for ln in lines[1:]), lines
+
+
+def _substitute_go_templates(text: str) -> str:
+    """Argo CD fills '{{ ... }}' per cluster; stand-in values let the chart's schema judge the rest."""
+    return re.sub(r"\{\{[^}]*\}\}", "x", text)
+
+
+@pytest.mark.parametrize("name", ["application.yaml", "application-kustomize.yaml", "applicationset.yaml"])
+def test_argocd_examples_point_at_existing_sources_the_chart_accepts(name: str, tmp_path: Path) -> None:
+    doc = yaml.safe_load((ARGOCD / name).read_text())
+    spec = doc["spec"]["template"]["spec"] if doc["kind"] == "ApplicationSet" else doc["spec"]
+    source = spec["source"]
+    assert (REPO / source["path"]).is_dir(), source["path"]
+    assert "ServerSideApply=true" in spec["syncPolicy"]["syncOptions"]
+    if doc["kind"] == "ApplicationSet":
+        assert any("clusters" in g for g in doc["spec"]["generators"]), "one release per cluster"
+    if "helm" in source:
+        values = tmp_path / "values.yaml"
+        vo = yaml.safe_load(_substitute_go_templates(yaml.safe_dump(source["helm"]["valuesObject"])))
+        if doc["kind"] == "ApplicationSet":
+            vo["monitoring"]["prometheusRule"]["driftSeverity"] = "warning"
+            vo["prometheus"]["url"] = "http://prometheus:9090"
+        values.write_text(yaml.safe_dump(vo))
+        helm(*template_args(values=[values]))
+    else:
+        assert (REPO / source["path"] / "kustomization.yaml").is_file()
