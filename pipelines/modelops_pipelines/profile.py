@@ -20,8 +20,11 @@ Schema (version 1)::
        # optional, added later (readers must cope with their absence):
        "n_unique": int,             # distinct finite values
        "values": [float, ...],      # only when n_unique <= MAX_DISCRETE_VALUES: the distinct values
-       "value_probs": [float, ...]} #   and their frequencies (low-cardinality numerics are compared
+       "value_probs": [float, ...], #   and their frequencies (low-cardinality numerics are compared
                                     #   value by value, as Evidently does for <= 5 distinct values)
+       "tail_quantiles": {"probs": [float, ...], "values": [float, ...]}}
+                                    # extra quantiles inside the outer 1% on each side, where the
+                                    # 101-point grid is too coarse for a Wasserstein distance
 
     categorical FeatureProfile:
       {"type": "categorical", "count": int, "missing_rate": float,
@@ -50,6 +53,8 @@ PROFILE_VERSION = 1
 PROFILE_FILENAME = "reference_profile.json"
 # Numeric features with at most this many distinct values also store their exact value frequencies.
 MAX_DISCRETE_VALUES = 20
+# Probabilities of the extra tail quantiles (between the first/last two points of the main grid).
+TAIL_PROBS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.9925, 0.995, 0.997, 0.998, 0.999, 0.9995)
 
 
 def _numeric_profile(values: pd.Series, n_bins: int, n_quantiles: int) -> dict[str, Any]:
@@ -80,6 +85,8 @@ def _numeric_profile(values: pd.Series, n_bins: int, n_quantiles: int) -> dict[s
         "bin_probs": [float(c) / len(finite) for c in counts],
         "quantiles": [float(q) for q in np.quantile(finite, np.linspace(0, 1, n_quantiles))],
         "n_unique": len(distinct),
+        "tail_quantiles": {"probs": list(TAIL_PROBS),
+                           "values": [float(q) for q in np.quantile(finite, TAIL_PROBS)]},
         **discrete,
     }
 
@@ -88,14 +95,17 @@ def _categorical_profile(values: pd.Series, max_categories: int) -> dict[str, An
     total = len(values)
     present = values.dropna()
     missing_rate = float(1.0 - len(present) / total) if total else 0.0
-    freq = present.astype(str).value_counts(normalize=True, sort=True)
+    counts = present.astype(str).value_counts(sort=True)
+    freq = counts / len(present) if len(present) else counts.astype(float)
     top = freq.iloc[:max_categories]
+    # from counts, not 1 - sum(top): float rounding would leave a phantom "other" of 1e-16
+    other = int(counts.iloc[max_categories:].sum())
     return {
         "type": "categorical",
         "count": len(present),
         "missing_rate": missing_rate,
         "categories": {str(k): float(v) for k, v in top.items()},
-        "other_freq": float(max(0.0, 1.0 - top.sum())) if len(present) else 0.0,
+        "other_freq": other / len(present) if len(present) else 0.0,
         "n_unique": len(freq),
     }
 
