@@ -29,7 +29,7 @@ import binascii
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
@@ -211,7 +211,7 @@ def _flatten(data: list[Any]) -> list[Any]:
     return out
 
 
-def _is_v2_tensors(value: Any) -> bool:
+def _is_v2_tensors(value: Any) -> TypeGuard[list[dict[str, Any]]]:
     return isinstance(value, list) and bool(value) and all(
         isinstance(t, dict) and "data" in t and "shape" in t for t in value)
 
