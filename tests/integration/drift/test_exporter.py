@@ -9,6 +9,7 @@ import uuid
 
 import numpy as np
 import pytest
+
 from tests.integration.drift.conftest import (
     FEATURES,
     get_json,

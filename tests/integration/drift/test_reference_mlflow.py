@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.integration.drift.conftest import get_json, make_frame, send_v1
 
 from modelops.drift.reference import load_profile
 from modelops_pipelines.profile import read_profile
+from tests.integration.drift.conftest import get_json, make_frame, send_v1
 
 pytestmark = pytest.mark.integration
 
