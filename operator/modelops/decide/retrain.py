@@ -187,6 +187,7 @@ class _Tick:
         self.plan = Plan(status={})
         self.updates: list[Condition] = []
         self.model = (self.spec.get("training") or {}).get("modelName", "")
+        self.latest: dict[str, Any] | None = None
 
     # events and notifications
     def event(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
@@ -445,6 +446,12 @@ class _Tick:
     def prune(self) -> None:
         keep_ok = int(self.spec.get("successfulRunsHistoryLimit", 3))
         keep_failed = int(self.spec.get("failedRunsHistoryLimit", 1))
+        # lastRun is taken before pruning (a history limit of 0 still shows the latest outcome); a lastRun
+        # whose run was pruned in an earlier tick stays until a newer run finishes
+        candidates = [r for r in self.runs if not is_active(r)]
+        if self.old.get("lastRun"):
+            candidates.append(dict(self.old["lastRun"]))
+        self.latest = max(candidates, key=lambda r: str(r.get("completionTime") or ""), default=None)
         kept: list[dict[str, Any]] = []
         ok = failed = 0
         for run in self.runs:  # newest first
@@ -472,11 +479,10 @@ class _Tick:
         gen = self.meta.get("generation")
         active = [r for r in self.runs if is_active(r)]
         awaiting = [r for r in self.runs if r.get("state") == "AwaitingApproval"]
-        finished = [r for r in self.runs if not is_active(r)]
         self.st["runs"] = self.runs
         self.st["outbox"] = self.outbox
         self.st["activeCount"] = len(active)
-        latest = max(finished, key=lambda r: str(r.get("completionTime") or ""), default=None)
+        latest = self.latest
         if latest is not None:
             self.st["lastRun"] = latest
         problems = list(self.inp.problems)
