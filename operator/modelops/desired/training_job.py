@@ -81,7 +81,10 @@ def _env(rs_spec: Mapping[str, Any], meta: Mapping[str, Any], run: Mapping[str, 
     mlflow = rs_spec.get("mlflow") or {}
     env: list[dict[str, Any]] = [
         {"name": "MLFLOW_TRACKING_URI", "value": mlflow.get("trackingUri") or defaults.mlflow_tracking_uri},
-        {"name": "MODELOPS_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH},
+        # the trainer's contract: where to write the result JSON, and an idempotency key (a retried Pod of
+        # the same Job reports the version already registered instead of training again)
+        {"name": "MODELOPS_TERMINATION_LOG", "value": TERMINATION_MESSAGE_PATH},
+        {"name": "MODELOPS_RUN_KEY", "value": str(run["job"])},
         {"name": "MODELOPS_RETRAIN_SCHEDULE", "value": f"{meta['namespace']}/{meta['name']}"},
         {"name": "MODELOPS_RUN_ID", "value": str(run["id"])},
         {"name": "MODELOPS_TRIGGER", "value": str(run["trigger"])},
