@@ -54,6 +54,7 @@ def test_new_objects_are_acknowledged_within_2s(operator: Operator, namespace: s
         for plural, obj in (("modeldeployments", _md(f"md{i}")), ("retrainschedules", _rs(f"rs{i}"))):
             kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, obj)
             got = _wait_ack(kube, namespace, plural, obj["metadata"]["name"], timeout=2.0)
+            assert got["status"]["phase"] == "Pending"
             conds = {c["type"]: c for c in got["status"]["conditions"]}
             assert conds["Accepted"]["status"] == "True"
             assert conds["Ready"]["status"] == "Unknown" and conds["Ready"]["reason"] == "AwaitingController"
@@ -82,6 +83,7 @@ def test_operator_side_check_rejects_unknown_time_zone(operator: Operator, names
     accepted = next(c for c in got["status"]["conditions"] if c["type"] == "Accepted")
     assert accepted["status"] == "False" and accepted["reason"] == "InvalidSpec"
     assert "spec.triggers.schedule.timeZone" in accepted["message"]
+    assert got["status"]["phase"] == "Invalid"
 
 
 def test_sigkill_and_restart_neither_duplicates_nor_loses(operator: Operator, namespace: str) -> None:

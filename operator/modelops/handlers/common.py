@@ -56,6 +56,9 @@ def acknowledge(kind: str, spec: Mapping[str, Any], status: Mapping[str, Any], m
         updates.append(Condition("Ready", "Unknown", "AwaitingController",
                                  f"the {kind} controller has not reported on generation {generation} yet"))
     conditions = merge_conditions(status.get("conditions"), updates, generation, datetime.now(UTC))
-    if conditions != list(status.get("conditions") or []) or status.get("observedGeneration") != generation:
+    phase = "Invalid" if problems else "Pending"  # display only; nothing branches on it
+    if (conditions != list(status.get("conditions") or []) or status.get("observedGeneration") != generation
+            or status.get("phase") != phase):
         patch.status["conditions"] = conditions
         patch.status["observedGeneration"] = generation
+        patch.status["phase"] = phase
