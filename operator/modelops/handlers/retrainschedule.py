@@ -104,7 +104,8 @@ def reconcile(deps: Deps, namespace: str, name: str) -> float | None:
         _post_event(deps, obj, event)
     if obj.get("status", {}).get("outbox"):
         _drain_outbox(deps, obj)
-    return plan.requeue_after
+    resync = deps.settings.retrain_resync_seconds
+    return resync if plan.requeue_after is None else min(plan.requeue_after, resync)
 
 
 def _post_event(deps: Deps, obj: dict[str, Any], event: Any) -> None:
