@@ -205,6 +205,7 @@ class Scheduler:
 
     async def run(self) -> None:
         while True:
+            self.wake.clear()  # before looking, so a wake-up during the look is not lost
             now = time.monotonic()
             for key, at in list(self.due.items()):
                 if at <= now and key not in self.running:
@@ -214,7 +215,6 @@ class Scheduler:
                     task.add_done_callback(self.tasks.discard)
             waiting = [at for key, at in self.due.items() if key not in self.running]
             delay = max(0.02, min(waiting, default=now + self.resync) - time.monotonic())
-            self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=delay)
 
