@@ -53,7 +53,8 @@ def test_cron_fires_at_the_right_time_and_suspend_holds_it(retrain_operator: Any
     clock.freeze("2030-01-01T02:00:01Z")
     run = wait_for("the cron run", lambda: runs(get(kube, namespace, "nightly")), 10, operator=retrain_operator)[0]
     assert run["trigger"] == "schedule" and run["firingKey"].startswith("2030-01-01T02:00:00")
-    assert _job_names(kube, namespace) == [run["job"]]
+    # the run is recorded before its Job exists (write-ahead), so wait for the Job
+    wait_for("the Job", lambda: _job_names(kube, namespace) == [run["job"]], 10)
     # kube-controller-manager made the Pod
     wait_for("the Pod", lambda: kube.core.list_namespaced_pod(namespace, label_selector=f"job-name={run['job']}").items,
              20)
