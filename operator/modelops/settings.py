@@ -27,6 +27,15 @@ class OperatorSettings(BaseSettings):
                                     description="Default KServe logger target.")
     trainer_image: str = Field(f"modelops/trainer:{__version__}", description="Default trainer image.")
     server_image: str = Field(f"modelops/model-server:{__version__}", description="Default model server image.")
+    retrain_resync_seconds: float = Field(30.0, gt=0, description=(
+        "Longest time between two reconciles of a RetrainSchedule. Cron firings and drift checks are "
+        "scheduled to the second regardless, and Job changes wake the controller at once."))
+    retrain_workers: int = Field(8, ge=1, description="RetrainSchedules reconciled concurrently.")
+    http_timeout_seconds: float = Field(5.0, gt=0, description=(
+        "Timeout of each Prometheus query, MLflow registry call and webhook POST."))
+    test_clock_file: str = Field("", description=(
+        "TEST ONLY: a file with {\"now\": ISO time} or {\"offsetSeconds\": N} that replaces the operator's "
+        "clock for trigger evaluation (see modelops/adapters/retrain_clock.py). Empty: the real clock."))
 
     def namespace_list(self) -> list[str]:
         return [n.strip() for n in self.namespaces.split(",") if n.strip()]

@@ -8,19 +8,35 @@ Schema (version 1)::
 
     {"version": 1, "rows": int, "task": "classification"|"regression",
      "features": {name: FeatureProfile, ...},       # in model input order
-     "prediction": FeatureProfile | null}
+     "prediction": FeatureProfile | null,
+     "sample": Sample | null}                       # optional (added later; absent in older profiles)
 
     numeric FeatureProfile:
       {"type": "numeric", "count": int, "missing_rate": float, "min": float, "max": float,
        "mean": float, "std": float,
        "bin_edges": [float, ...],   # inner cut points; bins are (-inf, e0], (e0, e1], ..., (e_k, inf)
        "bin_probs": [float, ...],   # len(bin_edges) + 1, sums to 1
-       "quantiles": [float, ...]}   # values at probabilities linspace(0, 1, n_quantiles)
+       "quantiles": [float, ...],   # values at probabilities linspace(0, 1, n_quantiles)
+       # optional, added later (readers must cope with their absence):
+       "n_unique": int,             # distinct finite values
+       "values": [float, ...],      # only when n_unique <= MAX_DISCRETE_VALUES: the distinct values
+       "value_probs": [float, ...], #   and their frequencies (low-cardinality numerics are compared
+                                    #   value by value, as Evidently does for <= 5 distinct values)
+       "tail_quantiles": {"probs": [float, ...], "values": [float, ...]}}
+                                    # extra quantiles inside the outer 1% on each side, where the
+                                    # 101-point grid is too coarse for a Wasserstein distance
 
     categorical FeatureProfile:
       {"type": "categorical", "count": int, "missing_rate": float,
        "categories": {value: frequency, ...},   # the most frequent max_categories values, as strings
-       "other_freq": float}                     # share of all remaining values
+       "other_freq": float,                     # share of all remaining values
+       "n_unique": int}                         # optional, added later: distinct values in total
+
+    Sample (optional): a uniform random sample of the training rows, for human-facing reports
+    (Evidently HTML) that need raw values; drift metrics never use it.
+      {"rows": int, "features": {name: [value | null, ...]}, "prediction": [value | null, ...] | null}
+
+Additions keep ``version`` at 1: every field of the first release is still there with the same meaning.
 """
 
 from __future__ import annotations
@@ -35,6 +51,10 @@ import pandas as pd
 
 PROFILE_VERSION = 1
 PROFILE_FILENAME = "reference_profile.json"
+# Numeric features with at most this many distinct values also store their exact value frequencies.
+MAX_DISCRETE_VALUES = 20
+# Probabilities of the extra tail quantiles (between the first/last two points of the main grid).
+TAIL_PROBS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.9925, 0.995, 0.997, 0.998, 0.999, 0.9995)
 
 
 def _numeric_profile(values: pd.Series, n_bins: int, n_quantiles: int) -> dict[str, Any]:
@@ -48,6 +68,11 @@ def _numeric_profile(values: pd.Series, n_bins: int, n_quantiles: int) -> dict[s
     # Quantile cut points give roughly equal-mass bins; duplicates (discrete features) collapse.
     inner = np.unique(np.quantile(finite, np.linspace(0, 1, n_bins + 1)[1:-1]))
     counts = np.bincount(np.searchsorted(inner, finite, side="left"), minlength=len(inner) + 1)
+    distinct, distinct_counts = np.unique(finite, return_counts=True)
+    discrete: dict[str, Any] = {}
+    if len(distinct) <= MAX_DISCRETE_VALUES:
+        discrete = {"values": [float(v) for v in distinct],
+                    "value_probs": [float(c) / len(finite) for c in distinct_counts]}
     return {
         "type": "numeric",
         "count": len(finite),
@@ -59,6 +84,10 @@ def _numeric_profile(values: pd.Series, n_bins: int, n_quantiles: int) -> dict[s
         "bin_edges": [float(e) for e in inner],
         "bin_probs": [float(c) / len(finite) for c in counts],
         "quantiles": [float(q) for q in np.quantile(finite, np.linspace(0, 1, n_quantiles))],
+        "n_unique": len(distinct),
+        "tail_quantiles": {"probs": list(TAIL_PROBS),
+                           "values": [float(q) for q in np.quantile(finite, TAIL_PROBS)]},
+        **discrete,
     }
 
 
@@ -66,14 +95,18 @@ def _categorical_profile(values: pd.Series, max_categories: int) -> dict[str, An
     total = len(values)
     present = values.dropna()
     missing_rate = float(1.0 - len(present) / total) if total else 0.0
-    freq = present.astype(str).value_counts(normalize=True, sort=True)
+    counts = present.astype(str).value_counts(sort=True)
+    freq = counts / len(present) if len(present) else counts.astype(float)
     top = freq.iloc[:max_categories]
+    # from counts, not 1 - sum(top): float rounding would leave a phantom "other" of 1e-16
+    other = int(counts.iloc[max_categories:].sum())
     return {
         "type": "categorical",
         "count": len(present),
         "missing_rate": missing_rate,
         "categories": {str(k): float(v) for k, v in top.items()},
-        "other_freq": float(max(0.0, 1.0 - top.sum())) if len(present) else 0.0,
+        "other_freq": other / len(present) if len(present) else 0.0,
+        "n_unique": len(freq),
     }
 
 
@@ -99,11 +132,14 @@ def build_reference_profile(
     n_bins: int = 10,
     n_quantiles: int = 101,
     max_categories: int = 50,
+    sample_rows: int = 1000,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Profile every column of `frame` (the model's input features) and, if given, the predictions.
 
     `categorical` names the categorical columns; when omitted, non-numeric dtypes are categorical.
     Predictions of a classifier are profiled as categorical (class labels), of a regressor as numeric.
+    `sample_rows` rows (0: none) are kept verbatim as a reference sample for HTML reports.
     """
     if task not in ("classification", "regression"):
         raise ValueError(f"task must be 'classification' or 'regression', not {task!r}")
@@ -117,12 +153,33 @@ def build_reference_profile(
         for name in frame.columns
     }
     prediction = None
+    pred = None
     if predictions is not None:
         pred = pd.Series(np.asarray(predictions).ravel())
         prediction = feature_profile(pred, categorical=(task == "classification"), n_bins=n_bins,
                                      n_quantiles=n_quantiles, max_categories=max_categories)
+    sample = None
+    if sample_rows > 0 and len(frame) > 0:
+        idx = np.sort(np.random.default_rng(seed).choice(len(frame), min(sample_rows, len(frame)),
+                                                         replace=False))
+        sample = {
+            "rows": len(idx),
+            "features": {str(name): _sample_values(frame[name].iloc[idx], features[str(name)]["type"])
+                         for name in frame.columns},
+            "prediction": (_sample_values(pred.iloc[idx], prediction["type"])
+                           if pred is not None and prediction is not None and len(pred) == len(frame)
+                           else None),
+        }
     return {"version": PROFILE_VERSION, "rows": len(frame), "task": task,
-            "features": features, "prediction": prediction}
+            "features": features, "prediction": prediction, "sample": sample}
+
+
+def _sample_values(values: pd.Series, kind: str) -> list[Any]:
+    """JSON-safe raw values: floats (NaN -> null) for numeric, strings (missing -> null) for categorical."""
+    if kind == "numeric":
+        x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+        return [float(v) if np.isfinite(v) else None for v in x]
+    return [None if pd.isna(v) else str(v) for v in values]
 
 
 def write_profile(profile: dict[str, Any], directory: str | Path) -> Path:

@@ -1,0 +1,77 @@
+"""`modelops drift-exporter`: registered on the one `modelops` command (stdlib + typer imports only here)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("drift-exporter")(drift_exporter)
+
+
+def drift_exporter(
+    reference: Annotated[list[str], typer.Option(
+        "--reference", "-r",
+        help="[MODEL=]SOURCE, repeatable. SOURCE: reference_profile.json, a model directory, or an MLflow "
+             "URI (models:/NAME/VERSION, models:/NAME@ALIAS, runs:/ID/PATH); '{version}' in it is "
+             "replaced by each served version. Without MODEL= it is the default for every model.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    mlflow_tracking_uri: Annotated[str | None, typer.Option(
+        help="MLflow tracking/registry URI for MLflow sources (default: $MLFLOW_TRACKING_URI).")] = None,
+    window_rows: Annotated[int, typer.Option(help="Rows kept per model version (sliding window).")] = 10_000,
+    window_age: Annotated[float, typer.Option(help="Seconds a row stays in the window.")] = 3600.0,
+    min_rows: Annotated[int, typer.Option(help="Rows needed before drift is judged ('insufficient data' "
+                                                "below).")] = 200,
+    join_timeout: Annotated[float, typer.Option(help="Seconds a logged request waits for its response "
+                                                     "(0: do not wait, e.g. logger mode 'request').")] = 5.0,
+    max_models: Annotated[int, typer.Option(help="Models tracked at most.")] = 50,
+    max_versions: Annotated[int, typer.Option(help="Versions tracked per model.")] = 5,
+    max_features: Annotated[int, typer.Option(help="Features with their own metric series per model "
+                                                   "version.")] = 100,
+    max_event_rows: Annotated[int, typer.Option(help="Rows accepted in one event.")] = 10_000,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body accepted.")] = 16 << 20,
+    max_pending: Annotated[int, typer.Option(help="Requests/responses waiting for their partner.")] = 10_000,
+    wasserstein_threshold: Annotated[float, typer.Option(help="Normed Wasserstein distance at which a "
+                                                              "numeric feature drifted.")] = 0.1,
+    jensenshannon_threshold: Annotated[float, typer.Option(help="Jensen-Shannon distance at which a "
+                                                                "categorical feature drifted.")] = 0.1,
+    p_value_threshold: Annotated[float, typer.Option(help="p-value below which KS/chi-square/z tests "
+                                                          "(small references) say drift.")] = 0.05,
+    drift_share: Annotated[float, typer.Option(help="Share of drifted features for dataset drift.")] = 0.5,
+    report_dir: Annotated[Path | None, typer.Option(help="Write HTML/PNG reports here on a schedule.")] = None,
+    report_interval: Annotated[float, typer.Option(help="Seconds between scheduled reports.")] = 3600.0,
+    report_ttl: Annotated[float, typer.Option(help="Seconds an on-demand report is reused.")] = 60.0,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Serve drift metrics for KServe payload logs: CloudEvents in, Prometheus metrics and reports out."""
+    import logging
+
+    import uvicorn
+
+    from modelops.drift.app import ReportSettings, create_app
+    from modelops.drift.reference import ReferenceSpec, ReferenceStore
+    from modelops.drift.service import Exporter, ExporterConfig
+    from modelops.drift.stats import DriftConfig
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    store = ReferenceStore([ReferenceSpec.parse(r) for r in reference],
+                           tracking_uri=mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
+    try:
+        store.preload()
+    except RuntimeError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--reference") from None
+    cfg = ExporterConfig(
+        window_rows=window_rows, window_age=window_age, join_timeout=join_timeout, max_models=max_models,
+        max_versions=max_versions, max_features=max_features, max_event_rows=max_event_rows,
+        max_body_bytes=max_body_bytes, max_pending=max_pending,
+        drift=DriftConfig(min_rows=min_rows, wasserstein_threshold=wasserstein_threshold,
+                          jensenshannon_threshold=jensenshannon_threshold,
+                          p_value_threshold=p_value_threshold, drift_share=drift_share))
+    app = create_app(Exporter(store, cfg), ReportSettings(ttl=report_ttl, directory=report_dir,
+                                                          interval=report_interval if report_dir else 0.0))
+    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False)

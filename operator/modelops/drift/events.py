@@ -1,0 +1,337 @@
+"""KServe payload-logger CloudEvents in, feature columns and predictions out. No web framework here.
+
+What the KServe agent sends (``pkg/logger/worker.go`` and ``handler.go`` in kserve/kserve): one HTTP POST per
+logged message, CloudEvents v1.0 in *binary* mode (attributes as ``ce-*`` headers, the inference payload
+as the body, with the Content-Type of the original inference request):
+
+- ``ce-specversion: 1.0``, ``ce-id`` (the request's ``Ce-Id`` header or a fresh UUID; the request and
+  the response of one inference share it), ``ce-source`` (the agent's ``--source-uri``), ``ce-time``,
+- ``ce-type``: ``org.kubeflow.serving.inference.request`` or ``org.kubeflow.serving.inference.response``,
+- extensions ``ce-inferenceservicename``, ``ce-namespace``, ``ce-component`` (predictor, transformer,
+  ...), ``ce-endpoint`` (``default`` or ``canary``), ``ce-metadata`` (JSON object of the headers listed in
+  ``logger.metadataHeaders``: name -> [values]) and, when ``logger.metadataAnnotations`` is set,
+  ``ce-annotations`` (JSON object of those InferenceService annotations).
+
+Bodies: V1 ``{"instances": [...]}`` / ``{"predictions": [...]}``; V2 (Open Inference Protocol)
+``{"inputs": [{"name", "shape", "datatype", "data"}]}`` / ``{"model_name", "model_version", "outputs":
+[...]}``. Structured mode (``application/cloudevents+json``) and batches
+(``application/cloudevents-batch+json``) are accepted too, for other senders and for replays.
+
+The model version of an event is, in order: the annotation ``modelops.dev/model-version`` (set it on the
+InferenceService and list it in ``logger.metadataAnnotations``), a ``Model-Version`` metadata header, the
+V2 response's ``model_version``; else ``unknown``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeGuard
+
+REQUEST_TYPE = "org.kubeflow.serving.inference.request"
+RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
+# InferenceService annotation carrying the served model version (listed in logger.metadataAnnotations).
+VERSION_ANNOTATION = "modelops.dev/model-version"
+# Metadata header (logger.metadataHeaders) carrying the version, for senders that cannot annotate.
+VERSION_HEADER = "model-version"
+UNKNOWN_VERSION = "unknown"
+
+# Why an event was refused: a closed set, so the rejection counter's label stays bounded.
+REASONS: dict[str, int] = {
+    "not_a_cloudevent": 400,  # required ce-* attributes missing
+    "unsupported_event_type": 400,  # ce-type is neither inference.request nor inference.response
+    "unsupported_content_type": 415,
+    "invalid_json": 400,
+    "invalid_payload": 422,  # JSON, but not a V1/V2 payload that matches the reference's features
+    "missing_model": 400,  # no ce-inferenceservicename and no model_name in the body
+    "unknown_model": 422,  # no reference profile configured for this model
+    "reference_unavailable": 503,  # a reference is configured but could not be loaded (retried later)
+    "body_too_large": 413,
+    "too_many_rows": 413,
+    "too_many_models": 429,  # the cap on tracked models is reached
+}
+
+
+class EventError(Exception):
+    """An event we refuse; ``reason`` is one of REASONS (a metric label), ``message`` is for humans."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        assert reason in REASONS, reason
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.status = REASONS[reason]
+
+
+@dataclass
+class LoggedEvent:
+    id: str
+    kind: Literal["request", "response"]
+    model: str
+    version: str | None
+    payload: Any
+    namespace: str | None = None
+    endpoint: str | None = None
+    component: str | None = None
+    source: str | None = None
+
+
+def _json(data: bytes | str, what: str) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EventError("invalid_json", f"{what} is not valid JSON: {exc}") from None
+
+
+def _json_object(text: str | None) -> Mapping[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _version_hint(annotations: str | None, metadata: str | None, payload: Any) -> str | None:
+    ann = _json_object(annotations)
+    if isinstance(ann.get(VERSION_ANNOTATION), str | int) and str(ann[VERSION_ANNOTATION]):
+        return str(ann[VERSION_ANNOTATION])
+    for name, values in _json_object(metadata).items():
+        if name.lower() in (VERSION_HEADER, "x-" + VERSION_HEADER) and isinstance(values, list) and values:
+            return str(values[0])
+    if isinstance(payload, dict) and payload.get("model_version") not in (None, ""):
+        return str(payload["model_version"])
+    return None
+
+
+def _check_attributes(attrs: Mapping[str, Any]) -> None:
+    missing = [a for a in ("id", "type", "source", "specversion") if not attrs.get(a)]
+    if missing:
+        raise EventError("not_a_cloudevent", f"missing CloudEvent attribute(s): {', '.join(missing)}")
+
+
+def _event(attrs: Mapping[str, Any], payload: Any) -> LoggedEvent:
+    """Build from CloudEvent attributes (lower-case names without the ``ce-`` prefix)."""
+    _check_attributes(attrs)
+    ce_type = str(attrs["type"])
+    if ce_type == REQUEST_TYPE:
+        kind: Literal["request", "response"] = "request"
+    elif ce_type == RESPONSE_TYPE:
+        kind = "response"
+    else:
+        raise EventError("unsupported_event_type",
+                         f"ce-type {ce_type!r} is not {REQUEST_TYPE} or {RESPONSE_TYPE}")
+    model = attrs.get("inferenceservicename") or (payload.get("model_name") if isinstance(payload, dict)
+                                                  else None)
+    if not model:
+        raise EventError("missing_model", "no ce-inferenceservicename attribute and no model_name in the body")
+    return LoggedEvent(
+        id=str(attrs["id"]), kind=kind, model=str(model),
+        version=_version_hint(attrs.get("annotations"), attrs.get("metadata"), payload),
+        payload=payload, namespace=attrs.get("namespace"), endpoint=attrs.get("endpoint"),
+        component=attrs.get("component"), source=str(attrs["source"]))
+
+
+_NON_JSON_PREFIXES = ("application/octet-stream", "image/", "audio/", "video/", "multipart/")
+
+
+def parse_http(headers: Mapping[str, str], body: bytes) -> list[LoggedEvent]:
+    """Events of one HTTP POST; ``headers`` keys lower-case. Raises EventError."""
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/cloudevents+json":
+        return [_structured(_json(body, "structured CloudEvent"))]
+    if content_type == "application/cloudevents-batch+json":
+        batch = _json(body, "CloudEvents batch")
+        if not isinstance(batch, list):
+            raise EventError("not_a_cloudevent", "a CloudEvents batch must be a JSON array")
+        return [_structured(e) for e in batch]
+    attrs = {k[3:]: v for k, v in headers.items() if k.startswith("ce-")}
+    if not attrs:
+        raise EventError("not_a_cloudevent",
+                         "no ce-* headers (binary mode) and Content-Type is not application/cloudevents+json")
+    _check_attributes(attrs)
+    if content_type.startswith(_NON_JSON_PREFIXES):
+        raise EventError("unsupported_content_type",
+                         f"payload Content-Type {content_type!r}: only JSON inference payloads are analysed")
+    # The agent copies the inference request's Content-Type, which clients often leave empty or set to
+    # form encoding (curl -d); the KServe server parses the body as JSON anyway, and so do we.
+    return [_event(attrs, _json(body, "event data"))]
+
+
+def _structured(envelope: Any) -> LoggedEvent:
+    if not isinstance(envelope, dict):
+        raise EventError("not_a_cloudevent", "a structured CloudEvent must be a JSON object")
+    if "data_base64" in envelope:
+        try:
+            raw = base64.b64decode(envelope["data_base64"], validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise EventError("invalid_payload", "data_base64 is not valid base64") from None
+        payload = _json(raw, "event data")
+    else:
+        payload = envelope.get("data")
+        if isinstance(payload, str | bytes):
+            payload = _json(payload, "event data")
+    attrs = {k.lower(): v for k, v in envelope.items() if k not in ("data", "data_base64")}
+    return _event(attrs, payload)
+
+
+# --- payloads -> columns --------------------------------------------------------------------------------
+
+def _tensor_rows(tensor: Mapping[str, Any]) -> tuple[list[int], list[Any]]:
+    shape = tensor.get("shape")
+    data = tensor.get("data")
+    if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape) or not shape:
+        raise EventError("invalid_payload", f"tensor {tensor.get('name')!r}: shape must be a list of sizes")
+    if not isinstance(data, list):
+        raise EventError("invalid_payload", f"tensor {tensor.get('name')!r}: data must be a list")
+    flat = _flatten(data)
+    size = 1
+    for s in shape:
+        size *= s
+    if len(flat) != size:
+        raise EventError("invalid_payload", f"tensor {tensor.get('name')!r}: {len(flat)} values for shape {shape}")
+    return shape, flat
+
+
+def _flatten(data: list[Any]) -> list[Any]:
+    if not data or not isinstance(data[0], list):
+        return data
+    out: list[Any] = []
+    stack = [data]
+    while stack:  # iterative, row-major
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        else:
+            out.append(item)
+    return out
+
+
+def _is_v2_tensors(value: Any) -> TypeGuard[list[dict[str, Any]]]:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(t, dict) and "data" in t and "shape" in t for t in value)
+
+
+def request_columns(payload: Any, features: Sequence[str], max_rows: int) -> tuple[int, dict[str, list[Any]]]:
+    """Rows of a V1 or V2 request as raw columns (feature name -> values), in reference feature order.
+
+    Positional rows/tensors must have one value per reference feature; named ones (dict rows, one V2
+    tensor per feature, TF-style column dicts) may omit features (missing values) and carry extra keys.
+    """
+    if not isinstance(payload, dict):
+        raise EventError("invalid_payload", "the inference request body must be a JSON object")
+    if "instances" in payload:
+        return _rows_to_columns(payload["instances"], features, max_rows)
+    inputs = payload.get("inputs")
+    if _is_v2_tensors(inputs):
+        return _v2_columns(inputs, features, max_rows)
+    if isinstance(inputs, dict):  # TF-serving columnar V1: {"inputs": {"f1": [...], ...}}
+        return _named_columns(inputs, features, max_rows)
+    if isinstance(inputs, list):
+        return _rows_to_columns(inputs, features, max_rows)
+    raise EventError("invalid_payload", "request has neither 'instances' (V1) nor 'inputs' (V2)")
+
+
+def _check_rows(n: int, max_rows: int) -> None:
+    if n > max_rows:
+        raise EventError("too_many_rows", f"{n} rows in one event; the limit is {max_rows}")
+    if n == 0:
+        raise EventError("invalid_payload", "no rows in the payload")
+
+
+def _rows_to_columns(rows: Any, features: Sequence[str], max_rows: int) -> tuple[int, dict[str, list[Any]]]:
+    if not isinstance(rows, list):
+        raise EventError("invalid_payload", "instances must be a list of rows")
+    _check_rows(len(rows), max_rows)
+    nf = len(features)
+    if all(isinstance(r, dict) for r in rows):
+        return len(rows), {f: [r.get(f) for r in rows] for f in features}
+    if all(isinstance(r, list) for r in rows):
+        for i, r in enumerate(rows):
+            if len(r) != nf:
+                raise EventError("invalid_payload",
+                                 f"row {i} has {len(r)} values; the reference has {nf} features")
+        return len(rows), {f: [r[j] for r in rows] for j, f in enumerate(features)}
+    if nf == 1 and not any(isinstance(r, list | dict) for r in rows):
+        return len(rows), {features[0]: list(rows)}
+    raise EventError("invalid_payload", "rows must all be lists (positional) or all objects (by name)")
+
+
+def _named_columns(cols: Mapping[str, Any], features: Sequence[str],
+                   max_rows: int) -> tuple[int, dict[str, list[Any]]]:
+    lengths = {len(v) for v in cols.values() if isinstance(v, list)}
+    if len(lengths) != 1 or not all(isinstance(v, list) for v in cols.values()):
+        raise EventError("invalid_payload", "columnar inputs must be lists of one length")
+    n = lengths.pop()
+    _check_rows(n, max_rows)
+    if not any(f in cols for f in features):
+        raise EventError("invalid_payload", "none of the reference features is among the inputs")
+    return n, {f: list(cols[f]) if f in cols else [None] * n for f in features}
+
+
+def _v2_columns(tensors: list[dict[str, Any]], features: Sequence[str],
+                max_rows: int) -> tuple[int, dict[str, list[Any]]]:
+    nf = len(features)
+    by_name = {str(t.get("name")): t for t in tensors}
+    if len(tensors) == 1 and tensors[0].get("name") not in features:
+        shape, flat = _tensor_rows(tensors[0])
+        if (len(shape) == 2 and shape[1] == nf) or (len(shape) == 1 and nf == 1):
+            n = shape[0]
+        else:
+            raise EventError("invalid_payload",
+                             f"tensor shape {shape} does not match the reference's {nf} features")
+        _check_rows(n, max_rows)
+        return n, {f: flat[j::nf] for j, f in enumerate(features)}
+    named = [f for f in features if f in by_name]
+    if not named:
+        raise EventError("invalid_payload", "no input tensor is named after a reference feature")
+    cols: dict[str, list[Any]] = {}
+    n = -1
+    for f in named:
+        shape, flat = _tensor_rows(by_name[f])
+        if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+            raise EventError("invalid_payload", f"tensor {f!r}: per-feature tensors must have shape [N] or [N, 1]")
+        if n not in (-1, shape[0]):
+            raise EventError("invalid_payload", "per-feature tensors have different row counts")
+        n = shape[0]
+        cols[f] = flat
+    _check_rows(n, max_rows)
+    return n, {f: cols.get(f, [None] * n) for f in features}
+
+
+def _label(value: Any, classification: bool) -> Any:
+    """One prediction: class probabilities -> argmax for a classifier, first value for a regressor."""
+    if isinstance(value, list):
+        if not value:
+            return None
+        if classification and len(value) > 1 and all(isinstance(v, int | float) for v in value):
+            return max(range(len(value)), key=lambda i: value[i])
+        return value[0]
+    if isinstance(value, dict):
+        return None
+    return value
+
+
+def response_predictions(payload: Any, classification: bool) -> list[Any]:
+    """Predictions of a V1 (``predictions``) or V2 (first output tensor) response, one per row."""
+    if not isinstance(payload, dict):
+        raise EventError("invalid_payload", "the inference response body must be a JSON object")
+    if "predictions" in payload:
+        preds = payload["predictions"]
+        if not isinstance(preds, list):
+            raise EventError("invalid_payload", "predictions must be a list")
+        return [_label(p, classification) for p in preds]
+    outputs = payload.get("outputs")
+    if _is_v2_tensors(outputs):
+        shape, flat = _tensor_rows(outputs[0])
+        if len(shape) == 1:
+            return list(flat)
+        if len(shape) == 2:
+            width = shape[1]
+            return [_label(flat[i * width:(i + 1) * width], classification) for i in range(shape[0])]
+        raise EventError("invalid_payload", f"output tensor shape {shape}: expected [N] or [N, C]")
+    raise EventError("invalid_payload", "response has neither 'predictions' (V1) nor 'outputs' (V2)")
