@@ -56,4 +56,4 @@ chart-test:
 
 # The four images, offline (wheelhouse + local base image); CPU-heavy, not part of `make test`.
 images:
-	uv run --frozen modelops images build
+	uv run --frozen python -m modelops.images build

@@ -238,14 +238,20 @@ def build(
                           indent=1))
 
 
-def register(app: typer.Typer) -> None:
-    images = typer.Typer(help="Container images of the four runtimes (offline-capable build).",
+#: `modelops images ...`
+images_app = typer.Typer(help="Container images of the four runtimes (offline-capable build).",
                          no_args_is_help=True)
-    images.command("build")(build)
-    app.add_typer(images, name="images")
+images_app.command("build")(build)
+
+
+@images_app.callback()
+def _images() -> None:
+    """Container images of the four runtimes (offline-capable build)."""
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(images_app, name="images")
 
 
 if __name__ == "__main__":  # `python -m modelops.images build` until cli.py registers this module
-    _app = typer.Typer()
-    register(_app)
-    _app()
+    images_app()
