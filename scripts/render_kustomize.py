@@ -6,8 +6,9 @@ manifests, so `kubectl apply -k` installs exactly what `helm install` does with 
     python scripts/render_kustomize.py --check  # exit 1 if they are stale (tests/charts runs this)
 
 Generated: base/crds/*.yaml (copies of manifests/crds), base/modelops.yaml (release "modelops" in namespace
-"modelops", no Prometheus Operator objects), components/monitoring/monitoring.yaml (ServiceMonitor,
-PodMonitor, PrometheusRule). Hand-written: every kustomization.yaml, base/namespace.yaml and the overlays.
+"modelops", no Prometheus Operator objects, no drift exporter), components/drift-exporter/drift-exporter.yaml
+(the exporter with an example reference) and operator-settings-patch.yaml (the operator setting that
+points at it), components/monitoring/monitoring.yaml (ServiceMonitor, PodMonitor, PrometheusRule). Hand-written: every kustomization.yaml, base/namespace.yaml and the overlays.
 """
 
 from __future__ import annotations
@@ -55,10 +56,30 @@ def _dump(objs: list[dict], what: str) -> str:
     return HEADER.format(what=what) + "".join("---\n" + yaml.safe_dump(o, sort_keys=False) for o in objs)
 
 
+#: The drift exporter needs a reference to start; overlays replace this example with their models.
+EXPORTER = ("driftExporter.enabled=true", "driftExporter.references={churn=models:/churn@champion}")
+
+
+def _component(o: dict) -> str:
+    return str(o["metadata"].get("labels", {}).get("app.kubernetes.io/component", ""))
+
+
 def files() -> dict[Path, str]:
-    base = [o for o in _render("monitoring.prometheusOperator=never")]
-    mon = [o for o in _render("monitoring.prometheusOperator=always") if o["kind"] in MONITORING_KINDS]
+    base = _render("monitoring.prometheusOperator=never")
+    with_exporter = _render("monitoring.prometheusOperator=always", *EXPORTER)
+    exporter = [o for o in with_exporter if _component(o) == "drift-exporter" and o["kind"] not in MONITORING_KINDS]
+    mon = [o for o in with_exporter if o["kind"] in MONITORING_KINDS]
+    # the operator's setting that points model servers' payload loggers at the exporter
+    url = next(o for o in with_exporter if o["kind"] == "ConfigMap" and _component(o) == "operator")["data"][
+        "MODELOPS_DRIFT_EXPORTER_URL"]
+    settings = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "modelops-operator", "namespace": "modelops"},
+                "data": {"MODELOPS_DRIFT_EXPORTER_URL": url}}
     out = {OUT / "base" / "modelops.yaml": _dump(base, "default values"),
+           OUT / "components" / "drift-exporter" / "drift-exporter.yaml": _dump(
+               exporter, "drift exporter, example reference churn=models:/churn@champion"),
+           OUT / "components" / "drift-exporter" / "operator-settings-patch.yaml": _dump(
+               [settings], "the operator setting that points payload loggers at the exporter"),
            OUT / "components" / "monitoring" / "monitoring.yaml": _dump(mon, "Prometheus Operator objects")}
     for crd in sorted((REPO / "manifests" / "crds").glob("*.yaml")):
         out[OUT / "base" / "crds" / crd.name] = crd.read_text()

@@ -145,7 +145,8 @@ def test_cluster_wide_install_grants_the_operators_calls_and_no_secret_reads(kub
     ns = restricted_namespace
     _ensure_namespaces(kube, ("ml-prod",))
     release = f"c{uuid.uuid4().hex[:6]}"
-    with installed(kube, release, ns, "--set", "rbac.secretNamespaces={ml-prod}"):
+    with installed(kube, release, ns, "--set", "rbac.secretNamespaces={ml-prod}", "--set", "driftExporter.enabled=true",
+                   "--set", "driftExporter.references={churn=models:/churn@champion}"):
         kinds = json.loads(kube.kubectl("get", "deploy,sa,svc,cm,servicemonitor,podmonitor,prometheusrule",
                                         "-n", ns, "-o", "json").stdout)["items"]
         got = {i["kind"] for i in kinds}

@@ -16,6 +16,13 @@ from tests.charts.chart import CHART, REPO, SCENARIOS, helm, pod_specs, render, 
 pytestmark = pytest.mark.unit
 
 SCENARIO_IDS = [p.name for p in SCENARIOS]
+#: The drift exporter is off by default (it needs a reference model to start).
+EXPORTER = ("driftExporter.enabled=true", "driftExporter.references={churn=models:/churn@champion}")
+
+
+def test_an_enabled_drift_exporter_needs_a_reference() -> None:
+    proc = helm(*template_args(sets=["driftExporter.enabled=true"]), check=False)
+    assert proc.returncode != 0 and "/driftExporter/references" in proc.stderr, proc.stderr
 
 
 def test_there_are_ci_scenarios() -> None:
@@ -200,7 +207,7 @@ def test_namespaced_install_has_no_cluster_role_for_the_modelops_kinds() -> None
 ])
 def test_prometheus_operator_objects_follow_the_capabilities(api_versions: tuple[str, ...], mode: str,
                                                              expected: set[str]) -> None:
-    objs = render(sets=[f"monitoring.prometheusOperator={mode}"], api_versions=api_versions)
+    objs = render(sets=[f"monitoring.prometheusOperator={mode}", *EXPORTER], api_versions=api_versions)
     assert {o["kind"] for o in objs} & {"ServiceMonitor", "PodMonitor", "PrometheusRule"} == expected
 
 
@@ -223,8 +230,8 @@ def test_long_release_names_are_truncated_to_63_characters_without_losing_the_ro
     release = "a-long-release-name-that-a-platform-team-might-pick-x"  # 53, helm's longest
     assert len(release) == 53
     objs = render(release=release, api_versions=["monitoring.coreos.com/v1"],
-                  sets=["mlflow.bundled.enabled=true"])
-    objs += render(sets=["fullnameOverride=" + "f" * 70, "mlflow.bundled.enabled=true"])
+                  sets=["mlflow.bundled.enabled=true", *EXPORTER])
+    objs += render(sets=["fullnameOverride=" + "f" * 70, "mlflow.bundled.enabled=true", *EXPORTER])
     names = [o["metadata"]["name"] for o in objs]
     assert all(len(n) <= 63 and not n.endswith("-") for n in names), [n for n in names if len(n) > 63]
     kinds_names = [(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objs]
