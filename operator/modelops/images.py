@@ -282,11 +282,25 @@ def verify(
     root = repo_root()
     report: dict[str, str] = {}
     # drift exporter: health, readiness and metrics
+    # (it needs a reference to start: a reference profile of a small generated frame)
+    import numpy as np
+    import pandas as pd
+
+    from modelops_pipelines.profile import build_reference_profile, write_profile
+
+    refdir = root / "build" / "verify-reference"
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"age": rng.normal(40, 10, 2000), "plan": rng.choice(["a", "b"], 2000)})
+    write_profile(build_reference_profile(frame, task="classification", predictions=rng.integers(0, 2, 2000)),
+                  refdir)
+    for p in (refdir, *refdir.iterdir()):
+        p.chmod(0o755 if p.is_dir() else 0o644)
     ref = f"modelops/drift-exporter:{tag}"
     port = _free_port()
     name = f"verify-exporter-{port}"
-    subprocess.run(["docker", "run", "-d", "--rm", "--name", name, *RESTRICTED_RUN, ref, "drift-exporter",
-                    "--host=127.0.0.1", f"--port={port}"], check=True, capture_output=True)
+    subprocess.run(["docker", "run", "-d", "--rm", "--name", name, *RESTRICTED_RUN, "-v", f"{refdir}:/ref:ro",
+                    ref, "drift-exporter", "--host=127.0.0.1", f"--port={port}",
+                    "--reference=churn=/ref/reference_profile.json"], check=True, capture_output=True)
     try:
         _wait_http(f"http://127.0.0.1:{port}/healthz", 60, name)
         ready = _wait_http(f"http://127.0.0.1:{port}/readyz", 10, name)
