@@ -65,7 +65,7 @@ def suggest_params(trial: Any, family: str, task: str) -> dict[str, Any]:
 
     if family == "xgboost":
         return {
-            "n_estimators": trial.suggest_int(f("n_estimators"), 50, 400, log=True),
+            "n_estimators": trial.suggest_int(f("n_estimators"), 50, 300, log=True),
             "max_depth": trial.suggest_int(f("max_depth"), 2, 10),
             "learning_rate": trial.suggest_float(f("learning_rate"), 0.01, 0.3, log=True),
             "subsample": trial.suggest_float(f("subsample"), 0.5, 1.0),
@@ -75,20 +75,20 @@ def suggest_params(trial: Any, family: str, task: str) -> dict[str, Any]:
         }
     if family == "hist_gradient_boosting":
         return {
-            "max_iter": trial.suggest_int(f("max_iter"), 50, 400, log=True),
+            "max_iter": trial.suggest_int(f("max_iter"), 50, 300, log=True),
             "learning_rate": trial.suggest_float(f("learning_rate"), 0.01, 0.3, log=True),
-            "max_leaf_nodes": trial.suggest_int(f("max_leaf_nodes"), 8, 96, log=True),
+            "max_leaf_nodes": trial.suggest_int(f("max_leaf_nodes"), 8, 64, log=True),
             "min_samples_leaf": trial.suggest_int(f("min_samples_leaf"), 5, 100, log=True),
             "l2_regularization": trial.suggest_float(f("l2_regularization"), 1e-4, 10.0, log=True),
             "max_features": trial.suggest_float(f("max_features"), 0.5, 1.0),
         }
     if family == "random_forest":
         return {
-            "n_estimators": trial.suggest_int(f("n_estimators"), 40, 200, log=True),
-            "max_depth": trial.suggest_int(f("max_depth"), 4, 18),
+            "n_estimators": trial.suggest_int(f("n_estimators"), 30, 150, log=True),
+            "max_depth": trial.suggest_int(f("max_depth"), 4, 16),
             "min_samples_leaf": trial.suggest_int(f("min_samples_leaf"), 1, 30, log=True),
             "max_features": trial.suggest_float(f("max_features"), 0.2, 1.0),
-            "max_samples": trial.suggest_float(f("max_samples"), 0.3, 1.0),
+            "max_samples": trial.suggest_float(f("max_samples"), 0.3, 0.9),
         }
     if family == "linear":
         if task == "classification":
