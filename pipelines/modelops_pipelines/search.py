@@ -141,9 +141,13 @@ def run_search(data: SearchData, spec: SearchSpec, metric: str, *, n_jobs: int,
             what = f"failed: {record.error}"
         say(f"trial {ft.number + 1}/{spec.trials} {family:<22} {what:<28} {best}  {end - start:.1f}s")
 
+    from threadpoolctl import threadpool_limits
+
     started = time.perf_counter()
-    study.optimize(objective, n_trials=spec.trials, timeout=spec.timeout_seconds, callbacks=[after_trial],
-                   catch=(Exception,), gc_after_trial=False, show_progress_bar=False)
+    # OpenMP/BLAS pools default to the host's cores; HistGradientBoosting has no n_jobs, so cap them here.
+    with threadpool_limits(limits=n_jobs):
+        study.optimize(objective, n_trials=spec.trials, timeout=spec.timeout_seconds, callbacks=[after_trial],
+                       catch=(Exception,), gc_after_trial=False, show_progress_bar=False)
     seconds = time.perf_counter() - started
     counts = {s: sum(1 for r in records if r.state == s) for s in ("COMPLETE", "PRUNED", "FAIL")}
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
