@@ -62,7 +62,7 @@ def _read_bytes(spec: DatasetSpec) -> tuple[bytes, str]:
             raise DatasetError(f"dataset {uri!r} cannot be read: {exc.strerror or exc}") from None
     if scheme in ("http", "https"):
         try:
-            with urllib.request.urlopen(uri, timeout=60) as resp:  # noqa: S310 - scheme checked above
+            with urllib.request.urlopen(uri, timeout=60) as resp:
                 return resp.read(), parsed.path
         except OSError as exc:
             raise DatasetError(f"dataset {uri!r} cannot be downloaded: {exc}") from None

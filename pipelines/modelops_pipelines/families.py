@@ -154,7 +154,8 @@ def staged_fit(family: str, task: str, params: dict[str, Any], X: np.ndarray, y:
     `on_stage` may raise (optuna.TrialPruned) to stop the fit. Returns the fitted estimator.
     """
     size_param = _size_param(family)
-    kwargs = dict(n_classes=n_classes, n_jobs=n_jobs, seed=seed, n_categorical=n_categorical, n_numeric=n_numeric)
+    kwargs: dict[str, Any] = dict(n_classes=n_classes, n_jobs=n_jobs, seed=seed, n_categorical=n_categorical,
+                                  n_numeric=n_numeric)
     if size_param is None:
         est = build_estimator(family, task, params, **kwargs)
         est.fit(X, y)

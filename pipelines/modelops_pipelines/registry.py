@@ -32,7 +32,7 @@ def is_transient(exc: BaseException) -> bool:
     try:
         from mlflow.exceptions import MlflowException
     except ImportError:  # pragma: no cover - mlflow is part of the trainer extra
-        MlflowException = ()  # type: ignore[assignment,misc]  # noqa: N806
+        MlflowException = ()  # type: ignore[assignment,misc]
     if isinstance(exc, MlflowException):
         return getattr(exc, "error_code", "") in _TRANSIENT_CODES
     import requests

@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -73,7 +73,7 @@ def run_search(data: SearchData, spec: SearchSpec, metric: str, *, n_jobs: int,
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    direction = "maximize" if higher_is_better(metric) else "minimize"
+    direction: Literal["maximize", "minimize"] = "maximize" if higher_is_better(metric) else "minimize"
     study = optuna.create_study(direction=direction, sampler=_sampler(spec), pruner=_pruner(spec))
     cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     records: list[TrialRecord] = []

@@ -141,12 +141,12 @@ class TrainSpec(_SpecModel):
     model_name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
                             description="Registered model name in the MLflow model registry.")
     dataset: DatasetSpec = Field(description="The training table.")
-    validation: ValidationSpec = Field(default_factory=ValidationSpec,
+    validation: ValidationSpec = Field(default_factory=lambda: ValidationSpec.model_validate({}),
                                        description="Dataset checks run before training.")
-    split: SplitSpec = Field(default_factory=SplitSpec, description="Train/validation/test split.")
-    search: SearchSpec = Field(default_factory=SearchSpec, description="Hyperparameter search budget and space.")
-    promotion: PromotionSpec = Field(default_factory=PromotionSpec, description="Champion-vs-challenger gate.")
-    mlflow: MlflowSpec = Field(default_factory=MlflowSpec, description="MLflow tracking settings.")
+    split: SplitSpec = Field(default_factory=lambda: SplitSpec.model_validate({}), description="Train/validation/test split.")
+    search: SearchSpec = Field(default_factory=lambda: SearchSpec.model_validate({}), description="Hyperparameter search budget and space.")
+    promotion: PromotionSpec = Field(default_factory=lambda: PromotionSpec.model_validate({}), description="Champion-vs-challenger gate.")
+    mlflow: MlflowSpec = Field(default_factory=lambda: MlflowSpec.model_validate({}), description="MLflow tracking settings.")
 
     @model_validator(mode="after")
     def _metrics_fit_task(self) -> TrainSpec:

@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modelops_pipelines.data import DatasetError, PreparedData, describe_report, load_table, validate_and_prepare
+from modelops_pipelines.data import (
+    DatasetError,
+    PreparedData,
+    describe_report,
+    load_table,
+    validate_and_prepare,
+)
 from modelops_pipelines.result import base_result
 from modelops_pipelines.spec import TrainSpec
 from modelops_pipelines.tracking import Timings
@@ -293,10 +299,10 @@ class Trainer:
                 "classes": n_classes if n_classes is not None else "-",
             }
             client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
-            with tempfile.TemporaryDirectory() as tmp:
-                Path(tmp, "spec.json").write_text(spec.model_dump_json(by_alias=True, indent=1))
-                Path(tmp, "validation_report.json").write_text(json.dumps(data.report, indent=1, default=str))
-                client.log_artifacts(run_id, tmp)
+            with tempfile.TemporaryDirectory() as meta_dir:
+                Path(meta_dir, "spec.json").write_text(spec.model_dump_json(by_alias=True, indent=1))
+                Path(meta_dir, "validation_report.json").write_text(json.dumps(data.report, indent=1, default=str))
+                client.log_artifacts(run_id, meta_dir)
 
         logger = TrialLogger(client=client, experiment_id=experiment_id, parent_run_id=run_id, metric=metric,
                              timings=self.timings, synchronous=self.synchronous_logging)
@@ -333,12 +339,12 @@ class Trainer:
         say("held-out test: " + ", ".join(f"{k}={v:.4f}" for k, v in test_scores.items()))
 
         with tempfile.TemporaryDirectory() as tmp_str:
-            tmp = Path(tmp_str)
+            work = Path(tmp_str)
             with self.timings.measure("artifacts"):
-                plots_dir = tmp / "plots"
+                plots_dir = work / "plots"
                 plots_dir.mkdir()
                 importance = self._charts(pipeline, X_test, y_test, test_pred, data, n_classes, plots_dir)
-                model_files = tmp / "model_files"
+                model_files = work / "model_files"
                 model_files.mkdir()
                 self._model_files(pipeline, X_train, data, found.family, promo, value, model_files)
             with self.timings.measure("mlflow"):
@@ -353,14 +359,13 @@ class Trainer:
                     Param(f"best.{k}", f"{v:.6g}" if isinstance(v, float) else str(v))
                     for k, v in sorted(found.params.items())]
                 client.log_batch(run_id, metrics=metrics, params=best_params)
-            with self.timings.measure("log_model"):
-                with mlflow.start_run(run_id=run_id, nested=False):
-                    info = mlflow.sklearn.log_model(
-                        pipeline, name="model", signature=_signature(data),
-                        input_example=_input_example(X_train), pip_requirements=_pip_requirements(found.family),
-                        serialization_format="cloudpickle")
-                    # Our two files go to the root of the model directory (extra_files would nest them).
-                    client.log_model_artifacts(info.model_id, str(model_files))
+            with self.timings.measure("log_model"), mlflow.start_run(run_id=run_id, nested=False):
+                info = mlflow.sklearn.log_model(
+                    pipeline, name="model", signature=_signature(data),
+                    input_example=_input_example(X_train), pip_requirements=_pip_requirements(found.family),
+                    serialization_format="cloudpickle")
+                # Our two files go to the root of the model directory (extra_files would nest them).
+                client.log_model_artifacts(info.model_id, str(model_files))
         self.result.update(source=info.model_uri, artifactUri=info.artifact_path)
         say(f"logged model {info.model_uri}")
 
