@@ -103,10 +103,9 @@ def main() -> None:
     parser.add_argument("--sync", action="store_true", help="also run the first trial count with inline logging")
     args = parser.parse_args()
 
-    from tests.fixtures.mlflow_server import MlflowServer
-
     from modelops_pipelines.generate import generate_churn, write_table
     from modelops_pipelines.resources import available_cpus, cgroup_cpu_limit
+    from tests.fixtures.mlflow_server import MlflowServer
 
     with tempfile.TemporaryDirectory(prefix="modelops-bench-") as tmp:
         root = Path(tmp)

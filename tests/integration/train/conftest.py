@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from tests.fixtures.mlflow_server import mlflow_server  # noqa: F401  (session fixture)
 
 # Spinning OpenMP workers make fits 10x slower on a shared machine (see modelops_pipelines.cli); this must

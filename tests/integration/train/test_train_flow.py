@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from tests.integration.train.helpers import spec, write_dataset
 
 from modelops_pipelines.generate import generate_churn
 from modelops_pipelines.profile import read_profile
 from modelops_pipelines.train import train
+from tests.integration.train.helpers import spec, write_dataset
 
 pytestmark = pytest.mark.integration
 

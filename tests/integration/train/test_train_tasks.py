@@ -11,9 +11,9 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-from tests.integration.train.helpers import spec, write_dataset
 
 from modelops_pipelines.train import train
+from tests.integration.train.helpers import spec, write_dataset
 
 pytestmark = pytest.mark.integration
 
