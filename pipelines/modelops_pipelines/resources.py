@@ -1,0 +1,122 @@
+"""How many threads training may use: the container's CPU limit, not the host's core count.
+
+In a Pod with `resources.limits.cpu: 2` on a 64-core node, `os.cpu_count()` says 64; starting 64 threads
+gets the container throttled by CFS and makes training slower, not faster. The limit lives in the cgroup:
+v2 `cpu.max` ("<quota> <period>" or "max <period>"), v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`
+(quota -1 = unlimited). Every ancestor cgroup may limit too, so the smallest limit on the path wins; the
+CPU affinity mask (cpuset, taskset) bounds it as well.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+#: environment override for the thread count (a positive integer)
+N_JOBS_ENV = "MODELOPS_N_JOBS"
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _v2_limit(fs_root: Path, cgroup_path: str) -> float | None:
+    """Smallest cpu.max quota/period on the path from the cgroup to the root, None if unlimited."""
+    best: float | None = None
+    rel = Path(cgroup_path.lstrip("/"))
+    candidates = [rel, *rel.parents]
+    for part in candidates:
+        raw = _read(fs_root / part / "cpu.max")
+        if raw is None:
+            continue
+        fields = raw.split()
+        if len(fields) >= 1 and fields[0] != "max":
+            period = float(fields[1]) if len(fields) > 1 else 100000.0
+            quota = float(fields[0])
+            if quota > 0 and period > 0:
+                limit = quota / period
+                best = limit if best is None else min(best, limit)
+    return best
+
+
+def _v1_limit(cpu_dir: Path, cgroup_path: str) -> float | None:
+    best: float | None = None
+    rel = Path(cgroup_path.lstrip("/"))
+    for part in [rel, *rel.parents]:
+        quota_raw = _read(cpu_dir / part / "cpu.cfs_quota_us")
+        period_raw = _read(cpu_dir / part / "cpu.cfs_period_us")
+        if quota_raw is None or period_raw is None:
+            continue
+        try:
+            quota, period = float(quota_raw), float(period_raw)
+        except ValueError:
+            continue
+        if quota > 0 and period > 0:
+            limit = quota / period
+            best = limit if best is None else min(best, limit)
+    return best
+
+
+def cgroup_cpu_limit(fs_root: str | Path = "/sys/fs/cgroup", proc_cgroup: str | Path = "/proc/self/cgroup") -> float | None:
+    """The CPU limit in cores from cgroup v2 or v1, or None when no limit is set."""
+    root = Path(fs_root)
+    text = _read(Path(proc_cgroup)) or ""
+    v2_path, v1_path = None, None
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hier, controllers, path = parts
+        if hier == "0" and controllers == "":
+            v2_path = path
+        elif "cpu" in controllers.split(","):
+            v1_path = path
+    limits: list[float] = []
+    if (root / "cgroup.controllers").exists():  # unified (v2) hierarchy mounted at the root
+        lim = _v2_limit(root, v2_path or "/")
+        if lim is not None:
+            limits.append(lim)
+    else:
+        for cpu_dir in (root / "cpu", root / "cpu,cpuacct", root / "cpuacct,cpu"):
+            if cpu_dir.is_dir():
+                # Inside a container the cgroup namespace usually makes our own cgroup the mount root;
+                # try the path from /proc/self/cgroup first, then the mount root itself.
+                for path in dict.fromkeys([v1_path or "/", "/"]):
+                    lim = _v1_limit(cpu_dir, path)
+                    if lim is not None:
+                        limits.append(lim)
+                        break
+                break
+        unified = root / "unified"
+        if not limits and (unified / "cgroup.controllers").exists():  # hybrid layout
+            lim = _v2_limit(unified, v2_path or "/")
+            if lim is not None:
+                limits.append(lim)
+    return min(limits) if limits else None
+
+
+def available_cpus(fs_root: str | Path = "/sys/fs/cgroup", proc_cgroup: str | Path = "/proc/self/cgroup",
+                   env: dict[str, str] | None = None) -> int:
+    """Threads to give estimators: MODELOPS_N_JOBS, else min(cgroup limit rounded up, affinity), at least 1."""
+    environ = os.environ if env is None else env
+    override = environ.get(N_JOBS_ENV)
+    if override:
+        try:
+            value = int(override)
+        except ValueError as exc:
+            raise ValueError(f"{N_JOBS_ENV} must be a positive integer, not {override!r}") from exc
+        if value < 1:
+            raise ValueError(f"{N_JOBS_ENV} must be a positive integer, not {override!r}")
+        return value
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        affinity = os.cpu_count() or 1
+    limit = cgroup_cpu_limit(fs_root, proc_cgroup)
+    if limit is None:
+        return max(1, affinity)
+    return max(1, min(affinity, math.ceil(limit - 1e-9)))
