@@ -1,7 +1,7 @@
 """`modelops images build`: the four runtime images, buildable with no registry and no network in the build.
 
 Steps (each skipped when already done):
-1. wheelhouse  build/wheelhouse/: the modelops wheel (`uv build`), the locked requirements of each role's
+1. wheelhouse  build/wheelhouse/: the modelops wheel (`uv build`, in project/), the locked requirements of each role's
                extra (`uv export --extra ROLE`, hashes kept), and every wheel they pin (`pip wheel` on the
                host, where PyPI's TLS is trusted). Images install from it with `--no-index`.
 2. daemon      a Docker daemon: the running one, else Debian's docker.io started here (`dockerd` in the
@@ -17,6 +17,7 @@ Only the standard library and typer are imported at module level (see modelops/c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -94,7 +95,6 @@ def wheelhouse(root: Path, force: bool = False) -> Path:
     wheels = out / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     stamp = out / ".complete"
-    lock_digest = str(os.path.getmtime(root / "uv.lock")) + str(os.path.getmtime(root / "pyproject.toml"))
     union: dict[str, str] = {}
     for _image, extra in ROLES.values():
         text = subprocess.run(["uv", "export", "--frozen", "--no-dev", "--extra", extra, "--no-emit-project",
@@ -103,8 +103,10 @@ def wheelhouse(root: Path, force: bool = False) -> Path:
         blocks = {k: v for k, v in _requirement_blocks(text).items() if not EXCLUDED.match(k)}
         (out / f"requirements-{extra}.txt").write_text("\n".join(blocks.values()) + "\n")
         union.update(blocks)
-    (out / "requirements-all.txt").write_text("\n".join(union.values()) + "\n")
-    if not force and stamp.exists() and stamp.read_text() == lock_digest and list(wheels.glob("modelops-*.whl")):
+    union_text = "\n".join(union.values()) + "\n"
+    (out / "requirements-all.txt").write_text(union_text)
+    lock_digest = hashlib.sha256(union_text.encode()).hexdigest()  # the wheels depend on the pins only
+    if not force and stamp.exists() and stamp.read_text() == lock_digest:
         typer.echo(f"wheelhouse {out} is current ({len(list(wheels.glob('*.whl')))} wheels)")
     else:
         t0 = time.monotonic()
@@ -116,9 +118,11 @@ def wheelhouse(root: Path, force: bool = False) -> Path:
               "pip==24.3.1", "-d", str(wheels)])
         stamp.write_text(lock_digest)
         typer.echo(f"  wheelhouse ready in {time.monotonic() - t0:.0f}s")
-    for old in wheels.glob("modelops-*.whl"):
-        old.unlink()
-    _run(["uv", "build", "--wheel", "--out-dir", str(wheels)], cwd=root, capture_output=True)
+    # The project's wheel apart from the third-party ones, so that the images install it in a layer of its own.
+    project = out / "project"
+    if project.exists():
+        shutil.rmtree(project)
+    _run(["uv", "build", "--wheel", "--out-dir", str(project)], cwd=root, capture_output=True)
     return out
 
 
