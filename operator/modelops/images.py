@@ -341,12 +341,51 @@ def verify(
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
         if cluster is not None:
             cluster.down(progress=lambda _m: None)
-    # trainer and model server: the CLI starts under the same restrictions; train/serve when present
-    for role, command in (("trainer", "train"), ("model-server", "serve")):
-        ref = f"modelops/{role}:{tag}"
-        cmds = _commands(ref)
-        report[ref] = (f"`modelops --help` ok; `{command}` " + ("present" if command in cmds else
-                       "NOT in this build's modelops (its branch is not merged yet)"))
+    # trainer: a tiny training run (generated data, 2 trials, MLflow on SQLite in a bind-mounted directory)
+    work = root / "build" / "verify-train"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    work.chmod(0o777)  # written by the container's user 10001
+    (work / "spec.yaml").write_text("modelName: churn\n"
+                                    "dataset: {uri: /work/churn.csv, target: churn, task: classification}\n"
+                                    "search: {trials: 2, families: [xgboost], timeoutSeconds: 120}\n")
+    ref = f"modelops/trainer:{tag}"
+    model_dir: Path | None = None
+    if "train" not in _commands(ref):
+        report[ref] = "`modelops --help` ok; `train` NOT in this build's modelops"
+    else:
+        script = ("set -e; cd /work; modelops generate-data --rows 600 --out /work/churn.csv >/dev/null; "
+                  "modelops train --spec /work/spec.yaml --tracking-uri sqlite:////work/mlflow.db "
+                  "--termination-log /work/result.json | tail -1")
+        t0 = time.monotonic()
+        proc = subprocess.run(["docker", "run", "--rm", *RESTRICTED_RUN, "-v", f"{work}:/work", "--entrypoint",
+                               "sh", ref, "-c", script], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"tiny train failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        result = json.loads((work / "result.json").read_text())
+        report[ref] = (f"tiny train in {time.monotonic() - t0:.0f}s: {result['status']}, "
+                       f"{result['modelName']} v{result['version']}, {result['metric']}")
+        model_dir = next((p.parent for p in work.rglob("MLmodel")), None)
+    # model server: serve the model the trainer just registered, check readiness and a prediction
+    ref = f"modelops/model-server:{tag}"
+    if "serve" not in _commands(ref):
+        report[ref] = "`modelops --help` ok; `serve` NOT in this build's modelops (its branch is not merged yet)"
+    elif model_dir is None:
+        report[ref] = "`serve` present; no trained model to serve (the trainer check did not run)"
+    else:
+        port, grpc = _free_port(), _free_port()
+        name = f"verify-server-{port}"
+        subprocess.run(["docker", "run", "-d", "--rm", "--name", name, *RESTRICTED_RUN,
+                        "-v", f"{model_dir}:/mnt/models:ro", "-e", f"MODELOPS_HTTP_PORT={port}",
+                        "-e", f"MODELOPS_GRPC_PORT={grpc}", ref, "serve", "--model-dir", "/mnt/models",
+                        "--model-name", "churn"], check=True, capture_output=True)
+        try:
+            _wait_http(f"http://127.0.0.1:{port}/v2/health/ready", 120, name)
+            metrics = _wait_http(f"http://127.0.0.1:{port}/metrics", 10, name)
+            report[ref] = f"serves the trained model: /v2/health/ready ok, /metrics {len(metrics.splitlines())} lines"
+        finally:
+            subprocess.run(["docker", "rm", "-f", name], capture_output=True)
     typer.echo(json.dumps(report, indent=1))
 
 
