@@ -293,6 +293,7 @@ def verify(
     from modelops_pipelines.profile import build_reference_profile, write_profile
 
     refdir = root / "build" / "verify-reference"
+    refdir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"age": rng.normal(40, 10, 2000), "plan": rng.choice(["a", "b"], 2000)})
     write_profile(build_reference_profile(frame, task="classification", predictions=rng.integers(0, 2, 2000)),
