@@ -241,6 +241,8 @@ def build(loaded: LoadedModel, original: Any, sample: Batch, tolerance: float = 
             got = pred.predict(sample)
         except Unsupported as exc:
             reasons.append(f"{numeric}: unsupported ({exc})")
+            if numeric == "float":
+                break  # the converter refused the model itself, a wider dtype will not change that
             continue
         except Exception as exc:  # an ORT load/run failure is a conversion failure, never fatal
             reasons.append(f"{numeric}: onnxruntime failed ({type(exc).__name__}: {str(exc)[:200]})")

@@ -212,6 +212,12 @@ class ModelopsModel(kserve.Model):  # type: ignore[misc]
             },
         }
 
+    def start_drain(self) -> None:
+        """SIGTERM: readiness fails from now on; requests keep being answered until the listeners close."""
+        self.draining = True
+        self.recorder.draining()
+        log.info("SIGTERM: draining (readiness now fails, in-flight requests complete)")
+
     def stop(self) -> None:
         self.ready = False
 

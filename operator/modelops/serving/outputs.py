@@ -60,15 +60,17 @@ def output_names(spec: ModelSpec, has_proba: bool) -> tuple[str, ...]:
 
 def _json_labels(labels: npt.NDArray[Any] | None) -> Any:
     # orjson serialises numeric arrays natively but not object (string) arrays
-    return labels.tolist() if labels is not None and labels.dtype == object else labels
+    if labels is None:
+        return None
+    return labels.tolist() if labels.dtype == object else np.ascontiguousarray(labels)
 
 
 def v1_body(pred: Prediction) -> dict[str, Any]:
     if pred.values is not None:
-        return {"predictions": pred.values}
+        return {"predictions": np.ascontiguousarray(pred.values)}
     out: dict[str, Any] = {"predictions": _json_labels(pred.labels)}
     if pred.probabilities is not None:
-        out["probabilities"] = pred.probabilities
+        out["probabilities"] = np.ascontiguousarray(pred.probabilities)
     return out
 
 
@@ -83,7 +85,7 @@ def v2_outputs(pred: Prediction, spec: ModelSpec, requested: tuple[str, ...] | N
     if pred.probabilities is not None:
         p = pred.probabilities
         available[PREDICT_PROBA] = {"name": PREDICT_PROBA, "datatype": "FP64", "shape": [n, int(p.shape[1])],
-                                    "data": p.reshape(-1)}
+                                    "data": np.ascontiguousarray(p).reshape(-1)}
     if requested is None:
         return list(available.values())
     out = []

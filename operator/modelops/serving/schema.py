@@ -354,7 +354,7 @@ def tensors_from_json(inputs: list[dict[str, Any]], binary: bytes | None = None)
             if binary is None or type(size) is not int or size < 0 or offset + size > len(binary):
                 raise InputError(f"{where}: binary_data_size does not match the request body", status=400,
                                  field=name)
-            out.append(Tensor(name, dt, shape, _from_raw(binary[offset:offset + size], dt, where)))
+            out.append(Tensor(name, dt, shape, from_raw(binary[offset:offset + size], dt, where)))
             offset += size
         else:
             if "data" not in t:
@@ -365,7 +365,7 @@ def tensors_from_json(inputs: list[dict[str, Any]], binary: bytes | None = None)
     return out
 
 
-def _from_raw(buf: bytes, datatype: str, where: str) -> npt.NDArray[Any] | list[bytes]:
+def from_raw(buf: bytes, datatype: str, where: str) -> npt.NDArray[Any] | list[bytes]:
     if datatype == "BYTES":
         items: list[bytes] = []
         i = 0
