@@ -232,6 +232,11 @@ def build(loaded: LoadedModel, original: Any, sample: Batch, tolerance: float = 
           threads: int = 1) -> FastPathResult:
     """Try float32 then float64 graphs; the first that matches the original on `sample` wins."""
     spec = loaded.spec
+    sample = accepted_rows(original, sample)
+    if sample.rows == 0:
+        reason = "the original model rejects every row of the parity sample"
+        log.warning("fast path not used, serving the original model: %s", reason)
+        return FastPathResult(None, reason)
     ref = original.predict(sample)
     reasons = []
     for numeric in ("float", "double"):
@@ -256,6 +261,30 @@ def build(loaded: LoadedModel, original: Any, sample: Batch, tolerance: float = 
     reason = "; ".join(reasons)
     log.warning("fast path not used, serving the original model: %s", reason)
     return FastPathResult(None, reason, None, sample.rows)
+
+
+def take(batch: Batch, index: Any) -> Batch:
+    cols = {k: v[index] for k, v in batch.columns.items()}
+    return Batch(cols, len(next(iter(cols.values()))))
+
+
+def accepted_rows(original: Any, batch: Batch) -> Batch:
+    """The rows the original model predicts without raising (e.g. a log transform fails below -1)."""
+    try:
+        original.predict(batch)
+        return batch
+    except Exception:
+        pass
+    keep = []
+    for i in range(batch.rows):
+        try:
+            raw = original.predict(take(batch, slice(i, i + 1)))
+            arr = raw.probabilities if raw.probabilities is not None else raw.values
+            if arr is None or np.isfinite(arr).all():
+                keep.append(i)
+        except Exception:
+            continue
+    return take(batch, np.asarray(keep, dtype=np.int64))
 
 
 def probe_features(loaded: LoadedModel, original: Any) -> ModelSpec:

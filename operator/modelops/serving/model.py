@@ -105,8 +105,11 @@ class ModelopsModel(kserve.Model):  # type: ignore[misc]
 
     def _warm_up(self, loaded: loader.LoadedModel) -> None:
         """Exercise every code path (both predictors, 1 and many rows) before reporting ready."""
-        sample = fastpath.parity_sample(loaded, rows=64, seed=1)
-        one = Batch({k: v[:1] for k, v in sample.columns.items()}, 1)
+        sample = fastpath.accepted_rows(self.original, fastpath.parity_sample(loaded, rows=64, seed=1))
+        if sample.rows == 0:
+            log.warning("warm-up skipped: the model rejects every synthetic row")
+            return
+        one = fastpath.take(sample, slice(0, 1))
         for _ in range(self.config.warmup_iterations):
             self.predict_batch(one)
         for _ in range(5):

@@ -73,13 +73,9 @@ def _pipeline(family: str, task: str, encoder: str = "onehot", strict: bool = Fa
     if family == "linear":
         num_steps.append(("scale", StandardScaler()))
     if unconvertible:  # a Python function skl2onnx cannot translate: the original must serve
-        num_steps.append(("log", FunctionTransformer(_signed_log1p)))
+        num_steps.append(("log", FunctionTransformer(np.log1p)))
     pre = ColumnTransformer([("num", Pipeline(num_steps), ["age", "visits"]), ("cat", cat, ["plan", "region"])])
     return Pipeline([("preprocess", pre), ("model", _estimator(family, task))])
-
-
-def _signed_log1p(x: Any) -> Any:
-    return np.sign(x) * np.log1p(np.abs(x))
 
 
 def _estimator(family: str, task: str) -> Any:
@@ -129,7 +125,8 @@ def build_sklearn(path: Path, family: str, task: str, *, rows: int = 400, seed: 
         pipe.fit(df, y)
         example = df.head(3)
         sig = infer_signature(df, pipe.predict(df.head(20)))
-        extra: dict[str, Any] = {"serialization_format": serialization}
+        # explicit requirements: MLflow's inference of them (uv export, pip) costs seconds per model
+        extra: dict[str, Any] = {"serialization_format": serialization, "pip_requirements": ["scikit-learn"]}
         if serialization == "skops":
             import skops.io
 
@@ -175,7 +172,8 @@ def build_booster(path: Path, *, trees: int = 60, depth: int = 4, features: int 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sig = infer_signature(frame_x, np.zeros(3))
-        mlflow.xgboost.save_model(booster, str(path), signature=sig, input_example=frame_x, model_format="ubj")
+        mlflow.xgboost.save_model(booster, str(path), signature=sig, input_example=frame_x, model_format="ubj",
+                                 pip_requirements=["xgboost"])
     task = "classification" if objective.startswith("binary") else "regression"
     _write_contract(path, task, [0, 1] if task == "classification" else None, "xgboost", version, name,
                     [{"name": n, "dtype": "float64", "categorical": False} for n in names])
