@@ -400,8 +400,8 @@ def decode_tensors(tensors: Sequence[Tensor], spec: ModelSpec, limits: Limits) -
     if len(tensors) == 1 and len(names) > 1 and tensors[0].name not in names:
         t = tensors[0]
         if not spec.all_numeric:
-            raise InputError(f"this model has string features: send one tensor per feature {list(names)[:50]}",
-                             field=t.name[:80])
+            raise InputError(f"inputs[{t.name[:80]}]: this model has string features, send one tensor per "
+                             f"feature {list(names)[:50]}", field=t.name[:80])
         if len(t.shape) != 2 or t.shape[1] != len(names):
             raise InputError(f"inputs[{t.name[:80]}]: expected shape [N, {len(names)}], got {t.shape}",
                              field=t.name[:80])
