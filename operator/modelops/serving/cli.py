@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -12,28 +13,22 @@ def register(app: typer.Typer) -> None:
 
 
 def serve(
-    model_dir: Path = typer.Option(Path("/mnt/models"), envvar="MODELOPS_MODEL_DIR",
-                                   help="MLflow model directory (KServe's storage initializer puts it in /mnt/models)."),
-    model_name: str = typer.Option("", envvar="MODELOPS_MODEL_NAME",
-                                   help="Name on the endpoints; default: modelName from modelops.json, else 'model'."),
-    http_port: int = typer.Option(8080, envvar="MODELOPS_HTTP_PORT"),
-    grpc_port: int = typer.Option(8081, envvar="MODELOPS_GRPC_PORT"),
-    grpc: bool = typer.Option(True, "--grpc/--no-grpc", help="Serve Open Inference Protocol V2 over gRPC."),
-    max_body_bytes: int = typer.Option(8 * 1024 * 1024, help="Largest HTTP body / gRPC message accepted (413)."),
-    max_rows: int = typer.Option(10_000, help="Most rows per request (422 above)."),
-    fast_path: bool = typer.Option(True, "--fast-path/--no-fast-path",
-                                   help="Compile the model to ONNX Runtime when it passes the parity check."),
-    tolerance: float = typer.Option(1e-5, help="Parity bar: max abs difference of probabilities (relative for "
-                                               "regression values)."),
-    workers: int = typer.Option(0, help="Requests predicted concurrently; 0 = the cgroup CPU limit."),
-    threads_per_request: int = typer.Option(1, help="Threads one prediction may use."),
-    batch_max_rows: int = typer.Option(0, help="Micro-batching: merge concurrent requests up to this many rows "
-                                               "(0 = off)."),
-    batch_max_delay_ms: float = typer.Option(2.0, help="Micro-batching: longest wait for more requests."),
-    drain_seconds: float = typer.Option(0.0, envvar="MODELOPS_DRAIN_SECONDS",
-                                        help="After SIGTERM, keep serving (readiness failing) this long."),
-    grace_seconds: int = typer.Option(30, help="Then wait at most this long for in-flight requests."),
-    access_log: bool = typer.Option(False, "--access-log/--no-access-log", help="Log a line per HTTP request."),
+    model_dir: Annotated[Path, typer.Option(envvar="MODELOPS_MODEL_DIR", help="MLflow model directory (KServe's storage initializer puts it in /mnt/models).")] = Path("/mnt/models"),
+    model_name: Annotated[str, typer.Option(envvar="MODELOPS_MODEL_NAME", help="Name on the endpoints; default: modelName from modelops.json, else 'model'.")] = "",
+    http_port: Annotated[int, typer.Option(envvar="MODELOPS_HTTP_PORT")] = 8080,
+    grpc_port: Annotated[int, typer.Option(envvar="MODELOPS_GRPC_PORT")] = 8081,
+    grpc: Annotated[bool, typer.Option("--grpc/--no-grpc", help="Serve Open Inference Protocol V2 over gRPC.")] = True,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest HTTP body / gRPC message accepted (413).")] = 8 * 1024 * 1024,
+    max_rows: Annotated[int, typer.Option(help="Most rows per request (422 above).")] = 10_000,
+    fast_path: Annotated[bool, typer.Option("--fast-path/--no-fast-path", help="Compile the model to ONNX Runtime when it passes the parity check.")] = True,
+    tolerance: Annotated[float, typer.Option(help="Parity bar: max abs difference of probabilities (relative for regression values).")] = 1e-5,
+    workers: Annotated[int, typer.Option(help="Requests predicted concurrently; 0 = the cgroup CPU limit.")] = 0,
+    threads_per_request: Annotated[int, typer.Option(help="Threads one prediction may use.")] = 1,
+    batch_max_rows: Annotated[int, typer.Option(help="Micro-batching: merge concurrent requests up to this many rows (0 = off).")] = 0,
+    batch_max_delay_ms: Annotated[float, typer.Option(help="Micro-batching: longest wait for more requests.")] = 2.0,
+    drain_seconds: Annotated[float, typer.Option(envvar="MODELOPS_DRAIN_SECONDS", help="After SIGTERM, keep serving (readiness failing) this long.")] = 0.0,
+    grace_seconds: Annotated[int, typer.Option(help="Then wait at most this long for in-flight requests.")] = 30,
+    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log a line per HTTP request.")] = False,
 ) -> None:
     """Serve an MLflow model with KServe's V1/V2 REST and gRPC protocols, compiled to ONNX Runtime if it can be."""
     from modelops.serving.config import ServeConfig

@@ -89,7 +89,7 @@ class ModelopsServicer(InferenceServicer):  # type: ignore[misc]
         self.model = model
         self._metadata = tuple(model.headers.items())
 
-    async def ModelInfer(self, request: pb.ModelInferRequest,  # noqa: N802 - gRPC method name
+    async def ModelInfer(self, request: pb.ModelInferRequest,
                          context: aio.ServicerContext) -> pb.ModelInferResponse:
         model = self.model
         if request.model_name != model.name:
@@ -123,7 +123,7 @@ class ModelopsServicer(InferenceServicer):  # type: ignore[misc]
             model.recorder.observe("grpc", code.name, time.perf_counter() - t0, rows if code == grpc.StatusCode.OK
                                    else 0)
 
-    async def ModelMetadata(self, request: pb.ModelMetadataRequest,  # noqa: N802
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest,
                             context: aio.ServicerContext) -> pb.ModelMetadataResponse:
         if request.name != self.model.name:
             return await super().ModelMetadata(request, context)
@@ -134,11 +134,11 @@ class ModelopsServicer(InferenceServicer):  # type: ignore[misc]
             outputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in md["outputs"]],
         )
 
-    async def ServerReady(self, request: pb.ServerReadyRequest,  # noqa: N802
+    async def ServerReady(self, request: pb.ServerReadyRequest,
                           context: aio.ServicerContext) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self.model.ready and not self.model.draining)
 
-    async def ModelReady(self, request: pb.ModelReadyRequest,  # noqa: N802
+    async def ModelReady(self, request: pb.ModelReadyRequest,
                          context: aio.ServicerContext) -> pb.ModelReadyResponse:
         if request.name != self.model.name:
             return await super().ModelReady(request, context)

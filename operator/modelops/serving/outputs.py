@@ -49,7 +49,8 @@ def class_array(classes: tuple[Any, ...]) -> npt.NDArray[Any]:
 
 def labels_from_probabilities(proba: npt.NDArray[Any], classes: npt.NDArray[Any]) -> npt.NDArray[Any]:
     # argmax picks the first class on an exact tie, as scikit-learn's predict does.
-    return classes[np.argmax(proba, axis=1)]
+    labels: npt.NDArray[Any] = classes[np.argmax(proba, axis=1)]
+    return labels
 
 
 def output_names(spec: ModelSpec, has_proba: bool) -> tuple[str, ...]:

@@ -12,7 +12,6 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from tests.integration.serving.conftest import MAX_BODY, MAX_ROWS
 
 pytestmark = pytest.mark.integration
@@ -148,7 +147,7 @@ def test_grpc_bad_requests_are_client_errors(servers: dict[str, Any]) -> None:
         pb.ModelInferRequest(model_name="churn", inputs=[T(name="age", datatype="FP64", shape=[1],
                                                            contents=pb.InferTensorContents(
                                                                fp64_contents=[float("nan")])), *good[1:]]),
-        pb.ModelInferRequest(model_name="churn", inputs=good[:3] + [T(name="region", datatype="BYTES", shape=[1],
+        pb.ModelInferRequest(model_name="churn", inputs=[*good[:3], T(name="region", datatype="BYTES", shape=[1],
                              contents=pb.InferTensorContents(bytes_contents=[b"\xff\xfe"]))]),
         pb.ModelInferRequest(model_name="churn", inputs=good, raw_input_contents=[b"\x00" * 3]),
         pb.ModelInferRequest(model_name="churn", inputs=good, outputs=[
