@@ -7,7 +7,6 @@ Both take KServe V1 `{"instances": [[...]]}` on /v1/models/model:predict and cal
 xgbserver does (DMatrix, predict, one thread per request).
 """
 
-from __future__ import annotations
 
 import sys
 from typing import Any
@@ -28,7 +27,7 @@ def fastapi_app(model_file: str) -> Any:
     async def predict(request: Request) -> ORJSONResponse:
         body = orjson.loads(await request.body())
         x = np.asarray(body["instances"], dtype=np.float32)
-        result = booster.predict(xgb.DMatrix(x, nthread=1))
+        result = booster.predict(xgb.DMatrix(x, nthread=1), validate_features=False)
         return ORJSONResponse({"predictions": result.tolist()})
 
     @app.get("/ready")
@@ -59,7 +58,7 @@ def kserve_main(model_file: str, port: int) -> None:
 
         def predict(self, payload: Any, headers: Any = None) -> Any:
             dmatrix = xgb.DMatrix(payload["instances"], nthread=1)
-            result = self._booster.predict(dmatrix)
+            result = self._booster.predict(dmatrix, validate_features=False)
             return {"predictions": result.tolist()}
 
     model = XGBoostModel("model")
