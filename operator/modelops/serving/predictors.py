@@ -28,6 +28,8 @@ class Raw:
 
 
 def _matrix(batch: Batch, spec: ModelSpec, dtype: Any) -> npt.NDArray[Any]:
+    if batch.matrix is not None:
+        return batch.matrix.astype(dtype)
     cols = [batch.columns[f.name] for f in spec.features]
     if len(cols) == 1:
         return cols[0].astype(dtype).reshape(-1, 1)

@@ -185,3 +185,15 @@ def test_micro_batching_merges_and_splits() -> None:
     merged = concat([Batch({"a": np.ones(2)}, 2), Batch({"a": np.zeros(1)}, 1)])
     assert merged.rows == 3
     assert [p.rows for p in split(Prediction(values=np.arange(3.0)), [2, 1])] == [2, 1]
+
+
+def test_numeric_block_fast_path_equals_per_column_path() -> None:
+    spec = ModelSpec(name="n", task="regression", features=(Feature("a", "number"), Feature("b", "integer")))
+    fast = decode_v1({"instances": [[1.5, 2], [3.0, 4]]}, spec, LIMITS)
+    assert fast.matrix is not None and fast.matrix.shape == (2, 2)
+    assert fast.columns["a"].tolist() == [1.5, 3.0] and fast.columns["b"].tolist() == [2.0, 4.0]
+    slow = decode_v1({"instances": [[1.5, 2], [None, 4]]}, spec, LIMITS)  # a null: per-column path
+    assert slow.matrix is None and np.isnan(slow.columns["a"][1])
+    with pytest.raises(InputError) as err:
+        decode_v1({"instances": [[1.5, 2.5]]}, spec, LIMITS)
+    assert err.value.field == "b"
