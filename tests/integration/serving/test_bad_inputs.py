@@ -103,9 +103,9 @@ def test_strict_model_rejects_null_and_unknown_category(servers: dict[str, Any])
 
 
 def test_fallback_model_rejection_is_422(servers: dict[str, Any]) -> None:
-    """log1p of a negative visit count is -inf inside the original model: the client hears 422, not 500."""
+    """log1p(-1) is -inf inside the original model, which then raises: the client hears 422, not 500."""
     s = servers["rf_regression_fallback"]
-    r = httpx.post(s.url("/v1/models/spend:predict"), json={"instances": [{**GOOD, "visits": -5}]})
+    r = httpx.post(s.url("/v1/models/spend:predict"), json={"instances": [{**GOOD, "visits": -1}]})
     assert r.status_code == 422, r.text
 
 
@@ -146,7 +146,7 @@ def test_grpc_bad_requests_are_client_errors(servers: dict[str, Any]) -> None:
                                                          *good[1:]]),
         pb.ModelInferRequest(model_name="churn", inputs=[T(name="age", datatype="FP64", shape=[1],
                                                            contents=pb.InferTensorContents(
-                                                               fp64_contents=[float("nan")])), *good[1:]]),
+                                                               fp64_contents=[float("inf")])), *good[1:]]),
         pb.ModelInferRequest(model_name="churn", inputs=[*good[:3], T(name="region", datatype="BYTES", shape=[1],
                              contents=pb.InferTensorContents(bytes_contents=[b"\xff\xfe"]))]),
         pb.ModelInferRequest(model_name="churn", inputs=good, raw_input_contents=[b"\x00" * 3]),
