@@ -197,3 +197,17 @@ def test_numeric_block_fast_path_equals_per_column_path() -> None:
     with pytest.raises(InputError) as err:
         decode_v1({"instances": [[1.5, 2.5]]}, spec, LIMITS)
     assert err.value.field == "b"
+
+
+def test_typed_tensor_nan_is_missing_only_where_allowed() -> None:
+    from modelops.serving.schema import Tensor, decode_tensors
+
+    nullable = decode_tensors([Tensor("a", "FP64", [1], np.asarray([np.nan])),
+                               Tensor("b", "FP64", [1], np.asarray([1.0]))], NUMERIC, LIMITS)
+    assert np.isnan(nullable.columns["a"][0])
+    strict = ModelSpec(name="s", task="regression", features=(Feature("a", "number", nullable=False),))
+    with pytest.raises(InputError) as err:
+        decode_tensors([Tensor("a", "FP64", [1], np.asarray([np.nan]))], strict, LIMITS)
+    assert err.value.field == "a"
+    with pytest.raises(InputError):
+        decode_tensors([Tensor("a", "FP64", [1], np.asarray([np.inf]))], strict, LIMITS)
