@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from tests.fixtures.procs import free_port, http_ok, start, stop, wait_until
 from tests.integration.serving import model_dirs as md
 

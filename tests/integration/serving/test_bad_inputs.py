@@ -12,6 +12,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from tests.integration.serving.conftest import MAX_BODY, MAX_ROWS
 
 pytestmark = pytest.mark.integration

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from tests.fixtures.procs import http_ok, stop, wait_until
 from tests.integration.serving.conftest import launch
 

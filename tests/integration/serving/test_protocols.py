@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+
 from tests.integration.serving import model_dirs as md
 
 pytestmark = pytest.mark.integration
