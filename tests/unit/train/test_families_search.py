@@ -113,6 +113,7 @@ def test_time_budget_stops_the_search():
     assert res.stopped_by == "timeout" and 1 <= len(res.trials) < 500
 
 
+@pytest.mark.filterwarnings("ignore:Only one class is present")
 def test_search_fails_clearly_when_no_trial_completes():
     data = _search_data()
     data.X_valid = pd.DataFrame({c: data.X_valid[c] for c in data.X_valid})  # same data
