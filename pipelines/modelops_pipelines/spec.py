@@ -212,10 +212,10 @@ def crd_schema() -> dict[str, Any]:
             options = [o for o in node["anyOf"] if o.get("type") != "null"]
             if len(options) == 1:
                 rest = {k: v for k, v in node.items() if k != "anyOf"}
-                out = convert({**options[0], **rest})
+                single: dict[str, Any] = convert({**options[0], **rest})
                 if len(options) < len(node["anyOf"]):
-                    out["nullable"] = True
-                return out
+                    single["nullable"] = True
+                return single
         out: dict[str, Any] = {}
         for key, value in node.items():
             if key == "title" or (key == "additionalProperties" and value is False):
