@@ -24,7 +24,8 @@ def as_proba(pred: ArrayLike, n_classes: int) -> np.ndarray:
             raise ValueError(f"a 1-D prediction needs 2 classes, not {n_classes}")
         arr = np.column_stack([1.0 - arr, arr])
     # float32 probabilities (xgboost) drift from summing to 1; renormalize so log loss is well defined.
-    return arr / np.maximum(arr.sum(axis=1, keepdims=True), 1e-12)
+    normalized: np.ndarray = arr / np.maximum(arr.sum(axis=1, keepdims=True), 1e-12)
+    return normalized
 
 
 def score(metric: str, y_true: ArrayLike, pred: ArrayLike, n_classes: int | None = None) -> float:

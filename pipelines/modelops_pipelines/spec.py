@@ -98,7 +98,7 @@ class SearchSpec(_SpecModel):
     timeout_seconds: float | None = Field(600, gt=0, description=(
         "Time budget for the search: no new trial starts after this many seconds. Null for no limit. "
         "Results are reproducible only when the trial budget, not the time budget, ends the search."))
-    families: list[Family] = Field(default_factory=lambda: list(ALL_FAMILIES), min_length=1, description=(
+    families: list[Family] = Field(default=list(ALL_FAMILIES), min_length=1, description=(
         "Estimator families to search over: xgboost, hist_gradient_boosting, random_forest, linear."))
     sampler: Literal["tpe", "random"] = Field("tpe", description="Optuna sampler (seeded).")
     pruning: bool = Field(True, description=(
@@ -183,6 +183,54 @@ class TrainSpec(_SpecModel):
     @property
     def experiment_name(self) -> str:
         return self.mlflow.experiment or f"modelops/{self.model_name}"
+
+
+def crd_schema() -> dict[str, Any]:
+    """`TrainSpec` as a Kubernetes structural OpenAPI v3 schema (for RetrainSchedule `spec.training`).
+
+    Differences from pydantic's JSON Schema: $refs inlined; `anyOf [X, null]` -> X + `nullable: true`;
+    numeric `exclusiveMinimum` -> `minimum` + boolean `exclusiveMinimum`; no `title`, no
+    `additionalProperties: false` (structural schemas prune unknown fields instead; `modelops train`
+    still rejects them); null defaults dropped; sections whose fields all have defaults default to `{}`
+    so the API server fills in the nested defaults.
+    """
+    raw = TrainSpec.model_json_schema(by_alias=True)
+    defs: dict[str, Any] = raw.pop("$defs", {})
+
+    def convert(node: Any) -> Any:
+        if isinstance(node, list):
+            return [convert(x) for x in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            target = defs[node["$ref"].rsplit("/", 1)[-1]]
+            merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+            if target.get("type") == "object" and not target.get("required"):
+                merged.setdefault("default", {})
+            return convert(merged)
+        if "anyOf" in node:
+            options = [o for o in node["anyOf"] if o.get("type") != "null"]
+            if len(options) == 1:
+                rest = {k: v for k, v in node.items() if k != "anyOf"}
+                single: dict[str, Any] = convert({**options[0], **rest})
+                if len(options) < len(node["anyOf"]):
+                    single["nullable"] = True
+                return single
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key == "title" or (key == "additionalProperties" and value is False):
+                continue
+            if key == "default" and value is None:
+                continue
+            if key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+                out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+                out[key] = True
+                continue
+            out[key] = convert(value)
+        return out
+
+    result: dict[str, Any] = convert(raw)
+    return result
 
 
 def load_spec(path: str | Path) -> TrainSpec:

@@ -80,3 +80,30 @@ def test_load_spec_reads_yaml_json_and_retrainschedule_documents(tmp_path):
     (tmp_path / "d.yaml").write_text("- just\n- a list\n")
     with pytest.raises(ValueError, match="mapping"):
         load_spec(tmp_path / "d.yaml")
+
+
+def test_crd_schema_is_structural_and_documented():
+    from modelops_pipelines.spec import crd_schema
+
+    schema = crd_schema()
+    text = json.dumps(schema)
+    assert "$ref" not in text and "anyOf" not in text and '"title"' not in text
+    assert '"additionalProperties": false' not in text
+
+    def walk(node, path):
+        if node.get("type") == "object" and "properties" in node:
+            for name, child in node["properties"].items():
+                assert child.get("description"), f"{path}.{name} has no description"
+                assert "type" in child, f"{path}.{name} has no type"
+                walk(child, f"{path}.{name}")
+
+    walk(schema, "training")
+    search = schema["properties"]["search"]
+    assert search["default"] == {} and search["properties"]["trials"]["default"] == 20
+    assert search["properties"]["families"]["default"] == ["xgboost", "hist_gradient_boosting", "random_forest",
+                                                           "linear"]
+    timeout = search["properties"]["timeoutSeconds"]
+    assert timeout["nullable"] is True and timeout["minimum"] == 0 and timeout["exclusiveMinimum"] is True
+    assert schema["required"] == ["modelName", "dataset"]
+    assert schema["properties"]["dataset"]["properties"]["storageOptions"]["additionalProperties"] == {
+        "type": "string"}

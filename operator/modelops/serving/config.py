@@ -1,0 +1,33 @@
+"""PURE: the model server's settings in one object (the CLI fills it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# KServe's storage initializer puts the model here.
+DEFAULT_MODEL_DIR = Path("/mnt/models")
+# Largest request body (HTTP) and message (gRPC) accepted; 8 MiB is KServe's own gRPC default.
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    model_dir: Path = DEFAULT_MODEL_DIR
+    model_name: str | None = None
+    http_port: int = 8080
+    grpc_port: int = 8081
+    grpc: bool = True
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_rows: int = 10_000
+    fast_path: bool = True
+    tolerance: float = 1e-5
+    parity_rows: int = 512
+    workers: int = 1  # threads predicting concurrently (from the cgroup CPU limit)
+    threads_per_request: int = 1
+    inline_rows: int = 64  # fast-path batches up to this size run on the event loop (no thread hop)
+    batch_max_rows: int = 0  # micro-batching off when 0
+    batch_max_delay_ms: float = 2.0
+    drain_seconds: float = 0.0  # keep serving, not ready, this long after SIGTERM before closing listeners
+    grace_seconds: int = 30  # then wait this long at most for in-flight requests
+    warmup_iterations: int = 200

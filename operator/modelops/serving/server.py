@@ -1,0 +1,71 @@
+"""Wiring: the model, KServe's ModelServer (REST + gRPC), our hot-path layers in front of both."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+from modelops.serving.config import ServeConfig
+
+log = logging.getLogger("modelops.serving")
+
+
+def run(config: ServeConfig, access_log: bool = False) -> None:
+    # Per-request thread counts must be set before the native libraries start their pools.
+    threads = str(config.threads_per_request)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, threads)
+    # kserve.model_server parses sys.argv at import time; our options are not its options.
+    argv, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        import kserve
+        from kserve import model_server as kserve_model_server
+    finally:
+        sys.argv = argv
+
+    from modelops.serving.grpc_server import ModelopsGRPCServer
+    from modelops.serving.http import FastHTTP
+    from modelops.serving.model import ModelopsModel, model_name_for
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)
+
+    model = ModelopsModel(model_name_for(config), config)
+    model.load()  # load, compile, parity check, warm-up: the ports open only after this
+
+    class Server(kserve.ModelServer):  # type: ignore[misc]
+        def start(self, models: list[Any]) -> None:
+            if config.grpc:
+                self._grpc_server = ModelopsGRPCServer(
+                    config.grpc_port, self.dataplane, self.model_repository_extension, model,
+                    max_receive_bytes=config.max_body_bytes, grace_period=config.grace_seconds)
+                self.servers.append(self._grpc_server.start(max(2, config.workers)))
+            super().start(models)
+
+    server = Server(
+        http_port=config.http_port,
+        grpc_port=config.grpc_port,
+        workers=1,
+        max_threads=max(2, config.workers),
+        max_asyncio_workers=max(2, config.workers),
+        enable_grpc=False,  # ours is started above, with our servicer and limits
+        enable_docs_url=False,
+        enable_latency_logging=False,
+        grace_period=config.grace_seconds,
+    )
+    app = kserve_model_server.app
+    build = app.build_middleware_stack
+
+    def build_with_fast_path() -> Any:
+        # outermost, so that the hot path skips KServe's timing middleware and router
+        return FastHTTP(build(), model, config.max_body_bytes, config.drain_seconds)
+
+    app.build_middleware_stack = build_with_fast_path
+    if not access_log:
+        logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    log.info("serving %s on http :%d, grpc :%s", model.name, config.http_port,
+             config.grpc_port if config.grpc else "off")
+    server.start([model])

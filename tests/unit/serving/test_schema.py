@@ -1,0 +1,213 @@
+"""The input contract: decoding V1 / V2 payloads into validated columns, table-driven."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from modelops.serving import outputs
+from modelops.serving.batching import MicroBatcher, concat, split
+from modelops.serving.outputs import Prediction
+from modelops.serving.resources import cpu_limit
+from modelops.serving.schema import (
+    Batch,
+    Feature,
+    InputError,
+    Limits,
+    ModelSpec,
+    decode_v1,
+    decode_v2,
+    features_from_contract,
+    kind_of,
+    split_binary_body,
+)
+
+pytestmark = pytest.mark.unit
+
+SPEC = ModelSpec(name="m", task="classification", classes=("no", "yes"), version="2", features=(
+    Feature("age", "number"), Feature("visits", "integer"), Feature("plan", "string"),
+    Feature("strict", "number", nullable=False), Feature("region", "string", categories=("n", "s"))))
+NUMERIC = ModelSpec(name="n", task="regression", features=(Feature("a", "number"), Feature("b", "number")))
+LIMITS = Limits(max_rows=5)
+ROW = {"age": 1.5, "visits": 2, "plan": "pro", "strict": 0.0, "region": "n"}
+
+
+def test_records_and_lists_decode_to_the_same_columns() -> None:
+    a = decode_v1({"instances": [ROW, {**ROW, "age": None, "plan": None}]}, SPEC, LIMITS)
+    b = decode_v1({"instances": [list(ROW.values()), [None, 2, None, 0.0, "n"]]}, SPEC, LIMITS)
+    assert a.rows == b.rows == 2
+    for name in SPEC.feature_names:
+        assert a.columns[name].tolist() == b.columns[name].tolist() or name == "age"
+    assert np.isnan(a.columns["age"][1]) and a.columns["plan"][1] is None
+    assert a.columns["visits"].dtype == np.float64 and a.columns["plan"].dtype == object
+
+
+@pytest.mark.parametrize(("body", "status", "field"), [
+    ([], 400, None),
+    ({"instances": []}, 422, "instances"),
+    ({"instances": [ROW] * 6}, 422, "instances"),
+    ({"instances": [{**ROW, "x": 1}]}, 422, "x"),
+    ({"instances": [{k: v for k, v in ROW.items() if k != "plan"}]}, 422, "plan"),
+    ({"instances": [{**ROW, "age": "1"}]}, 422, "age"),
+    ({"instances": [{**ROW, "age": True}]}, 422, "age"),
+    ({"instances": [{**ROW, "visits": 1.5}]}, 422, "visits"),
+    ({"instances": [{**ROW, "strict": None}]}, 422, "strict"),
+    ({"instances": [{**ROW, "region": "e"}]}, 422, "region"),
+    ({"instances": [{**ROW, "plan": "a\x00"}]}, 422, "plan"),
+    ({"instances": [{**ROW, "plan": 3}]}, 422, "plan"),
+    ({"instances": [[1.0, 2]]}, 422, "instances"),
+    ({"instances": [ROW, [1]]}, 400, "instances"),
+    ({"instances": [ROW], "extra": 1}, 400, "extra"),
+])
+def test_v1_rejections_name_the_field(body: Any, status: int, field: str | None) -> None:
+    with pytest.raises(InputError) as err:
+        decode_v1(body, SPEC, LIMITS)
+    assert err.value.status == status
+    assert err.value.field == field
+
+
+def tensor(name: str, dt: str, shape: list[int], data: Any, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "datatype": dt, "shape": shape, "data": data, **extra}
+
+
+def test_v2_per_column_nested_and_matrix() -> None:
+    req = decode_v2({"id": "r", "outputs": [{"name": "predict"}], "inputs": [
+        tensor("age", "FP64", [2, 1], [[1.0], [None]]), tensor("visits", "INT64", [2], [1, 2]),
+        tensor("plan", "BYTES", [2], ["a", None]), tensor("strict", "FP32", [2], [0.5, 1]),
+        tensor("region", "BYTES", [2], ["n", "s"])]}, SPEC, LIMITS)
+    assert req.batch.rows == 2 and req.request_id == "r" and req.outputs == ("predict",)
+    m = decode_v2({"inputs": [tensor("input-0", "FP32", [2, 2], [[1, 2], [3, 4]])]}, NUMERIC, LIMITS)
+    assert m.batch.columns["a"].tolist() == [1.0, 3.0] and m.batch.columns["b"].tolist() == [2.0, 4.0]
+
+
+def test_v2_binary_extension() -> None:
+    raw_a = np.asarray([1.0, 2.0], dtype="<f8").tobytes()
+    raw_b = np.asarray([3, 4], dtype="<i4").tobytes()
+    header = {"inputs": [tensor("a", "FP64", [2], None, parameters={"binary_data_size": len(raw_a)}),
+                         tensor("b", "INT32", [2], None, parameters={"binary_data_size": len(raw_b)})]}
+    for t in header["inputs"]:
+        del t["data"]
+    req = decode_v2(header, NUMERIC, LIMITS, raw_a + raw_b)
+    assert req.batch.columns["b"].tolist() == [3.0, 4.0]
+    with pytest.raises(InputError):
+        decode_v2(header, NUMERIC, LIMITS, raw_a)  # truncated
+    body, rest = split_binary_body(b'{"x":1}abc', "7")
+    assert body == b'{"x":1}' and rest == b"abc"
+    with pytest.raises(InputError):
+        split_binary_body(b"{}", "99")
+
+
+def test_v2_binary_bytes_elements() -> None:
+    spec = ModelSpec(name="s", task="regression", features=(Feature("c", "string"),))
+    raw = b"".join(struct.pack("<I", len(s)) + s for s in (b"ab", b"c"))
+    req = decode_v2({"inputs": [{"name": "c", "datatype": "BYTES", "shape": [2],
+                                 "parameters": {"binary_data_size": len(raw)}}]}, spec, LIMITS, raw)
+    assert req.batch.columns["c"].tolist() == ["ab", "c"]
+    with pytest.raises(InputError):
+        decode_v2({"inputs": [{"name": "c", "datatype": "BYTES", "shape": [1],
+                               "parameters": {"binary_data_size": 5}}]}, spec, LIMITS, b"\x09\x00\x00\x00a")
+
+
+@pytest.mark.parametrize(("inputs", "field"), [
+    ([tensor("a", "FP64", [3], [1.0, 2.0])], "a"),
+    ([tensor("a", "FP64", [1], [1.0]), tensor("b", "BYTES", [1], ["x"])], "b"),
+    ([tensor("a", "FP64", [1], [float("inf")]), tensor("b", "FP64", [1], [1.0])], "a"),
+    ([tensor("a", "FP64", [1], [1.0]), tensor("b", "FP64", [2], [1.0, 2.0])], "b"),
+    ([tensor("a", "FP64", [1], [1.0]), tensor("a", "FP64", [1], [1.0])], "a"),
+    ([tensor("m", "FP64", [1, 3], [1.0, 2.0, 3.0])], "m"),
+    ([tensor("a", "FP64", [1], [[1.0]]), tensor("b", "FP64", [1], [1.0])], "inputs[a]"),
+])
+def test_v2_rejections(inputs: list[dict[str, Any]], field: str) -> None:
+    with pytest.raises(InputError) as err:
+        decode_v2({"inputs": inputs}, NUMERIC, LIMITS)
+    assert err.value.field == field and 400 <= err.value.status < 500
+
+
+def test_features_from_contract_and_signature() -> None:
+    fs = features_from_contract({"features": [{"name": "x", "dtype": "int32"}, {"name": "c", "dtype": "object"}]},
+                                None)
+    assert [(f.name, f.kind) for f in fs] == [("x", "integer"), ("c", "string")]
+    fs = features_from_contract(None, [{"name": "x", "type": "double"}, {"name": "b", "type": "boolean"}])
+    assert [f.kind for f in fs] == ["number", "boolean"]
+    assert kind_of("float32") == "number"
+    with pytest.raises(ValueError):
+        kind_of("datetime64[ns]")
+
+
+def test_outputs_v1_v2_and_metadata() -> None:
+    proba = np.asarray([[0.2, 0.8], [0.6, 0.4]])
+    classes = outputs.class_array(("no", "yes"))
+    pred = Prediction(labels=outputs.labels_from_probabilities(proba, classes), probabilities=proba)
+    assert outputs.v1_body(pred)["predictions"] == ["yes", "no"]
+    body = outputs.v2_body(pred, SPEC, "m", "id-1", None)
+    assert body["id"] == "id-1" and body["model_version"] == "2"
+    assert [o["name"] for o in body["outputs"]] == ["predict", "predict_proba"]
+    assert body["outputs"][1]["shape"] == [2, 2] and body["outputs"][0]["datatype"] == "BYTES"
+    with pytest.raises(InputError):
+        outputs.v2_outputs(pred, SPEC, ("logits",))
+    assert outputs.label_datatype((0, 1)) == "INT64"
+    assert outputs.metadata_outputs(SPEC, True)[1]["shape"] == [-1, 2]
+
+
+def test_cpu_limit_from_cgroup(tmp_path: Path) -> None:
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert cpu_limit(tmp_path) == min(2, len(__import__("os").sched_getaffinity(0)))
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cpu_limit(tmp_path) >= 1
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("50000")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000")
+    assert cpu_limit(v1) == 1
+
+
+def test_micro_batching_merges_and_splits() -> None:
+    calls: list[int] = []
+
+    def predict(batch: Batch) -> Prediction:
+        calls.append(batch.rows)
+        return Prediction(values=batch.columns["a"] * 2)
+
+    async def go() -> list[Prediction]:
+        batcher = MicroBatcher(predict, ThreadPoolExecutor(1), max_rows=100, max_delay=0.05)
+        batches = [Batch({"a": np.asarray([float(i), float(i) + 0.5])}, 2) for i in range(3)]
+        return list(await asyncio.gather(*(batcher.submit(b) for b in batches)))
+
+    results = asyncio.run(go())
+    assert calls == [6]
+    assert [r.values.tolist() for r in results if r.values is not None] == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
+    merged = concat([Batch({"a": np.ones(2)}, 2), Batch({"a": np.zeros(1)}, 1)])
+    assert merged.rows == 3
+    assert [p.rows for p in split(Prediction(values=np.arange(3.0)), [2, 1])] == [2, 1]
+
+
+def test_numeric_block_fast_path_equals_per_column_path() -> None:
+    spec = ModelSpec(name="n", task="regression", features=(Feature("a", "number"), Feature("b", "integer")))
+    fast = decode_v1({"instances": [[1.5, 2], [3.0, 4]]}, spec, LIMITS)
+    assert fast.matrix is not None and fast.matrix.shape == (2, 2)
+    assert fast.columns["a"].tolist() == [1.5, 3.0] and fast.columns["b"].tolist() == [2.0, 4.0]
+    slow = decode_v1({"instances": [[1.5, 2], [None, 4]]}, spec, LIMITS)  # a null: per-column path
+    assert slow.matrix is None and np.isnan(slow.columns["a"][1])
+    with pytest.raises(InputError) as err:
+        decode_v1({"instances": [[1.5, 2.5]]}, spec, LIMITS)
+    assert err.value.field == "b"
+
+
+def test_typed_tensor_nan_is_missing_only_where_allowed() -> None:
+    from modelops.serving.schema import Tensor, decode_tensors
+
+    nullable = decode_tensors([Tensor("a", "FP64", [1], np.asarray([np.nan])),
+                               Tensor("b", "FP64", [1], np.asarray([1.0]))], NUMERIC, LIMITS)
+    assert np.isnan(nullable.columns["a"][0])
+    strict = ModelSpec(name="s", task="regression", features=(Feature("a", "number", nullable=False),))
+    with pytest.raises(InputError) as err:
+        decode_tensors([Tensor("a", "FP64", [1], np.asarray([np.nan]))], strict, LIMITS)
+    assert err.value.field == "a"
+    with pytest.raises(InputError):
+        decode_tensors([Tensor("a", "FP64", [1], np.asarray([np.inf]))], strict, LIMITS)
