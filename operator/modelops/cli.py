@@ -26,14 +26,11 @@ _ROLES = (
     "modelops.serving.cli",  # serve
     "modelops.drift.cli",  # drift-exporter
     "modelops.demo",  # demo
+    "modelops.images",  # images build|verify
 )
 
 for _module in _ROLES:
-    try:
-        importlib.import_module(_module).register(app)
-    except ModuleNotFoundError as exc:  # a role that is not part of this checkout yet
-        if exc.name != _module and not _module.startswith(str(exc.name)):
-            raise
+    importlib.import_module(_module).register(app)
 
 
 @app.command()

@@ -23,7 +23,7 @@ class OperatorSettings(BaseSettings):
                                      description="Default MLflow server for resources that name none.")
     prometheus_url: str = Field("http://prometheus.monitoring.svc:9090",
                                 description="Default Prometheus HTTP API for analysis and drift queries.")
-    drift_exporter_url: str = Field("http://modelops-drift-exporter.modelops.svc:8080/v1/events",
+    drift_exporter_url: str = Field("http://modelops-drift-exporter.modelops.svc:8080/events",
                                     description="Default KServe logger target.")
     trainer_image: str = Field(f"modelops/trainer:{__version__}", description="Default trainer image.")
     server_image: str = Field(f"modelops/model-server:{__version__}", description="Default model server image.")
