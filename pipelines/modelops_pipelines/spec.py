@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -34,6 +34,12 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
 HIGHER_IS_BETTER: frozenset[str] = frozenset({"auc", "accuracy", "f1", "r2"})
 #: the metric used when the spec names none
 DEFAULT_METRIC: dict[str, str] = {"classification": "auc", "regression": "rmse"}
+#: a column name (non-empty)
+Column = Annotated[str, Field(min_length=1)]
+#: dataset locations a training Job can read: a URL with a scheme the trainer supports, or an absolute path
+URI_PATTERN = r"^((file|s3|https?)://.+|/.+)"
+#: registered model names: usable in `models:/<name>@<alias>` URIs and in the experiment `modelops/<name>`
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
 class _SpecModel(BaseModel):
@@ -44,15 +50,16 @@ class _SpecModel(BaseModel):
 class DatasetSpec(_SpecModel):
     """Where the training table is and how to read it."""
 
-    uri: str = Field(min_length=1, description=(
-        "Location of the training table: a local or mounted path, file://, s3:// (endpoint configurable), "
-        "or http(s)://."))
+    uri: str = Field(min_length=1, pattern=URI_PATTERN, description=(
+        "Location of the training table: an absolute local or mounted path, file://, s3:// (endpoint "
+        "configurable), or http(s)://. Relative paths are rejected: they would depend on the working "
+        "directory of the training container."))
     format: Literal["auto", "csv", "parquet"] = Field(
         "auto", description="File format; 'auto' decides from the file extension (.parquet/.pq, else CSV).")
     target: str = Field(min_length=1, description="Name of the column to predict.")
-    features: list[str] | None = Field(None, description=(
+    features: list[Column] | None = Field(None, max_length=1000, description=(
         "Input columns, in model input order. Default: every column except the target and the time column."))
-    categorical_features: list[str] | None = Field(None, description=(
+    categorical_features: list[Column] | None = Field(None, max_length=1000, description=(
         "Columns to treat as categorical even if numeric. Non-numeric columns are always categorical."))
     time_column: str | None = Field(None, description=(
         "Optional timestamp column: the split becomes time-ordered (latest rows are held out) and the "
@@ -69,7 +76,9 @@ class DatasetSpec(_SpecModel):
 class ValidationSpec(_SpecModel):
     """Checks the dataset must pass before any training starts."""
 
-    min_rows: int = Field(50, ge=1, description="Fail if the table has fewer usable rows than this.")
+    min_rows: int = Field(100, ge=1, description=(
+        "Fail if the table has fewer usable rows than this. 100 by default: with the default splits that "
+        "leaves 20 test rows for the champion-vs-challenger gate; fewer make the gate a coin toss."))
     max_missing_rate: float = Field(0.5, ge=0.0, le=1.0, description=(
         "Fail if any feature, or the target, has a larger share of missing values than this. Rows with "
         "a missing target are dropped."))
@@ -95,10 +104,10 @@ class SearchSpec(_SpecModel):
     """The hyperparameter search."""
 
     trials: int = Field(20, ge=1, le=2000, description="Trial budget: at most this many trials.")
-    timeout_seconds: float | None = Field(600, gt=0, description=(
+    timeout_seconds: float | None = Field(600, gt=0, le=604800, description=(
         "Time budget for the search: no new trial starts after this many seconds. Null for no limit. "
         "Results are reproducible only when the trial budget, not the time budget, ends the search."))
-    families: list[Family] = Field(default=list(ALL_FAMILIES), min_length=1, description=(
+    families: list[Family] = Field(default=list(ALL_FAMILIES), min_length=1, max_length=4, description=(
         "Estimator families to search over: xgboost, hist_gradient_boosting, random_forest, linear."))
     sampler: Literal["tpe", "random"] = Field("tpe", description="Optuna sampler (seeded).")
     pruning: bool = Field(True, description=(
@@ -131,14 +140,14 @@ class PromotionSpec(_SpecModel):
 class MlflowSpec(_SpecModel):
     """Where runs are tracked (the server itself comes from MLFLOW_TRACKING_URI)."""
 
-    experiment: str | None = Field(None, description=(
+    experiment: str | None = Field(None, min_length=1, description=(
         "MLflow experiment for the training runs. Default: 'modelops/<modelName>'."))
 
 
 class TrainSpec(_SpecModel):
     """Everything one training needs: the spec file of `modelops train` and RetrainSchedule `spec.training`."""
 
-    model_name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+    model_name: str = Field(min_length=1, max_length=200, pattern=MODEL_NAME_PATTERN,
                             description="Registered model name in the MLflow model registry.")
     dataset: DatasetSpec = Field(description="The training table.")
     validation: ValidationSpec = Field(default_factory=lambda: ValidationSpec.model_validate({}),

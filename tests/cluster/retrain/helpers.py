@@ -57,7 +57,10 @@ def jobs(kube: Any, ns: str) -> list[Any]:
 
 def events(kube: Any, ns: str, name: str) -> list[str]:
     items = kube.core.list_namespaced_event(ns, field_selector=f"involvedObject.name={name}").items
-    return [e.reason for e in sorted(items, key=lambda e: e.metadata.creation_timestamp)]
+    # creationTimestamp has one-second resolution: events of the same second are ordered by resourceVersion
+    # (the etcd revision of their creation, increasing on this single-etcd control plane)
+    return [e.reason for e in sorted(items, key=lambda e: (e.metadata.creation_timestamp,
+                                                           int(e.metadata.resource_version)))]
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 60, interval: float = 0.25,

@@ -3,6 +3,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 from sklearn.datasets import load_wine
 
 from modelops_pipelines.data import DatasetError, load_table, validate_and_prepare
@@ -13,7 +14,7 @@ pytestmark = pytest.mark.unit
 
 
 def _spec(**dataset) -> TrainSpec:
-    ds = {"uri": "unused", "target": "y", "task": "classification", **dataset}
+    ds = {"uri": "/unused", "target": "y", "task": "classification", **dataset}
     return TrainSpec.model_validate({"modelName": "m", "dataset": ds, "validation": {"minRows": 10}})
 
 
@@ -51,8 +52,12 @@ def test_unreadable_files_fail_clearly(tmp_path, content, fragment):
 
 
 def test_unknown_scheme_is_rejected():
+    # the spec (like the CRD) rejects it first; the reader still refuses it if it gets that far
+    with pytest.raises(ValidationError, match="uri"):
+        DatasetSpec(uri="ftp://host/x.csv", target="y", task="classification")
     with pytest.raises(DatasetError, match="scheme 'ftp'"):
-        load_table(DatasetSpec(uri="ftp://host/x.csv", target="y", task="classification"))
+        load_table(DatasetSpec.model_construct(uri="ftp://host/x.csv", target="y", task="classification",
+                                               format="auto", storage_options={}, s3_endpoint_url=None))
 
 
 @pytest.mark.parametrize("mutate, spec_kw, fragment", [
@@ -88,7 +93,7 @@ def test_prepared_typing_and_report():
     frame = generate_churn(500, seed=2, missing_rate=0.1)
     frame.loc[:4, "churn"] = np.nan  # rows without a target are dropped and reported
     spec = TrainSpec.model_validate({"modelName": "m", "dataset": {
-        "uri": "u", "target": "churn", "task": "classification", "categoricalFeatures": ["dependent_count"]}})
+        "uri": "/u", "target": "churn", "task": "classification", "categoricalFeatures": ["dependent_count"]}})
     data = validate_and_prepare(frame, spec)
     assert data.report["rows_dropped_missing_target"] == 5 and len(data.X) == 495
     assert "gender" in data.categorical and "dependent_count" in data.categorical

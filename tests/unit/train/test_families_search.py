@@ -33,7 +33,7 @@ def test_stage_points():
 @pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_every_family_trains_a_pipeline_that_handles_unseen_categories_and_missing_values(family):
     frame = generate_churn(600, seed=0, missing_rate=0.1)
-    spec = TrainSpec.model_validate({"modelName": "m", "dataset": {"uri": "u", "target": "churn",
+    spec = TrainSpec.model_validate({"modelName": "m", "dataset": {"uri": "/u", "target": "churn",
                                                                    "task": "classification"}})
     data = validate_and_prepare(frame, spec)
     pipe = fam.build_pipeline(family, "classification", _small(family, "classification"), numeric=data.numeric,
@@ -84,7 +84,7 @@ def test_staged_fit_reports_every_stage_and_can_be_stopped(family, task):
 
 def _search_data(seed=0):
     frame = generate_churn(1000, seed=seed)
-    spec = TrainSpec.model_validate({"modelName": "m", "dataset": {"uri": "u", "target": "churn",
+    spec = TrainSpec.model_validate({"modelName": "m", "dataset": {"uri": "/u", "target": "churn",
                                                                    "task": "classification"}})
     data = validate_and_prepare(frame, spec)
     y = data.y.to_numpy()
