@@ -364,6 +364,9 @@ class _Tick:
             self.st["stable"] = target.as_status(self.now)
             self.st["specHash"] = serving_hash(self.spec)
             self.event("Normal", "Deployed", f"serving {target.label()}", notify=False)
+            if target.alias == CANDIDATE_ALIAS:
+                # the very first version comes from the trainer's challenger: it becomes the champion
+                self.promote_actions(self.st["stable"], None)
         ro = self.st.get("rollout")
         if ro and ro.get("state") == "RollingBack":
             self.settle_rollback()
