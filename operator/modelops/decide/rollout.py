@@ -568,7 +568,7 @@ class _Tick:
     def finish(self, phase: str | None = None) -> Decision:
         isvc, ro = self.obs.isvc, self.st.get("rollout")
         plan = self.plan()
-        if plan is not None:
+        if self.st.get("stable"):
             if isvc is None:
                 self.conds.append(Condition("InferenceServiceReady", "Unknown", "Pending",
                                             "KServe has not reported on the InferenceService yet"))
@@ -650,6 +650,10 @@ class _Tick:
     def requeue(self) -> float:
         ro = self.st.get("rollout")
         poll = poll_interval(self.spec)
+        isvc = self.obs.isvc
+        if isvc is None or not isvc.ready:
+            # a backstop: the handler also re-runs as soon as KServe reports on the InferenceService
+            poll = min(poll, 5.0)
         if not ro:
             return poll
         if ro.get("state") == "RollingBack":

@@ -124,7 +124,9 @@ def _predictor(name: str, spec: Mapping[str, Any], ref: ModelRef, defaults: Defa
     if predictor_name_:
         pred["name"] = predictor_name_
     if serving.get("runtime", "modelops") == "kserve":
-        model: dict[str, Any] = {"modelFormat": {"name": serving.get("modelFormat", "mlflow")},
+        # `name` is the model container's name; KServe v0.20's schema requires it on canary predictors, and it
+        # is set on both so that promotion stays a plain move of the canary predictor into spec.predictor.
+        model: dict[str, Any] = {"name": KSERVE_CONTAINER, "modelFormat": {"name": serving.get("modelFormat", "mlflow")},
                                  "protocolVersion": serving.get("protocolVersion", "v2"),
                                  "storageUri": ref.storage_uri}
         if serving.get("runtimeName"):

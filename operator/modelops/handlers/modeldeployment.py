@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -454,3 +455,25 @@ async def modeldeployment_event(type: str, body: kopf.Body, name: str, namespace
     if _SEEN.get(key) != signature:
         _SEEN[key] = signature
         _SCHEDULER.touch(key)
+
+
+@kopf.on.event(KSERVE_GROUP, KSERVE_VERSION, ISVC_PLURAL, labels={"app.kubernetes.io/managed-by": "modelops"})
+async def inferenceservice_event(body: kopf.Body, namespace: str, **_: Any) -> None:
+    """KServe reporting on an InferenceService we own re-runs its ModelDeployment at once (level-based:
+    readiness, a settled rollback and canary readiness are seen without waiting for the next timer)."""
+    if _SCHEDULER is None:
+        return
+    for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("kind") == MODEL_DEPLOYMENT and ref.get("apiVersion", "").startswith(f"{GROUP}/"):
+            key = (namespace, ref["name"])
+            status = body.get("status") or {}
+            signature = ("isvc", status.get("observedGeneration"),
+                         json.dumps(status.get("conditions"), sort_keys=True),
+                         json.dumps(status.get("components"), sort_keys=True),
+                         json.dumps(status.get("canaryStatuses"), sort_keys=True))
+            if _ISVC_SEEN.get(key) != signature:
+                _ISVC_SEEN[key] = signature
+                _SCHEDULER.touch(key, 0.05)
+
+
+_ISVC_SEEN: dict[Key, tuple[Any, ...]] = {}
