@@ -93,7 +93,14 @@ class MlflowRegistry:
 
     # ---------------------------------------------------------------------------------- reads
     def get_alias(self, name: str, alias: str) -> ModelVersion | None:
-        data = self._call("GET", "registered-models/alias", params={"name": name, "alias": alias})
+        """The version behind `alias`, None when the alias is not set."""
+        try:
+            data = self._call("GET", "registered-models/alias", params={"name": name, "alias": alias})
+        except RegistryError as exc:
+            # MLflow answers a missing alias with 400 INVALID_PARAMETER_VALUE "... alias X not found."
+            if exc.reason == "RegistryError" and "not found" in str(exc):
+                return None
+            raise
         return ModelVersion.from_json(data["model_version"]) if data else None
 
     def get_version(self, name: str, version: str) -> ModelVersion | None:
