@@ -12,7 +12,7 @@ from kubernetes.client.exceptions import ApiException
 from modelops.api import GROUP, VERSION
 from modelops.decide.rollout import ModelRef, ServingPlan
 from modelops.desired.inference_service import Defaults, inference_service
-from tests.cluster.rollout.conftest import cond, isvc_get, md_get, storage_uri_of, wait_for
+from tests.cluster.rollout.helpers import cond, isvc_get, md_get, storage_uri_of, wait_for
 from tests.fixtures.kserve import GROUP as KGROUP
 from tests.fixtures.kserve import PLURAL as KPLURAL
 from tests.fixtures.kserve import VERSION as KVERSION

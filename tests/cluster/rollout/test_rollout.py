@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from modelops.api import GROUP, VERSION
-from tests.cluster.rollout.conftest import (
+from tests.cluster.rollout.helpers import (
     LoadGenerator,
     ModelServers,
     PrometheusProc,
