@@ -59,12 +59,16 @@ class Kube:
     def crd_has_field(self, crd_name: str, version: str, path: tuple[str, ...]) -> bool | None:
         """Whether the installed CRD's schema declares `path` (e.g. ("spec", "canary")); None if no CRD."""
         def load() -> bool | None:
+            # Raw JSON, not client models: KServe's CRD is ~2 MB, and deserialising it into V1 models costs
+            # well over 100 MB of (never returned) heap. Only the answer is kept.
             try:
-                crd = self.api.sanitize_for_serialization(self.apiext.read_custom_resource_definition(crd_name))
+                resp = self.apiext.read_custom_resource_definition(crd_name, _preload_content=False)
             except ApiException as exc:
                 if exc.status == 404:
                     return None
                 raise
+            crd = json.loads(resp.data)
+            del resp
             for v in crd["spec"]["versions"]:
                 if v["name"] != version:
                     continue

@@ -156,7 +156,7 @@ def isvc_get(kube: Any, ns: str, name: str) -> dict[str, Any] | None:
         raise
 
 
-def wait_for(check: Any, timeout: float, what: str, interval: float = 0.2) -> Any:
+def wait_for(check: Any, timeout: float, what: str, interval: float = 0.2, dump: Any = None) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -164,7 +164,8 @@ def wait_for(check: Any, timeout: float, what: str, interval: float = 0.2) -> An
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"{what}: not reached within {timeout}s (last: {last!r})")
+    extra = f"\n{json.dumps(dump(), indent=1, default=str)[:6000]}" if dump else ""
+    raise AssertionError(f"{what}: not reached within {timeout}s (last: {last!r}){extra}")
 
 
 def cond(obj: dict[str, Any], type_: str) -> dict[str, Any]:

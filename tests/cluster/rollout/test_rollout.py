@@ -78,7 +78,8 @@ def test_healthy_canary_is_promoted(rollout_operator: Any, namespace: str, mlflo
                 seen_weights.add(st["rollout"]["weight"])
             return bool(st.get("history")) and st["stable"].get("version") == "2"
 
-        wait_for(promoted, 90, "promotion of version 2", interval=0.1)
+        wait_for(promoted, 90, "promotion of version 2", interval=0.1,
+                 dump=lambda: [md_get(kube, namespace, "churn").get("status"), isvc_get(kube, namespace, "churn")])
     finally:
         load.stop()
     got = md_get(kube, namespace, "churn")
