@@ -265,13 +265,16 @@ class _Tick:
     def action(self, act: dict[str, Any]) -> None:
         self.st.setdefault("pendingActions", []).append(act)
 
-    def history(self, result: str, reason: str, canary: Mapping[str, Any], started: str | None) -> None:
+    def history(self, result: str, reason: str, canary: Mapping[str, Any], started: str | None,
+                message: str = "") -> None:
         entry = {"version": canary.get("version") or canary.get("storageUri", ""),
                  "fromVersion": (self.st.get("stable") or {}).get("version")
                  or (self.st.get("stable") or {}).get("storageUri", ""),
                  "result": result, "reason": reason, "finishedAt": ts(self.now)}
         if started:
             entry["startedAt"] = started
+        if message:
+            entry["message"] = message[:1000]
         limit = int(self.rollout_spec.get("historyLimit", 10))
         self.st["history"] = ([entry, *list(self.st.get("history") or [])])[:limit]
 
@@ -335,7 +338,7 @@ class _Tick:
     def rollback(self, result: str, reason: str, message: str, reject: bool) -> None:
         canary = self.st["canary"]
         ro = self.st["rollout"]
-        self.history(result, reason, canary, ro.get("startedAt"))
+        self.history(result, reason, canary, ro.get("startedAt"), message)
         self.reject_actions(canary, message, reject)
         if reject:
             self.st["lastRejected"] = {k: v for k, v in canary.items() if k in ("version", "storageUri")}
