@@ -301,7 +301,11 @@ def reconcile(namespace: str, name: str) -> float:
                     Condition("InferenceServiceReady", "False", "ApplyFailed", msg)], generation, now)
                 rv = write_status(kube, namespace, name, new_status, failed, rv)
                 new_status = failed
+    ref = {"apiVersion": body["apiVersion"], "kind": body["kind"], "name": name, "uid": meta["uid"],
+           "namespace": namespace}
     for ev in decision.events:
+        log.log(logging.WARNING if ev.type == "Warning" else logging.INFO, "%s: %s", ev.reason, ev.message,
+                extra={"k8s_ref": ref})
         with contextlib.suppress(ApiException):
             kube.event(body, ev.type, ev.reason, ev.message)
     if new_actions:
@@ -441,7 +445,8 @@ async def modeldeployment_stop(**_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, MODEL_DEPLOYMENTS)
-async def modeldeployment_event(type: str, body: kopf.Body, name: str, namespace: str, **_: Any) -> None:
+async def modeldeployment_event(type: str, body: kopf.Body, name: str, namespace: str, logger: Any,
+                                **_: Any) -> None:
     """Watch events only (re)schedule: a new object, a new generation or new annotations run it now."""
     key = (namespace, name)
     if _SCHEDULER is None:
@@ -453,6 +458,8 @@ async def modeldeployment_event(type: str, body: kopf.Body, name: str, namespace
     meta = body.get("metadata") or {}
     signature = (meta.get("uid"), meta.get("generation"), tuple(sorted((meta.get("annotations") or {}).items())))
     if _SEEN.get(key) != signature:
+        if _SEEN.get(key, (None, None))[1] != signature[1]:
+            logger.info(f"reconciling generation {meta.get('generation')}")
         _SEEN[key] = signature
         _SCHEDULER.touch(key)
 
