@@ -31,7 +31,7 @@ class OperatorSettings(BaseSettings):
                         "the server's HTTP artifact endpoint.")
     kserve_namespace: str = Field("kserve", description="Namespace of KServe's inferenceservice-config "
                                                         "ConfigMap (the cluster's default deployment mode).")
-    reconcile_workers: int = Field(8, description="Threads that talk to the Kubernetes API, MLflow and "
+    reconcile_workers: int = Field(4, description="Threads that talk to the Kubernetes API, MLflow and "
                                                   "Prometheus for ModelDeployments.")
     trainer_image: str = Field(f"modelops/trainer:{__version__}", description="Default trainer image.")
     server_image: str = Field(f"modelops/model-server:{__version__}", description="Default model server image.")

@@ -69,7 +69,16 @@ from modelops.desired.inference_service import (
 from modelops.settings import OperatorSettings
 
 log = logging.getLogger("modelops.modeldeployment")
-ISVC_CRD = f"{ISVC_PLURAL}.{KSERVE_GROUP}"
+#: A minimal Standard-mode InferenceService with a canary, dry-run created to learn whether the installed CRD
+#: has spec.canary (KServe >= 0.20).
+CANARY_PROBE: dict[str, Any] = {
+    "apiVersion": f"{KSERVE_GROUP}/{KSERVE_VERSION}", "kind": "InferenceService",
+    "metadata": {"generateName": "modelops-canary-probe-",
+                 "annotations": {"serving.kserve.io/deploymentMode": "Standard"}},
+    "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "s3://probe/stable"}},
+             "canary": [{"trafficPercent": 0, "predictor": {"name": "probe", "model": {
+                 "name": "kserve-container", "modelFormat": {"name": "sklearn"}, "storageUri": "s3://probe/canary"}}}]},
+}
 #: Notifications are retried this many ticks, then dropped (logged); registry actions are retried forever.
 NOTIFY_ATTEMPTS = 5
 
@@ -256,14 +265,15 @@ def reconcile(namespace: str, name: str) -> float:
     now = datetime.now(UTC)
     generation = int(meta.get("generation", 0))
     rv = meta.get("resourceVersion")
-    if status.get("observedGeneration") != generation:
-        # Acknowledge a new generation at once: resolution and analysis can take a few seconds.
+    if status.get("observedGeneration") != generation and not (spec.get("model") or {}).get("storageUri"):
+        # Acknowledge a new generation at once: resolving in MLflow can take a few seconds.
         status, rv = acknowledge(kube, body, status, spec, now)
     left = run_actions(rt, list(status.get("pendingActions") or []), spec, body)
 
     mode = deployment_mode(spec, kube.config_map_value(rt.settings.kserve_namespace, "inferenceservice-config",
                                                        "deploy"))
-    has_canary = bool(kube.crd_has_field(ISVC_CRD, KSERVE_VERSION, ("spec", "canary")))
+    has_canary = kube.accepts_field(KSERVE_GROUP, KSERVE_VERSION, ISVC_PLURAL, namespace, CANARY_PROBE,
+                                    "spec.canary")
     supported, why = canary_support(mode, has_canary)
     isvc_obj = kube.get(KSERVE_GROUP, KSERVE_VERSION, ISVC_PLURAL, namespace, name)
     isvc = isvc_state(isvc_obj, meta["uid"], mode)
@@ -277,7 +287,9 @@ def reconcile(namespace: str, name: str) -> float:
     new_status = decision.status
     new_status["inferenceService"] = name
     new_status["deploymentMode"] = mode
-    new_actions = decision.actions
+    # notifications are only queued when someone listens
+    wants_notify = bool((spec.get("notifications") or {}).get("webhooks"))
+    new_actions = [a for a in decision.actions if a["kind"] != "Notify" or wants_notify]
     new_status["pendingActions"] = left + new_actions
     if not new_status["pendingActions"]:
         new_status.pop("pendingActions")
