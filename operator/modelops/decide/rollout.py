@@ -658,6 +658,9 @@ class _Tick:
             # a backstop: the handler also re-runs as soon as KServe reports on the InferenceService
             poll = min(poll, 5.0)
         if not ro:
+            if (self.spec.get("model") or {}).get("storageUri") and isvc is not None and isvc.ready:
+                # nothing to poll: a plain URI changes only with the spec, and spec changes wake us at once
+                return 600.0
             return poll
         if ro.get("state") == "RollingBack":
             return min(poll, 1.0)

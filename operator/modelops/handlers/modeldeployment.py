@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import logging
 import threading
@@ -133,6 +134,58 @@ class _Runtime:
         return self._uris[key]
 
 
+class _Cache:
+    """The latest ModelDeployments and InferenceServices, fed by the watches and by our own write responses.
+
+    A steady-state reconcile then costs no API call at all. Entries only move forward in resourceVersion, so
+    a late watch event never hides our own newer write; a conflicting write drops the entry (next read is a
+    GET). The InferenceService map also knows "absent" (None) once a watch or GET said so.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._mds: dict[tuple[str, str], dict[str, Any]] = {}
+        self._isvcs: dict[tuple[str, str], dict[str, Any] | None] = {}
+
+    @staticmethod
+    def _newer(new: Mapping[str, Any] | None, old: Mapping[str, Any] | None) -> bool:
+        if new is None or old is None:
+            return True
+        try:
+            return int(new["metadata"]["resourceVersion"]) >= int(old["metadata"]["resourceVersion"])
+        except (KeyError, ValueError, TypeError):
+            return True
+
+    def get_md(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        with self._lock:
+            obj = self._mds.get(key)
+            return copy.deepcopy(obj) if obj is not None else None
+
+    def remember_md(self, key: tuple[str, str], obj: Mapping[str, Any]) -> None:
+        with self._lock:
+            if self._newer(obj, self._mds.get(key)):
+                self._mds[key] = copy.deepcopy(dict(obj))
+
+    def forget_md(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._mds.pop(key, None)
+            self._isvcs.pop(key, None)
+
+    def has_isvc(self, key: tuple[str, str]) -> bool:
+        return key in self._isvcs
+
+    def get_isvc(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        with self._lock:
+            obj = self._isvcs.get(key)
+            return copy.deepcopy(obj) if obj is not None else None
+
+    def remember_isvc(self, key: tuple[str, str], obj: Mapping[str, Any] | None) -> None:
+        with self._lock:
+            if obj is None or key not in self._isvcs or self._newer(obj, self._isvcs.get(key)):
+                self._isvcs[key] = copy.deepcopy(dict(obj)) if obj is not None else None
+
+
+CACHE = _Cache()
 _RT: _Runtime | None = None
 _WAKE: dict[str, asyncio.Event] = {}
 
@@ -257,7 +310,12 @@ def reconcile(namespace: str, name: str) -> float:
     """One full reconcile of one ModelDeployment; returns seconds until the next one."""
     rt = runtime()
     kube = rt.kube
-    body = kube.get(GROUP, VERSION, MODEL_DEPLOYMENTS, namespace, name)
+    key = (namespace, name)
+    body = CACHE.get_md(key)
+    if body is None:
+        body = kube.get(GROUP, VERSION, MODEL_DEPLOYMENTS, namespace, name)
+        if body is not None:
+            CACHE.remember_md(key, body)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return 3600.0
     meta, spec = body["metadata"], body.get("spec") or {}
@@ -275,7 +333,11 @@ def reconcile(namespace: str, name: str) -> float:
     has_canary = kube.accepts_field(KSERVE_GROUP, KSERVE_VERSION, ISVC_PLURAL, namespace, CANARY_PROBE,
                                     "spec.canary")
     supported, why = canary_support(mode, has_canary)
-    isvc_obj = kube.get(KSERVE_GROUP, KSERVE_VERSION, ISVC_PLURAL, namespace, name)
+    if CACHE.has_isvc(key):
+        isvc_obj = CACHE.get_isvc(key)
+    else:
+        isvc_obj = kube.get(KSERVE_GROUP, KSERVE_VERSION, ISVC_PLURAL, namespace, name)
+        CACHE.remember_isvc(key, isvc_obj)
     isvc = isvc_state(isvc_obj, meta["uid"], mode)
     problems = model_deployment_problems(spec)
     resolution = resolve(rt, spec, namespace) if not problems else Resolution()
@@ -304,7 +366,7 @@ def reconcile(namespace: str, name: str) -> float:
         applied = ((isvc_obj or {}).get("metadata", {}).get("annotations") or {}).get(ANN_DESIRED_HASH)
         if applied != manifest["metadata"]["annotations"][ANN_DESIRED_HASH]:
             try:
-                kube.apply(KSERVE_GROUP, KSERVE_VERSION, ISVC_PLURAL, manifest)
+                CACHE.remember_isvc(key, kube.apply(KSERVE_GROUP, KSERVE_VERSION, ISVC_PLURAL, manifest))
             except ApiException as exc:
                 msg = api_error_message(exc)
                 log.error("%s/%s: applying the InferenceService failed: %s", namespace, name, msg)
@@ -353,7 +415,12 @@ def write_status(kube: Kube, namespace: str, name: str, old: Mapping[str, Any], 
     patch = merge_patch(old, new)
     if not patch:
         return rv
-    obj = kube.patch_status(GROUP, VERSION, MODEL_DEPLOYMENTS, namespace, name, patch, rv)
+    try:
+        obj = kube.patch_status(GROUP, VERSION, MODEL_DEPLOYMENTS, namespace, name, patch, rv)
+    except Conflict:
+        CACHE.forget_md((namespace, name))  # decide again on a fresh read
+        raise
+    CACHE.remember_md((namespace, name), obj)
     result: str | None = obj["metadata"].get("resourceVersion")
     return result
 
@@ -465,8 +532,10 @@ async def modeldeployment_event(type: str, body: kopf.Body, name: str, namespace
         return
     if type == "DELETED":
         _SEEN.pop(key, None)
+        CACHE.forget_md(key)
         _SCHEDULER.forget(key)
         return
+    CACHE.remember_md(key, body)
     meta = body.get("metadata") or {}
     signature = (meta.get("uid"), meta.get("generation"), tuple(sorted((meta.get("annotations") or {}).items())))
     if _SEEN.get(key) != signature:
@@ -477,7 +546,7 @@ async def modeldeployment_event(type: str, body: kopf.Body, name: str, namespace
 
 
 @kopf.on.event(KSERVE_GROUP, KSERVE_VERSION, ISVC_PLURAL, labels={"app.kubernetes.io/managed-by": "modelops"})
-async def inferenceservice_event(body: kopf.Body, namespace: str, **_: Any) -> None:
+async def inferenceservice_event(type: str, body: kopf.Body, namespace: str, **_: Any) -> None:
     """KServe reporting on an InferenceService we own re-runs its ModelDeployment at once (level-based:
     readiness, a settled rollback and canary readiness are seen without waiting for the next timer)."""
     if _SCHEDULER is None:
@@ -485,6 +554,7 @@ async def inferenceservice_event(body: kopf.Body, namespace: str, **_: Any) -> N
     for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
         if ref.get("kind") == MODEL_DEPLOYMENT and ref.get("apiVersion", "").startswith(f"{GROUP}/"):
             key = (namespace, ref["name"])
+            CACHE.remember_isvc(key, None if type == "DELETED" else body)
             status = body.get("status") or {}
             signature = ("isvc", status.get("observedGeneration"),
                          json.dumps(status.get("conditions"), sort_keys=True),

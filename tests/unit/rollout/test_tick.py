@@ -258,7 +258,7 @@ def test_tick(case: Case) -> None:
         assert (p["status"], p["reason"]) == case.progressing, p
     assert [e.reason for e in d.events if e.reason != "Deployed" or "Deployed" in case.events] == case.events
     assert kinds(d.status) == case.actions
-    assert 0.2 <= d.requeue_after <= 30
+    assert 0.2 <= d.requeue_after <= 600
     if case.extra:
         case.extra(d.status)
 
