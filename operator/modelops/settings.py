@@ -25,6 +25,14 @@ class OperatorSettings(BaseSettings):
                                 description="Default Prometheus HTTP API for analysis and drift queries.")
     drift_exporter_url: str = Field("http://modelops-drift-exporter.modelops.svc:8080/events",
                                     description="Default KServe logger target.")
+    mlflow_artifacts_destination: str = Field(
+        "", description="The MLflow server's --artifacts-destination (e.g. s3://mlflow/artifacts). When set, "
+                        "proxied mlflow-artifacts: locations are handed to KServe as URIs under it; otherwise as "
+                        "the server's HTTP artifact endpoint.")
+    kserve_namespace: str = Field("kserve", description="Namespace of KServe's inferenceservice-config "
+                                                        "ConfigMap (the cluster's default deployment mode).")
+    reconcile_workers: int = Field(4, description="Threads that talk to the Kubernetes API, MLflow and "
+                                                  "Prometheus for ModelDeployments.")
     trainer_image: str = Field(f"modelops/trainer:{__version__}", description="Default trainer image.")
     server_image: str = Field(f"modelops/model-server:{__version__}", description="Default model server image.")
     retrain_resync_seconds: float = Field(30.0, gt=0, description=(

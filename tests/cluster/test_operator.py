@@ -60,9 +60,8 @@ def test_new_objects_are_acknowledged_within_2s(operator: Operator, namespace: s
                 assert got["status"]["phase"] == "Idle"
                 assert conds["Ready"]["status"] == "True" and conds["Ready"]["reason"] == "Idle"
                 assert conds["Scheduled"]["status"] == "True" and got["status"]["nextScheduleTime"]
-            else:
-                assert got["status"]["phase"] == "Pending"
-                assert conds["Ready"]["status"] == "Unknown" and conds["Ready"]["reason"] == "AwaitingController"
+            else:  # the ModelDeployment controller (issue 7) knows at first sight that nothing serves yet
+                assert conds["Ready"]["status"] == "False" and conds["Ready"]["reason"] == "NoModel"
             assert all(c["observedGeneration"] == 1 and c["lastTransitionTime"] for c in conds.values())
 
 
@@ -77,7 +76,8 @@ def test_spec_change_updates_observed_generation(operator: Operator, namespace: 
     # status did not flip, so the transition time is kept
     t1 = {c["type"]: c["lastTransitionTime"] for c in first["status"]["conditions"]}
     t2 = {c["type"]: c["lastTransitionTime"] for c in second["status"]["conditions"]}
-    assert t1 == t2
+    # (the controller may have added conditions between the two reads; none that existed flipped)
+    assert {"Accepted", "Ready"} <= t1.keys() and all(t2[k] == t1[k] for k in t1)
 
 
 def test_operator_side_check_rejects_unknown_time_zone(operator: Operator, namespace: str) -> None:
@@ -107,12 +107,12 @@ def test_sigkill_and_restart_neither_duplicates_nor_loses(operator: Operator, na
     for name in names:
         got = _wait_ack(kube, namespace, "modeldeployments", name, 30)
         types = [c["type"] for c in got["status"]["conditions"]]
-        assert sorted(types) == ["Accepted", "Ready"], types  # no duplicates
+        assert len(types) == len(set(types)) and {"Accepted", "Ready"} <= set(types), types  # no duplicates
         old = before[name].get("status") or {}
         if old.get("conditions"):
             old_t = {c["type"]: c["lastTransitionTime"] for c in old["conditions"]}
             new_t = {c["type"]: c["lastTransitionTime"] for c in got["status"]["conditions"]}
-            assert old_t == new_t, f"{name}: conditions flipped on restart"
+            assert all(new_t[k] == v for k, v in old_t.items()), f"{name}: conditions flipped on restart"
     items = kube.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "modeldeployments")["items"]
     assert sorted(i["metadata"]["name"] for i in items) == names
 

@@ -15,6 +15,8 @@ def run_operator(settings: OperatorSettings | None = None) -> None:
                    log_refkey="object" if settings.log_format == "json" else None,
                    verbose=settings.log_level.upper() == "DEBUG")
     logging.getLogger().setLevel(settings.log_level.upper())
+    # one line per HTTP request to MLflow / Prometheus is noise at INFO
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     # Importing the handler modules registers them with kopf's default registry.
     from modelops.handlers import common, modeldeployment, retrainschedule  # noqa: F401
 

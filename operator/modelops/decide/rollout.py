@@ -1,0 +1,689 @@
+"""The ModelDeployment state machine: one pure `tick(spec, status, observed, now) -> Decision`.
+
+Flagger's lesson (STYLE.md): one idempotent tick per interval, and *every* bit of progress persisted in
+status, so that an operator killed at any instant resumes exactly where it was. Here that is:
+
+- `status.stable` / `status.canary`: the versions serving the two shares (`canary` set iff a rollout runs);
+- `status.rollout`: state, step, weight, step/rollout start, last analysis time and verdicts, failed checks,
+  consecutive errors, inconclusive count, passes in this step, the serving-spec hash it applies;
+- `status.pendingActions`: an outbox of registry changes and notifications decided by a tick. The handler
+  writes status (with the outbox) *before* touching anything else, then executes the outbox and clears
+  it; every action is idempotent (set alias, tag, compare-and-delete), so a crash anywhere re-runs at most
+  an idempotent action and never decides a promotion twice;
+- `status.history`: finished rollouts, newest first.
+
+The InferenceService is derived from status alone (`Decision.plan`), so it is re-applied identically after
+a restart and a traffic split never exists without the status that owns it.
+
+Rollout states (`status.rollout.state`): Progressing -> (AwaitingApproval) -> promoted (rollout cleared);
+any state -> RollingBack -> cleared once KServe reports the InferenceService settled on the stable version;
+Paused while spec.rollout.paused or the modelops.dev/pause annotation is set.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from modelops.decide import analysis
+from modelops.decide.conditions import Condition, merge_conditions
+from modelops.decide.durations import parse_duration
+
+#: Alias the operator tracks when the spec names neither alias nor version.
+DEFAULT_ALIAS = "champion"
+#: Alias the trainer sets on a version that beat the champion; it starts a rollout when the tracked alias
+#: is "champion", and is cleared after a rollback (or a promotion).
+CANDIDATE_ALIAS = "challenger"
+#: MLflow version tag that marks a version rolled back; such a version is never rolled out again by itself.
+TAG_REJECTED = "modelops.dev/rejected"
+TAG_PROMOTED_AT = "modelops.dev/promoted-at"
+TAG_PREVIOUS = "modelops.dev/previous-version"
+#: Annotations a person (or `kubectl annotate`) sets on the ModelDeployment.
+ANN_APPROVE = "modelops.dev/approve"
+ANN_REJECT = "modelops.dev/reject"
+ANN_PAUSE = "modelops.dev/pause"
+ANN_ABORT = "modelops.dev/abort"
+
+DEFAULT_STEPS: list[dict[str, Any]] = [{"weight": 10, "pause": "1m"}, {"weight": 50, "pause": "1m"}]
+
+State = Literal["Progressing", "AwaitingApproval", "Paused", "RollingBack"]
+EventType = Literal["Normal", "Warning"]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One servable model: an MLflow version (with its resolved artifact URI) or a plain storage URI."""
+
+    storage_uri: str
+    version: str = ""
+    run_id: str = ""
+    alias: str = ""
+    #: reason from the version's modelops.dev/rejected tag, if it has one
+    rejected: str = ""
+
+    def same(self, other: Mapping[str, Any] | None) -> bool:
+        if not other:
+            return False
+        if self.version or other.get("version"):
+            return self.version == other.get("version")
+        return self.storage_uri == other.get("storageUri")
+
+    def as_status(self, now: datetime) -> dict[str, Any]:
+        out: dict[str, Any] = {"storageUri": self.storage_uri, "resolvedAt": ts(now)}
+        for key, value in (("version", self.version), ("runId", self.run_id), ("alias", self.alias)):
+            if value:
+                out[key] = value
+        return out
+
+    def label(self) -> str:
+        return f"version {self.version}" if self.version else self.storage_uri
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What the registry said this tick: the tracked alias / pinned version / URI, and the candidate alias."""
+
+    tracked: ModelRef | None = None
+    candidate: ModelRef | None = None
+    error: str = ""
+    #: AliasNotFound, RegistryUnreachable, VersionNotFound, ...
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class IsvcState:
+    """The InferenceService as KServe reports it (status filled by KServe's controller)."""
+
+    ready: bool = False
+    #: KServe has observed the current generation, is Ready, and (Knative) the latest revision is ready
+    settled: bool = False
+    canary_ready: bool = False
+    stable_revision: str = ""
+    canary_revision: str = ""
+    url: str = ""
+    message: str = ""
+    #: an InferenceService of this name exists but is not owned by this ModelDeployment
+    foreign: bool = False
+
+
+@dataclass(frozen=True)
+class Observed:
+    generation: int
+    resolution: Resolution
+    isvc: IsvcState | None
+    mode: str = "Knative"
+    #: False when a canary cannot be expressed in this cluster (Standard mode without spec.canary)
+    canary_supported: bool = True
+    canary_unsupported: str = ""
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    #: verdicts of the analysis the handler ran for this tick (None: none was due)
+    checks: Sequence[analysis.Check] | None = None
+    spec_problems: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class ServingPlan:
+    """What the InferenceService must serve: the builder in `desired` turns it into a manifest."""
+
+    stable: ModelRef
+    canary: ModelRef | None = None
+    weight: int = 0
+    #: Knative rollback: keep 100% on the last rolled-out revision while the stable spec is re-created
+    pin_stable: bool = False
+
+
+@dataclass(frozen=True)
+class Event:
+    type: EventType
+    reason: str
+    message: str
+
+
+@dataclass
+class Decision:
+    status: dict[str, Any]
+    plan: ServingPlan | None
+    events: list[Event]
+    requeue_after: float
+
+    @property
+    def actions(self) -> list[dict[str, Any]]:
+        return list(self.status.get("pendingActions") or [])
+
+
+# ----------------------------------------------------------------------------------------- helpers
+def ts(now: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds: step timing in tests runs at 1s granularity."""
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def parse_ts(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if "." in text else "%Y-%m-%dT%H:%M:%SZ"
+    return datetime.strptime(text, fmt)
+
+
+def _age(now: datetime, text: str | None) -> float | None:
+    t = parse_ts(text)
+    if t is None:
+        return None
+    return (now.replace(tzinfo=None) - t).total_seconds()
+
+
+def serving_hash(spec: Mapping[str, Any]) -> str:
+    """Hash of everything in the spec that shapes the InferenceService except the model itself."""
+    relevant = {"serving": spec.get("serving") or {}, "logger": spec.get("logger") or {}}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def steps_of(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return list(((spec.get("rollout") or {}).get("steps")) or DEFAULT_STEPS)
+
+
+def tracked_alias(spec: Mapping[str, Any]) -> str:
+    model = spec.get("model") or {}
+    if model.get("storageUri") or model.get("version"):
+        return ""
+    return str(model.get("alias") or DEFAULT_ALIAS)
+
+
+def uses_candidate_alias(spec: Mapping[str, Any]) -> bool:
+    return tracked_alias(spec) == DEFAULT_ALIAS
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("true", "yes", "1")
+
+
+def _seconds(text: Any, default: float) -> float:
+    try:
+        return parse_duration(str(text) if text else None, default)
+    except ValueError:
+        return default
+
+
+def analysis_interval(spec: Mapping[str, Any]) -> float:
+    return _seconds(((spec.get("rollout") or {}).get("analysis") or {}).get("interval"), 30.0)
+
+
+def poll_interval(spec: Mapping[str, Any]) -> float:
+    return _seconds((spec.get("registry") or {}).get("pollInterval"), 30.0)
+
+
+def metrics_of(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return list(((spec.get("rollout") or {}).get("analysis") or {}).get("metrics") or [])
+
+
+def analysis_due(spec: Mapping[str, Any], status: Mapping[str, Any], now: datetime) -> bool:
+    """Whether the handler should query Prometheus before this tick.
+
+    The first analysis of a step comes one interval after the step began, so the canary has had a full
+    window of traffic at the new weight.
+    """
+    ro = status.get("rollout") or {}
+    if ro.get("state") not in ("Progressing", "AwaitingApproval") or not metrics_of(spec):
+        return False
+    since = [a for a in (_age(now, ro.get("lastAnalysisAt")), _age(now, ro.get("stepStartedAt")))
+             if a is not None]
+    return not since or min(since) >= analysis_interval(spec) - 0.05
+
+
+def target_of(spec: Mapping[str, Any], resolution: Resolution) -> ModelRef | None:
+    """The version that should serve: a non-rejected candidate (challenger) beats the tracked alias."""
+    cand = resolution.candidate
+    if cand is not None and uses_candidate_alias(spec) and not cand.rejected:
+        tracked = resolution.tracked
+        if tracked is None or cand.version != tracked.version:
+            return cand
+    return resolution.tracked
+
+
+# ----------------------------------------------------------------------------------------- the tick
+class _Tick:
+    """One evaluation. Kept as a small object so each branch is a short method, not a 350-line function."""
+
+    def __init__(self, spec: Mapping[str, Any], status: Mapping[str, Any], obs: Observed, now: datetime):
+        self.spec, self.obs, self.now = spec, obs, now
+        self.st: dict[str, Any] = copy.deepcopy(dict(status))
+        self.events: list[Event] = []
+        self.conds: list[Condition] = []
+        self.rollout_spec: Mapping[str, Any] = spec.get("rollout") or {}
+        self.ann = obs.annotations
+
+    # ---- outputs
+    def event(self, type_: EventType, reason: str, message: str, notify: bool = True) -> None:
+        self.events.append(Event(type_, reason, message))
+        if notify:
+            self.action({"kind": "Notify", "event": reason, "message": message})
+
+    def action(self, act: dict[str, Any]) -> None:
+        self.st.setdefault("pendingActions", []).append(act)
+
+    def history(self, result: str, reason: str, canary: Mapping[str, Any], started: str | None,
+                message: str = "") -> None:
+        entry = {"version": canary.get("version") or canary.get("storageUri", ""),
+                 "fromVersion": (self.st.get("stable") or {}).get("version")
+                 or (self.st.get("stable") or {}).get("storageUri", ""),
+                 "result": result, "reason": reason, "finishedAt": ts(self.now)}
+        if started:
+            entry["startedAt"] = started
+        if message:
+            entry["message"] = message[:1000]
+        limit = int(self.rollout_spec.get("historyLimit", 10))
+        self.st["history"] = ([entry, *list(self.st.get("history") or [])])[:limit]
+
+    # ---- registry effects (executed by the handler from the outbox)
+    def promote_actions(self, new: Mapping[str, Any], old: Mapping[str, Any] | None) -> None:
+        version = new.get("version")
+        if not version:
+            return
+        name = (self.spec.get("model") or {}).get("name", "")
+        alias = tracked_alias(self.spec)
+        if alias:
+            self.action({"kind": "SetAlias", "model": name, "alias": alias, "version": version})
+        tags = {TAG_PROMOTED_AT: ts(self.now)}
+        if old and old.get("version"):
+            tags[TAG_PREVIOUS] = str(old["version"])
+        self.action({"kind": "TagVersion", "model": name, "version": version, "tags": tags})
+        if uses_candidate_alias(self.spec):
+            self.action({"kind": "DeleteAlias", "model": name, "alias": CANDIDATE_ALIAS, "ifVersion": version})
+
+    def reject_actions(self, canary: Mapping[str, Any], reason: str, reject: bool) -> None:
+        version = canary.get("version")
+        if not version:
+            return
+        name = (self.spec.get("model") or {}).get("name", "")
+        if reject:
+            self.action({"kind": "TagVersion", "model": name, "version": version,
+                         "tags": {TAG_REJECTED: f"{ts(self.now)} {reason}"[:4000]}})
+        if uses_candidate_alias(self.spec):
+            self.action({"kind": "DeleteAlias", "model": name, "alias": CANDIDATE_ALIAS, "ifVersion": version})
+        alias = tracked_alias(self.spec)
+        stable = self.st.get("stable") or {}
+        if alias and stable.get("version"):
+            # someone moved the tracked alias itself to the canary: point it back at what serves
+            self.action({"kind": "SetAlias", "model": name, "alias": alias, "version": stable["version"],
+                         "ifVersion": version})
+
+    # ---- transitions
+    def start(self, target: ModelRef) -> None:
+        steps = steps_of(self.spec)
+        self.st["canary"] = target.as_status(self.now)
+        self.st["rollout"] = {
+            "state": "Progressing", "step": 0, "weight": int(steps[0]["weight"]),
+            "startedAt": ts(self.now), "stepStartedAt": ts(self.now),
+            "failedChecks": 0, "consecutiveErrors": 0, "inconclusive": 0, "passed": 0,
+            "specHash": serving_hash(self.spec), "message": f"step 1/{len(steps)} at {steps[0]['weight']}%",
+        }
+        self.event("Normal", "RolloutStarted",
+                   f"canary {target.label()} at {steps[0]['weight']}% (stable {self._stable_label()})")
+
+    def promote(self, reason: str) -> None:
+        canary = self.st.pop("canary")
+        ro = self.st.pop("rollout", None) or {}
+        old = self.st.get("stable")
+        self.history("Promoted", reason, canary, ro.get("startedAt"))
+        self.promote_actions(canary, old)
+        self.st["stable"] = canary
+        self.st.pop("lastRejected", None)
+        self.event("Normal", "Promoted", f"{_label(canary)} promoted to 100% ({reason}); previous "
+                   f"{_label(old)}")
+
+    def rollback(self, result: str, reason: str, message: str, reject: bool) -> None:
+        canary = self.st["canary"]
+        ro = self.st["rollout"]
+        self.history(result, reason, canary, ro.get("startedAt"), message)
+        self.reject_actions(canary, message, reject)
+        if reject:
+            self.st["lastRejected"] = {k: v for k, v in canary.items() if k in ("version", "storageUri")}
+        ro.update({"state": "RollingBack", "weight": 0, "result": result, "reason": reason,
+                   "message": message})
+        self.event("Warning", "RolledBack", f"{_label(canary)} rolled back ({reason}): {message}; traffic "
+                   f"back to {self._stable_label()}")
+
+    def _stable_label(self) -> str:
+        return _label(self.st.get("stable"))
+
+    # ---- the evaluation
+    def run(self) -> Decision:
+        self.st.pop("pendingActions", None)  # the handler executed them before this tick
+        if self.obs.spec_problems:
+            msg = "; ".join(self.obs.spec_problems)
+            self.conds += [Condition("Accepted", "False", "InvalidSpec", msg),
+                           Condition("Ready", "False", "InvalidSpec", msg)]
+            return self.finish(phase="Failed")
+        self.conds.append(Condition("Accepted", "True", "SpecValid",
+                                    f"generation {self.obs.generation} accepted"))
+        target = self.resolve()
+        if not self.st.get("stable"):
+            if target is None or target.rejected:
+                return self.finish(phase="Pending")
+            self.st["stable"] = target.as_status(self.now)
+            self.st["specHash"] = serving_hash(self.spec)
+            self.event("Normal", "Deployed", f"serving {target.label()}", notify=False)
+            if target.alias == CANDIDATE_ALIAS:
+                # the very first version comes from the trainer's challenger: it becomes the champion
+                self.promote_actions(self.st["stable"], None)
+        ro = self.st.get("rollout")
+        if ro and ro.get("state") == "RollingBack":
+            self.settle_rollback()
+        elif ro:
+            self.progress(target)
+        else:
+            self.idle(target)
+        self.st["specHash"] = serving_hash(self.spec)
+        return self.finish()
+
+    def resolve(self) -> ModelRef | None:
+        res = self.obs.resolution
+        target = target_of(self.spec, res)
+        if target is None:
+            self.conds.append(Condition("ModelResolved", "False", res.reason or "ResolveFailed",
+                                        res.error or "the registry returned no version"))
+            return None
+        via = (f"alias {target.alias} -> " if target.alias else "") + target.label()
+        run = f" (run {target.run_id})" if target.run_id else ""
+        self.conds.append(Condition("ModelResolved", "True", "Resolved", f"{via}{run}: {target.storage_uri}"))
+        return target
+
+    def idle(self, target: ModelRef | None) -> None:
+        stable = self.st["stable"]
+        if target is None or target.same(stable):
+            if target is not None and target.storage_uri != stable.get("storageUri"):
+                # same version, new artifact location (registry moved): follow it in place
+                self.st["stable"] = target.as_status(self.now)
+            self.progressing("False", "Complete", f"{_label(stable)} serves 100% of traffic")
+            return
+        last = self.st.get("lastRejected")
+        if target.rejected or target.same(last):
+            why = target.rejected or "it was rolled back"
+            self.progressing("False", "CandidateRejected",
+                             f"{target.label()} is tagged rejected ({why}); register a new version to roll out")
+            return
+        if self.st.get("lastRejected") and not target.same(last):
+            self.st.pop("lastRejected", None)
+        if _truthy(str(self.rollout_spec.get("abort", ""))):
+            self.progressing("False", "AbortRequested",
+                             f"{target.label()} is waiting: clear spec.rollout.abort to roll it out")
+            return
+        if self.rollout_spec.get("strategy", "Canary") == "Immediate":
+            self.st["canary"] = target.as_status(self.now)
+            self.st["rollout"] = {"startedAt": ts(self.now)}
+            self.promote("Immediate")
+            self.progressing("False", "Complete", f"{target.label()} replaced {_label(stable)} at once")
+            return
+        if not self.obs.canary_supported:
+            self.progressing("False", "CanaryUnsupported", self.obs.canary_unsupported)
+            self.events.append(Event("Warning", "CanaryUnsupported", self.obs.canary_unsupported))
+            return
+        self.start(target)
+        self.progressing("True", "RolloutStarted", self.st["rollout"]["message"])
+
+    def progress(self, target: ModelRef | None) -> None:
+        ro: dict[str, Any] = self.st["rollout"]
+        canary: dict[str, Any] = self.st["canary"]
+        version = str(canary.get("version") or "true")
+        if _truthy(str(self.rollout_spec.get("abort", ""))) or self.ann.get(ANN_ABORT) in (version, "true"):
+            self.rollback("Aborted", "Aborted", "abort requested", reject=True)
+            return self.progressing("True", "RollingBack", ro["message"])
+        if self.ann.get(ANN_REJECT) == version:
+            self.rollback("RolledBack", "Rejected", f"rejected by annotation {ANN_REJECT}={version}", reject=True)
+            return self.progressing("True", "RollingBack", ro["message"])
+        if target is not None and not target.same(canary):
+            if target.same(self.st.get("stable")):
+                self.rollback("RolledBack", "TargetReverted",
+                              f"the registry points at {target.label()} again", reject=False)
+                return self.progressing("True", "RollingBack", ro["message"])
+            if not target.rejected:
+                self.history("Superseded", "NewVersion", canary, ro.get("startedAt"))
+                self.event("Normal", "RolloutSuperseded", f"{_label(canary)} superseded by {target.label()}")
+                self.start(target)
+                return self.progressing("True", "RolloutStarted", self.st["rollout"]["message"])
+        elif target is not None and target.storage_uri != canary.get("storageUri"):
+            self.st["canary"] = target.as_status(self.now)
+        if ro.get("specHash") != serving_hash(self.spec):
+            steps = steps_of(self.spec)
+            ro.update({"step": 0, "weight": int(steps[0]["weight"]), "stepStartedAt": ts(self.now), "passed": 0,
+                       "specHash": serving_hash(self.spec), "state": "Progressing"})
+            ro.pop("lastResult", None)
+            ro["message"] = f"serving spec changed: restarted at step 1/{len(steps)}"
+            self.event("Normal", "RolloutRestarted", ro["message"])
+        if self.rollout_spec.get("paused") or _truthy(self.ann.get(ANN_PAUSE)):
+            if ro.get("state") != "Paused":
+                ro["state"] = "Paused"
+                ro["message"] = f"paused at step {ro['step'] + 1} ({ro['weight']}%)"
+                self.event("Normal", "RolloutPaused", ro["message"], notify=False)
+            return self.progressing("False", "Paused", ro["message"])
+        if ro.get("state") == "Paused":
+            ro.update({"state": "Progressing", "stepStartedAt": ts(self.now), "passed": 0})
+            ro.pop("lastResult", None)
+            self.event("Normal", "RolloutResumed", f"resumed at step {ro['step'] + 1} ({ro['weight']}%)",
+                       notify=False)
+        if self.obs.checks is not None and self.analyse(ro, canary, self.obs.checks):
+            return None
+        self.advance(ro, canary)
+        return None
+
+    def analyse(self, ro: dict[str, Any], canary: Mapping[str, Any], checks: Sequence[analysis.Check]) -> bool:
+        """Record an analysis; True when it rolled the canary back."""
+        limits = self.rollout_spec.get("analysis") or {}
+        verdict = analysis.overall(checks)
+        ro["lastAnalysisAt"] = ts(self.now)
+        ro["lastChecks"] = [c.as_status() for c in checks]
+        ro["lastResult"] = verdict
+        detail = "; ".join(f"{c.name}: {c.message or c.result}" for c in checks if c.result != "Pass")
+        if verdict == "Error":
+            ro["consecutiveErrors"] = int(ro.get("consecutiveErrors", 0)) + 1
+            ro["message"] = f"analysis error: {detail}"
+            return False
+        ro["consecutiveErrors"] = 0
+        if verdict == "Fail":
+            ro["failedChecks"] = int(ro.get("failedChecks", 0)) + 1
+            ro["inconclusive"] = 0
+            ro["message"] = f"analysis failed: {detail}"
+            if ro["failedChecks"] > int(limits.get("failureLimit", 2)):
+                self.rollback("RolledBack", "AnalysisFailed",
+                              f"{ro['failedChecks']} failed analyses (limit {limits.get('failureLimit', 2)}): "
+                              f"{detail}", reject=True)
+                self.progressing("True", "RollingBack", ro["message"])
+                return True
+            self.event("Warning", "AnalysisFailed", f"{_label(canary)} at {ro['weight']}%: {detail}")
+            return False
+        if verdict == "Inconclusive":
+            ro["inconclusive"] = int(ro.get("inconclusive", 0)) + 1
+            ro["message"] = f"analysis inconclusive (holding): {detail}"
+            self.event("Normal", "AnalysisInconclusive", f"{_label(canary)} at {ro['weight']}%: {detail}",
+                       notify=ro["inconclusive"] == int(limits.get("inconclusiveLimit", 10)) + 1)
+            return False
+        ro["inconclusive"] = 0
+        ro["passed"] = int(ro.get("passed", 0)) + 1
+        ro["message"] = f"analysis passed at {ro['weight']}%"
+        return False
+
+    def advance(self, ro: dict[str, Any], canary: Mapping[str, Any]) -> None:
+        steps = steps_of(self.spec)
+        step = min(int(ro.get("step", 0)), len(steps) - 1)
+        limits = self.rollout_spec.get("analysis") or {}
+        held = self.hold_reason(ro, limits)
+        if held:
+            return self.progressing("False", held[0], held[1])
+        elapsed = _age(self.now, ro.get("stepStartedAt")) or 0.0
+        pause = _seconds(steps[step].get("pause"), 60.0)
+        passed = not metrics_of(self.spec) or (int(ro.get("passed", 0)) >= 1 and ro.get("lastResult") == "Pass")
+        if elapsed < pause or not passed:
+            wait = "waiting for a passing analysis" if elapsed >= pause else f"{pause - elapsed:.0f}s left"
+            return self.progressing("True", ro.get("state", "Progressing"),
+                                    f"step {step + 1}/{len(steps)} at {ro['weight']}%: {wait}")
+        if step + 1 < len(steps):
+            nxt = steps[step + 1]
+            ro.update({"step": step + 1, "weight": int(nxt["weight"]), "stepStartedAt": ts(self.now), "passed": 0,
+                       "message": f"step {step + 2}/{len(steps)} at {nxt['weight']}%"})
+            ro.pop("lastResult", None)
+            self.event("Normal", "StepAdvanced", f"{_label(canary)} at {nxt['weight']}% "
+                       f"(step {step + 2}/{len(steps)})")
+            return self.progressing("True", "StepAdvanced", ro["message"])
+        version = str(canary.get("version") or "true")
+        if (self.rollout_spec.get("approval") or {}).get("required") and self.ann.get(ANN_APPROVE) != version:
+            if ro.get("state") != "AwaitingApproval":
+                ro["state"] = "AwaitingApproval"
+                ro["message"] = (f"analysis passed; waiting for approval: kubectl annotate modeldeployment "
+                                 f"<name> {ANN_APPROVE}={version}")
+                self.event("Normal", "AwaitingApproval", f"{_label(canary)}: {ro['message']}")
+            return self.progressing("True", "AwaitingApproval", ro["message"])
+        self.promote("AnalysisPassed" if metrics_of(self.spec) else "StepsCompleted")
+        self.progressing("False", "Complete", f"{_label(self.st['stable'])} serves 100% of traffic")
+        return None
+
+    def hold_reason(self, ro: Mapping[str, Any], limits: Mapping[str, Any]) -> tuple[str, str] | None:
+        """Why the rollout cannot advance right now although nothing failed, if it cannot."""
+        if self.obs.isvc is not None and not self.obs.isvc.canary_ready:
+            return "CanaryNotReady", f"holding at {ro['weight']}%: the canary predictor is not ready yet"
+        if int(ro.get("consecutiveErrors", 0)) > int(limits.get("consecutiveErrorLimit", 3)):
+            return ("MetricsUnavailable", f"holding at {ro['weight']}%: {ro['consecutiveErrors']} analyses in a "
+                    f"row could not query Prometheus ({ro.get('message', '')}); no promotion without data")
+        if int(ro.get("inconclusive", 0)) > int(limits.get("inconclusiveLimit", 10)):
+            return ("NoData", f"holding at {ro['weight']}% for a person: {ro['inconclusive']} inconclusive "
+                    f"analyses in a row ({ro.get('message', '')})")
+        return None
+
+    def settle_rollback(self) -> None:
+        ro = self.st["rollout"]
+        isvc = self.obs.isvc
+        if isvc is not None and isvc.settled:
+            self.st.pop("rollout")
+            self.st.pop("canary", None)
+            self.progressing("False", "RolledBack", f"{ro.get('result', 'RolledBack')} ({ro.get('reason')}): "
+                             f"{self._stable_label()} serves 100% of traffic")
+            return
+        self.progressing("True", "RollingBack", f"waiting for KServe to settle on {self._stable_label()}")
+
+    def progressing(self, status: Literal["True", "False", "Unknown"], reason: str, message: str) -> None:
+        self.conds = [c for c in self.conds if c.type != "Progressing"]
+        self.conds.append(Condition("Progressing", status, reason, message))
+
+    # ---- conditions, plan and requeue
+    def finish(self, phase: str | None = None) -> Decision:
+        isvc, ro = self.obs.isvc, self.st.get("rollout")
+        plan = self.plan()
+        if self.st.get("stable"):
+            if isvc is None:
+                self.conds.append(Condition("InferenceServiceReady", "Unknown", "Pending",
+                                            "KServe has not reported on the InferenceService yet"))
+            elif isvc.foreign:
+                self.conds.append(Condition("InferenceServiceReady", "False", "NotOwned", isvc.message))
+            elif isvc.ready:
+                self.conds.append(Condition("InferenceServiceReady", "True", "Ready", f"serving at {isvc.url}"))
+                if isvc.url:
+                    self.st["url"] = isvc.url
+            else:
+                self.conds.append(Condition("InferenceServiceReady", "False", "NotReady",
+                                            isvc.message or "KServe reports the InferenceService not ready"))
+        self.conds.append(self.analysis_condition(ro))
+        if phase is None:
+            phase = self.phase()
+        if not any(c.type == "Ready" for c in self.conds):
+            self.conds.append(self.ready_condition())
+        self.st["phase"] = phase
+        self.st["observedGeneration"] = self.obs.generation
+        self.st["conditions"] = merge_conditions(self.st.get("conditions"), self.conds, self.obs.generation,
+                                                 self.now)
+        return Decision(self.st, plan, self.events, self.requeue())
+
+    def plan(self) -> ServingPlan | None:
+        stable = self.st.get("stable")
+        if not stable or (self.obs.isvc is not None and self.obs.isvc.foreign):
+            return None
+        ro, canary = self.st.get("rollout") or {}, self.st.get("canary")
+        if ro.get("state") == "RollingBack":
+            return ServingPlan(_ref(stable), None, 0, pin_stable=True)
+        if canary:
+            return ServingPlan(_ref(stable), _ref(canary), int(ro.get("weight", 0)))
+        return ServingPlan(_ref(stable))
+
+    def analysis_condition(self, ro: Mapping[str, Any] | None) -> Condition:
+        if not ro or ro.get("state") == "RollingBack":
+            last = (self.st.get("history") or [{}])[0]
+            if ro and ro.get("reason") == "AnalysisFailed":
+                return Condition("AnalysisHealthy", "False", "AnalysisFailed", str(ro.get("message", "")))
+            if not ro and last.get("reason") == "AnalysisFailed":
+                return Condition("AnalysisHealthy", "False", "AnalysisFailed",
+                                 f"the last rollout ({last.get('version')}) failed its analysis")
+            return Condition("AnalysisHealthy", "Unknown", "NoRollout", "no canary is under analysis")
+        limits = self.rollout_spec.get("analysis") or {}
+        result = ro.get("lastResult")
+        if not metrics_of(self.spec):
+            return Condition("AnalysisHealthy", "Unknown", "NoMetrics",
+                             "spec.rollout.analysis.metrics is empty: steps advance on time alone")
+        if int(ro.get("consecutiveErrors", 0)) > int(limits.get("consecutiveErrorLimit", 3)):
+            return Condition("AnalysisHealthy", "False", "MetricsUnavailable", str(ro.get("message", "")))
+        if result == "Error":
+            return Condition("AnalysisHealthy", "Unknown", "QueryError", str(ro.get("message", "")))
+        if result == "Fail" or (int(ro.get("failedChecks", 0)) > 0 and result != "Pass"):
+            return Condition("AnalysisHealthy", "False", "ChecksFailed", str(ro.get("message", "")))
+        if result == "Inconclusive":
+            return Condition("AnalysisHealthy", "Unknown", "NoData", str(ro.get("message", "")))
+        if result == "Pass":
+            return Condition("AnalysisHealthy", "True", "ChecksPassed", str(ro.get("message", "")))
+        return Condition("AnalysisHealthy", "Unknown", "Pending", "waiting for the first analysis of this step")
+
+    def ready_condition(self) -> Condition:
+        if not self.st.get("stable"):
+            return Condition("Ready", "False", "NoModel", "no model version resolved yet")
+        isvc = self.obs.isvc
+        if isvc is not None and isvc.ready and not isvc.foreign:
+            return Condition("Ready", "True", "Serving", f"{self._stable_label()} is serving")
+        return Condition("Ready", "False", "InferenceServiceNotReady",
+                         (isvc.message if isvc else "") or "waiting for KServe to report the InferenceService ready")
+
+    def phase(self) -> str:
+        ro = self.st.get("rollout")
+        if not self.st.get("stable"):
+            return "Pending"
+        if ro:
+            return {"Paused": "Paused", "AwaitingApproval": "AwaitingApproval",
+                    "RollingBack": "RollingBack"}.get(ro.get("state", ""), "Progressing")
+        return "Serving"
+
+    def requeue(self) -> float:
+        ro = self.st.get("rollout")
+        poll = poll_interval(self.spec)
+        isvc = self.obs.isvc
+        if isvc is None or not isvc.ready:
+            # a backstop: the handler also re-runs as soon as KServe reports on the InferenceService
+            poll = min(poll, 5.0)
+        if not ro:
+            if (self.spec.get("model") or {}).get("storageUri") and isvc is not None and isvc.ready:
+                # nothing to poll: a plain URI changes only with the spec, and spec changes wake us at once
+                return 600.0
+            return poll
+        if ro.get("state") == "RollingBack":
+            return min(poll, 1.0)
+        wait = [analysis_interval(self.spec), poll]
+        steps = steps_of(self.spec)
+        step = min(int(ro.get("step", 0)), len(steps) - 1)
+        left = _seconds(steps[step].get("pause"), 60.0) - (_age(self.now, ro.get("stepStartedAt")) or 0.0)
+        if left > 0:
+            wait.append(left)
+        return max(0.2, min(wait))
+
+
+def _ref(s: Mapping[str, Any]) -> ModelRef:
+    return ModelRef(storage_uri=str(s.get("storageUri", "")), version=str(s.get("version", "")),
+                    run_id=str(s.get("runId", "")), alias=str(s.get("alias", "")))
+
+
+def _label(s: Mapping[str, Any] | None) -> str:
+    if not s:
+        return "nothing"
+    return f"version {s['version']}" if s.get("version") else str(s.get("storageUri", ""))
+
+
+def tick(spec: Mapping[str, Any], status: Mapping[str, Any], observed: Observed, now: datetime) -> Decision:
+    """Decide what the ModelDeployment does next, given what was observed. Pure and deterministic."""
+    return _Tick(spec, status, observed, now).run()

@@ -1,0 +1,215 @@
+"""The KServe InferenceService a ModelDeployment wants, built purely from its spec and a serving plan.
+
+Facts this builder depends on (KSERVE.md, checked against KServe v0.20's CRD and webhook):
+
+- Deployment mode is the annotation `serving.kserve.io/deploymentMode`. KServe >= 0.17 renamed
+  Serverless/RawDeployment to Knative/Standard and accepts both; older KServe only knows the old names, so
+  the caller says which spelling the cluster understands (`legacy_mode_names`).
+- Knative canary: `spec.predictor.canaryTrafficPercent` sends that share to the latest ready revision and
+  the rest to the last revision rolled out at 100%. No field: a ready new revision takes 100%. 0 pins all
+  traffic to the last rolled-out revision (used while rolling back, see `ServingPlan.pin_stable`).
+- Standard canary (KServe >= 0.20): `spec.canary: [{trafficPercent, predictor: {name, ...}}]`; a canary
+  predictor must not set maxReplicas/scaleMetric/scaleTarget/autoScaling and its minReplicas must not
+  exceed the stable one's. Promotion moves the canary predictor *with its name* into `spec.predictor`, so
+  every predictor here is named after the version it serves and promotion does not restart pods.
+- A custom predictor container named `kserve-container` with env `STORAGE_URI` gets the storage
+  initializer: the model appears under /mnt/models (KServe's CustomPredictor.GetStorageUri).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from modelops.api import (
+    API_VERSION,
+    LABEL_MANAGED_BY,
+    LABEL_OWNER_KIND,
+    LABEL_OWNER_NAME,
+    LABEL_PART_OF,
+    MODEL_DEPLOYMENT,
+)
+from modelops.decide.rollout import ModelRef, ServingPlan
+
+KSERVE_GROUP = "serving.kserve.io"
+KSERVE_VERSION = "v1beta1"
+ISVC_API_VERSION = f"{KSERVE_GROUP}/{KSERVE_VERSION}"
+ISVC_PLURAL = "inferenceservices"
+#: Annotation choosing the KServe deployment mode.
+ANN_DEPLOYMENT_MODE = f"{KSERVE_GROUP}/deploymentMode"
+#: Hash of the manifest the operator applied, so an unchanged one is not re-sent on every tick.
+ANN_DESIRED_HASH = "modelops.dev/desired-hash"
+LABEL_STABLE_VERSION = "modelops.dev/stable-version"
+LABEL_CANARY_VERSION = "modelops.dev/canary-version"
+#: The container name KServe's storage initializer looks for in a custom predictor.
+KSERVE_CONTAINER = "kserve-container"
+MODEL_DIR = "/mnt/models"
+
+Mode = Literal["Knative", "Standard"]
+_MODES: dict[str, Mode] = {"knative": "Knative", "serverless": "Knative", "standard": "Standard",
+                           "rawdeployment": "Standard"}
+_LEGACY = {"Knative": "Serverless", "Standard": "RawDeployment"}
+
+
+def normalize_mode(name: str | None) -> Mode | None:
+    """Knative / Standard for either spelling (Serverless, RawDeployment are the pre-0.17 names)."""
+    return _MODES.get((name or "").strip().lower())
+
+
+def cluster_default_mode(deploy_config: str | None) -> Mode | None:
+    """`deploy.defaultDeploymentMode` of KServe's inferenceservice-config ConfigMap (its `deploy` key).
+
+    KServe's shipped examples carry `#` comment lines inside that JSON, so they are dropped before parsing.
+    """
+    if not deploy_config:
+        return None
+    text = "\n".join(ln for ln in deploy_config.splitlines() if not ln.strip().startswith("#"))
+    try:
+        value = json.loads(text).get("defaultDeploymentMode")
+    except (ValueError, AttributeError):
+        return None
+    return normalize_mode(value)
+
+
+def deployment_mode(spec: Mapping[str, Any], deploy_config: str | None) -> Mode:
+    """Spec first, then the cluster's KServe default, then KServe's own default (Knative)."""
+    serving = spec.get("serving") or {}
+    return normalize_mode(serving.get("deploymentMode")) or cluster_default_mode(deploy_config) or "Knative"
+
+
+def canary_support(mode: Mode, crd_has_canary: bool) -> tuple[bool, str]:
+    """Whether a canary can be expressed, and if not, the condition message that says why.
+
+    Before KServe 0.20 `canaryTrafficPercent` in Standard (RawDeployment) mode was silently ignored
+    (kserve#5335): all traffic would go to the new version at once. Refuse instead of pretending.
+    """
+    if mode == "Knative" or crd_has_canary:
+        return True, ""
+    return False, ("canary rollouts in Standard (RawDeployment) mode need KServe >= 0.20 (spec.canary); the "
+                   "InferenceService CRD in this cluster has no spec.canary and KServe would silently ignore "
+                   "canaryTrafficPercent (kserve#5335). Upgrade KServe, use Knative mode, or set "
+                   "spec.rollout.strategy: Immediate")
+
+
+def predictor_name(ref: ModelRef) -> str:
+    """A DNS-label name per version ("v12"), or per URI for plain storage URIs ("u" + 8 hex)."""
+    if ref.version:
+        return f"v{ref.version}"
+    return "u" + hashlib.sha256(ref.storage_uri.encode()).hexdigest()[:8]
+
+
+def _label_value(text: str) -> str:
+    value = re.sub(r"[^A-Za-z0-9._-]", "-", text)[:63].strip("-_.")
+    return value
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Operator settings the builder needs (MODELOPS_SERVER_IMAGE, MODELOPS_DRIFT_EXPORTER_URL)."""
+
+    server_image: str
+    drift_exporter_url: str
+
+
+def _predictor(name: str, spec: Mapping[str, Any], ref: ModelRef, defaults: Defaults, *, canary: bool,
+               predictor_name_: str | None) -> dict[str, Any]:
+    serving: Mapping[str, Any] = spec.get("serving") or {}
+    resources = serving.get("resources")
+    env = [dict(e) for e in serving.get("env") or []]
+    pred: dict[str, Any] = {}
+    if predictor_name_:
+        pred["name"] = predictor_name_
+    if serving.get("runtime", "modelops") == "kserve":
+        # `name` is the model container's name; KServe v0.20's schema requires it on canary predictors, and it
+        # is set on both so that promotion stays a plain move of the canary predictor into spec.predictor.
+        model: dict[str, Any] = {"name": KSERVE_CONTAINER, "modelFormat": {"name": serving.get("modelFormat", "mlflow")},
+                                 "protocolVersion": serving.get("protocolVersion", "v2"),
+                                 "storageUri": ref.storage_uri}
+        if serving.get("runtimeName"):
+            model["runtime"] = serving["runtimeName"]
+        if resources:
+            model["resources"] = dict(resources)
+        if env:
+            model["env"] = env
+        pred["model"] = model
+    else:
+        container: dict[str, Any] = {
+            "name": KSERVE_CONTAINER,
+            "image": serving.get("image") or defaults.server_image,
+            "command": ["modelops", "serve"],
+            "args": ["--model-dir", MODEL_DIR],
+            "env": [{"name": "STORAGE_URI", "value": ref.storage_uri},
+                    {"name": "MODELOPS_MODEL_NAME", "value": name},
+                    {"name": "MODELOPS_MODEL_VERSION", "value": ref.version or predictor_name(ref)},
+                    *env],
+        }
+        if resources:
+            container["resources"] = dict(resources)
+        pred["containers"] = [container]
+    min_replicas = int(serving.get("minReplicas", 1))
+    pred["minReplicas"] = min_replicas
+    if not canary:
+        pred["maxReplicas"] = int(serving.get("maxReplicas", 3))
+        if serving.get("scaleMetric"):
+            pred["scaleMetric"] = serving["scaleMetric"]
+            pred["scaleTarget"] = int(serving["scaleTarget"])
+    for src, dst in (("containerConcurrency", "containerConcurrency"), ("timeoutSeconds", "timeout"),
+                     ("serviceAccountName", "serviceAccountName"), ("nodeSelector", "nodeSelector")):
+        if serving.get(src) is not None:
+            pred[dst] = serving[src]
+    logger = spec.get("logger") or {}
+    if logger.get("enabled", True):
+        pred["logger"] = {"mode": logger.get("mode", "all"), "url": logger.get("url") or defaults.drift_exporter_url}
+    return pred
+
+
+def inference_service(*, name: str, namespace: str, uid: str, spec: Mapping[str, Any], plan: ServingPlan,
+                      mode: Mode, defaults: Defaults, legacy_mode_names: bool = False) -> dict[str, Any]:
+    """The whole InferenceService manifest (for server-side apply: only the fields modelops owns)."""
+    serving: Mapping[str, Any] = spec.get("serving") or {}
+    labels = {**(serving.get("labels") or {}),
+              LABEL_PART_OF: "modelops", LABEL_MANAGED_BY: "modelops",
+              LABEL_OWNER_KIND: MODEL_DEPLOYMENT, LABEL_OWNER_NAME: name,
+              LABEL_STABLE_VERSION: _label_value(plan.stable.version or predictor_name(plan.stable))}
+    if plan.canary is not None:
+        labels[LABEL_CANARY_VERSION] = _label_value(plan.canary.version or predictor_name(plan.canary))
+    annotations = {**(serving.get("annotations") or {}),
+                   ANN_DEPLOYMENT_MODE: _LEGACY[mode] if legacy_mode_names else mode}
+    isvc_spec: dict[str, Any]
+    if mode == "Knative":
+        serving_ref = plan.canary if plan.canary is not None else plan.stable
+        predictor = _predictor(name, spec, serving_ref, defaults, canary=False, predictor_name_=None)
+        if plan.canary is not None:
+            predictor["canaryTrafficPercent"] = plan.weight
+        elif plan.pin_stable:
+            predictor["canaryTrafficPercent"] = 0
+        isvc_spec = {"predictor": predictor}
+    else:
+        predictor = _predictor(name, spec, plan.stable, defaults, canary=False,
+                               predictor_name_=predictor_name(plan.stable))
+        isvc_spec = {"predictor": predictor}
+        if plan.canary is not None:
+            isvc_spec["canary"] = [{"trafficPercent": plan.weight, "predictor": _predictor(
+                name, spec, plan.canary, defaults, canary=True, predictor_name_=predictor_name(plan.canary))}]
+    manifest: dict[str, Any] = {
+        "apiVersion": ISVC_API_VERSION,
+        "kind": "InferenceService",
+        "metadata": {
+            "name": name, "namespace": namespace, "labels": labels, "annotations": annotations,
+            "ownerReferences": [{"apiVersion": API_VERSION, "kind": MODEL_DEPLOYMENT, "name": name, "uid": uid,
+                                 "controller": True, "blockOwnerDeletion": True}],
+        },
+        "spec": isvc_spec,
+    }
+    annotations[ANN_DESIRED_HASH] = manifest_hash(manifest)
+    return manifest
+
+
+def manifest_hash(manifest: Mapping[str, Any]) -> str:
+    body = json.loads(json.dumps(manifest))
+    body.get("metadata", {}).get("annotations", {}).pop(ANN_DESIRED_HASH, None)
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,169 @@
+"""Canary rollouts end to end: real API server with KServe's CRD, real MLflow, real Prometheus scraping real
+model-server processes. Healthy canary -> promoted; erroring canary -> rolled back; Prometheus down -> held."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from mlflow import MlflowClient
+
+from modelops.api import GROUP, VERSION
+from tests.cluster.rollout.helpers import (
+    LoadGenerator,
+    ModelServers,
+    PrometheusProc,
+    cond,
+    isvc_get,
+    md_get,
+    register_versions,
+    storage_uri_of,
+    wait_for,
+)
+
+pytestmark = pytest.mark.cluster
+
+SEL = 'namespace="{{namespace}}",isvc="{{name}}",side="{{side}}"'
+METRICS = [
+    # success ratio, absolute and relative to stable (robust on a loaded 2-core machine)
+    {"name": "success-rate",
+     "query": f'sum(rate(modelops_server_requests_total{{{SEL},code!~"5.."}}[5s])) / '
+              f"sum(rate(modelops_server_requests_total{{{SEL}}}[5s]))",
+     "thresholdRange": {"min": 0.95}, "baseline": {"minRatio": 0.95}},
+    {"name": "latency-p99",
+     "query": f"histogram_quantile(0.99, sum by (le) (rate(modelops_server_request_duration_seconds_bucket{{{SEL}}}[5s])))",
+     "thresholdRange": {"max": 0.25}},
+]
+
+
+def md(name: str, model: str, pause: str = "2s", **rollout: Any) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelDeployment", "metadata": {"name": name},
+            "spec": {"model": {"name": model, "alias": "champion"}, "registry": {"pollInterval": "1s"},
+                     "serving": {"deploymentMode": "Knative"},
+                     "rollout": {"steps": [{"weight": 20, "pause": pause}, {"weight": 50, "pause": pause}],
+                                 "analysis": {"interval": "1s", "failureLimit": 1, "consecutiveErrorLimit": 1,
+                                              "inconclusiveLimit": 60, "metrics": METRICS}, **rollout}}}
+
+
+def start_serving(op: Any, ns: str, name: str, model: str, mlflow_uri: str, **kw: Any) -> MlflowClient:
+    client = MlflowClient(mlflow_uri)
+    register_versions(mlflow_uri, model, 2)
+    client.set_registered_model_alias(model, "champion", "1")
+    op.kube.custom.create_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments", md(name, model, **kw))
+    wait_for(lambda: (o := md_get(op.kube, ns, name)) and cond(o, "Ready").get("status") == "True", 30,
+             "version 1 serving")
+    return client
+
+
+def aliases(client: MlflowClient, model: str) -> dict[str, str]:
+    return {a: str(v) for a, v in client.get_registered_model(model).aliases.items()}
+
+
+def test_healthy_canary_is_promoted(rollout_operator: Any, namespace: str, mlflow_server: Any,
+                                    servers: ModelServers) -> None:
+    kube = rollout_operator.kube
+    client = start_serving(rollout_operator, namespace, "churn", "churn-ok", mlflow_server.uri)
+    v1_uri = md_get(kube, namespace, "churn")["status"]["stable"]["storageUri"]
+    assert v1_uri.startswith(mlflow_server.uri + "/api/2.0/mlflow-artifacts/artifacts/")
+    servers.start(namespace, "churn")
+    load = LoadGenerator(kube, namespace, "churn", servers)
+    load.start()
+    try:
+        client.set_registered_model_alias("churn-ok", "challenger", "2")
+        seen_weights: set[int] = set()
+
+        def promoted() -> bool:
+            st = md_get(kube, namespace, "churn")["status"]
+            if st.get("rollout"):
+                seen_weights.add(st["rollout"]["weight"])
+            return bool(st.get("history")) and st["stable"].get("version") == "2"
+
+        wait_for(promoted, 90, "promotion of version 2", interval=0.1,
+                 dump=lambda: [md_get(kube, namespace, "churn").get("status"), isvc_get(kube, namespace, "churn")])
+    finally:
+        load.stop()
+    got = md_get(kube, namespace, "churn")
+    st = got["status"]
+    assert st["history"][0]["result"] == "Promoted" and st["history"][0]["fromVersion"] == "1"
+    assert "canary" not in st and "rollout" not in st and st["phase"] == "Serving"
+    assert seen_weights <= {20, 50} and 20 in seen_weights
+    assert load.sent["canary"] > 10, load.sent  # the canary really took traffic
+    # MLflow: champion -> 2, challenger cleared, the promotion recorded on the version
+    wait_for(lambda: aliases(client, "churn-ok") == {"champion": "2"}, 10, "aliases")
+    tags = client.get_model_version("churn-ok", "2").tags
+    assert tags["modelops.dev/previous-version"] == "1" and "modelops.dev/promoted-at" in tags
+    assert "modelops.dev/rejected" not in tags
+    isvc = isvc_get(kube, namespace, "churn") or {}
+    assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
+    assert storage_uri_of(isvc) == st["stable"]["storageUri"] != v1_uri
+    reasons = [e.reason for e in kube.core.list_namespaced_event(namespace).items
+               if e.involved_object.name == "churn"]
+    assert {"RolloutStarted", "StepAdvanced", "Promoted"} <= set(reasons) and reasons.count("Promoted") == 1
+
+
+def test_erroring_canary_is_rolled_back(rollout_operator: Any, namespace: str, mlflow_server: Any,
+                                        servers: ModelServers) -> None:
+    kube = rollout_operator.kube
+    client = start_serving(rollout_operator, namespace, "fraud", "churn-bad", mlflow_server.uri)
+    v1 = md_get(kube, namespace, "fraud")["status"]["stable"]
+    servers.start(namespace, "fraud", canary_error_rate=0.3, canary_latency=0.3)
+    load = LoadGenerator(kube, namespace, "fraud", servers)
+    load.start()
+    try:
+        client.set_registered_model_alias("churn-bad", "challenger", "2")
+        wait_for(lambda: (md_get(kube, namespace, "fraud")["status"].get("history") or [{}])[0].get("result")
+                 == "RolledBack", 90, "rollback", interval=0.1)
+        got = wait_for(lambda: (o := md_get(kube, namespace, "fraud")) and "rollout" not in o["status"] and o, 30,
+                       "rollback settled")
+    finally:
+        load.stop()
+    st = got["status"]
+    assert st["history"][0]["reason"] == "AnalysisFailed" and st["stable"]["version"] == "1"
+    assert "success-rate" in st["history"][0]["message"] or "latency-p99" in st["history"][0]["message"]
+    assert st["lastRejected"]["version"] == "2"
+    assert cond(got, "AnalysisHealthy")["status"] == "False"
+    assert cond(got, "Progressing")["reason"] in ("RolledBack", "CandidateRejected")
+    # MLflow: version 2 tagged rejected, challenger cleared, champion untouched
+    wait_for(lambda: aliases(client, "churn-bad") == {"champion": "1"}, 10, "aliases")
+    assert "modelops.dev/rejected" in client.get_model_version("churn-bad", "2").tags
+    isvc = isvc_get(kube, namespace, "fraud") or {}
+    assert "canaryTrafficPercent" not in isvc["spec"]["predictor"] and storage_uri_of(isvc) == v1["storageUri"]
+    # the rejected version is not rolled out again while the registry still names it
+    time.sleep(3)
+    assert "rollout" not in md_get(kube, namespace, "fraud")["status"]
+
+
+def test_prometheus_down_mid_analysis_holds_and_says_why(rollout_operator: Any, namespace: str,
+                                                         mlflow_server: Any, servers: ModelServers,
+                                                         prometheus: PrometheusProc) -> None:
+    kube = rollout_operator.kube
+    client = start_serving(rollout_operator, namespace, "held", "churn-held", mlflow_server.uri, pause="1s")
+    servers.start(namespace, "held")
+    load = LoadGenerator(kube, namespace, "held", servers)
+    load.start()
+    try:
+        client.set_registered_model_alias("churn-held", "challenger", "2")
+        wait_for(lambda: (md_get(kube, namespace, "held")["status"].get("rollout") or {}).get("weight"), 30,
+                 "rollout started", interval=0.1)
+        prometheus.stop()
+        try:
+            got = wait_for(lambda: (o := md_get(kube, namespace, "held")) and
+                           cond(o, "AnalysisHealthy").get("reason") == "MetricsUnavailable" and o, 30,
+                           "MetricsUnavailable condition", interval=0.2)
+            time.sleep(4)  # steps of 1s would have promoted by now
+            got = md_get(kube, namespace, "held")
+            st = got["status"]
+            assert st["stable"]["version"] == "1" and st["canary"]["version"] == "2"
+            assert st["rollout"]["consecutiveErrors"] >= 2 and not st.get("history")
+            assert "unreachable" in cond(got, "AnalysisHealthy")["message"]
+            assert cond(got, "Progressing")["reason"] == "MetricsUnavailable"
+            assert "no promotion without data" in cond(got, "Progressing")["message"]
+            assert aliases(client, "churn-held") == {"champion": "1", "challenger": "2"}
+        finally:
+            prometheus.start()
+        # Prometheus back: the analysis recovers and the rollout completes
+        wait_for(lambda: md_get(kube, namespace, "held")["status"]["stable"].get("version") == "2", 90,
+                 "promotion after recovery", interval=0.2)
+    finally:
+        load.stop()
