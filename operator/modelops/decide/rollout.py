@@ -398,7 +398,14 @@ class _Tick:
             if target is not None and target.storage_uri != stable.get("storageUri"):
                 # same version, new artifact location (registry moved): follow it in place
                 self.st["stable"] = target.as_status(self.now)
-            self.progressing("False", "Complete", f"{_label(stable)} serves 100% of traffic")
+            last = (self.st.get("history") or [{}])[0]
+            if last.get("result") in ("RolledBack", "Aborted"):
+                # Keep saying how the last rollout ended (the same condition settle_rollback wrote) until
+                # another one starts: "Complete" right after a rollback would read as a success.
+                self.progressing("False", "RolledBack", f"{last['result']} ({last.get('reason')}): "
+                                 f"{_label(stable)} serves 100% of traffic")
+            else:
+                self.progressing("False", "Complete", f"{_label(stable)} serves 100% of traffic")
             return
         last = self.st.get("lastRejected")
         if target.rejected or target.same(last):
