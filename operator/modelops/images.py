@@ -30,13 +30,21 @@ from pathlib import Path
 
 import typer
 
-#: role -> (image name, pyproject extra)
-ROLES: dict[str, tuple[str, str]] = {
+#: role -> (image name, pyproject extra); roles without an extra install no Python packages.
+ROLES: dict[str, tuple[str, str | None]] = {
     "operator": ("modelops/operator", "operator"),
     "trainer": ("modelops/trainer", "trainer"),
     "model-server": ("modelops/model-server", "server"),
     "drift-exporter": ("modelops/drift-exporter", "exporter"),
+    # The in-cluster Prometheus of the e2e tier and the demo: Debian's static-enough prometheus binary
+    # (it links only libc) on the same bookworm base. The MLflow server needs no image of its own: the
+    # trainer image has full mlflow (server, SQLAlchemy, alembic, gunicorn/uvicorn).
+    "prometheus": ("modelops/prometheus", None),
 }
+#: The roles `make images` builds by default (the four runtimes); the e2e roles are built on demand.
+RUNTIME_ROLES = ("operator", "trainer", "model-server", "drift-exporter")
+#: Where `modelops images build prometheus` finds the binary (Debian's `prometheus`, see scripts/bootstrap.sh).
+PROMETHEUS_BINARY = Path("/usr/bin/prometheus")
 #: The public default base of every Dockerfile (ARG BASE_IMAGE).
 PUBLIC_BASE = "python:3.11-slim"
 #: The image debootstrap makes when no registry is reachable.
@@ -97,6 +105,8 @@ def wheelhouse(root: Path, force: bool = False) -> Path:
     stamp = out / ".complete"
     union: dict[str, str] = {}
     for _image, extra in ROLES.values():
+        if extra is None:
+            continue
         text = subprocess.run(["uv", "export", "--frozen", "--no-dev", "--extra", extra, "--no-emit-project",
                                "--format", "requirements-txt"], cwd=root, check=True, capture_output=True,
                               text=True).stdout
@@ -201,12 +211,29 @@ def base_image(root: Path, requested: str | None, pull_timeout: float = 30.0) ->
     return LOCAL_BASE
 
 
+def _stage_prometheus(root: Path) -> None:
+    """Copy Debian's prometheus binary into the build context (build/prometheus/, see .dockerignore)."""
+    if not PROMETHEUS_BINARY.exists():
+        raise typer.BadParameter(f"{PROMETHEUS_BINARY} not found: install Debian's `prometheus` package "
+                                 "(scripts/bootstrap.sh does)")
+    dest = root / "build" / "prometheus"
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(PROMETHEUS_BINARY, dest / "prometheus")
+
+
+def image_exists(ref: str) -> bool:
+    """Whether the local Docker daemon has `ref`."""
+    return _image_exists(ref)
+
+
 def build_images(root: Path, roles: Sequence[str], tag: str, base: str, version: str) -> dict[str, dict[str, object]]:
     results: dict[str, dict[str, object]] = {}
     for role in roles:
         image, _extra = ROLES[role]
         ref = f"{image}:{tag}"
         t0 = time.monotonic()
+        if role == "prometheus":
+            _stage_prometheus(root)
         typer.echo(f"building {ref} (base {base})")
         _run(["docker", "build", "-f", str(root / "images" / role / "Dockerfile"),
               "--build-arg", f"BASE_IMAGE={base}", "--build-arg", f"VERSION={version}",
@@ -218,23 +245,28 @@ def build_images(root: Path, roles: Sequence[str], tag: str, base: str, version:
     return results
 
 
+_ROLES_HELP = (f"Roles to build (default: {', '.join(RUNTIME_ROLES)}; also known: "
+               f"{', '.join(r for r in ROLES if r not in RUNTIME_ROLES)}).")
+
+
 def build(
-    roles: list[str] = typer.Argument(None, help=f"Roles to build (default: all of {', '.join(ROLES)})."),  # noqa: B008
+    roles: list[str] = typer.Argument(None, help=_ROLES_HELP),  # noqa: B008
     tag: str = typer.Option("dev", help="Tag of the built images."),
     base: str = typer.Option("", "--base-image", help="Base image of every stage (default: python:3.11-slim "
                              "if present or pullable, else a local debootstrap bookworm image)."),
     rebuild_wheels: bool = typer.Option(False, help="Rebuild the wheelhouse even if the lock is unchanged."),
 ) -> None:
-    """Build the operator, trainer, model-server and drift-exporter images from a local wheelhouse."""
+    """Build the operator, trainer, model-server and drift-exporter images (and on request prometheus) offline."""
     from importlib.metadata import version as dist_version
 
-    roles = roles or list(ROLES)
+    roles = roles or list(RUNTIME_ROLES)
     unknown = set(roles) - set(ROLES)
     if unknown:
         raise typer.BadParameter(f"unknown roles {sorted(unknown)}; known: {list(ROLES)}")
     root = repo_root()
     t0 = time.monotonic()
-    wheelhouse(root, force=rebuild_wheels)
+    if any(ROLES[r][1] for r in roles):
+        wheelhouse(root, force=rebuild_wheels)
     ensure_daemon(root)
     chosen = base_image(root, base or None)
     results = build_images(root, roles, tag, chosen, dist_version("modelops"))
