@@ -1,14 +1,23 @@
-"""`modelops demo`: the README's main job.
+"""`modelops demo`: the README's main job, the whole loop running for real on a local node.
 
-Today it shows the foundation working end to end: builds (once) and starts the local control plane,
-installs the CRDs, runs the operator, applies every sample and prints `kubectl get modelops`. The full
-loop (train -> serve -> drift -> retrain -> canary) grows here as the controllers land (issue 9).
+1. Kubernetes binaries (built once from the Go module proxy), then the local cluster *with a node*
+   (`modelops cluster up --node`: control plane + kubelet, containerd, CNI, kube-proxy, CoreDNS).
+2. Images: the four runtimes and Prometheus, built offline when missing (`modelops images build`), loaded
+   into the node's containerd (`modelops cluster load-images`) when the node lacks them.
+3. The loop (modelops.e2e.loop, the code the e2e tier tests): install the chart with MLflow, the drift
+   exporter, Prometheus and the KServe stand-in; train v1 -> serve -> shifted traffic -> drift -> retrain
+   v2 -> canary with Prometheus analysis -> promote. A timeline is printed as it happens, then written to
+   build/demo/timeline.json with a plot (build/demo/loop.png).
+4. Where to look: MLflow UI, `kubectl get modelops`, the drift report.
+
+`modelops demo --down` stops the KServe stand-in, the node and the control plane and removes their data.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -23,91 +32,129 @@ DEMO_NAMESPACE = "modelops-demo"
 def _repo_root() -> Path:
     here = Path(__file__).resolve()
     for parent in here.parents:
-        if (parent / "manifests" / "crds").is_dir():
+        if (parent / "manifests" / "e2e").is_dir():
             return parent
-    raise typer.BadParameter("manifests/crds not found: run `modelops demo` from a modelops checkout")
+    raise typer.BadParameter("manifests/e2e not found: run `modelops demo` from a modelops checkout")
 
 
 def _step(msg: str) -> None:
     typer.secho(f"\n[{time.strftime('%H:%M:%S')}] {msg}", bold=True)
 
 
+def _modelops(*args: str) -> None:
+    """Run a `modelops` subcommand with its output streaming through (long builds show progress)."""
+    exe = Path(sys.executable).with_name("modelops")
+    proc = subprocess.run([str(exe), *args])
+    if proc.returncode != 0:
+        raise typer.Exit(proc.returncode)
+
+
+def _work_dir() -> Path:
+    return _repo_root() / "build" / "demo"
+
+
 def demo_up() -> None:
     from modelops.cluster.build import ensure_binaries
-    from modelops.cluster.local import LocalCluster, ProcessRecord, proc_start_time
+    from modelops.e2e.kube import Kube
+    from modelops.e2e.loop import IMAGES, Loop, Timeline
+    from modelops.e2e.plot import plot_timeline
+    from modelops.images import ROLES, docker_ready, ensure_daemon, image_exists
 
     t0 = time.monotonic()
+    durations: dict[str, float] = {}
     repo = _repo_root()
-    _step("1/5 Kubernetes binaries")
-    bin_dir = ensure_binaries(progress=typer.echo)
-    _step("2/5 local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler)")
-    cluster = LocalCluster(DEMO_CLUSTER)
-    cluster.up(progress=typer.echo)
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    work = _work_dir()
+    work.mkdir(parents=True, exist_ok=True)
 
-    def kubectl(*args: str, check: bool = True) -> str:
-        proc = subprocess.run([str(bin_dir / "kubectl"), *args], env=env, text=True, capture_output=True)
-        if check and proc.returncode != 0:
-            raise typer.Exit(f"kubectl {' '.join(args)}: {proc.stderr}")  # type: ignore[arg-type]
-        return proc.stdout
+    _step("1/4 Kubernetes binaries and the local cluster with a node")
+    t = time.monotonic()
+    ensure_binaries(progress=typer.echo)
+    _modelops("cluster", "up", "--name", DEMO_CLUSTER, "--node")
+    kubeconfig = subprocess.run([str(Path(sys.executable).with_name("modelops")), "cluster", "kubeconfig",
+                                 "--name", DEMO_CLUSTER], capture_output=True, text=True, check=True).stdout.strip()
+    os.environ["KUBECONFIG"] = kubeconfig
+    durations["cluster"] = round(time.monotonic() - t, 1)
 
-    _step("3/5 CRDs (server-side apply) and discovery")
-    typer.echo(kubectl("apply", "--server-side", "--field-manager=modelops", "-f", str(repo / "manifests/crds")))
-    kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modelops.dev",
-            "crd/retrainschedules.modelops.dev", "--timeout=60s")
-
-    _step("4/5 operator")
-    state_file = cluster.root / "operator.json"
-    op_log = cluster.logs / "operator.log"
-    if state_file.exists() and ProcessRecord(**json.loads(state_file.read_text())).alive():
-        typer.echo("operator already running")
+    _step("2/4 images (built offline when missing, loaded into the node when it lacks them)")
+    t = time.monotonic()
+    if not docker_ready():
+        ensure_daemon(repo)
+    by_ref = {f"{image}:dev": role for role, (image, _extra) in ROLES.items()}
+    missing_local = [by_ref[ref] for ref in IMAGES if not image_exists(ref)]
+    if missing_local:
+        typer.echo(f"building {', '.join(missing_local)} (slow on 2 cores: minutes per image)")
+        _modelops("images", "build", *missing_local)
+    kube = Kube(kubeconfig)
+    nodes = (kube.get("nodes") or {}).get("items") or []
+    on_node = {name for n in nodes for img in n["status"].get("images") or [] for name in img.get("names") or []}
+    to_load = [ref for ref in IMAGES if not any(p == ref or p.endswith("/" + ref) for p in on_node)]
+    if to_load:
+        _modelops("cluster", "load-images", "--name", DEMO_CLUSTER, *to_load)
     else:
-        exe = Path(sys.executable).with_name("modelops")
-        with op_log.open("ab") as fh:
-            proc = subprocess.Popen([str(exe), "operator"], env={**env, "MODELOPS_LIVENESS_HOST": "127.0.0.1",
-                                                                 "MODELOPS_LIVENESS_PORT": "0"},
-                                    stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-        record = ProcessRecord(proc.pid, proc_start_time(proc.pid) or 0, 0, str(op_log))
-        state_file.write_text(json.dumps(vars(record)))
-        typer.echo(f"operator pid {proc.pid}, logs in {op_log}")
+        typer.echo("all images already on the node")
+    durations["images"] = round(time.monotonic() - t, 1)
 
-    _step(f"5/5 samples into namespace {DEMO_NAMESPACE}")
-    kubectl("create", "namespace", DEMO_NAMESPACE, check=False)
-    typer.echo(kubectl("apply", "-n", DEMO_NAMESPACE, "-f", str(repo / "manifests/samples")))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        items = json.loads(kubectl("get", "modelops", "-n", DEMO_NAMESPACE, "-o", "json"))["items"]
-        if items and all((i.get("status") or {}).get("observedGeneration") == i["metadata"]["generation"]
-                         for i in items):
-            break
-        time.sleep(0.5)
-    else:
-        typer.echo(f"the operator has not acknowledged every object yet; see {op_log}")
-    typer.echo(kubectl("get", "modelops", "-n", DEMO_NAMESPACE))
-    typer.echo(kubectl("get", "modeldeployment", "churn", "-n", DEMO_NAMESPACE, "-o",
-                       "jsonpath={range .status.conditions[*]}{.type}={.status} ({.reason}): {.message}{\"\\n\"}{end}"))
-    typer.secho(f"\ndone in {time.monotonic() - t0:.0f}s. Look around:", bold=True)
-    typer.echo(f"  export KUBECONFIG={cluster.kubeconfig} PATH={bin_dir}:$PATH\n"
-               f"  kubectl get modelops -A\n  kubectl explain modeldeployment.spec.rollout\n"
-               f"  tail -f {op_log}\n  modelops demo --down    # stop everything")
+    _step(f"3/4 the loop in namespace {DEMO_NAMESPACE}")
+    if kube.get("namespace", DEMO_NAMESPACE):
+        typer.echo(f"removing the previous run's namespace {DEMO_NAMESPACE}")
+        Loop(kube, DEMO_NAMESPACE, Timeline(), work_dir=work).uninstall()
+    timeline = Timeline(echo=typer.echo)
+    loop = Loop(kube, DEMO_NAMESPACE, timeline, work_dir=work, standin_log=work / "kserve-standin.log")
+    try:
+        loop.run()
+    finally:
+        data = {**timeline.to_json(), "setup_seconds": durations}
+        (work / "timeline.json").write_text(json.dumps(data, indent=1))
+        if timeline.samples:
+            png = plot_timeline(data, work / "loop.png")
+            typer.echo(f"plot: {png}")
+        if loop.traffic:
+            typer.echo(f"traffic: {loop.traffic.stats}")
+
+    _step("4/4 done in {:.0f}s (cluster {}s, images {}s, loop stages {})".format(
+        time.monotonic() - t0, durations["cluster"], durations["images"], timeline.stages))
+    release = loop.release
+    bin_dir = Path(kube.kubectl_bin).parent
+    typer.echo(f"""Look around (the KServe stand-in keeps running; `modelops demo --down` stops everything):
+  export KUBECONFIG={kubeconfig} PATH={bin_dir}:$PATH
+  kubectl get modelops,inferenceservices,pods -n {DEMO_NAMESPACE}
+  kubectl describe modeldeployment churn -n {DEMO_NAMESPACE}
+  # MLflow UI (experiments, trials, registered versions, the champion alias):
+  kubectl port-forward -n {DEMO_NAMESPACE} svc/{release}-mlflow 5000:5000   # then http://127.0.0.1:5000
+  # drift report (Evidently HTML) and metrics of the drift exporter:
+  kubectl port-forward -n {DEMO_NAMESPACE} svc/{release}-drift-exporter 8080:8080
+  #   http://127.0.0.1:8080/reports/churn   http://127.0.0.1:8080/drift/churn
+  # Prometheus: kubectl port-forward -n {DEMO_NAMESPACE} svc/prometheus 9090:9090
+  timeline: {work / 'timeline.json'}   plot: {work / 'loop.png'}   stand-in log: {work / 'kserve-standin.log'}""")
 
 
 def demo_down() -> None:
-    from modelops.cluster.local import LocalCluster, ProcessRecord, terminate
+    from modelops.cluster.local import LocalCluster, ProcessRecord, proc_start_time, terminate
 
+    work = _work_dir()
+    pid_file = work / "kserve-standin.pid"
+    if pid_file.exists():
+        pid = int(pid_file.read_text())
+        if proc_start_time(pid) is not None:
+            terminate(ProcessRecord(pid, proc_start_time(pid) or 0, 0, ""), grace=10)
+            typer.echo(f"  KServe stand-in (pid {pid}) stopped")
+        pid_file.unlink()
     cluster = LocalCluster(DEMO_CLUSTER)
-    state_file = cluster.root / "operator.json"
+    state_file = cluster.root / "operator.json"  # the operator process of earlier demo versions
     if state_file.exists():
         record = ProcessRecord(**json.loads(state_file.read_text()))
         if record.alive():
             terminate(record, grace=15)
-            typer.echo("  operator                 stopped")
         state_file.unlink()
-    cluster.down(progress=typer.echo, purge=True)
+    _modelops("cluster", "down", "--name", DEMO_CLUSTER, "--purge")
+    storage = Path(os.environ.get("MODELOPS_E2E_STORAGE", "/var/lib/modelops/e2e")) / DEMO_NAMESPACE
+    if storage.exists():
+        shutil.rmtree(storage)
+        typer.echo(f"  removed {storage}")
 
 
 def demo(down: bool = typer.Option(False, "--down", help="Stop and remove everything the demo started.")) -> None:
-    """Run the modelops demo on the local cluster (builds what is missing, with progress)."""
+    """Run the whole modelops loop on a local node (builds what is missing, with progress)."""
     demo_down() if down else demo_up()
 
 

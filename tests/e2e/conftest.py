@@ -1,0 +1,91 @@
+"""The e2e tier: the whole loop against the *current kubeconfig* (`modelops cluster up --node` locally, or
+any real cluster with the images loaded). A missing cluster, node or image fails the test and names the
+command that provides it. Each test gets its own namespace; on failure the report gets a dump of the
+namespace's events and pods, the operator's and the KServe stand-in's logs (also written to build/e2e/)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelops.e2e.kube import Kube, KubeError
+from modelops.e2e.loop import Loop, Timeline
+
+REPO = Path(__file__).resolve().parents[2]
+DUMPS = REPO / "build" / "e2e"
+
+
+@pytest.fixture(scope="session")
+def e2e_kube() -> Kube:
+    try:
+        kube = Kube()
+        kube.kubectl("version", "-o", "json", timeout=20)
+    except (KubeError, OSError) as exc:
+        pytest.fail(f"no cluster reachable with KUBECONFIG={os.environ.get('KUBECONFIG', '~/.kube/config')} "
+                    f"({exc}); run: modelops cluster up --node && export KUBECONFIG=$(modelops cluster kubeconfig)",
+                    pytrace=False)
+    nodes = (kube.get("nodes") or {}).get("items") or []
+    if not nodes:
+        pytest.fail("the cluster has no node (a control plane alone runs no Pods); run: modelops cluster up --node",
+                    pytrace=False)
+    return kube
+
+
+@pytest.fixture
+def e2e_loop(e2e_kube: Kube, request: pytest.FixtureRequest) -> Iterator[Loop]:
+    ns = f"modelops-e2e-{uuid.uuid4().hex[:6]}"
+    work = DUMPS / ns
+    loop = Loop(e2e_kube, ns, Timeline(), work_dir=work)
+    request.node.e2e_loop = loop
+    try:
+        yield loop
+    finally:
+        if os.environ.get("MODELOPS_E2E_KEEP"):
+            loop.stop_standin()
+        else:
+            loop.uninstall()
+
+
+def dump(loop: Loop) -> str:
+    k, ns = loop.kube, loop.ns
+    parts = [f"===== namespace {ns} ====="]
+    for title, args in (("events", ["get", "events", "-n", ns, "--sort-by=.lastTimestamp"]),
+                        ("pods", ["get", "pods", "-n", ns, "-o", "wide"]),
+                        ("jobs", ["get", "jobs", "-n", ns]),
+                        ("modelops", ["get", "modelops,inferenceservices.serving.kserve.io", "-n", ns, "-o", "yaml"]),
+                        ("operator logs", ["logs", "-n", ns, "-l", "app.kubernetes.io/component=operator",
+                                           "--tail=300", "--all-containers"]),
+                        ("drift exporter logs", ["logs", "-n", ns, "-l", "app.kubernetes.io/component=drift-exporter",
+                                                 "--tail=100"]),
+                        ("mlflow logs", ["logs", "-n", ns, "-l", "app.kubernetes.io/component=mlflow", "--tail=100"])):
+        try:
+            out = k.kubectl(*args, check=False, timeout=30)
+        except Exception as exc:
+            out = repr(exc)
+        parts.append(f"----- {title} -----\n{out}")
+    if loop.standin_log.exists():
+        parts.append("----- KServe stand-in log (tail) -----\n" + loop.standin_log.read_text(errors="replace")[-6000:])
+    if loop.traffic:
+        parts.append(f"----- traffic -----\n{loop.traffic.stats}")
+    parts.append("----- timeline -----\n" + "\n".join(f"+{e['t']:7.1f}s [{e['stage']}] {e['message']}"
+                                                     for e in loop.tl.events))
+    return "\n".join(parts)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    loop = getattr(item, "e2e_loop", None)
+    if loop is None or not report.failed or report.when not in ("setup", "call"):
+        return
+    text = dump(loop)
+    DUMPS.mkdir(parents=True, exist_ok=True)
+    path = DUMPS / f"{loop.ns}-failure.txt"
+    path.write_text(text)
+    report.sections.append(("e2e dump", f"(also in {path})\n{text[-20000:]}"))
