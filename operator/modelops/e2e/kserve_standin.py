@@ -200,14 +200,15 @@ def isvc_status(isvc: Mapping[str, Any], stable_ready: bool, canaries: list[tupl
 class StandIn:
     """The reconcile loop (polling: a handful of InferenceServices, a 1 s period is plenty)."""
 
-    def __init__(self, period: float = 1.0, namespace: str | None = None) -> None:
+    def __init__(self, period: float = 1.0, namespace: str | None = None, kubeconfig: str | None = None) -> None:
         from kubernetes import client, config
 
+        cfg = client.Configuration()
         try:
-            config.load_kube_config()
-        except Exception:
-            config.load_incluster_config()
-        self.api = client.ApiClient()
+            config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        except Exception:  # in a Pod
+            config.load_incluster_config(client_configuration=cfg)
+        self.api = client.ApiClient(cfg)
         self.custom = client.CustomObjectsApi(self.api)
         self.apps = client.AppsV1Api(self.api)
         self.core = client.CoreV1Api(self.api)

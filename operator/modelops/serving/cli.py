@@ -15,6 +15,7 @@ def register(app: typer.Typer) -> None:
 def serve(
     model_dir: Annotated[Path, typer.Option(envvar="MODELOPS_MODEL_DIR", help="MLflow model directory (KServe's storage initializer puts it in /mnt/models).")] = Path("/mnt/models"),
     model_name: Annotated[str, typer.Option(envvar="MODELOPS_MODEL_NAME", help="Name on the endpoints; default: modelName from modelops.json, else 'model'.")] = "",
+    model_version: Annotated[str, typer.Option(envvar="MODELOPS_MODEL_VERSION", help="Registry version on the endpoints, metrics and logged responses; default: version from modelops.json.")] = "",
     http_port: Annotated[int, typer.Option(envvar="MODELOPS_HTTP_PORT")] = 8080,
     grpc_port: Annotated[int, typer.Option(envvar="MODELOPS_GRPC_PORT")] = 8081,
     grpc: Annotated[bool, typer.Option("--grpc/--no-grpc", help="Serve Open Inference Protocol V2 over gRPC.")] = True,
@@ -39,7 +40,8 @@ def serve(
         typer.echo(f"error: {model_dir}/MLmodel not found; --model-dir must be an MLflow model directory", err=True)
         raise typer.Exit(2)
     config = ServeConfig(
-        model_dir=model_dir, model_name=model_name or None, http_port=http_port, grpc_port=grpc_port, grpc=grpc,
+        model_dir=model_dir, model_name=model_name or None, model_version=model_version or None,
+        http_port=http_port, grpc_port=grpc_port, grpc=grpc,
         max_body_bytes=max_body_bytes, max_rows=max_rows, fast_path=fast_path, tolerance=tolerance,
         workers=workers or cpu_limit(), threads_per_request=threads_per_request, batch_max_rows=batch_max_rows,
         batch_max_delay_ms=batch_max_delay_ms, drain_seconds=drain_seconds, grace_seconds=grace_seconds,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -60,6 +61,8 @@ class ModelopsModel(kserve.Model):  # type: ignore[misc]
     def load(self) -> bool:
         t0 = time.perf_counter()
         loaded = loader.load(Path(self.config.model_dir), self.name)
+        if self.config.model_version:
+            loaded.spec = dataclasses.replace(loaded.spec, version=self.config.model_version)
         cls = SklearnPredictor if loaded.flavor == "sklearn" else XGBoostPredictor
         original = cls(loaded.model, loaded.spec)
         loaded.spec = fastpath.probe_features(loaded, original)
