@@ -21,17 +21,30 @@ def build() -> None:
 
 
 @cluster_app.command("up")
-def up(name: str = _NAME, timeout: float = typer.Option(180.0, help="Seconds to wait for each component.")) -> None:
-    """Start etcd, kube-apiserver, kube-controller-manager and kube-scheduler on loopback, free ports."""
+def up(name: str = _NAME, timeout: float = typer.Option(180.0, help="Seconds to wait for each component."),
+       node: bool = typer.Option(False, "--node", help="Also run a real node: containerd, kubelet, kube-proxy, "
+                                 "CoreDNS and a CNI bridge as host processes (root).")) -> None:
+    """Start etcd, kube-apiserver, kube-controller-manager and kube-scheduler on free ports (and a node)."""
     from modelops.cluster.build import ensure_binaries
     from modelops.cluster.local import LocalCluster
 
     ensure_binaries(progress=typer.echo)
     cluster = LocalCluster(name)
-    typer.echo(f"starting local control plane {name!r} in {cluster.root}")
-    status = cluster.up(progress=typer.echo, timeout=timeout)
+    typer.echo(f"starting local control plane {name!r}{' with a node' if node else ''} in {cluster.root}")
+    status = cluster.up(progress=typer.echo, timeout=timeout, node=node)
     typer.echo(f"ready: {status['server']}\n  export KUBECONFIG={status['kubeconfig']}\n"
                f"  export PATH={cluster.bin_dir}:$PATH")
+
+
+_IMAGES = typer.Argument(..., help="Images in the local Docker daemon, e.g. modelops/operator:dev")
+
+
+@cluster_app.command("load-images")
+def load_images(images: list[str] = _IMAGES, name: str = _NAME) -> None:
+    """Copy images from the local Docker daemon into the node's containerd (unchanged ones are skipped)."""
+    from modelops.cluster.local import LocalCluster
+
+    LocalCluster(name).node().load_images(images, progress=typer.echo)
 
 
 @cluster_app.command("down")

@@ -75,16 +75,20 @@ class ProcessRecord:
 class ClusterState:
     components: dict[str, ProcessRecord] = field(default_factory=dict)
     server: str = ""
+    #: The node's address when the cluster runs with a node (`up(node=True)`), else "".
+    node_ip: str = ""
 
     @classmethod
     def load(cls, path: Path) -> ClusterState:
         if not path.exists():
             return cls()
         raw = json.loads(path.read_text())
-        return cls({k: ProcessRecord(**v) for k, v in raw["components"].items()}, raw.get("server", ""))
+        return cls({k: ProcessRecord(**v) for k, v in raw["components"].items()}, raw.get("server", ""),
+                   raw.get("node_ip", ""))
 
     def save(self, path: Path) -> None:
-        data = {"components": {k: vars(v) for k, v in self.components.items()}, "server": self.server}
+        data = {"components": {k: vars(v) for k, v in self.components.items()}, "server": self.server,
+                "node_ip": self.node_ip}
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=1))
         tmp.replace(path)
@@ -128,7 +132,7 @@ class LocalCluster:
         comps = {n: {"pid": r.pid, "port": r.port, "running": r.alive(), "log": r.log}
                  for n, r in st.components.items()}
         running = bool(comps) and all(c["running"] for c in comps.values())
-        return {"name": self.name, "running": running, "server": st.server,
+        return {"name": self.name, "running": running, "server": st.server, "node_ip": st.node_ip or None,
                 "kubeconfig": str(self.kubeconfig) if self.kubeconfig.exists() else None,
                 "components": comps}
 
@@ -139,9 +143,13 @@ class LocalCluster:
         return str(path)
 
     # ------------------------------------------------------------------------------------------ up
-    def up(self, progress: Progress = print, timeout: float = 180.0) -> dict[str, Any]:
+    def up(self, progress: Progress = print, timeout: float = 180.0, node: bool = False) -> dict[str, Any]:
+        """Start the control plane; with `node=True` also a real node (see modelops.cluster.node)."""
         st = self.state()
         if st.components and all(r.alive() for r in st.components.values()):
+            if node and not st.node_ip:
+                raise ClusterError(f"cluster {self.name!r} runs without a node; stop it first "
+                                   f"(modelops cluster down --name {self.name}) and start it with --node")
             progress(f"cluster {self.name!r} is already running at {st.server}")
             return self.status()
         if st.components:
@@ -150,11 +158,22 @@ class LocalCluster:
         for b in ("etcd", *COMPONENTS[1:]):
             self.binary(b)
         self.logs.mkdir(parents=True, exist_ok=True)
+        the_node = None
+        ip = ""
+        if node:
+            from modelops.cluster.node import Node, node_ip
+
+            for b in ("kubelet", "kube-proxy"):
+                self.binary(b)
+            the_node = Node(self.root, self.bin_dir)
+            the_node.prepare(progress)
+            ip = node_ip()
         pki = Pki(self.root / "pki")
         sa = pki.service_account_keys()
-        apiserver_cert = pki.issue("apiserver", "kube-apiserver", server=True,
+        apiserver_cert = pki.issue("apiserver" + ("-" + ip if ip else ""), "kube-apiserver", server=True,
                                    hosts=("127.0.0.1", "localhost", "kubernetes", "kubernetes.default",
-                                          "kubernetes.default.svc", "10.96.0.1"))
+                                          "kubernetes.default.svc", "kubernetes.default.svc.cluster.local",
+                                          "10.96.0.1", *((ip,) if ip else ())))
         admin = pki.issue("admin", "modelops-admin", orgs=("system:masters",))
         kcm_client = pki.issue("kube-controller-manager", "system:kube-controller-manager")
         sched_client = pki.issue("kube-scheduler", "system:kube-scheduler")
@@ -164,7 +183,7 @@ class LocalCluster:
         ports = {c: _free_port() for c in COMPONENTS}
         etcd_peer = _free_port()
         server = f"https://127.0.0.1:{ports['kube-apiserver']}"
-        st = ClusterState(server=server)
+        st = ClusterState(server=server, node_ip=ip)
 
         def write_kubeconfig(path: Path, client: CertPair, user: str) -> Path:
             path.write_text(yaml.safe_dump(_kubeconfig(server, pki.ca.cert, client, user)))
@@ -189,7 +208,7 @@ class LocalCluster:
             "kube-apiserver": [
                 self.binary("kube-apiserver"),
                 "--etcd-servers", etcd_url,
-                "--bind-address", "127.0.0.1", "--secure-port", str(ports["kube-apiserver"]),
+                "--secure-port", str(ports["kube-apiserver"]),
                 "--tls-cert-file", str(apiserver_cert.cert), "--tls-private-key-file", str(apiserver_cert.key),
                 "--client-ca-file", str(pki.ca.cert),
                 "--authorization-mode", "Node,RBAC",
@@ -200,8 +219,15 @@ class LocalCluster:
                 "--kubelet-client-certificate", str(pki.root / "apiserver-kubelet-client.crt"),
                 "--kubelet-client-key", str(pki.root / "apiserver-kubelet-client.key"),
                 "--allow-privileged=true",
-                # Loopback cannot be the `kubernetes` Service endpoint; nothing in-cluster dials it here.
-                "--endpoint-reconciler-type", "none",
+                *(
+                    # With a node, Pods reach the API server through the `kubernetes` Service, whose
+                    # endpoint is the node's address; the kubelet is dialled at its InternalIP.
+                    ["--bind-address", "0.0.0.0", "--advertise-address", ip, "--endpoint-reconciler-type", "lease",
+                     "--kubelet-preferred-address-types", "InternalIP,Hostname"]
+                    if ip else
+                    # Loopback cannot be the `kubernetes` Service endpoint; nothing in-cluster dials it here.
+                    ["--bind-address", "127.0.0.1", "--endpoint-reconciler-type", "none"]
+                ),
                 "--cert-dir", str(self.root / "apiserver-certs"),
                 "--profiling=false",
             ],
@@ -249,10 +275,54 @@ class LocalCluster:
                 url, sslctx = health[comp]
                 self._wait_healthy(comp, url, sslctx, proc, log, timeout)
                 progress(f"  {comp:<24} ready on 127.0.0.1:{ports[comp]} ({time.monotonic() - t0:.1f}s)")
+            if the_node is not None:
+                self._start_node(the_node, st, pki, server, ip, write_kubeconfig, progress, timeout)
         except BaseException:
             self.down(progress=lambda _m: None)
             raise
         return self.status()
+
+    def kubectl(self, *args: str, input: str | None = None) -> str:
+        proc = subprocess.run([self.binary("kubectl"), "--kubeconfig", str(self.kubeconfig), *args], input=input,
+                              text=True, capture_output=True, timeout=120)
+        if proc.returncode != 0:
+            raise ClusterError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def _start_node(self, the_node: Any, st: ClusterState, pki: Pki, server: str, ip: str,
+                    write_kubeconfig: Callable[[Path, CertPair, str], Path], progress: Progress,
+                    timeout: float) -> None:
+        from modelops.cluster.node import NODE_COMPONENTS, NodeError, _wait, free_port
+
+        ports = {"kubelet": free_port(ip), "kubelet-healthz": free_port(), "kube-proxy": free_port(),
+                 "kube-proxy-metrics": free_port(), "coredns": 53, "coredns-ready": free_port(), "containerd": 0}
+        commands = the_node.commands(pki=pki, server=server, ip=ip, ports=ports, kubeconfig=write_kubeconfig)
+        probes = the_node.probes(ip, ports, self.kubectl)
+        for comp in NODE_COMPONENTS:
+            t0 = time.monotonic()
+            log = self.logs / f"{comp}.log"
+            proc = self._spawn(commands[comp], log)
+            st.components[comp] = ProcessRecord(proc.pid, proc_start_time(proc.pid) or 0, ports[comp], str(log))
+            st.save(self.state_file)
+            try:
+                _wait(comp, probes[comp], proc, log, timeout)
+            except NodeError as exc:
+                raise ClusterError(str(exc)) from exc
+            the_node.after_start(comp, progress, self.kubectl)
+            where = (str(the_node.socket) if comp == "containerd" else
+                     f"{ip}:{ports[comp]}" if comp in ("kubelet", "coredns") else f"127.0.0.1:{ports[comp]}")
+            progress(f"  {comp:<24} ready on {where} ({time.monotonic() - t0:.1f}s)")
+        progress(f"  node {the_node.name!r} Ready at {ip}")
+
+    def node(self) -> Any:
+        """The running node, or a ClusterError naming the command that starts one."""
+        st = self.state()
+        if not st.node_ip or not all(r.alive() for r in st.components.values()):
+            raise ClusterError(f"cluster {self.name!r} has no running node; start one with: "
+                               f"modelops cluster up --node --name {self.name}")
+        from modelops.cluster.node import Node
+
+        return Node(self.root, self.bin_dir)
 
     @staticmethod
     def _spawn(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -281,12 +351,29 @@ class LocalCluster:
     # ----------------------------------------------------------------------------------------- down
     def down(self, progress: Progress = print, purge: bool = False, grace: float = 15.0) -> None:
         st = self.state()
-        for comp in reversed(COMPONENTS):
-            rec = st.components.get(comp)
-            if rec is None or not rec.alive():
+        the_node = None
+        if st.node_ip:
+            from modelops.cluster.node import Node
+
+            the_node = Node(self.root, self.bin_dir)
+            api = st.components.get("kube-apiserver")
+            kubelet = st.components.get("kubelet")
+            if api and api.alive() and kubelet and kubelet.alive():
+                # No new Pods get a node while the kubelet tears the running ones down properly.
+                sched = st.components.get("kube-scheduler")
+                if sched and sched.alive():
+                    terminate(sched, grace)
+                the_node.drain(self.kubectl, progress)
+        for comp in reversed(st.components):
+            rec = st.components[comp]
+            if not rec.alive():
                 continue
+            if comp == "containerd" and the_node is not None:
+                the_node.kill_containers()
             terminate(rec, grace)
             progress(f"  {comp:<24} stopped")
+        if the_node is not None:
+            the_node.cleanup_host(progress)
         if self.state_file.exists():
             self.state_file.unlink()
         if purge and self.root.exists():

@@ -26,3 +26,8 @@ def bin_dir() -> Path:
 
 def build_stamp() -> Path:
     return cache_root() / "k8s" / K8S_VERSION / f".complete-{HELM_VERSION}"
+
+#: CoreDNS, built from its Go module for the node's cluster DNS (`modelops cluster up --node`).
+COREDNS_VERSION = os.environ.get("MODELOPS_COREDNS_VERSION", "v1.15.0")
+#: The sandbox ("pause") image tag Kubernetes 1.37 expects (kubeadm's constants.PauseVersion).
+PAUSE_VERSION = "3.10.2"
