@@ -30,7 +30,8 @@ def _values_has(path: str) -> bool:
 def test_skaffold_builds_the_four_images_from_existing_dockerfiles() -> None:
     assert SKAFFOLD["apiVersion"].startswith("skaffold/v4"), "Skaffold v2 schemas are skaffold/v4beta*"
     arts = SKAFFOLD["build"]["artifacts"]
-    assert sorted(a["image"] for a in arts) == sorted(img for img, _ in images.ROLES.values())
+    # the four runtimes; the e2e-only roles (prometheus) are not part of the chart's deployment
+    assert sorted(a["image"] for a in arts) == sorted(images.ROLES[r][0] for r in images.RUNTIME_ROLES)
     for a in arts:
         context = REPO / a.get("context", ".")
         assert context.is_dir(), a
@@ -71,7 +72,14 @@ def test_skaffold_local_profile_patches_exist() -> None:
                 assert _values_has(key), key
 
 
-@pytest.mark.parametrize("role", list(images.ROLES))
+def test_e2e_prometheus_dockerfile_runs_as_nobody_from_the_staged_binary() -> None:
+    text = (REPO / "images" / "prometheus" / "Dockerfile").read_text()
+    assert images.ROLES["prometheus"][1] is None  # no Python packages
+    assert "COPY build/prometheus/prometheus /bin/prometheus" in text and "USER 65534:65534" in text
+    assert "!build/prometheus/" in (REPO / ".dockerignore").read_text()
+
+
+@pytest.mark.parametrize("role", list(images.RUNTIME_ROLES))
 def test_dockerfile_installs_only_its_extra_as_non_root(role: str) -> None:
     text = (REPO / "images" / role / "Dockerfile").read_text()
     _image, extra = images.ROLES[role]

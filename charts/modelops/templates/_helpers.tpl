@@ -128,3 +128,21 @@ seccompProfile:
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+Host headers the bundled MLflow accepts (MLFLOW_SERVER_ALLOWED_HOSTS): its Service's names with and without a
+port, localhost, the private IP ranges MLflow allows by default (probes, the API server's service proxy), and
+mlflow.bundled.allowedHosts. Argument: (list . $name).
+*/}}
+{{- define "modelops.mlflowAllowedHosts" -}}
+{{- $root := index . 0 }}{{- $name := index . 1 }}{{- $ns := $root.Release.Namespace }}
+{{- $hosts := list "localhost" "127.0.0.1" }}
+{{- range (list $name (printf "%s.%s" $name $ns) (printf "%s.%s.svc" $name $ns) (printf "%s.%s.svc.cluster.local" $name $ns)) }}
+{{- $hosts = append $hosts . }}
+{{- end }}
+{{- $withPorts := list }}
+{{- range $hosts }}{{- $withPorts = append $withPorts . }}{{- $withPorts = append $withPorts (printf "%s:*" .) }}{{- end }}
+{{- $private := list "10.*" "192.168.*" }}
+{{- range $i := until 16 }}{{- $private = append $private (printf "172.%d.*" (add 16 $i)) }}{{- end }}
+{{- join "," (concat $withPorts $private $root.Values.mlflow.bundled.allowedHosts) }}
+{{- end }}

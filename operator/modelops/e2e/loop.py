@@ -265,8 +265,11 @@ class Loop:
                             f"proxy or a warm GOMODCACHE):\n{out.stderr}")
         crd = Path(json.loads(out.stdout)["Dir"]) / ISVC_CRD
         self.kube.kubectl("apply", "--server-side", "--field-manager=modelops-e2e", "-f", str(crd), timeout=300)
-        self.kube.kubectl("wait", "--for=condition=Established", "crd/inferenceservices.serving.kserve.io",
-                          "--timeout=60s")
+        # (kubectl wait fails at once while the new CRD has no status.conditions yet, so poll)
+        self.wait("the InferenceService CRD to be Established", lambda: any(
+            c["type"] == "Established" and c["status"] == "True"
+            for c in ((self.kube.get("crd", "inferenceservices.serving.kserve.io") or {}).get("status") or {})
+            .get("conditions") or []), 60, period=1)
         self.tl.event("install", f"KServe {KSERVE_VERSION} InferenceService CRD installed (server-side apply)")
 
     def start_standin(self) -> None:
