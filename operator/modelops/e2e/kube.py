@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import ssl
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -90,9 +91,14 @@ class Kube:
             token = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
             if token:
                 headers["Authorization"] = token if token.lower().startswith("bearer") else f"Bearer {token}"
-            cert = (cfg.cert_file, cfg.key_file) if cfg.cert_file else None
-            self._api = httpx.Client(base_url=cfg.host, verify=cfg.ssl_ca_cert or cfg.verify_ssl, cert=cert,
-                                     headers=headers, timeout=15.0)
+            # one SSLContext with the CA and the client certificate (httpx 0.28 ignores `cert=` next to a
+            # `verify=` path: requests went out anonymous)
+            ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert) if cfg.ssl_ca_cert else ssl.create_default_context()
+            if not cfg.verify_ssl:
+                ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+            if cfg.cert_file:
+                ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+            self._api = httpx.Client(base_url=cfg.host, verify=ctx, headers=headers, timeout=15.0)
         return self._api
 
     def proxy(self, namespace: str, service: str, port: int | str, path: str, *, method: str = "GET",
