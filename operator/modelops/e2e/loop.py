@@ -387,7 +387,7 @@ class Loop:
             ro = st.get("rollout") or {}
             now = (ro.get("state"), ro.get("step"), ro.get("weight"), ro.get("lastResult"))
             nonlocal last
-            if now != last:
+            if now != last and ro.get("state"):
                 last = now
                 checks = ", ".join(f"{c['name']}={c.get('value', '-'):.4g} {c['result']}" if isinstance(
                     c.get("value"), (int, float)) else f"{c['name']} {c['result']}" for c in ro.get("lastChecks") or [])

@@ -63,9 +63,11 @@ def logger_headers(event_id: str, kind: str, isvc: str, namespace: str, endpoint
 
 
 def split(isvc: dict[str, Any] | None) -> tuple[str | None, int]:
-    """(canary predictor name, its percent) from the InferenceService; (None, 0) without a canary."""
+    """(canary predictor name, its percent) for a canary that is in the spec *and* ready in status, as a
+    gateway routes only to ready backends; (None, 0) otherwise."""
     canaries = ((isvc or {}).get("spec") or {}).get("canary") or []
-    if not canaries:
+    ready = {c.get("name") for c in ((isvc or {}).get("status") or {}).get("canaryStatuses") or [] if c.get("ready")}
+    if not canaries or canaries[0]["predictor"]["name"] not in ready:
         return None, 0
     c = canaries[0]
     return str(c["predictor"]["name"]), int(c.get("trafficPercent", 0))
@@ -75,6 +77,7 @@ def split(isvc: dict[str, Any] | None) -> tuple[str | None, int]:
 class TrafficStats:
     sent: dict[str, int] = field(default_factory=lambda: {"stable": 0, "canary": 0})
     errors: dict[str, int] = field(default_factory=lambda: {"stable": 0, "canary": 0})
+    rerouted: int = 0
     logged: int = 0
     log_errors: int = 0
     last_error: str = ""
@@ -131,6 +134,14 @@ class TrafficClient:
         request = {"id": event_id, "inputs": v2_inputs(frame)}
         status, body = self.kube.proxy(self.ns, service, 80, f"v2/models/{self.isvc}/infer", method="POST",
                                        body=request)
+        if status in (404, 503) and side == "canary":
+            # the canary left between two reads of the split (promoted or rolled back): route again, as a
+            # gateway would after its route changed; the model server never saw this request
+            self._split_at = 0.0
+            self.stats.rerouted += 1
+            side, service = "stable", f"{self.isvc}-predictor"
+            status, body = self.kube.proxy(self.ns, service, 80, f"v2/models/{self.isvc}/infer", method="POST",
+                                           body=request)
         if status != 200:
             self.stats.errors[side] += 1
             self.stats.last_error = f"{service}: HTTP {status}: {body[:200]!r}"
