@@ -339,10 +339,13 @@ class Loop:
         """One sample for the plot: drift share, canary weight, versions."""
         try:
             drift = self.prom(f'max(modelops_drift_share{{namespace="{self.ns}", model="{MODEL}"}})')
+            out = self.kube.proxy_json(self.ns, "prometheus", 9090, "api/v1/query", params={
+                "query": f'max by (version) (modelops_drift_share{{namespace="{self.ns}", model="{MODEL}"}})'})
+            per_version = {r["metric"].get("version", "?"): float(r["value"][1]) for r in out["data"]["result"]}
         except (KubeError, OSError, ValueError):
-            drift = None
+            drift, per_version = None, {}
         st = self.md().get("status", {})
-        self.tl.sample(drift_share=drift, weight=(st.get("rollout") or {}).get("weight") or 0,
+        self.tl.sample(drift_share=drift, drift_by_version=per_version, weight=(st.get("rollout") or {}).get("weight") or 0,
                        stable=(st.get("stable") or {}).get("version"), canary=(st.get("canary") or {}).get("version"),
                        sent=dict(self.traffic.stats.sent) if self.traffic else {})
 
