@@ -212,6 +212,11 @@ class Loop:
         return self.kube.get("retrainschedule", MODEL, self.ns) or {}
 
     # ---- stages -----------------------------------------------------------------------------------------
+    def _missing_images(self) -> list[str]:
+        nodes = (self.kube.get("nodes") or {}).get("items") or []
+        present = {name for n in nodes for img in n["status"].get("images") or [] for name in img.get("names") or []}
+        return [i for i in IMAGES if not any(p == i or p.endswith("/" + i) for p in present)]
+
     def preflight(self) -> None:
         nodes = (self.kube.get("nodes") or {}).get("items") or []
         ready = [n["metadata"]["name"] for n in nodes
@@ -219,8 +224,10 @@ class Loop:
         if not ready:
             raise LoopError("no Ready node in the current kubeconfig's cluster "
                             f"({self.kube.kubeconfig}); run: modelops cluster up --node")
-        present = {name for n in nodes for img in n["status"].get("images") or [] for name in img.get("names") or []}
-        missing = [i for i in IMAGES if not any(p == i or p.endswith("/" + i) for p in present)]
+        # the kubelet reports its images in node status periodically: just-loaded ones appear within ~a minute
+        deadline = time.monotonic() + 90
+        while (missing := self._missing_images()) and time.monotonic() < deadline:
+            time.sleep(3)
         if missing:
             raise LoopError(f"images missing on the node: {missing}; run: make images && "
                             f"uv run modelops images build prometheus && modelops cluster load-images {' '.join(IMAGES)}")
