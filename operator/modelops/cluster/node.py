@@ -13,7 +13,7 @@ Kubernetes' own `hack/local-up-cluster.sh` runs, from the same binaries the cont
 - containerd (Debian's package) with its CRI plugin, on a socket and root of its own (never the Docker
   daemon's), `restrict_oom_score_adj` because this host refuses negative OOM scores, cgroupfs driver;
 - the pause image compiled from Kubernetes' own `build/pause/linux/pause.c` (gcc -static);
-- CNI: Debian's containernetworking-plugins, bridge + host-local + portmap + firewall + loopback;
+- CNI: Debian's containernetworking-plugins, bridge + host-local + portmap + firewall (containerd adds loopback);
 - kubelet with a CA-signed serving certificate and a `system:node:<name>` client certificate (the Node
   authorizer is real), webhook authentication/authorization;
 - kube-proxy (iptables mode) as `system:kube-proxy`, so ClusterIP and NodePort Services work;
