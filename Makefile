@@ -32,8 +32,11 @@ integration:
 	$(PYTEST) -m integration
 cluster:
 	$(PYTEST) -m cluster
-e2e:
-	$(PYTEST) -m e2e
+# The e2e tier on a real node (root): the images, `modelops cluster up --node`, then the tests against it.
+# On any other cluster: KUBECONFIG=... uv run pytest -m e2e (images must be pullable there).
+e2e: bootstrap images
+	uv run --frozen modelops cluster up --node --name e2e
+	KUBECONFIG=$$(uv run --frozen modelops cluster kubeconfig --name e2e) $(PYTEST) -m e2e
 
 # ---- packaging (issue 8): chart, kustomize, images --------------------------------------------------
 .PHONY: sync-crds chart-docs kustomize chart-test images

@@ -90,7 +90,16 @@ if [[ ! -x "$BIN/etcd" ]]; then
 fi
 if [[ ! -x "$BIN/helm" ]]; then
   step "building helm $HELM_VERSION"
-  GOBIN="$BIN" GOFLAGS= go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  # Helm's Makefile stamps the Kubernetes version its client-go matches (v0.X.Y -> 1.X) into the default
+  # capabilities of `helm template`/`lint`; without it an offline render assumes Kubernetes 1.20.
+  HELM_MOD="$(go env GOMODCACHE)/cache/download/helm.sh/helm/v3/@v/$HELM_VERSION.mod"
+  [[ -f "$HELM_MOD" ]] || GOFLAGS= go mod download -json "helm.sh/helm/v3@$HELM_VERSION" >/dev/null
+  CG_MINOR="$(awk '$1=="k8s.io/client-go" {split($2, v, "."); print v[2]}' "$HELM_MOD")"
+  HELM_LDFLAGS="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    HELM_LDFLAGS+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$CG_MINOR"
+  done
+  GOBIN="$BIN" GOFLAGS= go install -trimpath -ldflags "$HELM_LDFLAGS" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 fi
 touch "$STAMP"
 step "done: $BIN"

@@ -165,6 +165,12 @@ class LocalCluster:
 
             for b in ("kubelet", "kube-proxy"):
                 self.binary(b)
+            # One node per host: the bridge, port 53 on the host address and kube-proxy's rules are shared.
+            for other in sorted((self.root.parent).glob("*/state.json")):
+                ost = ClusterState.load(other)
+                if other.parent != self.root and ost.node_ip and any(r.alive() for r in ost.components.values()):
+                    raise ClusterError(f"cluster {other.parent.name!r} already runs a node on this host; stop it "
+                                       f"first: modelops cluster down --name {other.parent.name}")
             the_node = Node(self.root, self.bin_dir)
             the_node.prepare(progress)
             ip = node_ip()

@@ -1,15 +1,19 @@
 """`modelops cluster up --node`: a real node next to the local control plane, as host processes.
 
-Why host processes and not kind: kind's node image is a systemd container holding containerd 2.x,
-kubeadm and *container images* of every control-plane component, normally pulled from registries. None is
-reachable here, and this host is cgroup v1 without CAP_SYS_RESOURCE (negative oom_score_adj is refused),
-which breaks the privileged systemd-in-docker nesting kind relies on. The node below is what
+Why host processes and not kind (tried on this machine with kind v0.33.0, `go install`ed): kind always
+starts its node containers with `docker run --privileged`, and here runc refuses that with "unable to
+apply caps: operation not permitted" -- the sandbox's capability bounding set lacks CAP_SYS_RESOURCE
+(CapBnd 0x1fffeffffff), which `--privileged` asks for. `kind create cluster --image <a systemd image
+made with debootstrap>` fails at exactly that step, before any node image question arises (kind's node
+image would also need a kindest/base with containerd 2.x, kubeadm and every control-plane component as a
+container image, all normally pulled). The same missing capability is why containerd below runs with
+`restrict_oom_score_adj` (no negative OOM scores). The node below is what
 Kubernetes' own `hack/local-up-cluster.sh` runs, from the same binaries the control plane uses:
 
 - containerd (Debian's package) with its CRI plugin, on a socket and root of its own (never the Docker
   daemon's), `restrict_oom_score_adj` because this host refuses negative OOM scores, cgroupfs driver;
 - the pause image compiled from Kubernetes' own `build/pause/linux/pause.c` (gcc -static);
-- CNI: Debian's containernetworking-plugins, bridge + host-local + portmap + firewall + loopback;
+- CNI: Debian's containernetworking-plugins, bridge + host-local + portmap + firewall (containerd adds loopback);
 - kubelet with a CA-signed serving certificate and a `system:node:<name>` client certificate (the Node
   authorizer is real), webhook authentication/authorization;
 - kube-proxy (iptables mode) as `system:kube-proxy`, so ClusterIP and NodePort Services work;
