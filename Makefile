@@ -34,8 +34,14 @@ cluster:
 	$(PYTEST) -m cluster
 # The e2e tier on a real node (root): the images, `modelops cluster up --node`, then the tests against it.
 # On any other cluster: KUBECONFIG=... uv run pytest -m e2e (images must be pullable there).
-e2e: bootstrap images
+# The images are rebuilt from the working tree (docker's layer cache keeps an unchanged build to seconds)
+# and reloaded into the node when their id changed, so the tier always tests the current code.
+E2E_IMAGES := modelops/operator:dev modelops/trainer:dev modelops/model-server:dev modelops/drift-exporter:dev \
+	modelops/prometheus:dev
+e2e: bootstrap
+	uv run --frozen modelops images build operator trainer model-server drift-exporter prometheus
 	uv run --frozen modelops cluster up --node --name e2e
+	uv run --frozen modelops cluster load-images --name e2e $(E2E_IMAGES)
 	KUBECONFIG=$$(uv run --frozen modelops cluster kubeconfig --name e2e) $(PYTEST) -m e2e
 
 # ---- packaging (issue 8): chart, kustomize, images --------------------------------------------------
