@@ -134,12 +134,21 @@ class _Runtime:
         return self._uris[key]
 
 
+def _lean(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy without `metadata.managedFields`: nothing here reads them, and with server-side apply they
+    are the largest part of an object (about half of an InferenceService), kept once per object in the cache."""
+    out = {k: copy.deepcopy(v) for k, v in obj.items() if k != "metadata"}
+    out["metadata"] = {k: copy.deepcopy(v) for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    return out
+
+
 class _Cache:
     """The latest ModelDeployments and InferenceServices, fed by the watches and by our own write responses.
 
     A steady-state reconcile then costs no API call at all. Entries only move forward in resourceVersion, so
     a late watch event never hides our own newer write; a conflicting write drops the entry (next read is a
-    GET). The InferenceService map also knows "absent" (None) once a watch or GET said so.
+    GET). The InferenceService map also knows "absent" (None) once a watch or GET said so. Entries are stored
+    without managedFields (`_lean`).
     """
 
     def __init__(self) -> None:
@@ -164,7 +173,7 @@ class _Cache:
     def remember_md(self, key: tuple[str, str], obj: Mapping[str, Any]) -> None:
         with self._lock:
             if self._newer(obj, self._mds.get(key)):
-                self._mds[key] = copy.deepcopy(dict(obj))
+                self._mds[key] = _lean(obj)
 
     def forget_md(self, key: tuple[str, str]) -> None:
         with self._lock:
@@ -182,7 +191,7 @@ class _Cache:
     def remember_isvc(self, key: tuple[str, str], obj: Mapping[str, Any] | None) -> None:
         with self._lock:
             if obj is None or key not in self._isvcs or self._newer(obj, self._isvcs.get(key)):
-                self._isvcs[key] = copy.deepcopy(dict(obj)) if obj is not None else None
+                self._isvcs[key] = _lean(obj) if obj is not None else None
 
 
 CACHE = _Cache()
@@ -556,13 +565,14 @@ async def inferenceservice_event(type: str, body: kopf.Body, namespace: str, **_
             key = (namespace, ref["name"])
             CACHE.remember_isvc(key, None if type == "DELETED" else body)
             status = body.get("status") or {}
-            signature = ("isvc", status.get("observedGeneration"),
-                         json.dumps(status.get("conditions"), sort_keys=True),
-                         json.dumps(status.get("components"), sort_keys=True),
-                         json.dumps(status.get("canaryStatuses"), sort_keys=True))
+            # a hash, not the JSON itself: one int per InferenceService is all this map keeps
+            signature = hash(("isvc", status.get("observedGeneration"),
+                              json.dumps(status.get("conditions"), sort_keys=True),
+                              json.dumps(status.get("components"), sort_keys=True),
+                              json.dumps(status.get("canaryStatuses"), sort_keys=True)))
             if _ISVC_SEEN.get(key) != signature:
                 _ISVC_SEEN[key] = signature
                 _SCHEDULER.touch(key, 0.05)
 
 
-_ISVC_SEEN: dict[Key, tuple[Any, ...]] = {}
+_ISVC_SEEN: dict[Key, int] = {}
