@@ -52,3 +52,22 @@ def test_scheduler_runs_due_objects_once_at_a_time_and_reruns_after_a_change() -
     assert not overlap
     assert runs.count(("ns", "slow")) == 2
     assert runs.count(("ns", "fast")) >= 3
+
+
+def test_cache_keeps_objects_without_managed_fields_and_only_moves_forward() -> None:
+    from modelops.handlers.modeldeployment import _Cache
+
+    cache = _Cache()
+    key = ("ns", "m")
+    obj = {"apiVersion": "modelops.dev/v1alpha1", "kind": "ModelDeployment",
+           "metadata": {"name": "m", "namespace": "ns", "uid": "u", "resourceVersion": "5", "generation": 2,
+                        "annotations": {"a": "b"}, "managedFields": [{"manager": "kubectl"}]},
+           "spec": {"model": {"storageUri": "s3://m/1"}}, "status": {"phase": "Serving"}}
+    cache.remember_md(key, obj)
+    got = cache.get_md(key)
+    assert got is not None and "managedFields" not in got["metadata"]
+    assert got == {**obj, "metadata": {k: v for k, v in obj["metadata"].items() if k != "managedFields"}}
+    got["spec"]["model"]["storageUri"] = "changed"  # callers get copies
+    assert cache.get_md(key)["spec"]["model"]["storageUri"] == "s3://m/1"  # type: ignore[index]
+    cache.remember_md(key, {**obj, "metadata": {**obj["metadata"], "resourceVersion": "4"}, "spec": {}})
+    assert cache.get_md(key)["spec"] == obj["spec"]  # type: ignore[index]  # an older event never wins
