@@ -6,6 +6,8 @@ real process. For each size N: create N ModelDeployments (plain storage URIs, so
 measured), wait until every InferenceService exists, then change `spec.model.storageUri` of randomly chosen
 objects a few times a second and time how long until a watch on InferenceServices sees the new URI.
 Prints one JSON document: p50/p95/max latency per N, and the operator's RSS (peak sampled, and at the end).
+The operator caps glibc's malloc arenas itself at start (modelops/handlers/run.py, as MALLOC_ARENA_MAX=2
+would), so the figures are those of `modelops operator` as the chart runs it, with no extra environment.
 
     uv run python bench/rollout_latency.py [--sizes 100,1000] [--changes 60]
 """

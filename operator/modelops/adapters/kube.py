@@ -1,6 +1,8 @@
 """The Kubernetes API, for the controllers: custom objects, server-side apply, status, events, discovery.
 
-Blocking (the official `kubernetes` client); handlers call it from a bounded thread pool.
+Blocking (the official `kubernetes` client's ApiClient: credentials, TLS, connection pool); handlers call it
+from a bounded thread pool. Requests go through `kube_rest` as plain JSON, not through the generated API
+classes (see kube_rest for the memory that saves).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+
+from modelops.adapters import kube_rest
 
 #: Field manager of every server-side apply the operator makes.
 FIELD_MANAGER = "modelops"
@@ -37,9 +41,6 @@ def load_api_client(pool: int = 16) -> client.ApiClient:
 class Kube:
     def __init__(self, api: client.ApiClient | None = None, cache_ttl: float = 60.0) -> None:
         self.api = api or load_api_client()
-        self.custom = client.CustomObjectsApi(self.api)
-        self.core = client.CoreV1Api(self.api)
-        self.apiext = client.ApiextensionsV1Api(self.api)
         self._ttl = cache_ttl
         self._cache: dict[str, tuple[float, Any]] = {}
         self._lock = threading.Lock()
@@ -63,8 +64,8 @@ class Kube:
         one small request instead of reading the CRD itself (KServe's is ~2 MB of JSON to parse)."""
         def load() -> bool:
             try:
-                self.custom.create_namespaced_custom_object(group, version, namespace, plural, dict(probe),
-                                                            dry_run="All", field_validation="Strict")
+                kube_rest.request(self.api, "POST", kube_rest.group_path(group, version, "namespaces", namespace, plural),
+                                  query={"dryRun": "All", "fieldValidation": "Strict"}, body=dict(probe))
             except ApiException as exc:
                 if exc.status == 404:
                     return False  # the CRD is not installed at all
@@ -76,23 +77,25 @@ class Kube:
     def config_map_value(self, namespace: str, name: str, key: str) -> str | None:
         def load() -> str | None:
             try:
-                cm = self.core.read_namespaced_config_map(name, namespace)
+                cm = kube_rest.request(self.api, "GET", kube_rest.path("namespaces", namespace, "configmaps", name))
             except ApiException as exc:
                 if exc.status in (403, 404):
                     return None
                 raise
-            return (cm.data or {}).get(key)
+            value: str | None = (cm.get("data") or {}).get(key)
+            return value
         value: str | None = self._cached(f"cm:{namespace}/{name}:{key}", load)
         return value
 
     def secret_values(self, namespace: str, name: str) -> dict[str, str]:
-        secret = self.core.read_namespaced_secret(name, namespace)
-        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+        secret = kube_rest.request(self.api, "GET", kube_rest.path("namespaces", namespace, "secrets", name))
+        return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
     # ------------------------------------------------------------------------------ custom objects
     def get(self, group: str, version: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            obj: dict[str, Any] = self.custom.get_namespaced_custom_object(group, version, namespace, plural, name)
+            obj = kube_rest.request(self.api, "GET", kube_rest.group_path(group, version, "namespaces", namespace,
+                                                                          plural, name))
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -102,10 +105,11 @@ class Kube:
     def apply(self, group: str, version: str, plural: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply with modelops' field manager (force: modelops owns what it writes)."""
         meta = manifest["metadata"]
-        obj: dict[str, Any] = self.custom.patch_namespaced_custom_object(
-            group, version, meta["namespace"], plural, meta["name"], manifest,
-            field_manager=FIELD_MANAGER, force=True, _content_type="application/apply-patch+yaml")
-        return obj
+        return kube_rest.request(
+            self.api, "PATCH", kube_rest.group_path(group, version, "namespaces", meta["namespace"], plural,
+                                                    meta["name"]),
+            query={"fieldManager": FIELD_MANAGER, "force": "true"}, body=dict(manifest),
+            content_type="application/apply-patch+yaml")
 
     def patch_status(self, group: str, version: str, plural: str, namespace: str, name: str,
                      status: Mapping[str, Any], resource_version: str | None) -> dict[str, Any]:
@@ -114,8 +118,9 @@ class Kube:
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
         try:
-            obj: dict[str, Any] = self.custom.patch_namespaced_custom_object_status(
-                group, version, namespace, plural, name, body, _content_type="application/merge-patch+json")
+            obj = kube_rest.request(self.api, "PATCH", kube_rest.group_path(group, version, "namespaces", namespace,
+                                                                            plural, name, "status"),
+                                    body=body, content_type="application/merge-patch+json")
         except ApiException as exc:
             if exc.status == 409:
                 raise Conflict(f"{plural}/{name} changed while it was reconciled") from exc
@@ -125,16 +130,17 @@ class Kube:
     def event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str,
               component: str = "modelops") -> None:
         meta = involved["metadata"]
-        now = datetime.now(UTC)
-        body = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(generate_name=f"{meta['name']}.", namespace=meta["namespace"]),
-            involved_object=client.V1ObjectReference(api_version=involved["apiVersion"], kind=involved["kind"],
-                                                     name=meta["name"], namespace=meta["namespace"],
-                                                     uid=meta["uid"]),
-            reason=reason, message=message[:1024], type=type_, first_timestamp=now, last_timestamp=now, count=1,
-            source=client.V1EventSource(component=component), reporting_component=component,
-            reporting_instance=component)
-        self.core.create_namespaced_event(meta["namespace"], body)
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": involved["apiVersion"], "kind": involved["kind"], "name": meta["name"],
+                               "namespace": meta["namespace"], "uid": meta["uid"]},
+            "reason": reason, "message": message[:1024], "type": type_, "firstTimestamp": now,
+            "lastTimestamp": now, "count": 1, "source": {"component": component},
+            "reportingComponent": component, "reportingInstance": component,
+        }
+        kube_rest.request(self.api, "POST", kube_rest.path("namespaces", meta["namespace"], "events"), body=body)
 
 
 def api_error_message(exc: ApiException) -> str:

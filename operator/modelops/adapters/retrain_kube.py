@@ -7,7 +7,6 @@ same shapes as `kubectl get -o json`.
 from __future__ import annotations
 
 import base64
-import json
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from modelops.adapters import kube_rest
 from modelops.api import (
     GROUP,
     LABEL_OWNER_KIND,
@@ -49,23 +49,16 @@ def api_client() -> client.ApiClient:
         return _api
 
 
-def _json(resp: Any) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(resp.data)
-    return data
-
-
 class Kube:
     def __init__(self, api: client.ApiClient | None = None) -> None:
-        api = api or api_client()
-        self.custom = client.CustomObjectsApi(api)
-        self.core = client.CoreV1Api(api)
-        self.batch = client.BatchV1Api(api)
+        # plain JSON through kube_rest: the generated CoreV1Api/BatchV1Api cost ~70 MB of RSS to import
+        self.api = api or api_client()
 
     # the RetrainSchedule
     def get_schedule(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return _json(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, RETRAIN_SCHEDULES, name,
-                                                                  _preload_content=False))
+            return kube_rest.request(self.api, "GET", kube_rest.group_path(GROUP, VERSION, "namespaces", namespace,
+                                                                           RETRAIN_SCHEDULES, name))
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -79,8 +72,8 @@ class Kube:
                              "resourceVersion": meta["resourceVersion"]},
                 "spec": obj.get("spec"), "status": status}
         try:
-            return _json(self.custom.replace_namespaced_custom_object_status(
-                GROUP, VERSION, meta["namespace"], RETRAIN_SCHEDULES, meta["name"], body, _preload_content=False))
+            return kube_rest.request(self.api, "PUT", kube_rest.group_path(
+                GROUP, VERSION, "namespaces", meta["namespace"], RETRAIN_SCHEDULES, meta["name"], "status"), body=body)
         except ApiException as exc:
             if exc.status in (404, 409):
                 raise Conflict(f"{meta['namespace']}/{meta['name']}: {exc.reason}") from None
@@ -89,10 +82,11 @@ class Kube:
     # training Jobs
     def observe_jobs(self, namespace: str, schedule: str) -> dict[str, JobView]:
         selector = f"{LABEL_OWNER_KIND}={RETRAIN_SCHEDULE},{LABEL_OWNER_NAME}={schedule}"
-        jobs = _json(self.batch.list_namespaced_job(namespace, label_selector=selector,
-                                                    _preload_content=False))["items"]
-        pods = _json(self.core.list_namespaced_pod(namespace, label_selector=selector,
-                                                   _preload_content=False))["items"]
+        query = {"labelSelector": selector}
+        jobs = kube_rest.request(self.api, "GET", kube_rest.group_path("batch", "v1", "namespaces", namespace, "jobs"),
+                                 query=query)["items"]
+        pods = kube_rest.request(self.api, "GET", kube_rest.path("namespaces", namespace, "pods"),
+                                 query=query)["items"]
         by_job: dict[str, list[dict[str, Any]]] = {}
         for pod in pods:
             labels = pod["metadata"].get("labels") or {}
@@ -112,9 +106,10 @@ class Kube:
         ns = manifest["metadata"]["namespace"]
         try:
             if manifest["kind"] == "Job":
-                self.batch.create_namespaced_job(ns, manifest, _preload_content=False)
+                kube_rest.request(self.api, "POST", kube_rest.group_path("batch", "v1", "namespaces", ns, "jobs"),
+                                  body=manifest)
             elif manifest["kind"] == "ConfigMap":
-                self.core.create_namespaced_config_map(ns, manifest, _preload_content=False)
+                kube_rest.request(self.api, "POST", kube_rest.path("namespaces", ns, "configmaps"), body=manifest)
             else:
                 raise ValueError(f"unexpected kind {manifest['kind']}")
         except ApiException as exc:
@@ -125,10 +120,12 @@ class Kube:
 
     def delete_job(self, namespace: str, name: str) -> None:
         """Delete a Job, its Pods (the Pods' processes are stopped) and its spec ConfigMap; absent is fine."""
-        for call in (lambda: self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background"),
-                     lambda: self.core.delete_namespaced_config_map(name, namespace)):
+        for resource_path, query in (
+                (kube_rest.group_path("batch", "v1", "namespaces", namespace, "jobs", name),
+                 {"propagationPolicy": "Background"}),
+                (kube_rest.path("namespaces", namespace, "configmaps", name), {})):
             try:
-                call()
+                kube_rest.request(self.api, "DELETE", resource_path, query=query)
             except ApiException as exc:
                 if exc.status != 404:
                     raise
@@ -136,7 +133,7 @@ class Kube:
     # secrets, read only when a side effect needs them and never kept
     def secret_value(self, namespace: str, name: str, key: str) -> str | None:
         try:
-            secret = _json(self.core.read_namespaced_secret(name, namespace, _preload_content=False))
+            secret = kube_rest.request(self.api, "GET", kube_rest.path("namespaces", namespace, "secrets", name))
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -158,7 +155,7 @@ class Kube:
             "source": {"component": "modelops-operator"}, "reportingComponent": "modelops.dev/operator",
             "reportingInstance": "modelops-operator", "firstTimestamp": ts, "lastTimestamp": ts, "count": 1,
         }
-        self.core.create_namespaced_event(meta["namespace"], body, _preload_content=False)
+        kube_rest.request(self.api, "POST", kube_rest.path("namespaces", meta["namespace"], "events"), body=body)
 
 
 def job_view(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobView:

@@ -1,11 +1,13 @@
 # ruff: noqa: F811  (pytest injects the imported fixtures by parameter name)
 """Fixtures of the rollout cluster tests: the shared control plane, KServe's CRD + controller stand-in, a real
-MLflow server, a real Prometheus scraping real model-server processes, and the operator process.
+MLflow server, a real Prometheus scraping real `modelops serve` processes, and the operator process.
 
-Prometheus labels each model server target with namespace / isvc / side (in a cluster these come from pod
-labels through relabelling); the analysis queries select on them. A load generator splits requests between
-the stable and canary servers by the weights the InferenceService status reports (what the KServe/Knative
-router does in a cluster).
+The model servers serve real scikit-learn models built like the trainer writes them (tests/integration/serving/
+model_dirs.py), registered in MLflow; each server loads the version of its side from the registry. Prometheus
+labels each server target with namespace / isvc / side (in a cluster these come from pod labels through
+relabelling); the analysis queries select on them and on the server's own labels (status, ...). A load
+generator splits requests between the stable and canary servers by the weights the InferenceService status
+reports (what the KServe/Knative router does in a cluster).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from tests.fixtures.cluster import kube, kube_crds, namespace  # noqa: F401
 from tests.fixtures.kserve import kserve  # noqa: F401
 from tests.fixtures.mlflow_server import mlflow_server  # noqa: F401
 from tests.fixtures.operator import Operator
+from tests.integration.serving import model_dirs
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +32,23 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusP
     prom.start()
     yield prom
     prom.stop()
+
+
+#: The feature a broken model version requires and clients do not send (so it answers 422 to their traffic).
+NEW_FEATURE = "tenure"
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """MLflow model directories, built once: 'v1' and 'v2' (a retrained model, other data) accept the clients'
+    rows; 'v2-new-feature' was trained with one more required feature, which clients do not send yet."""
+    root = tmp_path_factory.mktemp("models")
+    return {
+        "v1": model_dirs.build_sklearn(root / "v1", "linear", "binary", seed=0, version="1"),
+        "v2": model_dirs.build_sklearn(root / "v2", "linear", "binary", seed=1, version="2"),
+        "v2-new-feature": model_dirs.build_sklearn(root / "v2-new-feature", "linear", "binary", seed=1,
+                                                   version="2", extra_numeric=(NEW_FEATURE,)),
+    }
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import random
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,6 @@ from tests.fixtures.kserve import PLURAL as KPLURAL
 from tests.fixtures.kserve import VERSION as KVERSION
 from tests.fixtures.procs import free_port, http_ok, require_binary, start, stop, wait_until
 
-HERE = Path(__file__).parent
 
 class PrometheusProc:
     """A real Prometheus (Debian's `prometheus`) scraping file_sd targets every second."""
@@ -55,22 +55,45 @@ class PrometheusProc:
         tmp.replace(self.targets)
 
 
+#: A row every model version accepts unless it requires more features (FEATURES of model_dirs).
+ROW = {"age": 30.5, "visits": 3, "plan": "pro", "region": "east"}
+
+
+def serve_cmd() -> list[str]:
+    return [str(Path(sys.executable).with_name("modelops")), "serve"]
+
+
 class ModelServers:
-    """Real model-server processes for the stable and canary side of one InferenceService."""
+    """Real `modelops serve` processes for the stable and canary side of one InferenceService, each serving the
+    registry's model version of its side (downloaded from MLflow, as KServe's storage initializer would)."""
 
     def __init__(self, root: Path, prom: PrometheusProc) -> None:
         self.root, self.prom = root, prom
         self.procs: dict[str, Any] = {}
         self.ports: dict[str, int] = {}
+        self.model = ""
 
-    def start(self, namespace: str, isvc: str, canary_error_rate: float = 0.0, canary_latency: float = 0.002) -> None:
-        for side, err, lat in (("stable", 0.0, 0.002), ("canary", canary_error_rate, canary_latency)):
+    def start(self, namespace: str, isvc: str, tracking_uri: str, model: str, versions: dict[str, str]) -> None:
+        """versions: side -> MLflow model version of `model` that side serves (under the name `isvc`, as KServe
+        names the model after the InferenceService)."""
+        import mlflow.artifacts
+        from mlflow import MlflowClient
+
+        self.model = isvc
+        registry = MlflowClient(tracking_uri)
+        logs = {}
+        for side in ("stable", "canary"):
+            model_dir = Path(mlflow.artifacts.download_artifacts(
+                artifact_uri=registry.get_model_version_download_uri(model, versions[side]),
+                dst_path=str(self.root / f"model-{side}"), tracking_uri=tracking_uri))
             port = free_port()
-            log = self.root / f"server-{side}.log"
-            proc = start([sys.executable, str(HERE / "model_server.py"), "--port", str(port), "--error-rate",
-                          str(err), "--latency", str(lat)], log)
-            wait_until(lambda p=port: http_ok(f"http://127.0.0.1:{p}/metrics"), 30, f"{side} server", proc, log)
-            self.procs[side], self.ports[side] = proc, port
+            logs[side] = self.root / f"server-{side}.log"
+            self.procs[side] = start([*serve_cmd(), "--model-dir", str(model_dir), "--model-name", isvc,
+                                      "--http-port", str(port), "--no-grpc"], logs[side])
+            self.ports[side] = port
+        for side, port in self.ports.items():  # both load (imports, ONNX compilation, parity check) at once
+            wait_until(lambda p=port: http_ok(f"http://127.0.0.1:{p}/v2/models/{isvc}/ready"), 300,
+                       f"{side} modelops serve", self.procs[side], logs[side])
         self.prom.set_targets([(self.ports[s], {"namespace": namespace, "isvc": isvc, "side": s})
                                for s in ("stable", "canary")])
 
@@ -80,7 +103,8 @@ class ModelServers:
 
 
 class LoadGenerator(threading.Thread):
-    """Sends ~`rps` requests a second, to the canary with the share the InferenceService status reports."""
+    """Sends ~`rps` V1 predict requests a second, to the canary with the share the InferenceService status
+    reports (what the KServe/Knative router does in a cluster). Counts answers by side and HTTP status."""
 
     def __init__(self, kube: Any, namespace: str, name: str, servers: ModelServers, rps: float = 40) -> None:
         super().__init__(daemon=True, name="load")
@@ -88,6 +112,7 @@ class LoadGenerator(threading.Thread):
         self.halt = threading.Event()
         self.canary_share = 0.0
         self.sent = {"stable": 0, "canary": 0}
+        self.codes: dict[tuple[str, int], int] = {}
 
     def _share(self) -> float:
         isvc = self.kube.custom.get_namespaced_custom_object(KGROUP, KVERSION, self.namespace, KPLURAL, self.name)
@@ -101,19 +126,29 @@ class LoadGenerator(threading.Thread):
 
     def run(self) -> None:
         last = 0.0
+        rnd = random.Random(0)
         while not self.halt.is_set():
             if time.monotonic() - last > 0.5:
                 with contextlib.suppress(Exception):
                     self.canary_share = self._share()
                 last = time.monotonic()
-            side = "canary" if random.random() < self.canary_share else "stable"
+            side = "canary" if rnd.random() < self.canary_share else "stable"
+            row = {**ROW, "age": round(rnd.uniform(18, 80), 1), "visits": rnd.randrange(30)}
+            code = 0
             try:
-                req = urllib.request.Request(f"http://127.0.0.1:{self.servers.ports[side]}/v2/models/m/infer",
-                                             data=b'{"inputs": []}', method="POST")
-                urllib.request.urlopen(req, timeout=2).read()
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{self.servers.ports[side]}/v1/models/{self.servers.model}:predict",
+                    data=json.dumps({"instances": [row]}).encode(), method="POST",
+                    headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(req, timeout=2) as resp:
+                    resp.read()
+                    code = resp.status
+            except urllib.error.HTTPError as exc:
+                code = exc.code
             except Exception:
                 pass
             self.sent[side] += 1
+            self.codes[(side, code)] = self.codes.get((side, code), 0) + 1
             time.sleep(1 / self.rps)
 
     def stop(self) -> None:
@@ -122,17 +157,17 @@ class LoadGenerator(threading.Thread):
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def register_versions(tracking_uri: str, name: str, count: int) -> list[str]:
-    """A registered model with `count` versions, each with a small real artifact in the MLflow server."""
+def register_versions(tracking_uri: str, name: str, model_dirs: list[Path]) -> list[str]:
+    """A registered model whose versions are the given MLflow model directories (uploaded to the server)."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri)
     client.create_registered_model(name)
     exp = client.create_experiment(f"{name}-{time.time_ns()}")
     out = []
-    for i in range(count):
+    for model_dir in model_dirs:
         run = client.create_run(exp)
-        client.log_text(run.info.run_id, f"artifact_path: model\nversion: {i + 1}\n", "model/MLmodel")
+        client.log_artifacts(run.info.run_id, str(model_dir), "model")
         client.set_terminated(run.info.run_id)
         mv = client.create_model_version(name, f"{run.info.artifact_uri}/model", run.info.run_id)
         out.append(str(mv.version))

@@ -1,9 +1,11 @@
 """Canary rollouts end to end: real API server with KServe's CRD, real MLflow, real Prometheus scraping real
-model-server processes. Healthy canary -> promoted; erroring canary -> rolled back; Prometheus down -> held."""
+`modelops serve` processes. Healthy canary -> promoted; a canary whose model rejects the clients' requests (it
+requires a feature they do not send: 422 on every request) -> rolled back; Prometheus down -> held."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,13 +28,16 @@ pytestmark = pytest.mark.cluster
 
 SEL = 'namespace="{{namespace}}",isvc="{{name}}",side="{{side}}"'
 METRICS = [
-    # success ratio, absolute and relative to stable (robust on a loaded 2-core machine)
+    # share of requests answered 2xx (a model that rejects what stable accepts is failing its callers),
+    # absolute and relative to stable (robust on a loaded 2-core machine). `or vector(0)`: with no 2xx at all
+    # the numerator has no series, and the ratio must read 0 (fail), not "no data" (hold)
     {"name": "success-rate",
-     "query": f'sum(rate(modelops_server_requests_total{{{SEL},code!~"5.."}}[5s])) / '
-              f"sum(rate(modelops_server_requests_total{{{SEL}}}[5s]))",
+     "query": f'(sum(rate(modelops_serving_requests_total{{{SEL},status=~"2.."}}[5s])) or vector(0)) / '
+              f"sum(rate(modelops_serving_requests_total{{{SEL}}}[5s]))",
      "thresholdRange": {"min": 0.95}, "baseline": {"minRatio": 0.95}},
     {"name": "latency-p99",
-     "query": f"histogram_quantile(0.99, sum by (le) (rate(modelops_server_request_duration_seconds_bucket{{{SEL}}}[5s])))",
+     "query": "histogram_quantile(0.99, sum by (le) "
+              f"(rate(modelops_serving_request_duration_seconds_bucket{{{SEL}}}[5s])))",
      "thresholdRange": {"max": 0.25}},
 ]
 
@@ -46,9 +51,10 @@ def md(name: str, model: str, pause: str = "2s", **rollout: Any) -> dict[str, An
                                               "inconclusiveLimit": 60, "metrics": METRICS}, **rollout}}}
 
 
-def start_serving(op: Any, ns: str, name: str, model: str, mlflow_uri: str, **kw: Any) -> MlflowClient:
+def start_serving(op: Any, ns: str, name: str, model: str, mlflow_uri: str, versions: list[Path],
+                  **kw: Any) -> MlflowClient:
     client = MlflowClient(mlflow_uri)
-    register_versions(mlflow_uri, model, 2)
+    register_versions(mlflow_uri, model, versions)
     client.set_registered_model_alias(model, "champion", "1")
     op.kube.custom.create_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments", md(name, model, **kw))
     wait_for(lambda: (o := md_get(op.kube, ns, name)) and cond(o, "Ready").get("status") == "True", 30,
@@ -61,12 +67,13 @@ def aliases(client: MlflowClient, model: str) -> dict[str, str]:
 
 
 def test_healthy_canary_is_promoted(rollout_operator: Any, namespace: str, mlflow_server: Any,
-                                    servers: ModelServers) -> None:
+                                    servers: ModelServers, models: dict[str, Path]) -> None:
     kube = rollout_operator.kube
-    client = start_serving(rollout_operator, namespace, "churn", "churn-ok", mlflow_server.uri)
+    client = start_serving(rollout_operator, namespace, "churn", "churn-ok", mlflow_server.uri,
+                           [models["v1"], models["v2"]])
     v1_uri = md_get(kube, namespace, "churn")["status"]["stable"]["storageUri"]
     assert v1_uri.startswith(mlflow_server.uri + "/api/2.0/mlflow-artifacts/artifacts/")
-    servers.start(namespace, "churn")
+    servers.start(namespace, "churn", mlflow_server.uri, "churn-ok", {"stable": "1", "canary": "2"})
     load = LoadGenerator(kube, namespace, "churn", servers)
     load.start()
     try:
@@ -89,6 +96,7 @@ def test_healthy_canary_is_promoted(rollout_operator: Any, namespace: str, mlflo
     assert "canary" not in st and "rollout" not in st and st["phase"] == "Serving"
     assert seen_weights <= {20, 50} and 20 in seen_weights
     assert load.sent["canary"] > 10, load.sent  # the canary really took traffic
+    assert not any(code >= 400 for _side, code in load.codes), load.codes  # and answered it
     # MLflow: champion -> 2, challenger cleared, the promotion recorded on the version
     wait_for(lambda: aliases(client, "churn-ok") == {"champion": "2"}, 10, "aliases")
     tags = client.get_model_version("churn-ok", "2").tags
@@ -103,11 +111,13 @@ def test_healthy_canary_is_promoted(rollout_operator: Any, namespace: str, mlflo
 
 
 def test_erroring_canary_is_rolled_back(rollout_operator: Any, namespace: str, mlflow_server: Any,
-                                        servers: ModelServers) -> None:
+                                        servers: ModelServers, models: dict[str, Path]) -> None:
     kube = rollout_operator.kube
-    client = start_serving(rollout_operator, namespace, "fraud", "churn-bad", mlflow_server.uri)
+    # version 2 requires a feature the clients do not send: the real server answers 422 naming it
+    client = start_serving(rollout_operator, namespace, "fraud", "churn-bad", mlflow_server.uri,
+                           [models["v1"], models["v2-new-feature"]])
     v1 = md_get(kube, namespace, "fraud")["status"]["stable"]
-    servers.start(namespace, "fraud", canary_error_rate=0.3, canary_latency=0.3)
+    servers.start(namespace, "fraud", mlflow_server.uri, "churn-bad", {"stable": "1", "canary": "2"})
     load = LoadGenerator(kube, namespace, "fraud", servers)
     load.start()
     try:
@@ -121,6 +131,7 @@ def test_erroring_canary_is_rolled_back(rollout_operator: Any, namespace: str, m
     st = got["status"]
     assert st["history"][0]["reason"] == "AnalysisFailed" and st["stable"]["version"] == "1"
     assert "success-rate" in st["history"][0]["message"] or "latency-p99" in st["history"][0]["message"]
+    assert load.codes.get(("canary", 422), 0) > 0 and not load.codes.get(("stable", 422)), load.codes
     assert st["lastRejected"]["version"] == "2"
     assert cond(got, "AnalysisHealthy")["status"] == "False"
     assert cond(got, "Progressing")["reason"] in ("RolledBack", "CandidateRejected")
@@ -136,10 +147,11 @@ def test_erroring_canary_is_rolled_back(rollout_operator: Any, namespace: str, m
 
 def test_prometheus_down_mid_analysis_holds_and_says_why(rollout_operator: Any, namespace: str,
                                                          mlflow_server: Any, servers: ModelServers,
-                                                         prometheus: PrometheusProc) -> None:
+                                                         prometheus: PrometheusProc, models: dict[str, Path]) -> None:
     kube = rollout_operator.kube
-    client = start_serving(rollout_operator, namespace, "held", "churn-held", mlflow_server.uri, pause="1s")
-    servers.start(namespace, "held")
+    client = start_serving(rollout_operator, namespace, "held", "churn-held", mlflow_server.uri,
+                           [models["v1"], models["v2"]], pause="1s")
+    servers.start(namespace, "held", mlflow_server.uri, "churn-held", {"stable": "1", "canary": "2"})
     load = LoadGenerator(kube, namespace, "held", servers)
     load.start()
     try:

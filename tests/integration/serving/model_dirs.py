@@ -25,7 +25,7 @@ REGIONS = ["north", "south", "east", "west"]
 MULTI_CLASSES = ["bronze", "gold", "silver"]
 
 
-def frame(rows: int, seed: int = 0, missing: bool = True) -> pd.DataFrame:
+def frame(rows: int, seed: int = 0, missing: bool = True, extra_numeric: tuple[str, ...] = ()) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     df = pd.DataFrame({
         "age": rng.normal(40, 12, rows).round(1),
@@ -36,6 +36,8 @@ def frame(rows: int, seed: int = 0, missing: bool = True) -> pd.DataFrame:
     if missing:
         df.loc[rng.random(rows) < 0.08, "age"] = np.nan
         df.loc[rng.random(rows) < 0.08, "plan"] = np.nan
+    for col in extra_numeric:  # after the others, so that their values do not depend on the extras
+        df[col] = rng.normal(0, 1, rows).round(3)
     return df
 
 
@@ -53,7 +55,7 @@ def _target(df: pd.DataFrame, task: str, seed: int) -> np.ndarray:
 
 
 def _pipeline(family: str, task: str, encoder: str = "onehot", strict: bool = False,
-              unconvertible: bool = False) -> Any:
+              unconvertible: bool = False, numeric: tuple[str, ...] = ("age", "visits")) -> Any:
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
@@ -62,7 +64,7 @@ def _pipeline(family: str, task: str, encoder: str = "onehot", strict: bool = Fa
     if strict:  # no imputers, unknown categories are errors: the server must learn both at load time
         strict_enc = OneHotEncoder(handle_unknown="error")
         num: Any = StandardScaler() if family == "linear" else "passthrough"
-        pre = ColumnTransformer([("num", num, ["age", "visits"]), ("cat", strict_enc, ["plan", "region"])])
+        pre = ColumnTransformer([("num", num, list(numeric)), ("cat", strict_enc, ["plan", "region"])])
         return Pipeline([("preprocess", pre), ("model", _estimator(family, task))])
     if encoder == "onehot":
         enc: Any = OneHotEncoder(handle_unknown="ignore")
@@ -74,7 +76,7 @@ def _pipeline(family: str, task: str, encoder: str = "onehot", strict: bool = Fa
         num_steps.append(("scale", StandardScaler()))
     if unconvertible:  # a Python function skl2onnx cannot translate: the original must serve
         num_steps.append(("log", FunctionTransformer(np.log1p)))
-    pre = ColumnTransformer([("num", Pipeline(num_steps), ["age", "visits"]), ("cat", cat, ["plan", "region"])])
+    pre = ColumnTransformer([("num", Pipeline(num_steps), list(numeric)), ("cat", cat, ["plan", "region"])])
     return Pipeline([("preprocess", pre), ("model", _estimator(family, task))])
 
 
@@ -103,12 +105,14 @@ def _estimator(family: str, task: str) -> Any:
 
 def build_sklearn(path: Path, family: str, task: str, *, rows: int = 400, seed: int = 0, encoder: str = "onehot",
                   version: str = "3", name: str = "churn", string_labels: bool = True,
-                  serialization: str = "cloudpickle", strict: bool = False, unconvertible: bool = False) -> Path:
-    """task: binary | multiclass | regression. Multi-class labels are strings unless the family is xgboost."""
+                  serialization: str = "cloudpickle", strict: bool = False, unconvertible: bool = False,
+                  extra_numeric: tuple[str, ...] = ()) -> Path:
+    """task: binary | multiclass | regression. Multi-class labels are strings unless the family is xgboost.
+    `extra_numeric`: more required float features besides FEATURES (a model whose inputs differ)."""
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    df = frame(rows, seed, missing=not strict)
+    df = frame(rows, seed, missing=not strict, extra_numeric=extra_numeric)
     y: Any = _target(df, task, seed)
     classes: list[Any] | None = None
     if task == "multiclass":
@@ -119,7 +123,8 @@ def build_sklearn(path: Path, family: str, task: str, *, rows: int = 400, seed: 
             classes = sorted(MULTI_CLASSES)
     elif task == "binary":
         classes = [0, 1]
-    pipe = _pipeline(family, task, encoder, strict=strict, unconvertible=unconvertible)
+    pipe = _pipeline(family, task, encoder, strict=strict, unconvertible=unconvertible,
+                     numeric=("age", "visits", *extra_numeric))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pipe.fit(df, y)
@@ -132,8 +137,9 @@ def build_sklearn(path: Path, family: str, task: str, *, rows: int = 400, seed: 
 
             extra["skops_trusted_types"] = skops.io.get_untrusted_types(data=skops.io.dumps(pipe))
         mlflow.sklearn.save_model(pipe, str(path), signature=sig, input_example=example, **extra)
+    features = FEATURES + [{"name": c, "dtype": "float64", "categorical": False} for c in extra_numeric]
     _write_contract(path, "classification" if task != "regression" else "regression", classes, family, version,
-                    name)
+                    name, features)
     return path
 
 
