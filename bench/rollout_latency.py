@@ -55,18 +55,33 @@ class IsvcWatch(threading.Thread):
 
     def run(self) -> None:
         from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
 
+        # Resume from the last resourceVersion seen: a fresh watch without one starts with a list of every
+        # InferenceService (1000 large objects), and edits made while this process works through that list
+        # would be timed late -- the measurement's delay, not the operator's.
+        rv: str | None = None
         while not self.stop_flag:
             w = watch.Watch()
             try:
+                kwargs: dict[str, Any] = {"timeout_seconds": 30, "allow_watch_bookmarks": True}
+                if rv:
+                    kwargs["resource_version"] = rv
                 for ev in w.stream(self.kube.custom.list_namespaced_custom_object, "serving.kserve.io", "v1beta1",
-                                   self.namespace, "inferenceservices", timeout_seconds=30):
+                                   self.namespace, "inferenceservices", **kwargs):
                     obj = ev["object"]
+                    rv = obj["metadata"].get("resourceVersion") or rv
+                    if ev["type"] in ("BOOKMARK", "ERROR"):
+                        continue
                     name = obj["metadata"]["name"]
                     self.names.add(name)
                     self.seen.setdefault((name, uri_of(obj)), time.monotonic())
                     if self.stop_flag:
                         break
+            except ApiException as exc:
+                if exc.status == 410:
+                    rv = None  # too old: list again
+                time.sleep(0.2)
             except Exception:
                 time.sleep(0.2)
 
