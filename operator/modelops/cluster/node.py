@@ -87,6 +87,16 @@ def _addresses() -> dict[str, list[str]]:
     return result
 
 
+def normalize_ref(ref: str) -> str:
+    """An image reference as containerd stores it: docker.io/library/x:t, docker.io/org/x:t, host/x:t."""
+    first, _, rest = ref.partition("/")
+    if not rest:
+        return f"docker.io/library/{ref}"
+    if "." in first or ":" in first or first == "localhost":
+        return ref
+    return f"docker.io/{ref}"
+
+
 def node_name() -> str:
     return socket.gethostname().split(".")[0].lower()
 
@@ -405,9 +415,7 @@ state = "{self.root / 'containerd' / 'state'}"
         return loaded
 
     def _in_containerd(self, ref: str) -> bool:
-        name = ref if "/" in ref.split(":")[0] and "." in ref.split("/")[0] else f"docker.io/{ref}"
-        if "/" not in ref:
-            name = f"docker.io/library/{ref}"
+        name = normalize_ref(ref)
         out = subprocess.run(["ctr", "--address", str(self.socket), "-n", "k8s.io", "images", "ls", "-q"],
                              capture_output=True, text=True)
         return name in out.stdout.split()
