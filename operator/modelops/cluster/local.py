@@ -42,10 +42,29 @@ def default_home() -> Path:
     return Path(os.environ.get("MODELOPS_HOME", Path.home() / ".local" / "share" / "modelops"))
 
 
-def _free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def wait_until(what: str, probe: Callable[[], bool], proc: subprocess.Popen[bytes] | None, log: Path,
+               timeout: float, *, interval: float = 0.5,
+               retry_on: tuple[type[BaseException], ...] = (Exception,)) -> None:
+    """Poll `probe` until it says True; fail early, with the log's tail, if `proc` exits meanwhile."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise ClusterError(f"{what} exited with code {proc.returncode}; last log lines:\n"
+                               + "\n".join(log.read_text(errors="replace").splitlines()[-25:]))
+        try:
+            if probe():
+                return
+        except retry_on as exc:
+            last = str(exc)
+        time.sleep(interval)
+    raise ClusterError(f"{what} not ready after {timeout:.0f}s{': ' + last if last else ''}; see {log}")
 
 
 def proc_start_time(pid: int) -> int | None:
@@ -186,8 +205,8 @@ class LocalCluster:
         # Client of the API server toward kubelets (logs/exec) once a node joins (`--node`).
         pki.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client", orgs=("kubeadm:cluster-admins",))
 
-        ports = {c: _free_port() for c in COMPONENTS}
-        etcd_peer = _free_port()
+        ports = {c: free_port() for c in COMPONENTS}
+        etcd_peer = free_port()
         server = f"https://127.0.0.1:{ports['kube-apiserver']}"
         st = ClusterState(server=server, node_ip=ip)
 
@@ -298,7 +317,7 @@ class LocalCluster:
     def _start_node(self, the_node: Any, st: ClusterState, pki: Pki, server: str, ip: str,
                     write_kubeconfig: Callable[[Path, CertPair, str], Path], progress: Progress,
                     timeout: float) -> None:
-        from modelops.cluster.node import NODE_COMPONENTS, NodeError, _wait, free_port
+        from modelops.cluster.node import NODE_COMPONENTS
 
         ports = {"kubelet": free_port(ip), "kubelet-healthz": free_port(), "kube-proxy": free_port(),
                  "kube-proxy-metrics": free_port(), "coredns": 53, "coredns-ready": free_port(), "containerd": 0}
@@ -310,10 +329,7 @@ class LocalCluster:
             proc = self._spawn(commands[comp], log)
             st.components[comp] = ProcessRecord(proc.pid, proc_start_time(proc.pid) or 0, ports[comp], str(log))
             st.save(self.state_file)
-            try:
-                _wait(comp, probes[comp], proc, log, timeout)
-            except NodeError as exc:
-                raise ClusterError(str(exc)) from exc
+            wait_until(comp, probes[comp], proc, log, timeout)
             the_node.after_start(comp, progress, self.kubectl)
             where = (str(the_node.socket) if comp == "containerd" else
                      f"{ip}:{ports[comp]}" if comp in ("kubelet", "coredns") else f"127.0.0.1:{ports[comp]}")
@@ -339,20 +355,12 @@ class LocalCluster:
     @staticmethod
     def _wait_healthy(comp: str, url: str, ctx: ssl.SSLContext | None, proc: subprocess.Popen[bytes],
                       log: Path, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        last = ""
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise ClusterError(f"{comp} exited with code {proc.returncode}; last log lines:\n"
-                                   + "\n".join(log.read_text(errors="replace").splitlines()[-20:]))
-            try:
-                with urllib.request.urlopen(url, timeout=2, context=ctx) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError, ssl.SSLError) as exc:
-                last = str(exc)
-            time.sleep(0.25)
-        raise ClusterError(f"{comp} not healthy after {timeout:.0f}s at {url}: {last}; see {log}")
+        def healthy() -> bool:
+            with urllib.request.urlopen(url, timeout=2, context=ctx) as r:
+                return bool(r.status == 200)
+
+        wait_until(f"{comp} at {url}", healthy, proc, log, timeout, interval=0.25,
+                   retry_on=(urllib.error.URLError, OSError, ssl.SSLError))
 
     # ----------------------------------------------------------------------------------------- down
     def down(self, progress: Progress = print, purge: bool = False, grace: float = 15.0) -> None:

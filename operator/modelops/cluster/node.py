@@ -43,8 +43,7 @@ from typing import Any
 import yaml
 
 from modelops.cluster import versions
-
-Progress = Callable[[str], None]
+from modelops.cluster.local import ClusterError, Progress
 
 #: Node components in start order (after the control plane); stopped in reverse.
 NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy", "coredns")
@@ -57,7 +56,7 @@ HOST_PACKAGES = {"containerd": "containerd", "runc": "runc", "iptables": "iptabl
 CNI_BIN_DIR = "/usr/lib/cni"
 
 
-class NodeError(RuntimeError):
+class NodeError(ClusterError):
     pass
 
 
@@ -99,12 +98,6 @@ def normalize_ref(ref: str) -> str:
 
 def node_name() -> str:
     return socket.gethostname().split(".")[0].lower()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def ensure_host_packages(progress: Progress) -> None:
@@ -169,20 +162,6 @@ def ensure_pause_image(bin_dir: Path, progress: Progress) -> None:
         subprocess.run(["docker", "import", "--change", 'ENTRYPOINT ["/pause"]', "--change", "USER 65535:65535",
                         str(tar), PAUSE_IMAGE], check=True, capture_output=True)
     progress(f"  image {PAUSE_IMAGE} made from the static pause binary")
-
-
-def _wait(what: str, probe: Callable[[], bool], proc: subprocess.Popen[bytes] | None, log: Path,
-          timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise NodeError(f"{what} exited with code {proc.returncode}; last log lines:\n"
-                            + "\n".join(log.read_text(errors="replace").splitlines()[-25:]))
-        with contextlib.suppress(Exception):
-            if probe():
-                return
-        time.sleep(0.5)
-    raise NodeError(f"{what} not ready after {timeout:.0f}s; see {log}")
 
 
 def _http_ok(url: str) -> bool:

@@ -33,10 +33,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
@@ -50,6 +53,31 @@ BANNER = ("modelops KServe STAND-IN controller: this is NOT KServe's controller.
           "no logger sidecar (see modelops/e2e/kserve_standin.py)")
 
 log = logging.getLogger("kserve-stand-in")
+
+
+#: Where KServe's InferenceService CRD comes from: its Go module (no registry, no GitHub download).
+KSERVE_MODULE = "github.com/kserve/kserve"
+KSERVE_RELEASE = "v0.20.0"
+ISVC_CRD_FILE = "config/crd/full/serving.kserve.io_inferenceservices.yaml"
+
+
+def kserve_crd_file(release: str = KSERVE_RELEASE) -> Path:
+    """KServe's InferenceService CRD in the Go module cache (`go mod download`s the module once).
+
+    Raises RuntimeError naming the command when Go is missing or the download fails."""
+    cmd = ["go", "mod", "download", "-json", f"{KSERVE_MODULE}@{release}"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                             env={**os.environ, "GOFLAGS": "-mod=mod"}, cwd="/")
+    except FileNotFoundError as exc:
+        raise RuntimeError(f"'go' is not installed; it downloads KServe's CRD from the Go module proxy "
+                           f"({' '.join(cmd)})") from exc
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed (needs the Go module proxy or a warm GOMODCACHE):\n{out.stderr}")
+    path = Path(json.loads(out.stdout)["Dir"]) / ISVC_CRD_FILE
+    if not path.exists():
+        raise RuntimeError(f"{path} is missing from {KSERVE_MODULE}@{release}")
+    return path
 
 
 def _ts() -> str:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelops.e2e.kserve_standin import KSERVE_RELEASE, kserve_crd_file
 from modelops.e2e.kube import Kube, KubeError
 from modelops.e2e.traffic import TrafficClient
 
@@ -33,9 +34,6 @@ MODEL = "churn"
 #: images the loop needs on the node
 IMAGES = ("modelops/operator:dev", "modelops/trainer:dev", "modelops/model-server:dev",
           "modelops/drift-exporter:dev", "modelops/prometheus:dev")
-KSERVE_MODULE = "github.com/kserve/kserve"
-KSERVE_VERSION = "v0.20.0"
-ISVC_CRD = "config/crd/full/serving.kserve.io_inferenceservices.yaml"
 STORAGE_CLASS = "modelops-e2e"
 SHIFT = 0.8
 
@@ -265,19 +263,17 @@ class Loop:
         if self.kube.get("crd", "inferenceservices.serving.kserve.io"):
             self.tl.event("install", "KServe InferenceService CRD already installed")
             return
-        out = subprocess.run(["go", "mod", "download", "-json", f"{KSERVE_MODULE}@{KSERVE_VERSION}"],
-                             capture_output=True, text=True, env={**os.environ, "GOFLAGS": "-mod=mod"}, cwd="/")
-        if out.returncode != 0:
-            raise LoopError(f"go mod download {KSERVE_MODULE}@{KSERVE_VERSION} failed (needs the Go module "
-                            f"proxy or a warm GOMODCACHE):\n{out.stderr}")
-        crd = Path(json.loads(out.stdout)["Dir"]) / ISVC_CRD
+        try:
+            crd = kserve_crd_file()
+        except RuntimeError as exc:
+            raise LoopError(str(exc)) from exc
         self.kube.kubectl("apply", "--server-side", "--field-manager=modelops-e2e", "-f", str(crd), timeout=300)
         # (kubectl wait fails at once while the new CRD has no status.conditions yet, so poll)
         self.wait("the InferenceService CRD to be Established", lambda: any(
             c["type"] == "Established" and c["status"] == "True"
             for c in ((self.kube.get("crd", "inferenceservices.serving.kserve.io") or {}).get("status") or {})
             .get("conditions") or []), 60, period=1)
-        self.tl.event("install", f"KServe {KSERVE_VERSION} InferenceService CRD installed (server-side apply)")
+        self.tl.event("install", f"KServe {KSERVE_RELEASE} InferenceService CRD installed (server-side apply)")
 
     def start_standin(self) -> None:
         log = self.standin_log.open("ab")
