@@ -67,4 +67,4 @@ chart-test:
 
 # The four images, offline (wheelhouse + local base image); CPU-heavy, not part of `make test`.
 images:
-	uv run --frozen python -m modelops.images build
+	uv run --frozen python -m modelops_dev.images build

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from modelops import images
+from modelops_dev import images
 from tests.charts.chart import CHART, REPO, helm, render, template_args
 
 pytestmark = pytest.mark.unit

@@ -3,8 +3,14 @@ import subprocess
 
 import pytest
 
-from modelops.cluster.local import ClusterError, ClusterState, LocalCluster, ProcessRecord, proc_start_time
-from modelops.cluster.pki import Pki
+from modelops_dev.cluster.local import (
+    ClusterError,
+    ClusterState,
+    LocalCluster,
+    ProcessRecord,
+    proc_start_time,
+)
+from modelops_dev.cluster.pki import Pki
 
 pytestmark = pytest.mark.unit
 

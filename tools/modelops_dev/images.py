@@ -370,12 +370,12 @@ def verify(
     ref = f"modelops/operator:{tag}"
     cluster = None
     if kubeconfig is None:
-        from modelops.cluster.local import LocalCluster
+        from modelops_dev.cluster.local import LocalCluster
 
         cluster = LocalCluster(name="images-verify", root=root / "build" / "verify-cluster")
         cluster.up(progress=lambda _m: None)
         kubeconfig = cluster.kubeconfig
-        from modelops.cluster import versions
+        from modelops_dev.cluster import versions
 
         subprocess.run([str(versions.bin_dir() / "kubectl"), "--kubeconfig", str(kubeconfig), "apply",
                         "--server-side", "-f", str(root / "manifests" / "crds")], check=True, capture_output=True)
@@ -458,5 +458,5 @@ def register(app: typer.Typer) -> None:
     app.add_typer(images_app, name="images")
 
 
-if __name__ == "__main__":  # `python -m modelops.images build` until cli.py registers this module
+if __name__ == "__main__":  # `python -m modelops_dev.images build` until cli.py registers this module
     images_app()

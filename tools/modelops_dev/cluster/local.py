@@ -27,8 +27,8 @@ from typing import Any
 
 import yaml
 
-from modelops.cluster import versions
-from modelops.cluster.pki import CertPair, Pki
+from modelops_dev.cluster import versions
+from modelops_dev.cluster.pki import CertPair, Pki
 
 Progress = Callable[[str], None]
 
@@ -163,7 +163,7 @@ class LocalCluster:
 
     # ------------------------------------------------------------------------------------------ up
     def up(self, progress: Progress = print, timeout: float = 180.0, node: bool = False) -> dict[str, Any]:
-        """Start the control plane; with `node=True` also a real node (see modelops.cluster.node)."""
+        """Start the control plane; with `node=True` also a real node (see modelops_dev.cluster.node)."""
         st = self.state()
         if st.components and all(r.alive() for r in st.components.values()):
             if node and not st.node_ip:
@@ -180,7 +180,7 @@ class LocalCluster:
         the_node = None
         ip = ""
         if node:
-            from modelops.cluster.node import Node, node_ip
+            from modelops_dev.cluster.node import Node, node_ip
 
             for b in ("kubelet", "kube-proxy"):
                 self.binary(b)
@@ -317,7 +317,7 @@ class LocalCluster:
     def _start_node(self, the_node: Any, st: ClusterState, pki: Pki, server: str, ip: str,
                     write_kubeconfig: Callable[[Path, CertPair, str], Path], progress: Progress,
                     timeout: float) -> None:
-        from modelops.cluster.node import NODE_COMPONENTS
+        from modelops_dev.cluster.node import NODE_COMPONENTS
 
         ports = {"kubelet": free_port(ip), "kubelet-healthz": free_port(), "kube-proxy": free_port(),
                  "kube-proxy-metrics": free_port(), "coredns": 53, "coredns-ready": free_port(), "containerd": 0}
@@ -342,7 +342,7 @@ class LocalCluster:
         if not st.node_ip or not all(r.alive() for r in st.components.values()):
             raise ClusterError(f"cluster {self.name!r} has no running node; start one with: "
                                f"modelops cluster up --node --name {self.name}")
-        from modelops.cluster.node import Node
+        from modelops_dev.cluster.node import Node
 
         return Node(self.root, self.bin_dir)
 
@@ -367,7 +367,7 @@ class LocalCluster:
         st = self.state()
         the_node = None
         if st.node_ip:
-            from modelops.cluster.node import Node
+            from modelops_dev.cluster.node import Node
 
             the_node = Node(self.root, self.bin_dir)
             api = st.components.get("kube-apiserver")
