@@ -58,7 +58,8 @@ def demo_up() -> None:
     from modelops_dev.e2e.kube import Kube
     from modelops_dev.e2e.loop import IMAGES, Loop, Timeline
     from modelops_dev.e2e.plot import plot_timeline
-    from modelops_dev.images import ROLES, docker_ready, ensure_daemon, image_exists
+    from modelops_dev.host import docker_ready, ensure_daemon
+    from modelops_dev.images import ROLES, image_exists
 
     t0 = time.monotonic()
     durations: dict[str, float] = {}
@@ -129,7 +130,8 @@ def demo_up() -> None:
 
 
 def demo_down() -> None:
-    from modelops_dev.cluster.local import LocalCluster, ProcessRecord, proc_start_time, terminate
+    from modelops_dev.cluster.local import LocalCluster
+    from modelops_dev.cluster.process import ProcessRecord, proc_start_time, terminate
 
     work = _work_dir()
     pid_file = work / "kserve-standin.pid"

@@ -30,6 +30,9 @@ from pathlib import Path
 
 import typer
 
+from modelops_dev.cluster.process import free_port
+from modelops_dev.host import ensure_daemon, repo_root, run
+
 #: role -> (image name, pyproject extra); roles without an extra install no Python packages.
 ROLES: dict[str, tuple[str, str | None]] = {
     "operator": ("modelops/operator", "operator"),
@@ -56,20 +59,6 @@ LOCAL_BASE = "modelops/base:bookworm-python3.11"
 #: Requirements left out of the CPU images: xgboost's multi-GPU collective library (hundreds of MB,
 #: loaded only for distributed GPU training, which these images do not do).
 EXCLUDED = re.compile(r"^nvidia-")
-
-
-def repo_root() -> Path:
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "pyproject.toml").exists() and (parent / "images").is_dir():
-            return parent
-    raise typer.BadParameter("run from a modelops source checkout (pyproject.toml and images/ not found)")
-
-
-def _run(cmd: Sequence[str], *, log: bool = True, **kw: object) -> subprocess.CompletedProcess[str]:
-    if log:
-        typer.echo("  $ " + " ".join(cmd))
-    return subprocess.run(list(cmd), check=True, text=True, **kw)  # type: ignore[call-overload,no-any-return]
 
 
 def _requirement_blocks(text: str) -> dict[str, str]:
@@ -125,10 +114,10 @@ def wheelhouse(root: Path, force: bool = False) -> Path:
     else:
         t0 = time.monotonic()
         typer.echo(f"building the wheelhouse in {out} (PyPI on the host; images install with --no-index)")
-        _run([*_pip(), "wheel", "--quiet", "--no-deps", "--prefer-binary",
+        run([*_pip(), "wheel", "--quiet", "--no-deps", "--prefer-binary",
               "-r", str(out / "requirements-all.txt"), "-w", str(wheels)])
         # pip itself, run from its wheel inside the image's build stage (the base image needs no pip).
-        _run([*_pip(), "download", "--quiet", "--no-deps", "--only-binary=:all:",
+        run([*_pip(), "download", "--quiet", "--no-deps", "--only-binary=:all:",
               "pip==24.3.1", "-d", str(wheels)])
         stamp.write_text(lock_digest)
         typer.echo(f"  wheelhouse ready in {time.monotonic() - t0:.0f}s")
@@ -136,40 +125,8 @@ def wheelhouse(root: Path, force: bool = False) -> Path:
     project = out / "project"
     if project.exists():
         shutil.rmtree(project)
-    _run(["uv", "build", "--wheel", "--out-dir", str(project)], cwd=root, capture_output=True)
+    run(["uv", "build", "--wheel", "--out-dir", str(project)], cwd=root, capture_output=True)
     return out
-
-
-def docker_ready() -> bool:
-    docker = shutil.which("docker")
-    return bool(docker) and subprocess.run([docker or "docker", "info"], capture_output=True).returncode == 0
-
-
-def ensure_daemon(root: Path, timeout: float = 60.0) -> None:
-    """A reachable Docker daemon: the running one, or Debian's dockerd started in the background."""
-    if docker_ready():
-        return
-    if os.geteuid() != 0:
-        raise typer.BadParameter("no Docker daemon is reachable and starting one needs root")
-    if shutil.which("dockerd") is None:
-        typer.echo("installing Debian's docker.io (dockerd, containerd, runc)")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "docker.io"], env=env)
-    logdir = root / "build" / "docker"
-    logdir.mkdir(parents=True, exist_ok=True)
-    log = (logdir / "dockerd.log").open("ab")
-    proc = subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    (logdir / "dockerd.pid").write_text(str(proc.pid))
-    typer.echo(f"started dockerd (pid {proc.pid}, log {logdir / 'dockerd.log'}); stop it with: "
-               f"kill $(cat {logdir / 'dockerd.pid'})")
-    deadline = time.monotonic() + timeout
-    while not docker_ready():
-        if proc.poll() is not None:
-            tail = (logdir / "dockerd.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"dockerd exited with {proc.returncode}:\n{tail}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"dockerd did not answer within {timeout:.0f}s; see {logdir / 'dockerd.log'}")
-        time.sleep(0.5)
 
 
 def _image_exists(ref: str) -> bool:
@@ -191,13 +148,13 @@ def base_image(root: Path, requested: str | None, pull_timeout: float = 30.0) ->
         return LOCAL_BASE
     typer.echo(f"no registry reachable: building {LOCAL_BASE} with debootstrap (Debian bookworm, minbase)")
     if shutil.which("debootstrap") is None:
-        _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "debootstrap"],
+        run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "debootstrap"],
              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     rootfs = root / "build" / "rootfs"
     if rootfs.exists():
         shutil.rmtree(rootfs)
     t0 = time.monotonic()
-    _run(["debootstrap", "--variant=minbase", "--include=python3,ca-certificates", "bookworm", str(rootfs),
+    run(["debootstrap", "--variant=minbase", "--include=python3,ca-certificates", "bookworm", str(rootfs),
           "http://deb.debian.org/debian"], capture_output=True)
     # What a container never needs: package caches, docs, man pages, locales other than C.
     for sub in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man",
@@ -207,7 +164,7 @@ def base_image(root: Path, requested: str | None, pull_timeout: float = 30.0) ->
             shutil.rmtree(path)
             path.mkdir()
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
-    _run(["docker", "import", "--change", 'CMD ["python3"]', "--change", "ENV LANG=C.UTF-8", "-", LOCAL_BASE],
+    run(["docker", "import", "--change", 'CMD ["python3"]', "--change", "ENV LANG=C.UTF-8", "-", LOCAL_BASE],
          stdin=tar.stdout, capture_output=True)
     tar.wait()
     shutil.rmtree(rootfs)
@@ -228,7 +185,7 @@ def prometheus_binary(progress: object = typer.echo) -> Path:
     t0 = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     # no web UI assets: the module ships none (they come from an npm build); the HTTP API is complete
-    _run(["go", "install", "-p", "2", "-trimpath", "-tags", PROMETHEUS_TAGS, f"{PROMETHEUS_MODULE}@{PROMETHEUS_VERSION}"],
+    run(["go", "install", "-p", "2", "-trimpath", "-tags", PROMETHEUS_TAGS, f"{PROMETHEUS_MODULE}@{PROMETHEUS_VERSION}"],
          env={**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0", "GOBIN": str(out)}, cwd="/")
     typer.echo(f"  prometheus built in {time.monotonic() - t0:.0f}s")
     return binary
@@ -255,7 +212,7 @@ def build_images(root: Path, roles: Sequence[str], tag: str, base: str, version:
         if role == "prometheus":
             _stage_prometheus(root)
         typer.echo(f"building {ref} (base {base})")
-        _run(["docker", "build", "-f", str(root / "images" / role / "Dockerfile"),
+        run(["docker", "build", "-f", str(root / "images" / role / "Dockerfile"),
               "--build-arg", f"BASE_IMAGE={base}", "--build-arg", f"VERSION={version}",
               "-t", ref, str(root)], env={**os.environ, "DOCKER_BUILDKIT": "0"})
         size = int(subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", ref], check=True,
@@ -315,14 +272,6 @@ def _wait_http(url: str, timeout: float, container: str) -> str:
             time.sleep(0.5)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _commands(ref: str) -> set[str]:
     out = subprocess.run(["docker", "run", "--rm", *RESTRICTED_RUN, ref, "--help"], capture_output=True,
                          text=True, check=True).stdout
@@ -353,7 +302,7 @@ def verify(
     for p in (refdir, *refdir.iterdir()):
         p.chmod(0o755 if p.is_dir() else 0o644)
     ref = f"modelops/drift-exporter:{tag}"
-    port = _free_port()
+    port = free_port()
     name = f"verify-exporter-{port}"
     subprocess.run(["docker", "run", "-d", "--rm", "--name", name, *RESTRICTED_RUN, "-v", f"{refdir}:/ref:ro",
                     ref, "drift-exporter", "--host=127.0.0.1", f"--port={port}",
@@ -379,7 +328,7 @@ def verify(
 
         subprocess.run([str(versions.bin_dir() / "kubectl"), "--kubeconfig", str(kubeconfig), "apply",
                         "--server-side", "-f", str(root / "manifests" / "crds")], check=True, capture_output=True)
-    port = _free_port()
+    port = free_port()
     name = f"verify-operator-{port}"
     try:
         kc = Path(kubeconfig).resolve()
@@ -427,7 +376,7 @@ def verify(
     elif model_dir is None:
         report[ref] = "`serve` present; no trained model to serve (the trainer check did not run)"
     else:
-        port, grpc = _free_port(), _free_port()
+        port, grpc = free_port(), free_port()
         name = f"verify-server-{port}"
         subprocess.run(["docker", "run", "-d", "--rm", "--name", name, *RESTRICTED_RUN,
                         "-v", f"{model_dir}:/mnt/models:ro", "-e", f"MODELOPS_HTTP_PORT={port}",

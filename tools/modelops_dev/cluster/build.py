@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from modelops_dev.cluster import versions
-from modelops_dev.cluster.local import ClusterError, Progress
+from modelops_dev.cluster.process import ClusterError, Progress
 
 #: Everything `modelops cluster` and the tests run from the build cache.
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy",
