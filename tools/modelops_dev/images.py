@@ -291,7 +291,8 @@ def verify(
     import numpy as np
     import pandas as pd
 
-    from modelops_pipelines.profile import build_reference_profile, write_profile
+    from modelops.formats.reference_profile import write_profile
+    from modelops_pipelines.profile import build_reference_profile
 
     refdir = root / "build" / "verify-reference"
     refdir.mkdir(parents=True, exist_ok=True)
@@ -407,5 +408,5 @@ def register(app: typer.Typer) -> None:
     app.add_typer(images_app, name="images")
 
 
-if __name__ == "__main__":  # `python -m modelops_dev.images build` until cli.py registers this module
+if __name__ == "__main__":  # `python -m modelops_dev.images build` = `modelops images build`
     images_app()
