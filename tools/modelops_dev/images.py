@@ -1,15 +1,17 @@
 """`modelops images build`: the four runtime images, buildable with no registry and no network in the build.
 
 Steps (each skipped when already done):
-1. wheelhouse  build/wheelhouse/: the modelops wheel (`uv build`, in project/), the locked requirements of each role's
-               extra (`uv export --extra ROLE`, hashes kept), and every wheel they pin (`pip wheel` on the
-               host, where PyPI's TLS is trusted). Images install from it with `--no-index`.
+1. wheelhouse  build/wheelhouse/: the modelops wheel (`uv build`, in project/: the runtime packages only, never
+               modelops_dev), the locked requirements of each role's extra (requirements-<role>.txt =
+               `uv export --extra EXTRA`, hashes kept), and every wheel they pin (`pip wheel` on the host, where
+               PyPI's TLS is trusted). Images install from it with `--no-index`.
 2. daemon      a Docker daemon: the running one, else Debian's docker.io started here (`dockerd` in the
                background, installed with apt-get if missing), waiting for its socket.
 3. base image  `--base-image` if given; else python:3.11-slim if it is present or can be pulled; else a
                local Debian bookworm image made with `debootstrap --variant=minbase` + python3 and
                `docker import` (the air-gapped path).
-4. images      images/<role>/Dockerfile for operator, trainer, model-server, drift-exporter, context = the
+4. images      images/Dockerfile with `--build-arg ROLE=<role> --target <role>` for operator, trainer,
+               model-server and drift-exporter (images/prometheus/Dockerfile for Prometheus); context = the
                repository root (see .dockerignore: only images/ and build/wheelhouse/ are sent).
 
 Only the standard library and typer are imported at module level (see modelops/cli.py).
@@ -91,20 +93,20 @@ def _pip() -> list[str]:
 
 
 def wheelhouse(root: Path, force: bool = False) -> Path:
-    """build/wheelhouse/{wheels/, requirements-<extra>.txt}; returns the directory."""
+    """build/wheelhouse/{wheels/, requirements-<role>.txt, project/}; returns the directory."""
     out = root / "build" / "wheelhouse"
     wheels = out / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     stamp = out / ".complete"
     union: dict[str, str] = {}
-    for _image, extra in ROLES.values():
+    for role, (_image, extra) in ROLES.items():
         if extra is None:
             continue
         text = subprocess.run(["uv", "export", "--frozen", "--no-dev", "--extra", extra, "--no-emit-project",
                                "--format", "requirements-txt"], cwd=root, check=True, capture_output=True,
                               text=True).stdout
         blocks = {k: v for k, v in _requirement_blocks(text).items() if not EXCLUDED.match(k)}
-        (out / f"requirements-{extra}.txt").write_text("\n".join(blocks.values()) + "\n")
+        (out / f"requirements-{role}.txt").write_text("\n".join(blocks.values()) + "\n")
         union.update(blocks)
     union_text = "\n".join(union.values()) + "\n"
     (out / "requirements-all.txt").write_text(union_text)
@@ -122,11 +124,20 @@ def wheelhouse(root: Path, force: bool = False) -> Path:
         stamp.write_text(lock_digest)
         typer.echo(f"  wheelhouse ready in {time.monotonic() - t0:.0f}s")
     # The project's wheel apart from the third-party ones, so that the images install it in a layer of its own.
-    project = out / "project"
-    if project.exists():
-        shutil.rmtree(project)
-    run(["uv", "build", "--wheel", "--out-dir", str(project)], cwd=root, capture_output=True)
+    project_wheel(root, out / "project")
     return out
+
+
+def project_wheel(root: Path, out_dir: Path) -> Path:
+    """Build the runtime wheel (modelops + modelops_pipelines; never modelops_dev) into an emptied `out_dir`.
+
+    `uv build` at the workspace root builds the root project only, not the tools/ member.
+    """
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    run(["uv", "build", "--wheel", "--out-dir", str(out_dir)], cwd=root, capture_output=True)
+    (wheel,) = out_dir.glob("modelops-*.whl")
+    return wheel
 
 
 def _image_exists(ref: str) -> bool:
@@ -203,6 +214,14 @@ def image_exists(ref: str) -> bool:
     return _image_exists(ref)
 
 
+def dockerfile_args(root: Path, role: str) -> list[str]:
+    """`docker build` arguments selecting a role: the one Python Dockerfile with ROLE and its target, or
+    the role's own Dockerfile (Prometheus)."""
+    if ROLES[role][1] is None:
+        return ["-f", str(root / "images" / role / "Dockerfile")]
+    return ["-f", str(root / "images" / "Dockerfile"), "--build-arg", f"ROLE={role}", "--target", role]
+
+
 def build_images(root: Path, roles: Sequence[str], tag: str, base: str, version: str) -> dict[str, dict[str, object]]:
     results: dict[str, dict[str, object]] = {}
     for role in roles:
@@ -212,9 +231,8 @@ def build_images(root: Path, roles: Sequence[str], tag: str, base: str, version:
         if role == "prometheus":
             _stage_prometheus(root)
         typer.echo(f"building {ref} (base {base})")
-        run(["docker", "build", "-f", str(root / "images" / role / "Dockerfile"),
-              "--build-arg", f"BASE_IMAGE={base}", "--build-arg", f"VERSION={version}",
-              "-t", ref, str(root)], env={**os.environ, "DOCKER_BUILDKIT": "0"})
+        run(["docker", "build", *dockerfile_args(root, role), "--build-arg", f"BASE_IMAGE={base}",
+             "--build-arg", f"VERSION={version}", "-t", ref, str(root)], env={**os.environ, "DOCKER_BUILDKIT": "0"})
         size = int(subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", ref], check=True,
                                   capture_output=True, text=True).stdout.strip())
         results[ref] = {"seconds": round(time.monotonic() - t0, 1), "size_mb": round(size / 1e6, 1)}
