@@ -92,6 +92,18 @@ def _pip() -> list[str]:
     return ["uvx", "--python", f"{sys.version_info.major}.{sys.version_info.minor}", "--from", "pip==24.3.1", "pip"]
 
 
+def role_requirements(root: Path, role: str) -> dict[str, str]:
+    """What the role's image installs besides the modelops wheel: its extra's locked requirements
+    (`uv export --extra EXTRA`, hashes kept, the project itself and the dev group left out), by name."""
+    extra = ROLES[role][1]
+    if extra is None:
+        raise ValueError(f"{role} installs no Python packages")
+    text = subprocess.run(["uv", "export", "--frozen", "--no-dev", "--extra", extra, "--no-emit-project",
+                           "--format", "requirements-txt"], cwd=root, check=True, capture_output=True,
+                          text=True).stdout
+    return {k: v for k, v in _requirement_blocks(text).items() if not EXCLUDED.match(k)}
+
+
 def wheelhouse(root: Path, force: bool = False) -> Path:
     """build/wheelhouse/{wheels/, requirements-<role>.txt, project/}; returns the directory."""
     out = root / "build" / "wheelhouse"
@@ -102,10 +114,7 @@ def wheelhouse(root: Path, force: bool = False) -> Path:
     for role, (_image, extra) in ROLES.items():
         if extra is None:
             continue
-        text = subprocess.run(["uv", "export", "--frozen", "--no-dev", "--extra", extra, "--no-emit-project",
-                               "--format", "requirements-txt"], cwd=root, check=True, capture_output=True,
-                              text=True).stdout
-        blocks = {k: v for k, v in _requirement_blocks(text).items() if not EXCLUDED.match(k)}
+        blocks = role_requirements(root, role)
         (out / f"requirements-{role}.txt").write_text("\n".join(blocks.values()) + "\n")
         union.update(blocks)
     union_text = "\n".join(union.values()) + "\n"
