@@ -2,7 +2,7 @@
 
 Steps (each skipped when already done):
 1. wheelhouse  build/wheelhouse/: the modelops wheel (`uv build`, in project/: the runtime packages only, never
-               modelops_dev), the locked requirements of each role's extra (requirements-<role>.txt =
+               modelops_dev), the locked requirements of each role's extra (requirements-<extra>.txt =
                `uv export --extra EXTRA`, hashes kept), and every wheel they pin (`pip wheel` on the host, where
                PyPI's TLS is trusted). Images install from it with `--no-index`.
 2. daemon      a Docker daemon: the running one, else Debian's docker.io started here (`dockerd` in the
@@ -10,8 +10,8 @@ Steps (each skipped when already done):
 3. base image  `--base-image` if given; else python:3.11-slim if it is present or can be pulled; else a
                local Debian bookworm image made with `debootstrap --variant=minbase` + python3 and
                `docker import` (the air-gapped path).
-4. images      images/Dockerfile with `--build-arg ROLE=<role> --target <role>` for operator, trainer,
-               model-server and drift-exporter (images/prometheus/Dockerfile for Prometheus); context = the
+4. images      images/Dockerfile with `--build-arg EXTRA=<its extra> --target <role>` for operator, trainer,
+               model-server and drift-exporter (images/<role>/Dockerfile for the e2e images); context = the
                repository root (see .dockerignore: only images/ and build/wheelhouse/ are sent).
 
 Only the standard library and typer are imported at module level (see modelops/cli.py).
@@ -105,7 +105,7 @@ def role_requirements(root: Path, role: str) -> dict[str, str]:
 
 
 def wheelhouse(root: Path, force: bool = False) -> Path:
-    """build/wheelhouse/{wheels/, requirements-<role>.txt, project/}; returns the directory."""
+    """build/wheelhouse/{wheels/, requirements-<extra>.txt, project/}; returns the directory."""
     out = root / "build" / "wheelhouse"
     wheels = out / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
@@ -115,7 +115,7 @@ def wheelhouse(root: Path, force: bool = False) -> Path:
         if extra is None:
             continue
         blocks = role_requirements(root, role)
-        (out / f"requirements-{role}.txt").write_text("\n".join(blocks.values()) + "\n")
+        (out / f"requirements-{extra}.txt").write_text("\n".join(blocks.values()) + "\n")
         union.update(blocks)
     union_text = "\n".join(union.values()) + "\n"
     (out / "requirements-all.txt").write_text(union_text)
@@ -224,11 +224,12 @@ def image_exists(ref: str) -> bool:
 
 
 def dockerfile_args(root: Path, role: str) -> list[str]:
-    """`docker build` arguments selecting a role: the one Python Dockerfile with ROLE and its target, or
-    the role's own Dockerfile (Prometheus)."""
-    if ROLES[role][1] is None:
+    """`docker build` arguments selecting a role: for the four runtimes the one Python Dockerfile with the
+    role's extra and its target; for the e2e images (Prometheus) their own Dockerfile."""
+    extra = ROLES[role][1]
+    if role not in RUNTIME_ROLES or extra is None:
         return ["-f", str(root / "images" / role / "Dockerfile")]
-    return ["-f", str(root / "images" / "Dockerfile"), "--build-arg", f"ROLE={role}", "--target", role]
+    return ["-f", str(root / "images" / "Dockerfile"), "--build-arg", f"EXTRA={extra}", "--target", role]
 
 
 def build_images(root: Path, roles: Sequence[str], tag: str, base: str, version: str) -> dict[str, dict[str, object]]:
