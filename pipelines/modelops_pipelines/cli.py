@@ -43,28 +43,34 @@ def train_command(
     dataset (retrying will not help).
     """
     _tame_openmp()
+    from modelops_pipelines.progress import stderr_progress, waiting
     from modelops_pipelines.result import base_result, encode, termination_log_path, write_termination_log
 
+    say = stderr_progress()
     log_path = termination_log_path(termination_log)
     real_stdout = sys.stdout
     result: dict[str, object]
     try:
-        from modelops_pipelines.spec import load_spec
+        from modelops_pipelines.spec import describe_validation_error, load_spec
 
         if run_key is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}", run_key):
             raise ValueError(f"--run-key {run_key!r} must be letters, digits, '.', '_' or '-'")
         train_spec = load_spec(spec)
     except Exception as exc:  # pydantic.ValidationError, YAML/JSON errors, missing file, bad run key
         result = base_result(None, None)
-        result["message"] = f"invalid spec {spec}: {_first_lines(str(exc), 12)}"
+        result["message"] = f"invalid spec {spec}: {_first_lines(describe_validation_error(exc), 12)}"
         print(f"[modelops train] FAILED: {result['message']}", file=sys.stderr)
         code = 2
     else:
-        from modelops_pipelines.train import train
+        # The first run after installation spends a minute here on a busy machine (cold imports).
+        with waiting(say, "importing pandas, NumPy and scikit-learn"):
+            import sklearn.model_selection  # noqa: F401  (the split; imported here to be counted here)
+
+            from modelops_pipelines.train import train
 
         # Libraries print to stdout (progress bars, "View run at ..."); stdout is reserved for the result.
         with contextlib.redirect_stdout(sys.stderr):
-            result, code = train(train_spec, tracking_uri=tracking_uri, run_key=run_key)
+            result, code = train(train_spec, tracking_uri=tracking_uri, run_key=run_key, progress=say)
     text = encode(result)
     error = write_termination_log(text, log_path)
     if error:
