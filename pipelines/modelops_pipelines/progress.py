@@ -29,8 +29,9 @@ def stderr_progress(prefix: str = "modelops train") -> Progress:
 
 
 @contextlib.contextmanager
-def waiting(say: Progress, what: str, every: float = HEARTBEAT_SECONDS) -> Iterator[None]:
+def waiting(say: Progress, what: str, every: float | None = None) -> Iterator[None]:
     """Say `what` now and, while the block runs, `still <what> (N s)` every `every` seconds."""
+    every = HEARTBEAT_SECONDS if every is None else every
     say(f"{what} ...")
     done = threading.Event()
     start = time.monotonic()
