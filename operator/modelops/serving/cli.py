@@ -7,6 +7,9 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+# --help groups the options in three tables, so that each table's help column is wide enough to read
+MODEL, SERVER, SPEED = "Model", "Server", "Prediction"
+
 
 def register(app: typer.Typer) -> None:
     app.command(name="serve")(serve)
@@ -14,51 +17,60 @@ def register(app: typer.Typer) -> None:
 
 def serve(
     model_dir: Annotated[str, typer.Option(
-        envvar="MODELOPS_MODEL_DIR",
+        envvar="MODELOPS_MODEL_DIR", rich_help_panel=MODEL,
         help="MLflow model directory (KServe's storage initializer puts it in /mnt/models). A models:/ or "
              "runs:/ URI here is read as --model-uri.")] = "/mnt/models",
     model_uri: Annotated[str, typer.Option(
-        envvar="MODELOPS_MODEL_URI",
+        envvar="MODELOPS_MODEL_URI", rich_help_panel=MODEL,
         help="Serve from the MLflow registry instead: models:/NAME/VERSION, models:/NAME@ALIAS or "
              "runs:/RUN_ID/PATH. Downloaded once into --cache-dir.")] = "",
     tracking_uri: Annotated[str, typer.Option(
-        envvar="MLFLOW_TRACKING_URI",
+        envvar="MLFLOW_TRACKING_URI", rich_help_panel=MODEL,
         help="MLflow tracking/registry server for --model-uri, and to look up a directory's version.")] = "",
     cache_dir: Annotated[Path | None, typer.Option(
+        rich_help_panel=MODEL,
         help="Where --model-uri downloads are kept. Default: $MODELOPS_MODEL_CACHE, else "
              "~/.cache/modelops/models.")] = None,
     model_name: Annotated[str, typer.Option(
-        envvar="MODELOPS_MODEL_NAME",
+        envvar="MODELOPS_MODEL_NAME", rich_help_panel=MODEL,
         help="Name on the endpoints. Default: modelName from modelops.json, else the registered name, "
              "else 'model'.")] = "",
     model_version: Annotated[str, typer.Option(
-        envvar="MODELOPS_MODEL_VERSION",
+        envvar="MODELOPS_MODEL_VERSION", rich_help_panel=MODEL,
         help="Registry version on the endpoints, metrics and logged responses. Default: the version "
              "--model-uri resolves to, else the version registered from the directory's MLflow run (needs "
              "--tracking-uri).")] = "",
-    http_port: Annotated[int, typer.Option(envvar="MODELOPS_HTTP_PORT", help="REST port (V1 and V2).")] = 8080,
-    grpc_port: Annotated[int, typer.Option(envvar="MODELOPS_GRPC_PORT", help="gRPC port (V2).")] = 8081,
-    grpc: Annotated[bool, typer.Option("--grpc/--no-grpc", help="Serve V2 over gRPC too.")] = True,
+    http_port: Annotated[int, typer.Option(
+        envvar="MODELOPS_HTTP_PORT", rich_help_panel=SERVER, help="REST port (V1 and V2).")] = 8080,
+    grpc_port: Annotated[int, typer.Option(
+        envvar="MODELOPS_GRPC_PORT", rich_help_panel=SERVER, help="gRPC port (V2).")] = 8081,
+    grpc: Annotated[bool, typer.Option(
+        "--grpc/--no-grpc", rich_help_panel=SERVER, help="Serve V2 over gRPC too.")] = True,
     max_body_bytes: Annotated[int, typer.Option(
-        help="Largest HTTP body or gRPC message (413 above).")] = 8 * 1024 * 1024,
-    max_rows: Annotated[int, typer.Option(help="Most rows per request (422 above).")] = 10_000,
+        rich_help_panel=SERVER, help="Largest HTTP body or gRPC message (413 above).")] = 8 * 1024 * 1024,
+    max_rows: Annotated[int, typer.Option(
+        rich_help_panel=SERVER, help="Most rows per request (422 above).")] = 10_000,
+    access_log: Annotated[bool, typer.Option(
+        "--access-log/--no-access-log", rich_help_panel=SERVER, help="Log a line per HTTP request.")] = False,
+    drain_seconds: Annotated[float, typer.Option(
+        envvar="MODELOPS_DRAIN_SECONDS", rich_help_panel=SERVER,
+        help="After SIGTERM, keep serving (not ready) this long.")] = 0.0,
+    grace_seconds: Annotated[int, typer.Option(
+        rich_help_panel=SERVER, help="Then wait this long for requests in flight.")] = 30,
     fast_path: Annotated[bool, typer.Option(
-        "--fast-path/--no-fast-path",
+        "--fast-path/--no-fast-path", rich_help_panel=SERVER,
         help="Compile the model to ONNX Runtime when it passes the parity check.")] = True,
     tolerance: Annotated[float, typer.Option(
+        rich_help_panel=SPEED,
         help="Parity bar: largest difference of probabilities (relative for regression).")] = 1e-5,
     workers: Annotated[int, typer.Option(
-        help="Requests predicted at once; 0: the cgroup CPU limit.")] = 0,
-    threads_per_request: Annotated[int, typer.Option(help="Threads one prediction may use.")] = 1,
+        rich_help_panel=SPEED, help="Requests predicted at once; 0: the cgroup CPU limit.")] = 0,
+    threads_per_request: Annotated[int, typer.Option(
+        rich_help_panel=SPEED, help="Threads one prediction may use.")] = 1,
     batch_max_rows: Annotated[int, typer.Option(
-        help="Merge concurrent requests up to this many rows (0: no batching).")] = 0,
-    batch_max_delay_ms: Annotated[float, typer.Option(help="Longest wait for a batch to fill.")] = 2.0,
-    drain_seconds: Annotated[float, typer.Option(
-        envvar="MODELOPS_DRAIN_SECONDS",
-        help="After SIGTERM, keep serving (not ready) this long.")] = 0.0,
-    grace_seconds: Annotated[int, typer.Option(help="Then wait this long for requests in flight.")] = 30,
-    access_log: Annotated[bool, typer.Option(
-        "--access-log/--no-access-log", help="Log a line per HTTP request.")] = False,
+        rich_help_panel=SPEED, help="Merge concurrent requests up to this many rows (0: no batching).")] = 0,
+    batch_max_delay_ms: Annotated[float, typer.Option(
+        rich_help_panel=SPEED, help="Longest wait for a batch to fill.")] = 2.0,
 ) -> None:
     """Serve an MLflow model with KServe's V1/V2 REST and gRPC protocols, compiled to ONNX Runtime if it can
     be."""
