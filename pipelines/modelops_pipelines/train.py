@@ -395,6 +395,7 @@ class Trainer:
         self.result.update(metric={"name": promo, "value": value}, metrics=test_scores)
         say("held-out test: " + ", ".join(f"{k}={v:.4f}" for k, v in test_scores.items()))
 
+        say("writing charts, feature importance and the reference profile")
         with tempfile.TemporaryDirectory() as tmp_str:
             work = Path(tmp_str)
             with self.timings.measure("artifacts"):
@@ -416,7 +417,8 @@ class Trainer:
                     Param(f"best.{k}", f"{v:.6g}" if isinstance(v, float) else str(v))
                     for k, v in sorted(found.params.items())]
                 client.log_batch(run_id, metrics=metrics, params=best_params)
-            with self.timings.measure("log_model"), mlflow.start_run(run_id=run_id, nested=False):
+            with (waiting(say, f"logging the model to {mlflow.get_tracking_uri()}"),
+                  self.timings.measure("log_model"), mlflow.start_run(run_id=run_id, nested=False)):
                 info = mlflow.sklearn.log_model(
                     pipeline, name="model", signature=_signature(data),
                     input_example=_input_example(X_train), pip_requirements=_pip_requirements(found.family),
