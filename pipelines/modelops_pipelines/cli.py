@@ -39,32 +39,41 @@ def train_command(
     """Validate the dataset, search hyperparameters, log every trial to MLflow, gate against the champion,
     register a version. The result JSON is the last line on stdout and the container's termination message.
 
-    Exit codes: 0 trained (status succeeded, gate_failed or awaiting_approval), 1 failed, 2 invalid spec or
-    dataset (retrying will not help).
+    \b
+    Exit codes:
+      0  trained (status succeeded, gate_failed or awaiting_approval)
+      1  failed (retrying may help)
+      2  invalid spec or dataset (retrying will not help)
     """
     _tame_openmp()
+    from modelops_pipelines.progress import stderr_progress, waiting
     from modelops_pipelines.result import base_result, encode, termination_log_path, write_termination_log
 
+    say = stderr_progress()
     log_path = termination_log_path(termination_log)
     real_stdout = sys.stdout
     result: dict[str, object]
     try:
-        from modelops_pipelines.spec import load_spec
+        from modelops_pipelines.spec import describe_validation_error, load_spec
 
         if run_key is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}", run_key):
             raise ValueError(f"--run-key {run_key!r} must be letters, digits, '.', '_' or '-'")
         train_spec = load_spec(spec)
     except Exception as exc:  # pydantic.ValidationError, YAML/JSON errors, missing file, bad run key
         result = base_result(None, None)
-        result["message"] = f"invalid spec {spec}: {_first_lines(str(exc), 12)}"
+        result["message"] = f"invalid spec {spec}: {_first_lines(describe_validation_error(exc), 12)}"
         print(f"[modelops train] FAILED: {result['message']}", file=sys.stderr)
         code = 2
     else:
-        from modelops_pipelines.train import train
+        # The first run after installation spends a minute here on a busy machine (cold imports).
+        with waiting(say, "importing pandas, NumPy and scikit-learn"):
+            import sklearn.model_selection  # noqa: F401  (the split; imported here to be counted here)
+
+            from modelops_pipelines.train import train
 
         # Libraries print to stdout (progress bars, "View run at ..."); stdout is reserved for the result.
         with contextlib.redirect_stdout(sys.stderr):
-            result, code = train(train_spec, tracking_uri=tracking_uri, run_key=run_key)
+            result, code = train(train_spec, tracking_uri=tracking_uri, run_key=run_key, progress=say)
     text = encode(result)
     error = write_termination_log(text, log_path)
     if error:
@@ -80,15 +89,22 @@ def _first_lines(text: str, n: int) -> str:
 
 def generate_data_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file (.csv or .parquet).")],
-    rows: Annotated[int, typer.Option(help="Number of customers.", min=1)] = 10_000,
-    seed: Annotated[int, typer.Option(help="Random seed; same arguments give byte-identical output.")] = 0,
+    rows: Annotated[int, typer.Option(help="Number of customers (at least 1).")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same arguments give byte-identical output.")] = 0,
     shift: Annotated[float, typer.Option(
-        help="Distribution shift: 0 reference, 1 strongly drifted (older, poorer, more churn).", min=0.0)] = 0.0,
+        help="Distribution shift from 0 (reference) up: 1 is strongly drifted (older, poorer, more churn).")]
+    = 0.0,
     missing_rate: Annotated[float, typer.Option(
-        help="Share of missing values in months_on_book, credit_limit, education_level.", min=0.0, max=0.9)] = 0.0,
+        help="Share of missing values in months_on_book, credit_limit and education_level (0 to 0.9).")]
+    = 0.0,
     fmt: Annotated[str, typer.Option("--format", help="csv, parquet, or auto (from the extension).")] = "auto",
 ) -> None:
     """Write the deterministic credit-card churn table (target column 'churn') used by the demo."""
+    # checked here rather than with typer's min/max: those print their range in --help's narrow columns
+    for value, ok, name, rule in ((rows, rows >= 1, "--rows", "at least 1"), (shift, shift >= 0, "--shift", "0 or more"),
+                                  (missing_rate, 0 <= missing_rate <= 0.9, "--missing-rate", "from 0 to 0.9")):
+        if not ok:
+            raise typer.BadParameter(f"{value} is not {rule}", param_hint=name)
     from modelops_pipelines.generate import generate_churn, write_table
 
     frame = generate_churn(rows=rows, seed=seed, shift=shift, missing_rate=missing_rate)

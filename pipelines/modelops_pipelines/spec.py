@@ -263,4 +263,49 @@ def load_spec(path: str | Path) -> TrainSpec:
         data = data["spec"]["training"]
     elif "training" in data and "modelName" not in data and "model_name" not in data:
         data = data["training"]
+    if isinstance(data, dict) and isinstance(data.get("dataset"), dict):
+        uri = data["dataset"].get("uri")
+        if isinstance(uri, str) and uri.strip():
+            data = {**data, "dataset": {**data["dataset"], "uri": resolve_dataset_path(uri, p.parent)}}
     return TrainSpec.model_validate(data)
+
+
+def resolve_dataset_path(uri: str, base: Path) -> str:
+    """A relative path (or ``~/...``) in a spec file, made absolute against the spec file's directory.
+
+    URLs (anything with ``scheme://``) and absolute paths are returned unchanged. Only spec files get this:
+    a RetrainSchedule's `spec.training` still needs an absolute path (the Job's working directory is not
+    the user's).
+    """
+    if "://" in uri or uri.startswith("/"):
+        return uri
+    path = Path(uri).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+#: what to write instead, for the fields whose pattern a user can get wrong (by error location)
+_PATTERN_HINTS: dict[tuple[str | int, ...], str] = {
+    ("dataset", "uri"): "must be a path (absolute, or relative to the spec file) or a file://, s3:// or "
+                        "http(s):// URL",
+    ("modelName",): "must start with a letter or digit and contain only letters, digits, '.', '_' and '-'",
+}
+
+
+def describe_validation_error(exc: Exception) -> str:
+    """One `field: problem` line per error of a pydantic ValidationError (else `str(exc)`), joined by '; '."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err.get("loc", ()))
+        field = ".".join(str(x) for x in loc) or "spec"
+        msg = str(err.get("msg", ""))
+        if err.get("type") == "string_pattern_mismatch" and loc in _PATTERN_HINTS:
+            msg = f"{err.get('input')!r} {_PATTERN_HINTS[loc]}"
+        elif err.get("type") == "value_error":  # our model validators: the message names its fields
+            parts.append(msg.removeprefix("Value error, "))
+            continue
+        parts.append(f"{field}: {msg}")
+    return "; ".join(parts)

@@ -8,13 +8,12 @@ created so the version is born with its verdict tags; the alias is the last writ
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
-import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from modelops_pipelines.data import (
     load_table,
     validate_and_prepare,
 )
+from modelops_pipelines.progress import Progress, stderr_progress, waiting
 from modelops_pipelines.result import base_result
 from modelops_pipelines.spec import TrainSpec
 from modelops_pipelines.tracking import Timings
@@ -40,16 +40,54 @@ CODE_VERSION_ENV = "MODELOPS_CODE_VERSION"
 #: exit codes: 0 trained (whatever the verdict), 1 failed (maybe transient), 2 bad spec or dataset (permanent)
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
-Progress = Callable[[str], None]
+#: MLflow log records that say nothing to the user of a training Job; routed to DEBUG (shown with
+#: `logging.getLogger("mlflow").setLevel(logging.DEBUG)`). (logger name, start of the message)
+MLFLOW_NOISE = (
+    # every sklearn log_model with cloudpickle: the model server loads only the version it was deployed with
+    ("mlflow.sklearn", "Saving scikit-learn models in the pickle or cloudpickle format"),
+    # images and uv environments without pip: our requirements are pinned explicitly (pip_requirements)
+    ("mlflow.utils.environment", "Failed to resolve installed pip version"),
+)
 
 
-def stderr_progress(prefix: str = "modelops train") -> Progress:
-    start = time.monotonic()
+class _DemoteToDebug(logging.Filter):
+    """Drops the known noise records unless their logger is enabled for DEBUG (then shows them as DEBUG)."""
 
-    def say(message: str) -> None:
-        print(f"[{prefix} +{time.monotonic() - start:6.1f}s] {message}", file=sys.stderr, flush=True)
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self.prefixes = prefixes
 
-    return say
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG or not str(record.msg).startswith(self.prefixes):
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+def quiet_mlflow() -> None:
+    """In the trainer's process only: no artifact-download progress bars, the known warnings to DEBUG.
+
+    The trainer's own progress lines say what is downloaded and why; tqdm bars written with carriage
+    returns make a Job log unreadable. MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=true in the environment
+    brings the bars back.
+    """
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    by_logger: dict[str, list[str]] = {}
+    for name, prefix in MLFLOW_NOISE:
+        by_logger.setdefault(name, []).append(prefix)
+    for name, prefixes in by_logger.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DemoteToDebug) for f in logger.filters):
+            logger.addFilter(_DemoteToDebug(tuple(prefixes)))
+
+
+def local_store_notice(uri: str, cwd: Path) -> str:
+    """The one line printed when no tracking server is configured: where runs go, how to use a server."""
+    return (f"no MLflow tracking server set (--tracking-uri or MLFLOW_TRACKING_URI): runs and models go to "
+            f"local files, {uri} and {cwd / 'mlruns'}; to use a server: "
+            f"export MLFLOW_TRACKING_URI=http://HOST:5000")
 
 
 def code_version() -> str:
@@ -171,6 +209,15 @@ def permutation_importance(model: Any, X: pd.DataFrame, y: np.ndarray, metric: s
     return out
 
 
+def _store_step(uri: str) -> str:
+    """What the first contact with the tracking store is waiting for, in words."""
+    if uri.startswith(("http://", "https://")):
+        return f"connecting to the MLflow tracking server {uri}"
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return f"creating the local MLflow store {uri} (first use: creating its tables takes 10-30 s)"
+    return f"opening the MLflow store {uri}"
+
+
 class Trainer:
     """One training run. `run()` never raises; it returns (result, exit_code)."""
 
@@ -217,25 +264,35 @@ class Trainer:
             f"split {len(split.fit)} fit / {len(split.valid)} valid / {len(split.test)} test"
             + (" (time-ordered)" if data.time is not None else ""))
 
-        import mlflow
-        from mlflow import MlflowClient
-        from threadpoolctl import threadpool_limits
+        with waiting(say, "importing MLflow"):
+            import mlflow
+            from mlflow import MlflowClient
+            from threadpoolctl import threadpool_limits
 
         from modelops_pipelines.resources import available_cpus
 
         os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")  # explicit pip requirements only
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # one "View run" per trial
-        uri = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
-        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        quiet_mlflow()
+        configured = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        uri = configured or mlflow.get_tracking_uri()
+        if not configured:
+            say(local_store_notice(uri, Path.cwd()))
         n_jobs = available_cpus()
-        say(f"tracking {uri}; {n_jobs} thread(s) from the CPU limit")
 
-        if self.run_key and self._resume_from_run_key(client):
-            return
+        # The first call creates the store: an HTTP round trip to a server (retried while it is down), or
+        # for a local sqlite file, creating and migrating its tables (10-30 s on first use).
+        what = _store_step(uri)
+        with waiting(say, what):
+            mlflow.set_tracking_uri(uri)
+            mlflow.set_registry_uri(uri)
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            if self.run_key and self._resume_from_run_key(client):
+                return
+            with self.timings.measure("mlflow"):
+                experiment_id = self._experiment_id(client)
+        say(f"tracking {uri}; {n_jobs} thread(s) from the CPU limit")
         with self.timings.measure("mlflow"):
-            experiment_id = self._experiment_id(client)
             parent = client.create_run(experiment_id, run_name=f"train-{spec.model_name}", tags=self._run_tags(table))
         self._run_id = parent.info.run_id
         self.result.update(runId=self._run_id, experimentId=experiment_id)
@@ -338,6 +395,7 @@ class Trainer:
         self.result.update(metric={"name": promo, "value": value}, metrics=test_scores)
         say("held-out test: " + ", ".join(f"{k}={v:.4f}" for k, v in test_scores.items()))
 
+        say("writing charts, feature importance and the reference profile")
         with tempfile.TemporaryDirectory() as tmp_str:
             work = Path(tmp_str)
             with self.timings.measure("artifacts"):
@@ -359,7 +417,8 @@ class Trainer:
                     Param(f"best.{k}", f"{v:.6g}" if isinstance(v, float) else str(v))
                     for k, v in sorted(found.params.items())]
                 client.log_batch(run_id, metrics=metrics, params=best_params)
-            with self.timings.measure("log_model"), mlflow.start_run(run_id=run_id, nested=False):
+            with (waiting(say, f"logging the model to {mlflow.get_tracking_uri()}"),
+                  self.timings.measure("log_model"), mlflow.start_run(run_id=run_id, nested=False)):
                 info = mlflow.sklearn.log_model(
                     pipeline, name="model", signature=_signature(data),
                     input_example=_input_example(X_train), pip_requirements=_pip_requirements(found.family),
@@ -427,6 +486,7 @@ class Trainer:
         champ = registry.alias_version(client, spec.model_name, registry.CHAMPION_ALIAS)
         champ_value, champ_error = None, None
         if champ is not None:
+            say(f"scoring the champion v{champ.version} on the same test rows (downloading {champ.source})")
             with self.timings.measure("champion"):
                 champ_value, champ_error = self._score_champion(champ, data, X_test, y_test)
             self.result["champion"] = {"version": str(champ.version), "value": champ_value}

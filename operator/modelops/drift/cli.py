@@ -8,6 +8,9 @@ from typing import Annotated
 
 import typer
 
+# --help groups the options in tables, so that each table's help column is wide enough to read
+IO, LIMITS, TESTS, REPORTS = "Input and server", "Windows and limits", "Drift tests", "Reports"
+
 
 def register(app: typer.Typer) -> None:
     app.command("drift-exporter")(drift_exporter)
@@ -15,38 +18,54 @@ def register(app: typer.Typer) -> None:
 
 def drift_exporter(
     reference: Annotated[list[str], typer.Option(
-        "--reference", "-r",
-        help="[MODEL=]SOURCE, repeatable. SOURCE: reference_profile.json, a model directory, or an MLflow "
-             "URI (models:/NAME/VERSION, models:/NAME@ALIAS, runs:/ID/PATH); '{version}' in it is "
-             "replaced by each served version. Without MODEL= it is the default for every model.")],
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+        "--reference", "-r", rich_help_panel=IO, metavar="<source>",
+        help="[MODEL=]SOURCE, repeatable. SOURCE: a reference_profile.json, a model directory, or an MLflow "
+             "URI (models:/NAME/VERSION, models:/NAME@ALIAS, runs:/ID/PATH). '{version}' in SOURCE becomes "
+             "each served version. Without MODEL= it applies to every model.")],
+    host: Annotated[str, typer.Option(rich_help_panel=IO, help="Address to listen on.")] = "0.0.0.0",
+    port: Annotated[int, typer.Option(rich_help_panel=IO, help="Port to listen on.")] = 8080,
     mlflow_tracking_uri: Annotated[str | None, typer.Option(
-        help="MLflow tracking/registry URI for MLflow sources (default: $MLFLOW_TRACKING_URI).")] = None,
-    window_rows: Annotated[int, typer.Option(help="Rows kept per model version (sliding window).")] = 10_000,
-    window_age: Annotated[float, typer.Option(help="Seconds a row stays in the window.")] = 3600.0,
-    min_rows: Annotated[int, typer.Option(help="Rows needed before drift is judged ('insufficient data' "
+        rich_help_panel=IO, help="MLflow tracking/registry URI for MLflow sources (default: $MLFLOW_TRACKING_URI).")] = None,
+    window_rows: Annotated[int, typer.Option(
+        rich_help_panel=LIMITS, help="Rows kept per model version (sliding window).")] = 10_000,
+    window_age: Annotated[float, typer.Option(
+        rich_help_panel=LIMITS, help="Seconds a row stays in the window.")] = 3600.0,
+    min_rows: Annotated[int, typer.Option(
+        rich_help_panel=TESTS, help="Rows needed before drift is judged ('insufficient data' "
                                                 "below).")] = 200,
-    join_timeout: Annotated[float, typer.Option(help="Seconds a logged request waits for its response "
+    join_timeout: Annotated[float, typer.Option(
+        rich_help_panel=LIMITS, help="Seconds a logged request waits for its response "
                                                      "(0: do not wait, e.g. logger mode 'request').")] = 5.0,
-    max_models: Annotated[int, typer.Option(help="Models tracked at most.")] = 50,
-    max_versions: Annotated[int, typer.Option(help="Versions tracked per model.")] = 5,
-    max_features: Annotated[int, typer.Option(help="Features with their own metric series per model "
+    max_models: Annotated[int, typer.Option(rich_help_panel=LIMITS, help="Models tracked at most.")] = 50,
+    max_versions: Annotated[int, typer.Option(
+        rich_help_panel=LIMITS, help="Versions tracked per model.")] = 5,
+    max_features: Annotated[int, typer.Option(
+        rich_help_panel=LIMITS, help="Features with their own metric series per model "
                                                    "version.")] = 100,
-    max_event_rows: Annotated[int, typer.Option(help="Rows accepted in one event.")] = 10_000,
-    max_body_bytes: Annotated[int, typer.Option(help="Largest request body accepted.")] = 16 << 20,
-    max_pending: Annotated[int, typer.Option(help="Requests/responses waiting for their partner.")] = 10_000,
-    wasserstein_threshold: Annotated[float, typer.Option(help="Normed Wasserstein distance at which a "
+    max_event_rows: Annotated[int, typer.Option(
+        rich_help_panel=LIMITS, help="Rows accepted in one event.")] = 10_000,
+    max_body_bytes: Annotated[int, typer.Option(
+        rich_help_panel=LIMITS, help="Largest request body accepted.")] = 16 << 20,
+    max_pending: Annotated[int, typer.Option(
+        rich_help_panel=LIMITS, help="Requests/responses waiting for their partner.")] = 10_000,
+    wasserstein_threshold: Annotated[float, typer.Option(
+        rich_help_panel=TESTS, help="Normed Wasserstein distance at which a "
                                                               "numeric feature drifted.")] = 0.1,
-    jensenshannon_threshold: Annotated[float, typer.Option(help="Jensen-Shannon distance at which a "
+    jensenshannon_threshold: Annotated[float, typer.Option(
+        rich_help_panel=TESTS, help="Jensen-Shannon distance at which a "
                                                                 "categorical feature drifted.")] = 0.1,
-    p_value_threshold: Annotated[float, typer.Option(help="p-value below which KS/chi-square/z tests "
+    p_value_threshold: Annotated[float, typer.Option(
+        rich_help_panel=TESTS, help="p-value below which KS/chi-square/z tests "
                                                           "(small references) say drift.")] = 0.05,
-    drift_share: Annotated[float, typer.Option(help="Share of drifted features for dataset drift.")] = 0.5,
-    report_dir: Annotated[Path | None, typer.Option(help="Write HTML/PNG reports here on a schedule.")] = None,
-    report_interval: Annotated[float, typer.Option(help="Seconds between scheduled reports.")] = 3600.0,
-    report_ttl: Annotated[float, typer.Option(help="Seconds an on-demand report is reused.")] = 60.0,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+    drift_share: Annotated[float, typer.Option(
+        rich_help_panel=TESTS, help="Share of drifted features for dataset drift.")] = 0.5,
+    report_dir: Annotated[Path | None, typer.Option(
+        rich_help_panel=REPORTS, help="Write HTML/PNG reports here on a schedule.")] = None,
+    report_interval: Annotated[float, typer.Option(
+        rich_help_panel=REPORTS, help="Seconds between scheduled reports.")] = 3600.0,
+    report_ttl: Annotated[float, typer.Option(
+        rich_help_panel=REPORTS, help="Seconds an on-demand report is reused.")] = 60.0,
+    log_level: Annotated[str, typer.Option(rich_help_panel=IO, help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Serve drift metrics for KServe payload logs: CloudEvents in, Prometheus metrics and reports out."""
     import logging

@@ -15,8 +15,9 @@ DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 class ServeConfig:
     model_dir: Path = DEFAULT_MODEL_DIR
     model_name: str | None = None
-    # the registry version being served (MODELOPS_MODEL_VERSION, set by the operator's InferenceService):
-    # modelops.json is written before registration, so the model directory itself cannot know it
+    # the registry version being served (MODELOPS_MODEL_VERSION, set by the operator's InferenceService; by
+    # hand, resolved from the registry by `modelops serve`): modelops.json is written before registration,
+    # so the model directory itself cannot know it
     model_version: str | None = None
     http_port: int = 8080
     grpc_port: int = 8081

@@ -107,3 +107,28 @@ def test_crd_schema_is_structural_and_documented():
     assert schema["required"] == ["modelName", "dataset"]
     assert schema["properties"]["dataset"]["properties"]["storageOptions"]["additionalProperties"] == {
         "type": "string"}
+
+
+def test_relative_dataset_paths_in_a_spec_file_are_resolved_against_its_directory(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(tmp_path)  # not the spec's directory: the path is relative to the spec file
+    (project / "s.yaml").write_text("modelName: m\ndataset: {uri: data/d.csv, target: y, task: regression}\n")
+    assert load_spec(project / "s.yaml").dataset.uri == str(project / "data" / "d.csv")
+    (project / "p.yaml").write_text("modelName: m\ndataset: {uri: ../up.csv, target: y, task: regression}\n")
+    assert load_spec(project / "p.yaml").dataset.uri == str(tmp_path / "up.csv")
+    for kept in ("s3://b/k.csv", "file:///d.csv", "https://h/d.csv", "/abs/d.csv"):
+        (project / "k.yaml").write_text(f"modelName: m\ndataset: {{uri: '{kept}', target: y, task: regression}}\n")
+        assert load_spec(project / "k.yaml").dataset.uri == kept
+
+
+def test_a_bad_dataset_uri_says_in_one_line_what_to_write(tmp_path):
+    from modelops_pipelines.spec import describe_validation_error
+
+    (tmp_path / "s.yaml").write_text("modelName: m\ndataset: {uri: 'ftp://h/d.csv', target: y, task: regression}\n")
+    with pytest.raises(ValidationError) as info:
+        load_spec(tmp_path / "s.yaml")
+    text = describe_validation_error(info.value)
+    assert text == ("dataset.uri: 'ftp://h/d.csv' must be a path (absolute, or relative to the spec file) or a "
+                    "file://, s3:// or http(s):// URL")
+    assert "\n" not in text and "pattern" not in text
