@@ -8,6 +8,11 @@ talks to Prometheus reports one `Sample` per query: a value, no data, or an erro
 - Fail: a threshold or baseline check does not hold.
 - Inconclusive: no data (empty vector, NaN, a zero stable value under a ratio). Never a pass: the rollout
   holds its step until data arrives (issue 7: "no data = inconclusive (hold), never a pass").
+- Non-finite values (issue 16, H1): `histogram_quantile` yields +Inf when the quantile lies above the top
+  bucket. +Inf above a `max` (or -Inf below a `min`) is a definite Fail; a non-finite value that no bound
+  rules out, a non-finite stable baseline or a non-finite ratio is Inconclusive, never a pass. A non-finite
+  number never reaches status: `Check.as_status` leaves it out and says it in the message, because JSON has
+  no Infinity and the API server refuses a body that contains one.
 - Error: Prometheus could not answer (unreachable, timeout, bad query). Never a pass either.
 """
 
@@ -55,10 +60,11 @@ class Check:
     message: str = ""
 
     def as_status(self) -> dict[str, Any]:
+        """The `status.rollout.lastChecks[]` entry: valid JSON always (non-finite numbers are left out)."""
         out: dict[str, Any] = {"name": self.name, "result": self.result}
-        if self.value is not None:
+        if self.value is not None and math.isfinite(self.value):
             out["value"] = self.value
-        if self.baseline is not None:
+        if self.baseline is not None and math.isfinite(self.baseline):
             out["baseline"] = self.baseline
         if self.message:
             out["message"] = self.message
@@ -109,17 +115,27 @@ def evaluate(metric: Mapping[str, Any], canary: Sample, stable: Sample | None) -
         if stable is None or not stable.has_value:
             return Check(name, "Inconclusive", value, message="no data for the stable baseline")
         ref = float(stable.value)  # type: ignore[arg-type]
+        if not math.isfinite(ref):
+            return Check(name, "Inconclusive", value, ref, f"stable baseline is {_fmt(ref)}: the ratio is undefined")
         if ref == 0.0:
             if value == 0.0:
                 return Check(name, "Pass", value, ref, "canary and stable are both 0")
             return Check(name, "Inconclusive", value, ref, "stable baseline is 0: the ratio is undefined")
         ratio = value / ref
         lo, hi = base.get("minRatio"), base.get("maxRatio")
+        if math.isnan(ratio):
+            return Check(name, "Inconclusive", value, ref, f"canary/stable {_fmt(ratio)}: the ratio is undefined")
         if lo is not None and ratio < float(lo):
             return Check(name, "Fail", value, ref, f"canary/stable {_fmt(ratio)} < minRatio {_fmt(float(lo))}")
         if hi is not None and ratio > float(hi):
             return Check(name, "Fail", value, ref, f"canary/stable {_fmt(ratio)} > maxRatio {_fmt(float(hi))}")
+        if not math.isfinite(ratio):
+            return Check(name, "Inconclusive", value, ref, f"canary/stable {_fmt(ratio)} (canary {_fmt(value)}): "
+                         "no bound rules it out, but a non-finite ratio is never a pass")
         return Check(name, "Pass", value, ref, f"canary/stable {_fmt(ratio)}")
+    if not math.isfinite(value):
+        return Check(name, "Inconclusive", value, message=f"canary {_fmt(value)}: no bound rules it out, but a "
+                     "non-finite value is never a pass")
     return Check(name, "Pass", value)
 
 

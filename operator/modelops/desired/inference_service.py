@@ -33,7 +33,7 @@ from modelops.api import (
     LABEL_PART_OF,
     MODEL_DEPLOYMENT,
 )
-from modelops.decide.rollout import ModelRef, ServingPlan
+from modelops.decide.rollout import ModelRef, ServingPlan, serving_name
 
 KSERVE_GROUP = "serving.kserve.io"
 KSERVE_VERSION = "v1beta1"
@@ -97,9 +97,7 @@ def canary_support(mode: Mode, crd_has_canary: bool) -> tuple[bool, str]:
 
 def predictor_name(ref: ModelRef) -> str:
     """A DNS-label name per version ("v12"), or per URI for plain storage URIs ("u" + 8 hex)."""
-    if ref.version:
-        return f"v{ref.version}"
-    return "u" + hashlib.sha256(ref.storage_uri.encode()).hexdigest()[:8]
+    return serving_name(ref)
 
 
 def _label_value(text: str) -> str:
