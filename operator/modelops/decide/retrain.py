@@ -309,14 +309,14 @@ class _Tick:
             version = _text(result.get("version"))
             if version is not None:
                 run["version"] = version
-            metric = result.get("metric") if isinstance(result.get("metric"), dict) else {}
+            metric: dict[str, Any] = result["metric"] if isinstance(result.get("metric"), dict) else {}
             name = _text(metric.get("name"))
             if name:
                 run["metric"] = name
             value = finite_number(metric.get("value"))
             if value is not None:
                 run["value"] = value
-            champion = result.get("champion") if isinstance(result.get("champion"), dict) else {}
+            champion: dict[str, Any] = result["champion"] if isinstance(result.get("champion"), dict) else {}
             champion_version = _text(champion.get("version"))
             if champion_version is not None:
                 run["championVersion"] = champion_version

@@ -421,7 +421,8 @@ class _Tick:
         if not storage_uri_allowed(target.storage_uri, self.obs.allowed_storage_uris):
             msg = (f"{target.label()} resolves to {target.storage_uri}, which is outside the allowed storage URI "
                    f"prefixes ({', '.join(self.obs.allowed_storage_uris)}); it is not served")
-            before = next((c for c in self.st.get("conditions") or [] if c.get("type") == "ModelResolved"), {})
+            before: Mapping[str, Any] = next((c for c in self.st.get("conditions") or []
+                                              if c.get("type") == "ModelResolved"), {})
             if before.get("reason") != "StorageUriNotAllowed" or before.get("message") != msg:
                 self.event("Warning", "StorageUriNotAllowed", msg)
             self.conds.append(Condition("ModelResolved", "False", "StorageUriNotAllowed", msg))
