@@ -70,6 +70,8 @@ class ModelRef:
     alias: str = ""
     #: reason from the version's modelops.dev/rejected tag, if it has one
     rejected: str = ""
+    #: sha256 of its artifacts, from the version tag modelops.dev/artifact-sha256 (the model server verifies it)
+    digest: str = ""
 
     def same(self, other: Mapping[str, Any] | None) -> bool:
         if not other:
@@ -80,7 +82,8 @@ class ModelRef:
 
     def as_status(self, now: datetime) -> dict[str, Any]:
         out: dict[str, Any] = {"storageUri": self.storage_uri, "resolvedAt": ts(now)}
-        for key, value in (("version", self.version), ("runId", self.run_id), ("alias", self.alias)):
+        for key, value in (("version", self.version), ("runId", self.run_id), ("alias", self.alias),
+                           ("sha256", self.digest)):
             if value:
                 out[key] = value
         return out
@@ -435,7 +438,11 @@ class _Tick:
     def idle(self, target: ModelRef | None) -> None:
         stable = self.st["stable"]
         if target is None or target.same(stable):
-            if target is not None and target.storage_uri != stable.get("storageUri"):
+            if (target is not None and target.storage_uri == stable.get("storageUri") and target.digest
+                    and not stable.get("sha256")):
+                # a digest recorded for the artifacts already served (e.g. status written before digests): adopt it
+                self.st["stable"] = {**stable, "sha256": target.digest}
+            elif target is not None and _artifacts(target) != _artifacts(stable):
                 if self.artifact_changed(target, stable):
                     return
             else:
@@ -501,11 +508,12 @@ class _Tick:
                 self.event("Normal", "RolloutSuperseded", f"{_label(canary)} superseded by {target.label()}")
                 self.start(target)
                 return self.progressing("True", "RolloutStarted", self.st["rollout"]["message"])
-        elif target is not None and target.storage_uri != canary.get("storageUri"):
+        elif target is not None and _artifacts(target) != _artifacts(canary):
             # the canary's artifacts moved under the same version: what was analysed is not what would be
             # promoted, so the rollout starts over with the new location (issue 16, H2)
             self.event("Warning", "ArtifactChanged", f"{_label(canary)}: the registry now points at "
-                       f"{target.storage_uri} (was {canary.get('storageUri')}); the rollout restarts at step 1")
+                       f"{target.storage_uri} sha256 {target.digest or '-'} (was {canary.get('storageUri')} sha256 "
+                       f"{canary.get('sha256') or '-'}); the rollout restarts at step 1")
             self.st["canary"] = target.as_status(self.now)
             self.restart(ro, "the canary's artifact location changed")
         if ro.get("specHash") != serving_hash(self.spec):
@@ -546,13 +554,15 @@ class _Tick:
         what changed, and `modelops.dev/accept-artifact=<new URI>` accepts it. True while it is held.
         """
         new, old = target.storage_uri, str(stable.get("storageUri", ""))
+        if target.digest and target.digest != stable.get("sha256"):
+            new, old = f"{new}@sha256:{target.digest}", f"{old}@sha256:{stable.get('sha256') or '-'}"
         if (self.ann.get(ANN_ACCEPT_ARTIFACT) or "").strip() == new:
             self.st["stable"] = target.as_status(self.now)
             self.st.pop("artifactHold", None)
             self.event("Normal", "ArtifactAccepted", f"{target.label()} now serves from {new} (was {old}), accepted "
                        f"by {ANN_ACCEPT_ARTIFACT}")
             return False
-        hold = {"version": target.version, "storageUri": new}
+        hold = {"version": target.version, "storageUri": target.storage_uri, "sha256": target.digest}
         if {k: (self.st.get("artifactHold") or {}).get(k) for k in hold} != hold:
             self.st["artifactHold"] = {**hold, "since": ts(self.now)}
             self.event("Warning", "ArtifactChanged", f"{target.label()}: the registry now points at {new}, not at "
@@ -787,7 +797,14 @@ class _Tick:
 
 def _ref(s: Mapping[str, Any]) -> ModelRef:
     return ModelRef(storage_uri=str(s.get("storageUri", "")), version=str(s.get("version", "")),
-                    run_id=str(s.get("runId", "")), alias=str(s.get("alias", "")))
+                    run_id=str(s.get("runId", "")), alias=str(s.get("alias", "")), digest=str(s.get("sha256", "")))
+
+
+def _artifacts(ref: ModelRef | Mapping[str, Any]) -> tuple[str, str]:
+    """(storage URI, digest): what a version serves. A change of either under the same version is H2."""
+    if isinstance(ref, ModelRef):
+        return ref.storage_uri, ref.digest
+    return str(ref.get("storageUri", "")), str(ref.get("sha256", ""))
 
 
 def _label(s: Mapping[str, Any] | None) -> str:

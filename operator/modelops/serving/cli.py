@@ -16,6 +16,8 @@ def serve(
     model_dir: Annotated[Path, typer.Option(envvar="MODELOPS_MODEL_DIR", help="MLflow model directory (KServe's storage initializer puts it in /mnt/models).")] = Path("/mnt/models"),
     model_name: Annotated[str, typer.Option(envvar="MODELOPS_MODEL_NAME", help="Name on the endpoints; default: modelName from modelops.json, else 'model'.")] = "",
     model_version: Annotated[str, typer.Option(envvar="MODELOPS_MODEL_VERSION", help="Registry version on the endpoints, metrics and logged responses; default: version from modelops.json.")] = "",
+    model_sha256: Annotated[str, typer.Option(envvar="MODELOPS_MODEL_SHA256", help="sha256 of the model directory recorded at registration (the version tag modelops.dev/artifact-sha256); the server refuses other artifacts.")] = "",
+    allow_unverified_pickle: Annotated[bool, typer.Option(envvar="MODELOPS_ALLOW_UNVERIFIED_PICKLE", help="Load a pickled (sklearn) model without a digest to verify. Off: MLflow write access would be code execution here.")] = False,
     http_port: Annotated[int, typer.Option(envvar="MODELOPS_HTTP_PORT")] = 8080,
     grpc_port: Annotated[int, typer.Option(envvar="MODELOPS_GRPC_PORT")] = 8081,
     grpc: Annotated[bool, typer.Option("--grpc/--no-grpc", help="Serve Open Inference Protocol V2 over gRPC.")] = True,
@@ -41,9 +43,16 @@ def serve(
         raise typer.Exit(2)
     config = ServeConfig(
         model_dir=model_dir, model_name=model_name or None, model_version=model_version or None,
+        model_sha256=model_sha256 or None, allow_unverified_pickle=allow_unverified_pickle,
         http_port=http_port, grpc_port=grpc_port, grpc=grpc,
         max_body_bytes=max_body_bytes, max_rows=max_rows, fast_path=fast_path, tolerance=tolerance,
         workers=workers or cpu_limit(), threads_per_request=threads_per_request, batch_max_rows=batch_max_rows,
         batch_max_delay_ms=batch_max_delay_ms, drain_seconds=drain_seconds, grace_seconds=grace_seconds,
     )
-    run(config, access_log=access_log)
+    from modelops.serving.loader import ArtifactRefused
+
+    try:
+        run(config, access_log=access_log)
+    except ArtifactRefused as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(3) from None
