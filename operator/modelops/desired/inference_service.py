@@ -51,6 +51,12 @@ LABEL_CANARY_VERSION = "modelops.dev/canary-version"
 KSERVE_CONTAINER = "kserve-container"
 MODEL_DIR = "/mnt/models"
 
+#: The `restricted` Pod Security Standard for the predictor Pods (issue 16, L4); the model server image runs as
+#: UID 10001, and KServe's runtimes as non-root users too.
+POD_SECURITY: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY: dict[str, Any] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                      "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+
 Mode = Literal["Knative", "Standard"]
 _MODES: dict[str, Mode] = {"knative": "Knative", "serverless": "Knative", "standard": "Standard",
                            "rawdeployment": "Standard"}
@@ -137,6 +143,7 @@ def _predictor(name: str, spec: Mapping[str, Any], ref: ModelRef, defaults: Defa
             model["resources"] = dict(resources)
         if env:
             model["env"] = env
+        model["securityContext"] = dict(CONTAINER_SECURITY)
         pred["model"] = model
     else:
         container: dict[str, Any] = {
@@ -152,7 +159,9 @@ def _predictor(name: str, spec: Mapping[str, Any], ref: ModelRef, defaults: Defa
         }
         if resources:
             container["resources"] = dict(resources)
+        container["securityContext"] = dict(CONTAINER_SECURITY)
         pred["containers"] = [container]
+    pred["securityContext"] = dict(POD_SECURITY)
     min_replicas = int(serving.get("minReplicas", 1))
     pred["minReplicas"] = min_replicas
     if not canary:
