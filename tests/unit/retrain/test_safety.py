@@ -159,3 +159,38 @@ def test_suspended_schedule_warns_about_no_missed_firing() -> None:
     w.obj["spec"]["suspend"] = False
     w.step(3600)
     assert "MissedSchedule" in [e[0] for e in w.events]  # the same lateness unsuspended does warn
+
+
+# ---------------------------------------------------------------------------------------------- L6
+def test_hourly_cron_fires_in_both_occurrences_of_the_repeated_hour() -> None:
+    """`0 * * * *` in America/New_York on 2030-11-03, ticking every minute: 01:00 EST was never run."""
+    from datetime import UTC, datetime
+
+    from modelops.decide.triggers import evaluate_cron
+
+    start = datetime(2030, 11, 3, 3, 30, tzinfo=UTC)  # 23:30 EDT on Nov 2
+    fired, since = [], start
+    for minute in range(6 * 60):
+        now = start + timedelta(minutes=minute)
+        d = evaluate_cron("0 * * * *", "America/New_York", 300, since, now)
+        if d.due is not None:
+            fired.append(d.due)
+            since = d.due
+    hours = [f.strftime("%H:%M") for f in fired]  # UTC
+    assert hours == ["04:00", "05:00", "06:00", "07:00", "08:00", "09:00"], hours  # 00 EDT, 01 EDT, 01 EST, 02 EST..
+
+
+def test_daily_cron_in_the_repeated_hour_still_fires_once() -> None:
+    from datetime import UTC, datetime
+
+    from modelops.decide.triggers import evaluate_cron
+
+    start = datetime(2030, 11, 3, 3, 0, tzinfo=UTC)
+    fired, since = [], start
+    for minute in range(8 * 60):
+        now = start + timedelta(minutes=minute)
+        d = evaluate_cron("30 1 * * *", "America/New_York", 300, since, now)
+        if d.due is not None:
+            fired.append(d.due)
+            since = d.due
+    assert len(fired) == 1, fired
