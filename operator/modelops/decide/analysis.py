@@ -80,14 +80,40 @@ def render(template: str, values: Mapping[str, str]) -> str:
     return out
 
 
+def samples_key(name: str) -> str:
+    """The query key of a metric's `minSamples` count (issue 16, L9)."""
+    return f"{name}/minSamples"
+
+
 def queries(metrics: Sequence[Mapping[str, Any]], context: Mapping[Side, Mapping[str, str]]) -> list[Query]:
-    """The queries an analysis needs: the canary side of every metric, the stable side of baseline ones."""
+    """The queries an analysis needs: the canary side of every metric, the stable side of baseline ones, and
+    the canary's traffic count of metrics with `minSamples`."""
     out: list[Query] = []
     for m in metrics:
         out.append(Query(m["name"], "canary", render(m["query"], context["canary"])))
         if m.get("baseline"):
             out.append(Query(m["name"], "stable", render(m["query"], context["stable"])))
+        if m.get("minSamples"):
+            out.append(Query(samples_key(m["name"]), "canary", render(m["minSamples"]["query"], context["canary"])))
     return out
+
+
+def _enough(metric: Mapping[str, Any], count: Sample | None) -> Check | None:
+    """None when the metric has no `minSamples` or the canary had enough traffic; else the verdict.
+
+    A count-style query (errors with a `max`) passes at zero traffic: without enough samples the check is
+    Inconclusive, never a pass.
+    """
+    spec = metric.get("minSamples")
+    if not spec:
+        return None
+    name, need = str(metric["name"]), float(spec.get("min", 1))
+    if count is None or count.error is not None:
+        return Check(name, "Error", message=f"minSamples query failed: {count.error if count else 'not queried'}")
+    if not count.has_value or not math.isfinite(float(count.value or 0.0)) or float(count.value or 0.0) < need:
+        got = _fmt(float(count.value)) if count.has_value else "no data"
+        return Check(name, "Inconclusive", message=f"canary traffic {got} < minSamples {_fmt(need)}: not judged")
+    return None
 
 
 def _fmt(v: float) -> str:
@@ -153,6 +179,14 @@ def overall(checks: Sequence[Check]) -> Result:
 
 def evaluate_all(metrics: Sequence[Mapping[str, Any]], samples: Mapping[tuple[str, Side], Sample]) -> list[Check]:
     missing = Sample(error="not queried")
-    return [evaluate(m, samples.get((m["name"], "canary"), missing),
-                     samples.get((m["name"], "stable"), missing) if m.get("baseline") else None)
-            for m in metrics]
+    out = []
+    for m in metrics:
+        check = evaluate(m, samples.get((m["name"], "canary"), missing),
+                         samples.get((m["name"], "stable"), missing) if m.get("baseline") else None)
+        if check.result != "Error":  # a failure to query says more than a low count
+            # too little canary traffic: the value means nothing either way (a Fail on 2 requests included)
+            low = _enough(m, samples.get((samples_key(m["name"]), "canary")))
+            if low is not None:
+                check = Check(check.name, low.result, check.value, check.baseline, low.message)
+        out.append(check)
+    return out

@@ -228,3 +228,21 @@ def test_canary_not_ready_past_the_progress_deadline_is_rolled_back() -> None:
     assert d.status["rollout"]["state"] == "RollingBack"
     assert d.status["rollout"]["reason"] == "ProgressDeadlineExceeded"
     assert d.status["stable"]["version"] == "1"
+
+
+# ---------------------------------------------------------------------------------------------- L9
+def test_count_metric_at_zero_canary_traffic_is_not_a_pass() -> None:
+    errors = {"name": "errors", "query": "sum(increase(errors{side='{{side}}'}[1m]))", "thresholdRange": {"max": 1},
+              "minSamples": {"query": "sum(increase(requests{side='{{side}}'}[1m]))", "min": 100}}
+    ctx = {"canary": {"side": "canary"}, "stable": {"side": "stable"}}
+    qs = analysis.queries([errors], ctx)  # type: ignore[arg-type]
+    assert [(q.metric, q.side) for q in qs] == [("errors", "canary"), ("errors/minSamples", "canary")]
+    assert "requests{side='canary'}" in qs[1].promql
+    zero = analysis.evaluate_all([errors], {("errors", "canary"): Sample(0.0), ("errors/minSamples", "canary"): Sample(0.0)})
+    assert zero[0].result == "Inconclusive" and "minSamples" in zero[0].message
+    enough = analysis.evaluate_all([errors], {("errors", "canary"): Sample(0.0),
+                                              ("errors/minSamples", "canary"): Sample(500.0)})
+    assert enough[0].result == "Pass"
+    failed = analysis.evaluate_all([errors], {("errors", "canary"): Sample(0.0),
+                                              ("errors/minSamples", "canary"): Sample(error="down")})
+    assert failed[0].result == "Error"
