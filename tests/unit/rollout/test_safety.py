@@ -246,3 +246,31 @@ def test_count_metric_at_zero_canary_traffic_is_not_a_pass() -> None:
     failed = analysis.evaluate_all([errors], {("errors", "canary"): Sample(0.0),
                                               ("errors/minSamples", "canary"): Sample(error="down")})
     assert failed[0].result == "Error"
+
+
+def test_the_digest_travels_to_the_predictor_that_verifies_it() -> None:
+    """H3 chain: the registry tag -> status -> MODELOPS_MODEL_SHA256 on the predictor (stable and canary)."""
+    spec = md_spec(metrics=[])
+    v1 = ModelRef("s3://models/fraud/1", "1", "r1", "champion", digest="1" * 64)
+    v2 = ModelRef("s3://models/fraud/2", "2", "r2", "challenger", digest="2" * 64)
+    st = tick(spec, {}, obs(tracked=v1), T0).status
+    assert st["stable"]["sha256"] == "1" * 64
+    d = tick(spec, st, obs(tracked=v1, candidate=v2), T0)
+    assert d.plan is not None
+    m = inference_service(name="fraud", namespace="ns", uid="u", spec=spec, plan=d.plan, mode="Standard",
+                          defaults=Defaults("img", "http://drift/events", "secret"))
+    envs = [m["spec"]["predictor"]["containers"][0]["env"], m["spec"]["canary"][0]["predictor"]["containers"][0]["env"]]
+    assert [next(e["value"] for e in env if e["name"] == "MODELOPS_MODEL_SHA256") for env in envs] == ["1" * 64,
+                                                                                                         "2" * 64]
+    url = m["spec"]["predictor"]["logger"]["url"]
+    assert url.startswith("http://drift/events/ns/ns/") and len(url.rsplit("/", 1)[1]) == 64
+
+
+def test_a_digest_first_seen_for_the_served_uri_is_adopted_without_a_hold() -> None:
+    spec = md_spec(metrics=[])
+    st = tick(spec, {}, obs(tracked=V1), T0).status  # status written before digests existed
+    d = tick(spec, st, obs(tracked=ModelRef(V1.storage_uri, "1", "run1", "champion", digest="f" * 64)), T0)
+    assert d.status["stable"]["sha256"] == "f" * 64 and "artifactHold" not in d.status and d.events == []
+    changed = ModelRef(V1.storage_uri, "1", "run1", "champion", digest="e" * 64)  # same URI, other files
+    d2 = tick(spec, d.status, obs(tracked=changed), T0 + timedelta(seconds=5))
+    assert d2.status["stable"]["sha256"] == "f" * 64 and [e.reason for e in d2.events] == ["ArtifactChanged"]
