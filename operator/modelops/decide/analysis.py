@@ -110,8 +110,9 @@ def _enough(metric: Mapping[str, Any], count: Sample | None) -> Check | None:
     name, need = str(metric["name"]), float(spec.get("min", 1))
     if count is None or count.error is not None:
         return Check(name, "Error", message=f"minSamples query failed: {count.error if count else 'not queried'}")
-    if not count.has_value or not math.isfinite(float(count.value or 0.0)) or float(count.value or 0.0) < need:
-        got = _fmt(float(count.value)) if count.has_value else "no data"
+    value = float(count.value) if count.has_value and count.value is not None else None
+    if value is None or not math.isfinite(value) or value < need:
+        got = "no data" if value is None else _fmt(value)
         return Check(name, "Inconclusive", message=f"canary traffic {got} < minSamples {_fmt(need)}: not judged")
     return None
 
