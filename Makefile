@@ -51,6 +51,7 @@ e2e: bootstrap
 
 # charts/modelops/crds and manifests/kustomize/base/crds are copies of manifests/crds (tests check it).
 sync-crds:
+	uv run --frozen python scripts/crd_timezones.py
 	scripts/sync_crds.sh
 	uv run --frozen python scripts/render_kustomize.py
 

@@ -109,7 +109,8 @@ def free_port() -> int:
 def ingest_http(profile_dir: Path, window: pd.DataFrame, n_events: int, threads: int) -> dict[str, Any]:
     port = free_port()
     cmd = [str(Path(sys.executable).with_name("modelops")), "drift-exporter", "--host", "127.0.0.1", "--port",
-           str(port), "--reference", str(profile_dir), "--log-level", "warning"]
+           str(port), "--reference", str(profile_dir), "--log-level", "warning",
+           "--no-auth"]  # loopback only; the exporter needs a token otherwise (issue 16)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 120

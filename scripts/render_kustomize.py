@@ -57,7 +57,10 @@ def _dump(objs: list[dict], what: str) -> str:
 
 
 #: The drift exporter needs a reference to start; overlays replace this example with their models.
-EXPORTER = ("driftExporter.enabled=true", "driftExporter.references={churn=models:/churn@champion}")
+#: The token Secret is not rendered (it would be a random value in a committed file): create it, see
+#: components/drift-exporter/kustomization.yaml.
+EXPORTER = ("driftExporter.enabled=true", "driftExporter.references={churn=models:/churn@champion}",
+            "driftExporter.auth.existingSecret=modelops-drift-exporter-token")
 
 
 def _component(o: dict) -> str:

@@ -25,6 +25,14 @@ class OperatorSettings(BaseSettings):
                                 description="Default Prometheus HTTP API for analysis and drift queries.")
     drift_exporter_url: str = Field("http://modelops-drift-exporter.modelops.svc:8080/events",
                                     description="Default KServe logger target.")
+    drift_token: str = Field("", description=(
+        "The drift exporter's shared secret (the chart's Secret). The operator writes each InferenceService's "
+        "logger URL as <drift_exporter_url base>/events/ns/<namespace>/<HMAC of the namespace>, so the KServe "
+        "agent authenticates without a header; empty: the plain drift_exporter_url (an exporter with --no-auth)."))
+    allowed_storage_uri_prefixes: str = Field("", description=(
+        "Comma-separated prefixes a model's storage URI must start with (e.g. s3://models/,http://mlflow."
+        "modelops.svc:5000/); a version resolving elsewhere is not served (Warning StorageUriNotAllowed). "
+        "Empty: any URI."))
     mlflow_artifacts_destination: str = Field(
         "", description="The MLflow server's --artifacts-destination (e.g. s3://mlflow/artifacts). When set, "
                         "proxied mlflow-artifacts: locations are handed to KServe as URIs under it; otherwise as "
@@ -44,6 +52,9 @@ class OperatorSettings(BaseSettings):
     test_clock_file: str = Field("", description=(
         "TEST ONLY: a file with {\"now\": ISO time} or {\"offsetSeconds\": N} that replaces the operator's "
         "clock for trigger evaluation (see modelops/adapters/retrain_clock.py). Empty: the real clock."))
+
+    def allowed_storage_uri_list(self) -> list[str]:
+        return [p.strip() for p in self.allowed_storage_uri_prefixes.split(",") if p.strip()]
 
     def namespace_list(self) -> list[str]:
         return [n.strip() for n in self.namespaces.split(",") if n.strip()]

@@ -127,6 +127,23 @@ def set_version_tags(client: Any, name: str, version: str, tags: dict[str, str])
               f"tag version {version}")
 
 
+def artifact_digest(model_uri: str, tracking_uri: str | None = None) -> str:
+    """`tree_digest` of the model's artifacts as the registry stores them (downloaded back, so the digest is
+    of what KServe's storage initializer will fetch); recorded as the version tag TAG_ARTIFACT_SHA256."""
+    import tempfile
+    from pathlib import Path
+
+    import mlflow.artifacts
+
+    from modelops.api.artifacts import tree_digest
+
+    with tempfile.TemporaryDirectory(prefix="modelops-digest-") as tmp:
+        local = retry(lambda: mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp,
+                                                                  tracking_uri=tracking_uri),
+                      f"download {model_uri} for its digest")
+        return tree_digest(Path(local))
+
+
 def set_alias(client: Any, name: str, alias: str, version: str) -> None:
     retry(lambda: client.set_registered_model_alias(name, alias, version), f"set alias {alias}")
 

@@ -8,6 +8,7 @@ fields dropped) rather than truncated into invalid JSON.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -40,16 +41,27 @@ def base_result(model_name: str | None, dataset_uri: str | None) -> dict[str, An
     }
 
 
+def _finite(value: Any) -> Any:
+    """`value` with NaN and infinities replaced by None: JSON has neither (issue 16, H1)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def encode(result: dict[str, Any], limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
-    """Compact JSON of `result` that is at most `limit` bytes (UTF-8)."""
-    data = dict(result)
-    text = json.dumps(data, separators=(",", ":"), default=str)
+    """Compact, strict JSON of `result` (no NaN/Infinity tokens) that is at most `limit` bytes (UTF-8)."""
+    data = _finite(dict(result))
+    text = json.dumps(data, separators=(",", ":"), default=str, allow_nan=False)
     for key in _DROPPABLE:
         if len(text.encode()) <= limit:
             return text
         if key in data:
             data.pop(key)
-            text = json.dumps(data, separators=(",", ":"), default=str)
+            text = json.dumps(data, separators=(",", ":"), default=str, allow_nan=False)
     while len(text.encode()) > limit and data.get("message"):
         msg = str(data["message"])
         excess = len(text.encode()) - limit
@@ -57,7 +69,7 @@ def encode(result: dict[str, Any], limit: int = TERMINATION_MESSAGE_LIMIT) -> st
         data["message"] = msg[:keep] + " ...[cut]"
         if keep == 0:
             data["message"] = "[cut]"
-        text = json.dumps(data, separators=(",", ":"), default=str)
+        text = json.dumps(data, separators=(",", ":"), default=str, allow_nan=False)
         if keep == 0:
             break
     return text

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from modelops.api.artifacts import TAG_ARTIFACT_SHA256
 from modelops_pipelines.data import (
     DatasetError,
     PreparedData,
@@ -511,6 +512,9 @@ class Trainer:
                 tags["modelops.dev/champion-value"] = f"{champ_value:.6g}"
         if self.run_key:
             tags[registry.TAG_RUN_KEY] = self.run_key
+        with self.timings.measure("digest"):
+            # the model server verifies this before unpickling anything (issue 16, H3)
+            tags[TAG_ARTIFACT_SHA256] = registry.artifact_digest(info.model_uri, client.tracking_uri)
         hold = decision.passed and spec.promotion.require_approval
         if hold:
             tags[registry.TAG_APPROVAL] = "pending"

@@ -165,7 +165,48 @@ INVALID: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], dict[str, An
      lambda o: _set(o, "spec.envFrom", [{"secretRef": {"name": "a"}, "configMapRef": {"name": "b"}}]),
      ["spec.envFrom[0]", "exactly one of secretRef or configMapRef"]),
     ("rs-unknown-field", RS, lambda o: _set(o, "spec.training.epochs", 10), ['unknown field "spec.training.epochs"']),
+    # admission gaps found by the reliability review (issue 16): every name derived from user input
+    ("md-name-with-dot", MD, lambda o: _set(o, "metadata.name", "churn.v2"), ["metadata.name", "DNS-1035"]),
+    ("md-name-with-digit-first", MD, lambda o: _set(o, "metadata.name", "2churn"), ["metadata.name", "DNS-1035"]),
+    ("md-name-too-long-for-canary", MD, lambda o: _set(o, "metadata.name", "c" * 42),
+     ["metadata.name", "at most 41 characters", "<name>-v<version>-predictor"]),
+    ("md-label-spoofs-canary", MD, lambda o: _set(o, "spec.serving.labels", {"modelops.dev/canary-version": "9"}),
+     ["spec.serving.labels", "must not set modelops.dev/*"]),
+    ("md-annotation-spoofs-hash", MD,
+     lambda o: _set(o, "spec.serving.annotations", {"modelops.dev/desired-hash": "x"}),
+     ["spec.serving.annotations", "must not set modelops.dev/*"]),
+    ("md-bad-progress-deadline", MD, lambda o: _set(o, "spec.rollout.progressDeadline", "soon"),
+     ["spec.rollout.progressDeadline"]),
+    ("rs-name-with-dot", RS, lambda o: _set(o, "metadata.name", "my.schedule"), ["metadata.name", "DNS-1123"]),
+    ("rs-name-too-long", RS, lambda o: _set(o, "metadata.name", "s" * 64),
+     ["metadata.name", "at most 63 characters"]),
+    ("rs-cron-step-zero", RS, lambda o: _set(o, "spec.triggers.schedule.cron", "*/0 4 * * *"),
+     ["spec.triggers.schedule.cron"]),
+    ("rs-cron-hour-step-zero", RS, lambda o: _set(o, "spec.triggers.schedule.cron", "0 */00 * * *"),
+     ["spec.triggers.schedule.cron"]),
+    ("rs-unknown-timezone", RS, lambda o: _set(o, "spec.triggers.schedule.timeZone", "Mars/Olympus_Mons"),
+     ["spec.triggers.schedule.timeZone", "IANA time zone"]),
+    ("rs-timezone-directory", RS, lambda o: _set(o, "spec.triggers.schedule.timeZone", "America"),
+     ["spec.triggers.schedule.timeZone", "IANA time zone"]),
+    ("rs-credentials-in-storage-options", RS,
+     lambda o: _set(o, "spec.training.dataset.storageOptions", {"aws_secret_access_key": "x"}),
+     ["spec.training.dataset.storageOptions", "must not carry credentials"]),
+    ("rs-max-pending-approvals-zero", RS, lambda o: _set(o, "spec.maxPendingApprovals", 0),
+     ["spec.maxPendingApprovals"]),
 ]
+
+
+@pytest.mark.parametrize(("base", "path", "value"), [
+    (MD, "metadata.name", "c" * 41),
+    (RS, "metadata.name", "s" * 63),
+    (RS, "spec.triggers.schedule.cron", "*/15 */2 * * *"),
+    (RS, "spec.triggers.schedule.timeZone", "America/Argentina/Buenos_Aires"),
+    (RS, "spec.triggers.schedule.timeZone", "UTC"),
+    (RS, "spec.training.dataset.storageOptions", {"endpoint_url": "http://minio:9000", "anon": "false"}),
+], ids=["md-name-41", "rs-name-63", "rs-cron-steps", "rs-tz-three-parts", "rs-tz-utc", "rs-storage-options"])
+def test_valid_edge_cases_are_accepted(kube_crds: Any, namespace: str, base: dict[str, Any], path: str,
+                                       value: Any) -> None:
+    _create(kube_crds, namespace, _set(base, path, value))
 
 
 def _create(kube: Any, ns: str, obj: dict[str, Any], dry_run: bool = True) -> dict[str, Any]:

@@ -146,3 +146,10 @@ mlflow.bundled.allowedHosts. Argument: (list . $name).
 {{- range $i := until 16 }}{{- $private = append $private (printf "172.%d.*" (add 16 $i)) }}{{- end }}
 {{- join "," (concat $withPorts $private $root.Values.mlflow.bundled.allowedHosts) }}
 {{- end }}
+
+{{/*
+The Secret holding the drift exporter's token: driftExporter.auth.existingSecret, or the chart's own.
+*/}}
+{{- define "modelops.driftTokenSecret" -}}
+{{- .Values.driftExporter.auth.existingSecret | default (include "modelops.componentName" (list . "drift-exporter-token")) -}}
+{{- end }}

@@ -13,7 +13,8 @@ class Prometheus:
     """Instant queries against `<base_url>/api/v1/query` with a hard timeout.
 
     - one sample (vector of one series, or a scalar) -> `Sample(value=...)`; NaN stays NaN (0/0 rates) and
-      the analysis treats it as no data;
+      the analysis treats it as no data; "+Inf" stays +Inf (a quantile above the top histogram bucket) and
+      the analysis fails it against a `max` or holds on it, never passes it (issue 16, H1);
     - an empty vector -> `Sample()` (no data);
     - several series, a non-success status, a timeout or a refused connection -> `Sample(error=...)`.
     """

@@ -44,6 +44,7 @@ def query_one(base_url: str, query: str, timeout: float = 5.0) -> DriftSample:
     if not isinstance(point, list) or len(point) != 2:
         return DriftSample(None, "QueryFailed", f"unexpected sample {point!r}")
     value = float(point[1])
-    if math.isnan(value):
-        return DriftSample(None, "NoData", "the drift query returned NaN")
+    if not math.isfinite(value):
+        # NaN (no data) or ±Inf: neither is a drift share, and JSON (status.drift.value) has neither
+        return DriftSample(None, "NoData", f"the drift query returned {value}")
     return DriftSample(value)

@@ -16,6 +16,9 @@ from typing import Any
 
 from modelops.decide.rollout import IsvcState
 
+#: = desired.inference_service.LABEL_CANARY_VERSION (desired imports decide, not the other way round)
+CANARY_LABEL = "modelops.dev/canary-version"
+
 
 def _ready(status: Mapping[str, Any]) -> tuple[bool, str]:
     for c in status.get("conditions") or []:
@@ -41,19 +44,24 @@ def isvc_state(isvc: Mapping[str, Any] | None, owner_uid: str, mode: str) -> Isv
     ready, message = _ready(status)
     pred = (status.get("components") or {}).get("predictor") or {}
     url = str(status.get("url") or "")
+    # which canary the applied manifest carries: the label travels with spec in the same apply (issue 16, M3)
+    canary_version = str((meta.get("labels") or {}).get(CANARY_LABEL, ""))
     if mode == "Knative":
         latest_ready = pred.get("latestReadyRevision", "")
         caught_up = current and bool(latest_ready) and latest_ready == pred.get("latestCreatedRevision")
         has_canary = spec.get("predictor", {}).get("canaryTrafficPercent") not in (None, 100)
         stable = pred.get("latestRolledoutRevision", "") if has_canary else latest_ready
         return IsvcState(ready=ready, settled=ready and caught_up, canary_ready=caught_up,
-                         stable_revision=str(stable), canary_revision=str(latest_ready), url=url, message=message)
+                         stable_revision=str(stable), canary_revision=str(latest_ready), url=url, message=message,
+                         canary_version=canary_version)
     canaries = spec.get("canary") or []
     stable_name = str((spec.get("predictor") or {}).get("name", ""))
     if not canaries:
+        # no canary in the manifest KServe acted on: nothing is serving a canary (issue 16, M3: this was True)
         return IsvcState(ready=ready, settled=ready and current and not status.get("canaryStatuses"),
-                         canary_ready=True, stable_revision=stable_name, url=url, message=message)
+                         canary_ready=False, stable_revision=stable_name, url=url, message=message,
+                         canary_version=canary_version)
     name = str(canaries[0].get("predictor", {}).get("name", ""))
     canary_ok = current and any(c.get("name") == name and c.get("ready") for c in status.get("canaryStatuses") or [])
     return IsvcState(ready=ready, settled=False, canary_ready=canary_ok, stable_revision=stable_name,
-                     canary_revision=name, url=url, message=message)
+                     canary_revision=name, url=url, message=message, canary_version=canary_version)

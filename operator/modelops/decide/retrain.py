@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from modelops.api import ANNOTATION_APPROVE, ANNOTATION_REJECT, ANNOTATION_RETRAIN_REQUESTED
 from modelops.decide.conditions import Condition, merge_conditions
+from modelops.decide.finite import finite, finite_number
 from modelops.decide.triggers import (
     DriftConfig,
     DriftDecision,
@@ -59,6 +62,8 @@ MAX_NOTIFY_ATTEMPTS = 5
 MAX_BACKOFF_SECONDS = 300.0
 #: MLflow tag the trainer sets to "pending" and an approval decision sets to approved / rejected
 APPROVAL_TAG = "modelops.dev/approval"
+#: runs kept waiting for approval; older ones are superseded (rejected) beyond it
+DEFAULT_MAX_PENDING_APPROVALS = 5
 #: MLflow alias an approved version gets (what the trainer sets directly when no approval is required)
 CHALLENGER_ALIAS = "challenger"
 
@@ -152,19 +157,65 @@ def drift_check_due(obj: Mapping[str, Any], now: datetime, problems: Sequence[st
     return check_due(drift_state(obj.get("status") or {}), cfg, now)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def parse_result(message: str) -> dict[str, Any] | None:
-    """The trainer's result: the last line of the termination message that is a JSON object with a status."""
+    """The trainer's result: the last line of the termination message that is a JSON object with a status.
+
+    `NaN`, `Infinity` and `-Infinity` are not JSON (Python's json module accepts them by default): a line
+    holding one is not a result (issue 16, H1), so a non-finite metric can never reach status.
+    """
     for line in reversed((message or "").strip().splitlines()):
         line = line.strip()
         if not line.startswith("{"):
             continue
         try:
-            data = json.loads(line)
+            data = json.loads(line, parse_constant=_no_constant)
         except ValueError:
             continue
         if isinstance(data, dict) and "status" in data:
             return data
     return None
+
+
+#: longest string copied from a trainer result into status
+_MAX_RESULT_TEXT = 1000
+
+
+def _text(value: Any) -> str | None:
+    """A scalar as the CRD's string type; objects, lists and None are not copied."""
+    if isinstance(value, bool) or value is None or isinstance(value, dict | list):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return str(value)[:_MAX_RESULT_TEXT]
+
+
+def _integer(value: Any) -> int | None:
+    """An integer, or a string of digits, as the CRD's integer type; anything else is not copied."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def redact_uri(uri: str) -> str:
+    """A URI without credentials: userinfo and the query string (presigned URLs) are replaced (issue 16, L7)."""
+    parts = urlsplit(uri)
+    if not parts.scheme or not parts.netloc:
+        return uri
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "***" if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def is_active(run: Mapping[str, Any]) -> bool:
@@ -243,22 +294,35 @@ class _Tick:
         if job.start_time:
             run["startTime"] = job.start_time
         if result:
-            for key, src in (("runId", "runId"), ("verdict", "verdict"), ("trials", "trials"),
-                             ("datasetUri", "datasetUri"), ("datasetHash", "datasetHash")):
-                if result.get(src) is not None:
-                    run[key] = result[src]
-            if result.get("version") is not None:
-                run["version"] = str(result["version"])
-            metric = result.get("metric") or {}
-            if metric.get("name"):
-                run["metric"] = str(metric["name"])
-            if isinstance(metric.get("value"), int | float):
-                run["value"] = float(metric["value"])
-            champion = result.get("champion") or {}
-            if champion.get("version") is not None:
-                run["championVersion"] = str(champion["version"])
-            if isinstance(champion.get("value"), int | float):
-                run["championValue"] = float(champion["value"])
+            # every field coerced to its CRD type or left out: one wrong type would get the whole status
+            # write refused (issue 16, H1)
+            for key in ("runId", "verdict", "datasetHash"):
+                text = _text(result.get(key))
+                if text is not None:
+                    run[key] = text
+            dataset = _text(result.get("datasetUri"))
+            if dataset is not None:
+                run["datasetUri"] = redact_uri(dataset)
+            trials = _integer(result.get("trials"))
+            if trials is not None:
+                run["trials"] = trials
+            version = _text(result.get("version"))
+            if version is not None:
+                run["version"] = version
+            metric: dict[str, Any] = result["metric"] if isinstance(result.get("metric"), dict) else {}
+            name = _text(metric.get("name"))
+            if name:
+                run["metric"] = name
+            value = finite_number(metric.get("value"))
+            if value is not None:
+                run["value"] = value
+            champion: dict[str, Any] = result["champion"] if isinstance(result.get("champion"), dict) else {}
+            champion_version = _text(champion.get("version"))
+            if champion_version is not None:
+                run["championVersion"] = champion_version
+            champion_value = finite_number(champion.get("value"))
+            if champion_value is not None:
+                run["championValue"] = champion_value
         if job.exit_code is not None:
             run["exitCode"] = job.exit_code
         completion = job.completion_time or format_time(self.now)
@@ -337,6 +401,26 @@ class _Tick:
                           else f"; tagged {APPROVAL_TAG}=rejected"))
             self.notify(state, run)
 
+    def cap_pending_approvals(self) -> None:
+        """At most `spec.maxPendingApprovals` runs wait for a person (issue 16, M4).
+
+        Nobody answering must not grow status without bound: beyond the cap the oldest waiting versions are
+        superseded by the newer ones, that is rejected (MLflow tag approval=rejected through the outbox, as a
+        person's reject), and then pruned by the history limits like any decided run.
+        """
+        cap = max(1, int(self.spec.get("maxPendingApprovals", DEFAULT_MAX_PENDING_APPROVALS)))
+        waiting = [r for r in self.runs if r.get("state") == "AwaitingApproval"]  # newest first
+        for run in waiting[cap:]:
+            run["state"] = "Rejected"
+            run["reason"] = "Superseded"
+            run["decisionTime"] = format_time(self.now)
+            run["message"] = (f"superseded: more than maxPendingApprovals={cap} versions awaited approval, the "
+                              "oldest is rejected")
+            self.registry("reject", run)
+            self.event("Warning", "ApprovalSuperseded", f"version {run.get('version')} of {self.model}: "
+                       f"{run['message']}")
+            self.notify("Rejected", run)
+
     # 3. triggers
     def evaluate_triggers(self) -> None:
         spec, now = self.spec, self.now
@@ -370,6 +454,8 @@ class _Tick:
             self._requeue((d.next_time - now).total_seconds())
             if d.due is not None and d.missed:
                 self.st["lastScheduleTime"] = format_time(d.due)
+            if d.due is not None and d.missed and not suspended:
+                # while suspended every firing is skipped on purpose: no Warning for it (issue 16, L10)
                 self.event("Warning", "MissedSchedule",
                            f"firing of {format_time(d.due)} skipped: {d.lateness:.0f}s late, more than "
                            f"startingDeadlineSeconds {schedule.get('startingDeadlineSeconds', 300)}")
@@ -530,7 +616,7 @@ class _Tick:
         self.st["conditions"] = merge_conditions(self.old.get("conditions"), up, gen, self.now)
         # a Pending run replaced in this same tick needs no Job any more
         self.plan.create = [r for r in self.plan.create if is_active(r) and r["job"] not in self.plan.delete]
-        self.plan.status = self.st
+        self.plan.status = finite(self.st)
 
 
 def tick(inp: TickInput) -> Plan:
@@ -538,6 +624,7 @@ def tick(inp: TickInput) -> Plan:
     t = _Tick(inp)
     t.observe_runs()
     t.decide_approvals()
+    t.cap_pending_approvals()
     if not inp.problems:
         t.evaluate_triggers()
     t.prune()
@@ -548,12 +635,23 @@ def tick(inp: TickInput) -> Plan:
 # --- the outbox -------------------------------------------------------------------------------------------
 
 def due_outbox(status: Mapping[str, Any], now: datetime) -> list[dict[str, Any]]:
-    """Outbox items whose next attempt is due."""
+    """Outbox items whose next attempt is due.
+
+    Registry decisions (approve, reject) move the same alias, so they run one at a time in the order they
+    were decided: a newer one is not due while an older one is still pending (issue 16, L1), else an older
+    approval retried with backoff could land after a newer one and leave `challenger` on the older version.
+    """
     out = []
+    registry_blocked = False
     for item in status.get("outbox") or []:
+        registry = item.get("kind") in ("approve", "reject")
+        if registry and registry_blocked:
+            continue
         nb = parse_time(item.get("notBefore"))
         if nb is None or nb <= now:
             out.append(dict(item))
+        if registry:
+            registry_blocked = True
     return out
 
 

@@ -33,6 +33,7 @@ from typing import Any, Literal
 from modelops.decide import analysis
 from modelops.decide.conditions import Condition, merge_conditions
 from modelops.decide.durations import parse_duration
+from modelops.decide.finite import finite
 
 #: Alias the operator tracks when the spec names neither alias nor version.
 DEFAULT_ALIAS = "champion"
@@ -48,6 +49,10 @@ ANN_APPROVE = "modelops.dev/approve"
 ANN_REJECT = "modelops.dev/reject"
 ANN_PAUSE = "modelops.dev/pause"
 ANN_ABORT = "modelops.dev/abort"
+#: Accepts a changed artifact location of the version that serves: the value must be the new storage URI.
+ANN_ACCEPT_ARTIFACT = "modelops.dev/accept-artifact"
+#: How long a canary may stay not ready (never served) before it is rolled back (spec.rollout.progressDeadline).
+DEFAULT_PROGRESS_DEADLINE_SECONDS = 600.0
 
 DEFAULT_STEPS: list[dict[str, Any]] = [{"weight": 10, "pause": "1m"}, {"weight": 50, "pause": "1m"}]
 
@@ -65,6 +70,8 @@ class ModelRef:
     alias: str = ""
     #: reason from the version's modelops.dev/rejected tag, if it has one
     rejected: str = ""
+    #: sha256 of its artifacts, from the version tag modelops.dev/artifact-sha256 (the model server verifies it)
+    digest: str = ""
 
     def same(self, other: Mapping[str, Any] | None) -> bool:
         if not other:
@@ -75,7 +82,8 @@ class ModelRef:
 
     def as_status(self, now: datetime) -> dict[str, Any]:
         out: dict[str, Any] = {"storageUri": self.storage_uri, "resolvedAt": ts(now)}
-        for key, value in (("version", self.version), ("runId", self.run_id), ("alias", self.alias)):
+        for key, value in (("version", self.version), ("runId", self.run_id), ("alias", self.alias),
+                           ("sha256", self.digest)):
             if value:
                 out[key] = value
         return out
@@ -109,6 +117,10 @@ class IsvcState:
     message: str = ""
     #: an InferenceService of this name exists but is not owned by this ModelDeployment
     foreign: bool = False
+    #: the canary the applied manifest carries (its modelops.dev/canary-version label, "" for none), as
+    #: KServe has acted on it (observedGeneration current); None when the caller does not know (hand-built
+    #: states in tests of other branches). A rollout advances only when it names the canary of status.
+    canary_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +136,8 @@ class Observed:
     #: verdicts of the analysis the handler ran for this tick (None: none was due)
     checks: Sequence[analysis.Check] | None = None
     spec_problems: Sequence[str] = ()
+    #: storage URI prefixes the operator may hand to KServe (MODELOPS_ALLOWED_STORAGE_URI_PREFIXES); empty: any
+    allowed_storage_uris: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -180,6 +194,26 @@ def serving_hash(spec: Mapping[str, Any]) -> str:
     """Hash of everything in the spec that shapes the InferenceService except the model itself."""
     relevant = {"serving": spec.get("serving") or {}, "logger": spec.get("logger") or {}}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def serving_name(ref: ModelRef) -> str:
+    """The name a version serves under: "v12", or "u" + 8 hex of a plain storage URI.
+
+    The InferenceService builder names predictors and the canary-version label after it.
+    """
+    if ref.version:
+        return f"v{ref.version}"
+    return "u" + hashlib.sha256(ref.storage_uri.encode()).hexdigest()[:8]
+
+
+def canary_label(ref: ModelRef) -> str:
+    """The modelops.dev/canary-version label value the builder puts on an InferenceService with this canary."""
+    return ref.version or serving_name(ref)
+
+
+def storage_uri_allowed(uri: str, prefixes: Sequence[str]) -> bool:
+    """Whether `uri` starts with one of the allowed prefixes (no prefixes: every URI is allowed)."""
+    return not prefixes or any(uri.startswith(p) for p in prefixes if p)
 
 
 def steps_of(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -387,6 +421,15 @@ class _Tick:
             self.conds.append(Condition("ModelResolved", "False", res.reason or "ResolveFailed",
                                         res.error or "the registry returned no version"))
             return None
+        if not storage_uri_allowed(target.storage_uri, self.obs.allowed_storage_uris):
+            msg = (f"{target.label()} resolves to {target.storage_uri}, which is outside the allowed storage URI "
+                   f"prefixes ({', '.join(self.obs.allowed_storage_uris)}); it is not served")
+            before: Mapping[str, Any] = next((c for c in self.st.get("conditions") or []
+                                              if c.get("type") == "ModelResolved"), {})
+            if before.get("reason") != "StorageUriNotAllowed" or before.get("message") != msg:
+                self.event("Warning", "StorageUriNotAllowed", msg)
+            self.conds.append(Condition("ModelResolved", "False", "StorageUriNotAllowed", msg))
+            return None
         via = (f"alias {target.alias} -> " if target.alias else "") + target.label()
         run = f" (run {target.run_id})" if target.run_id else ""
         self.conds.append(Condition("ModelResolved", "True", "Resolved", f"{via}{run}: {target.storage_uri}"))
@@ -395,9 +438,15 @@ class _Tick:
     def idle(self, target: ModelRef | None) -> None:
         stable = self.st["stable"]
         if target is None or target.same(stable):
-            if target is not None and target.storage_uri != stable.get("storageUri"):
-                # same version, new artifact location (registry moved): follow it in place
-                self.st["stable"] = target.as_status(self.now)
+            if (target is not None and target.storage_uri == stable.get("storageUri") and target.digest
+                    and not stable.get("sha256")):
+                # a digest recorded for the artifacts already served (e.g. status written before digests): adopt it
+                self.st["stable"] = {**stable, "sha256": target.digest}
+            elif target is not None and _artifacts(target) != _artifacts(stable):
+                if self.artifact_changed(target, stable):
+                    return
+            else:
+                self.st.pop("artifactHold", None)
             last = (self.st.get("history") or [{}])[0]
             if last.get("result") in ("RolledBack", "Aborted"):
                 # Keep saying how the last rollout ended (the same condition settle_rollback wrote) until
@@ -418,6 +467,13 @@ class _Tick:
         if _truthy(str(self.rollout_spec.get("abort", ""))):
             self.progressing("False", "AbortRequested",
                              f"{target.label()} is waiting: clear spec.rollout.abort to roll it out")
+            return
+        abort = (self.ann.get(ANN_ABORT) or "").strip()
+        if _truthy(abort) or (target.version and abort == target.version):
+            # a leftover abort annotation holds new rollouts as the spec flag does, instead of starting each
+            # one only to abort and reject it on the next tick (issue 16, M1)
+            self.progressing("False", "AbortRequested",
+                             f"{target.label()} is waiting: remove the annotation {ANN_ABORT}={abort} to roll it out")
             return
         if self.rollout_spec.get("strategy", "Canary") == "Immediate":
             self.st["canary"] = target.as_status(self.now)
@@ -452,8 +508,14 @@ class _Tick:
                 self.event("Normal", "RolloutSuperseded", f"{_label(canary)} superseded by {target.label()}")
                 self.start(target)
                 return self.progressing("True", "RolloutStarted", self.st["rollout"]["message"])
-        elif target is not None and target.storage_uri != canary.get("storageUri"):
+        elif target is not None and _artifacts(target) != _artifacts(canary):
+            # the canary's artifacts moved under the same version: what was analysed is not what would be
+            # promoted, so the rollout starts over with the new location (issue 16, H2)
+            self.event("Warning", "ArtifactChanged", f"{_label(canary)}: the registry now points at "
+                       f"{target.storage_uri} sha256 {target.digest or '-'} (was {canary.get('storageUri')} sha256 "
+                       f"{canary.get('sha256') or '-'}); the rollout restarts at step 1")
             self.st["canary"] = target.as_status(self.now)
+            self.restart(ro, "the canary's artifact location changed")
         if ro.get("specHash") != serving_hash(self.spec):
             steps = steps_of(self.spec)
             ro.update({"step": 0, "weight": int(steps[0]["weight"]), "stepStartedAt": ts(self.now), "passed": 0,
@@ -476,6 +538,39 @@ class _Tick:
             return None
         self.advance(ro, canary)
         return None
+
+    def restart(self, ro: dict[str, Any], why: str) -> None:
+        steps = steps_of(self.spec)
+        ro.update({"step": 0, "weight": int(steps[0]["weight"]), "stepStartedAt": ts(self.now), "passed": 0,
+                   "failedChecks": 0, "inconclusive": 0, "consecutiveErrors": 0})
+        ro.pop("lastResult", None)
+        ro.pop("notReadySince", None)
+        ro["message"] = f"{why}: restarted at step 1/{len(steps)}"
+
+    def artifact_changed(self, target: ModelRef, stable: Mapping[str, Any]) -> bool:
+        """The serving version's artifact location changed in the registry (issue 16, H2).
+
+        Nothing is swapped at 100% without a person: the old location keeps serving, a Warning Event says
+        what changed, and `modelops.dev/accept-artifact=<new URI>` accepts it. True while it is held.
+        """
+        new, old = target.storage_uri, str(stable.get("storageUri", ""))
+        if target.digest and target.digest != stable.get("sha256"):
+            new, old = f"{new}@sha256:{target.digest}", f"{old}@sha256:{stable.get('sha256') or '-'}"
+        if (self.ann.get(ANN_ACCEPT_ARTIFACT) or "").strip() == new:
+            self.st["stable"] = target.as_status(self.now)
+            self.st.pop("artifactHold", None)
+            self.event("Normal", "ArtifactAccepted", f"{target.label()} now serves from {new} (was {old}), accepted "
+                       f"by {ANN_ACCEPT_ARTIFACT}")
+            return False
+        hold = {"version": target.version, "storageUri": target.storage_uri, "sha256": target.digest}
+        if {k: (self.st.get("artifactHold") or {}).get(k) for k in hold} != hold:
+            self.st["artifactHold"] = {**hold, "since": ts(self.now)}
+            self.event("Warning", "ArtifactChanged", f"{target.label()}: the registry now points at {new}, not at "
+                       f"the served {old}; still serving {old} until a person accepts it")
+        self.progressing("False", "ArtifactChangeHeld",
+                         f"{target.label()} changed its artifact location to {new} (serving {old}); accept with "
+                         f"kubectl annotate modeldeployment <name> {ANN_ACCEPT_ARTIFACT}={new}")
+        return True
 
     def analyse(self, ro: dict[str, Any], canary: Mapping[str, Any], checks: Sequence[analysis.Check]) -> bool:
         """Record an analysis; True when it rolled the canary back."""
@@ -518,6 +613,17 @@ class _Tick:
         step = min(int(ro.get("step", 0)), len(steps) - 1)
         limits = self.rollout_spec.get("analysis") or {}
         held = self.hold_reason(ro, limits)
+        if held and held[0] == "CanaryNotReady":
+            since = ro.setdefault("notReadySince", ts(self.now))
+            deadline = _seconds(self.rollout_spec.get("progressDeadline"), DEFAULT_PROGRESS_DEADLINE_SECONDS)
+            waited = _age(self.now, since) or 0.0
+            if waited > deadline:
+                self.rollback("RolledBack", "ProgressDeadlineExceeded",
+                              f"the canary was not serving {waited:.0f}s after it was applied (progressDeadline "
+                              f"{deadline:.0f}s): {held[1]}", reject=True)
+                return self.progressing("True", "RollingBack", ro["message"])
+        else:
+            ro.pop("notReadySince", None)
         if held:
             return self.progressing("False", held[0], held[1])
         elapsed = _age(self.now, ro.get("stepStartedAt")) or 0.0
@@ -549,7 +655,16 @@ class _Tick:
 
     def hold_reason(self, ro: Mapping[str, Any], limits: Mapping[str, Any]) -> tuple[str, str] | None:
         """Why the rollout cannot advance right now although nothing failed, if it cannot."""
-        if self.obs.isvc is not None and not self.obs.isvc.canary_ready:
+        isvc = self.obs.isvc
+        if isvc is None:
+            return "CanaryNotReady", f"holding at {ro['weight']}%: KServe has not reported on the InferenceService"
+        canary = _ref(self.st.get("canary") or {})
+        if isvc.canary_version is not None and isvc.canary_version != canary_label(canary):
+            # the InferenceService KServe reports is not the one with this canary (an apply failed, or KServe
+            # has not observed it yet): a canary that never served is never promoted (issue 16, M3)
+            return "CanaryNotReady", (f"holding at {ro['weight']}%: the applied InferenceService does not carry the "
+                                      f"canary {_label(self.st.get('canary'))} yet")
+        if not isvc.canary_ready:
             return "CanaryNotReady", f"holding at {ro['weight']}%: the canary predictor is not ready yet"
         if int(ro.get("consecutiveErrors", 0)) > int(limits.get("consecutiveErrorLimit", 3)):
             return ("MetricsUnavailable", f"holding at {ro['weight']}%: {ro['consecutiveErrors']} analyses in a "
@@ -600,7 +715,7 @@ class _Tick:
         self.st["observedGeneration"] = self.obs.generation
         self.st["conditions"] = merge_conditions(self.st.get("conditions"), self.conds, self.obs.generation,
                                                  self.now)
-        return Decision(self.st, plan, self.events, self.requeue())
+        return Decision(finite(self.st), plan, self.events, self.requeue())
 
     def plan(self) -> ServingPlan | None:
         stable = self.st.get("stable")
@@ -682,7 +797,14 @@ class _Tick:
 
 def _ref(s: Mapping[str, Any]) -> ModelRef:
     return ModelRef(storage_uri=str(s.get("storageUri", "")), version=str(s.get("version", "")),
-                    run_id=str(s.get("runId", "")), alias=str(s.get("alias", "")))
+                    run_id=str(s.get("runId", "")), alias=str(s.get("alias", "")), digest=str(s.get("sha256", "")))
+
+
+def _artifacts(ref: ModelRef | Mapping[str, Any]) -> tuple[str, str]:
+    """(storage URI, digest): what a version serves. A change of either under the same version is H2."""
+    if isinstance(ref, ModelRef):
+        return ref.storage_uri, ref.digest
+    return str(ref.get("storageUri", "")), str(ref.get("sha256", ""))
 
 
 def _label(s: Mapping[str, Any] | None) -> str:

@@ -7,11 +7,15 @@ time zone that exists in the IANA database.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
+
+#: storageOptions keys that carry credentials (issue 16, L7); the CRD's CEL rule uses the same pattern
+SECRET_KEY = re.compile(r"(?i)(secret|passw|token|credential|access_key|session|private_key|api_key)")
 
 
 def retrain_schedule_problems(spec: Mapping[str, Any]) -> list[str]:
@@ -24,8 +28,14 @@ def retrain_schedule_problems(spec: Mapping[str, Any]) -> list[str]:
         tz = schedule.get("timeZone", "UTC")
         try:
             ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            # OSError: a directory of the tz database ("America") raises IsADirectoryError with tzdata installed
             problems.append(f"spec.triggers.schedule.timeZone: {tz!r} is not an IANA time zone")
+    options = (((spec.get("training") or {}).get("dataset") or {}).get("storageOptions")) or {}
+    for key in options:
+        if SECRET_KEY.search(str(key)):
+            problems.append(f"spec.training.dataset.storageOptions.{key}: looks like a credential; storageOptions "
+                            "is copied into a ConfigMap, so pass credentials through env/envFrom from a Secret")
     return problems
 
 

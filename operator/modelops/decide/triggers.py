@@ -107,13 +107,59 @@ class CronDecision:
     next_time: datetime
 
 
+def _every_hour(cron: str) -> bool:
+    """Whether the hour field is a wildcard (`*`, `*/n`): such a cron fires on every matching hour."""
+    fields = cron.split()
+    return len(fields) == 5 and fields[1].startswith("*")
+
+
+def _repeated(naive: datetime, zone: ZoneInfo) -> tuple[datetime, datetime] | None:
+    """The two UTC instants of a wall-clock time in the hour repeated when DST ends; None for any other time."""
+    first = naive.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    second = naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    if first == second:
+        return None
+    for instant in (first, second):  # both must exist (a skipped spring hour also has two readings)
+        if instant.astimezone(zone).replace(tzinfo=None) != naive:
+            return None
+    return first, second
+
+
 def cron_times(cron: str, tz: str, around: datetime) -> tuple[datetime, datetime]:
-    """(the latest firing time <= around, the earliest firing time > around), both in UTC."""
+    """(the latest firing time <= around, the earliest firing time > around), both in UTC.
+
+    The hour repeated when DST ends (issue 16, L6): a cron whose hour field is a wildcard fires in both
+    occurrences (`0 * * * *` in America/New_York skipped 01:00 EST), as cron daemons run wildcard jobs; a
+    cron at fixed hours fires once, in the first occurrence (`30 1 * * *` fired in both). A time skipped in
+    spring fires when the clock jumps, as before.
+    """
     zone = ZoneInfo(tz)
     local = around.astimezone(zone)
-    prev = croniter(cron, local + timedelta(microseconds=1)).get_prev(datetime)
-    nxt = croniter(cron, local).get_next(datetime)
-    return prev.astimezone(UTC), nxt.astimezone(UTC)
+    prev = croniter(cron, local + timedelta(microseconds=1)).get_prev(datetime).astimezone(UTC)
+    nxt = croniter(cron, local).get_next(datetime).astimezone(UTC)
+    if not _every_hour(cron):
+        for which in ("prev", "nxt"):
+            instant = prev if which == "prev" else nxt
+            naive = instant.astimezone(zone).replace(tzinfo=None)
+            pair = _repeated(naive, zone)
+            if pair is None or instant != pair[1]:
+                continue
+            if which == "prev":
+                prev = pair[0]
+            else:  # the second reading of a fixed time is not a firing: the one after it is
+                nxt = croniter(cron, naive).get_next(datetime).replace(tzinfo=zone).astimezone(UTC)
+        return prev, nxt
+    wall = local.replace(tzinfo=None)
+    it = croniter(cron, wall - timedelta(hours=3, seconds=1))
+    while True:
+        naive = it.get_next(datetime)
+        if naive > wall + timedelta(hours=3):
+            break
+        pair = _repeated(naive, zone)
+        if pair is not None:
+            prev = max([prev, *(c for c in pair if c <= around)])
+            nxt = min([nxt, *(c for c in pair if c > around)])
+    return prev, nxt
 
 
 def evaluate_cron(cron: str, tz: str, starting_deadline_seconds: float, since: datetime,

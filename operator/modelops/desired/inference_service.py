@@ -33,7 +33,9 @@ from modelops.api import (
     LABEL_PART_OF,
     MODEL_DEPLOYMENT,
 )
-from modelops.decide.rollout import ModelRef, ServingPlan
+from modelops.api.artifacts import ENV_MODEL_SHA256
+from modelops.api.drift import logger_url
+from modelops.decide.rollout import ModelRef, ServingPlan, serving_name
 
 KSERVE_GROUP = "serving.kserve.io"
 KSERVE_VERSION = "v1beta1"
@@ -48,6 +50,12 @@ LABEL_CANARY_VERSION = "modelops.dev/canary-version"
 #: The container name KServe's storage initializer looks for in a custom predictor.
 KSERVE_CONTAINER = "kserve-container"
 MODEL_DIR = "/mnt/models"
+
+#: The `restricted` Pod Security Standard for the predictor Pods (issue 16, L4); the model server image runs as
+#: UID 10001, and KServe's runtimes as non-root users too.
+POD_SECURITY: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY: dict[str, Any] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                      "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 
 Mode = Literal["Knative", "Standard"]
 _MODES: dict[str, Mode] = {"knative": "Knative", "serverless": "Knative", "standard": "Standard",
@@ -97,9 +105,7 @@ def canary_support(mode: Mode, crd_has_canary: bool) -> tuple[bool, str]:
 
 def predictor_name(ref: ModelRef) -> str:
     """A DNS-label name per version ("v12"), or per URI for plain storage URIs ("u" + 8 hex)."""
-    if ref.version:
-        return f"v{ref.version}"
-    return "u" + hashlib.sha256(ref.storage_uri.encode()).hexdigest()[:8]
+    return serving_name(ref)
 
 
 def _label_value(text: str) -> str:
@@ -113,10 +119,12 @@ class Defaults:
 
     server_image: str
     drift_exporter_url: str
+    #: the drift exporter's shared secret (MODELOPS_DRIFT_TOKEN); the logger URL carries the namespace's HMAC
+    drift_token: str = ""
 
 
 def _predictor(name: str, spec: Mapping[str, Any], ref: ModelRef, defaults: Defaults, *, canary: bool,
-               predictor_name_: str | None) -> dict[str, Any]:
+               predictor_name_: str | None, namespace: str = "") -> dict[str, Any]:
     serving: Mapping[str, Any] = spec.get("serving") or {}
     resources = serving.get("resources")
     env = [dict(e) for e in serving.get("env") or []]
@@ -135,6 +143,7 @@ def _predictor(name: str, spec: Mapping[str, Any], ref: ModelRef, defaults: Defa
             model["resources"] = dict(resources)
         if env:
             model["env"] = env
+        model["securityContext"] = dict(CONTAINER_SECURITY)
         pred["model"] = model
     else:
         container: dict[str, Any] = {
@@ -145,11 +154,14 @@ def _predictor(name: str, spec: Mapping[str, Any], ref: ModelRef, defaults: Defa
             "env": [{"name": "STORAGE_URI", "value": ref.storage_uri},
                     {"name": "MODELOPS_MODEL_NAME", "value": name},
                     {"name": "MODELOPS_MODEL_VERSION", "value": ref.version or predictor_name(ref)},
+                    *([{"name": ENV_MODEL_SHA256, "value": ref.digest}] if ref.digest else []),
                     *env],
         }
         if resources:
             container["resources"] = dict(resources)
+        container["securityContext"] = dict(CONTAINER_SECURITY)
         pred["containers"] = [container]
+    pred["securityContext"] = dict(POD_SECURITY)
     min_replicas = int(serving.get("minReplicas", 1))
     pred["minReplicas"] = min_replicas
     if not canary:
@@ -163,7 +175,10 @@ def _predictor(name: str, spec: Mapping[str, Any], ref: ModelRef, defaults: Defa
             pred[dst] = serving[src]
     logger = spec.get("logger") or {}
     if logger.get("enabled", True):
-        pred["logger"] = {"mode": logger.get("mode", "all"), "url": logger.get("url") or defaults.drift_exporter_url}
+        # the default exporter URL gets the namespace-bound token (modelops.drift.auth); a URL from the spec
+        # is the author's own receiver and is used as given
+        url = logger.get("url") or logger_url(defaults.drift_exporter_url, defaults.drift_token, namespace)
+        pred["logger"] = {"mode": logger.get("mode", "all"), "url": url}
     return pred
 
 
@@ -182,7 +197,7 @@ def inference_service(*, name: str, namespace: str, uid: str, spec: Mapping[str,
     isvc_spec: dict[str, Any]
     if mode == "Knative":
         serving_ref = plan.canary if plan.canary is not None else plan.stable
-        predictor = _predictor(name, spec, serving_ref, defaults, canary=False, predictor_name_=None)
+        predictor = _predictor(name, spec, serving_ref, defaults, canary=False, predictor_name_=None, namespace=namespace)
         if plan.canary is not None:
             predictor["canaryTrafficPercent"] = plan.weight
         elif plan.pin_stable:
@@ -190,11 +205,12 @@ def inference_service(*, name: str, namespace: str, uid: str, spec: Mapping[str,
         isvc_spec = {"predictor": predictor}
     else:
         predictor = _predictor(name, spec, plan.stable, defaults, canary=False,
-                               predictor_name_=predictor_name(plan.stable))
+                               predictor_name_=predictor_name(plan.stable), namespace=namespace)
         isvc_spec = {"predictor": predictor}
         if plan.canary is not None:
             isvc_spec["canary"] = [{"trafficPercent": plan.weight, "predictor": _predictor(
-                name, spec, plan.canary, defaults, canary=True, predictor_name_=predictor_name(plan.canary))}]
+                name, spec, plan.canary, defaults, canary=True, predictor_name_=predictor_name(plan.canary),
+                namespace=namespace)}]
     manifest: dict[str, Any] = {
         "apiVersion": ISVC_API_VERSION,
         "kind": "InferenceService",

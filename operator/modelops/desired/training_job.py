@@ -103,6 +103,13 @@ def _env_from(rs_spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+#: The `restricted` Pod Security Standard (issue 16, L4): a training Pod is admitted in a namespace that
+#: enforces it. The images run as UID 10001; an image that runs as root is refused by the kubelet.
+POD_SECURITY: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY: dict[str, Any] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                      "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
 def training_job(rs: Mapping[str, Any], run: Mapping[str, Any], defaults: JobDefaults) -> dict[str, Any]:
     """The batch/v1 Job that runs `modelops train --spec` for `run` (an entry of status.runs)."""
     meta = rs["metadata"]
@@ -121,14 +128,14 @@ def training_job(rs: Mapping[str, Any], run: Mapping[str, Any], defaults: JobDef
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [{"name": "spec", "mountPath": SPEC_DIR, "readOnly": True},
                          {"name": "tmp", "mountPath": "/tmp"}],
-        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
-                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": CONTAINER_SECURITY,
     }
     env_from = _env_from(spec)
     if env_from:
         container["envFrom"] = env_from
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        "securityContext": POD_SECURITY,
         "containers": [container],
         "volumes": [{"name": "spec", "configMap": {"name": run["job"]}},
                     {"name": "tmp", "emptyDir": {}}],

@@ -1,12 +1,18 @@
 """HTTP surface of the drift exporter (FastAPI).
 
-POST /                      KServe logger CloudEvents (binary or structured mode, or a batch); also /events
+POST /events/ns/{namespace}/{token}   KServe logger CloudEvents for one namespace (the URL the operator writes)
+POST /                      CloudEvents (binary or structured mode, or a batch), bearer token; also /events
 POST /ingest/{model}        rows posted directly: {"version", "instances"|"inputs", "predictions"|"outputs"}
+                            (?namespace=), bearer token
 GET  /metrics               Prometheus metrics (see modelops.drift.metrics for names and PromQL)
-GET  /drift/{model}         the current evaluation as JSON (?version=; default: the latest updated version)
-GET  /reports/{model}       Evidently HTML report, window vs reference (?version=, ?refresh=1)
+GET  /drift/{model}         the current evaluation as JSON (?namespace=, ?version=; default: the latest
+                            updated version), bearer token
+GET  /reports/{model}       Evidently HTML report, window vs reference (?namespace=, ?version=, ?refresh=1),
+                            bearer token; a refresh is honoured at most once per report TTL
 GET  /reports/{model}/drift.png   drift scores bar chart plus histograms of the most drifted features
 GET  /healthz, /readyz
+
+Authentication: see modelops.drift.auth (401 without a valid token).
 """
 
 from __future__ import annotations
@@ -21,11 +27,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.concurrency import run_in_threadpool
 
 from modelops.drift import report as rp
+from modelops.drift.auth import Auth
 from modelops.drift.events import EventError
 from modelops.drift.metrics import DriftCollector
 from modelops.drift.service import Exporter, Tracked
@@ -47,22 +55,24 @@ class ReportCache:
     def __init__(self, exporter: Exporter, settings: ReportSettings) -> None:
         self.exporter = exporter
         self.settings = settings
-        self._entries: dict[tuple[str, str], tuple[int, float, str]] = {}
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._entries: dict[tuple[str, str, str], tuple[int, float, str]] = {}
+        self._locks: dict[tuple[str, str, str], threading.Lock] = {}
         self._guard = threading.Lock()
 
     def html(self, tracked: Tracked, refresh: bool = False) -> tuple[str, bool]:
         """(html, served_from_cache)."""
-        key = (tracked.model, tracked.version)
+        key = (tracked.namespace, tracked.model, tracked.version)
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
-            live = {(t.model, t.version) for t in self.exporter.tracked()}
+            live = {(t.namespace, t.model, t.version) for t in self.exporter.tracked()}
             for k in [k for k in self._entries if k not in live]:
                 self._entries.pop(k, None)
         with lock:  # one generation per model version at a time; others wait and reuse it
             generation = tracked.window.generation
             hit = self._entries.get(key)
-            if hit and not refresh and (hit[0] == generation or time.monotonic() - hit[1] < self.settings.ttl):
+            fresh = hit is not None and time.monotonic() - hit[1] < self.settings.ttl
+            # ?refresh=1 regenerates at most once per TTL: an expensive endpoint is not a CPU lever (M6)
+            if hit and (fresh or (not refresh and hit[0] == generation)):
                 return hit[2], True
             html = generate_html(self.exporter, tracked)
             self._entries[key] = (generation, time.monotonic(), html)
@@ -94,7 +104,8 @@ def write_scheduled_reports(exporter: Exporter, settings: ReportSettings) -> lis
     for tracked in exporter.tracked():
         if exporter.evaluate(tracked).result.status != "ok":
             continue
-        folder = settings.directory / _safe(tracked.model) / _safe(tracked.version)
+        base = settings.directory / _safe(tracked.namespace) if tracked.namespace else settings.directory
+        folder = base / _safe(tracked.model) / _safe(tracked.version)
         folder.mkdir(parents=True, exist_ok=True)
         html = generate_html(exporter, tracked)
         path = folder / f"report-{stamp}.html"
@@ -120,16 +131,21 @@ def _scheduler(exporter: Exporter, settings: ReportSettings, stop: threading.Eve
             log.exception("scheduled report failed")
 
 
-def _find(exporter: Exporter, model: str, version: str | None) -> Tracked:
-    tracked = exporter.find(model, version)
+def _find(exporter: Exporter, model: str, version: str | None, namespace: str | None = None) -> Tracked:
+    try:
+        tracked = exporter.find(model, version, namespace)
+    except ValueError as exc:
+        raise HTTPException(409, str(exc)) from None
     if tracked is None:
         what = f"model {model!r}" + (f" version {version!r}" if version else "")
         raise HTTPException(404, f"no window for {what}: no events received for it yet")
     return tracked
 
 
-def create_app(exporter: Exporter, settings: ReportSettings | None = None) -> FastAPI:
+def create_app(exporter: Exporter, settings: ReportSettings | None = None, auth: Auth | None = None) -> FastAPI:
+    """The app. `auth` None or with an empty secret: no authentication (the CLI needs --no-auth for that)."""
     settings = settings or ReportSettings()
+    auth = auth or Auth("")
     registry = CollectorRegistry()
     registry.register(DriftCollector(exporter))
     reports = ReportCache(exporter, settings)
@@ -161,22 +177,47 @@ def create_app(exporter: Exporter, settings: ReportSettings | None = None) -> Fa
         return b"".join(chunks)
 
     def refused(exc: EventError) -> JSONResponse:
-        return JSONResponse({"reason": exc.reason, "message": exc.message}, status_code=exc.status)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"reason": exc.reason, "message": exc.message}, status_code=exc.status,
+                            headers=headers)
+
+    def unauthorized(what: str) -> EventError:
+        exporter.reject("unauthorized")
+        return EventError("unauthorized", f"{what}: send Authorization: Bearer <token> (the chart's drift "
+                          "exporter Secret), or post to the namespace URL the operator writes into the logger")
+
+    def bearer(request: Request) -> None:
+        if not auth.bearer_ok(request.headers.get("authorization")):
+            raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+
+    async def events(request: Request, namespace: str | None) -> Any:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            body = await read_body(request)
+            # decoding a body of up to --max-body-bytes is CPU work: not on the event loop (M6)
+            return await run_in_threadpool(exporter.handle_http, headers, body, namespace)
+        except EventError as exc:
+            return refused(exc)
 
     @app.post("/")
     @app.post("/events")
     async def cloudevents(request: Request) -> Any:
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        try:
-            body = await read_body(request)
-            return exporter.handle_http(headers, body)
-        except EventError as exc:
-            return refused(exc)
+        if not auth.bearer_ok(request.headers.get("authorization")):
+            return refused(unauthorized("no valid bearer token"))
+        return await events(request, None)
+
+    @app.post("/events/ns/{namespace}/{token}")
+    async def namespace_events(namespace: str, token: str, request: Request) -> Any:
+        if not auth.namespace_ok(namespace, token):
+            return refused(unauthorized(f"the token in the URL is not namespace {namespace!r}'s"))
+        return await events(request, namespace)
 
     @app.post("/ingest/{model}")
-    async def ingest(model: str, request: Request) -> Any:
+    async def ingest(model: str, request: Request, namespace: str = Query("")) -> Any:
         import json
 
+        if not auth.bearer_ok(request.headers.get("authorization")):
+            return refused(unauthorized("no valid bearer token"))
         try:
             body = await read_body(request)
         except EventError as exc:
@@ -187,7 +228,7 @@ def create_app(exporter: Exporter, settings: ReportSettings | None = None) -> Fa
             exporter.reject("invalid_json")
             return refused(EventError("invalid_json", f"body is not valid JSON: {exc}"))
         try:
-            return exporter.ingest_batch(model, payload)
+            return await run_in_threadpool(exporter.ingest_batch, model, payload, None, namespace)
         except EventError as exc:
             return refused(exc)
 
@@ -195,21 +236,22 @@ def create_app(exporter: Exporter, settings: ReportSettings | None = None) -> Fa
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/drift/{model}")
-    def drift(model: str, version: str | None = Query(None)) -> Any:
-        tracked = _find(exporter, model, version)
+    @app.get("/drift/{model}", dependencies=[Depends(bearer)])
+    def drift(model: str, version: str | None = Query(None), namespace: str | None = Query(None)) -> Any:
+        tracked = _find(exporter, model, version, namespace)
         e = exporter.evaluate(tracked)
-        return {"model": e.model, "version": e.version, "reference": e.reference,
+        return {"model": e.model, "namespace": e.namespace, "version": e.version, "reference": e.reference,
                 "evaluation_seconds": e.seconds, "evaluated_at": e.evaluated_at, **e.result.as_dict()}
 
-    @app.get("/reports/{model}", response_class=HTMLResponse)
-    def report_html(model: str, version: str | None = Query(None), refresh: bool = Query(False)) -> Response:
-        html, cached = reports.html(_find(exporter, model, version), refresh)
+    @app.get("/reports/{model}", response_class=HTMLResponse, dependencies=[Depends(bearer)])
+    def report_html(model: str, version: str | None = Query(None), refresh: bool = Query(False),
+                    namespace: str | None = Query(None)) -> Response:
+        html, cached = reports.html(_find(exporter, model, version, namespace), refresh)
         return HTMLResponse(html, headers={"X-Report-Cache": "hit" if cached else "miss"})
 
-    @app.get("/reports/{model}/drift.png")
-    def report_png(model: str, version: str | None = Query(None)) -> Response:
-        return Response(generate_png(exporter, _find(exporter, model, version)), media_type="image/png")
+    @app.get("/reports/{model}/drift.png", dependencies=[Depends(bearer)])
+    def report_png(model: str, version: str | None = Query(None), namespace: str | None = Query(None)) -> Response:
+        return Response(generate_png(exporter, _find(exporter, model, version, namespace)), media_type="image/png")
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -217,6 +259,6 @@ def create_app(exporter: Exporter, settings: ReportSettings | None = None) -> Fa
 
     @app.get("/readyz")
     def readyz() -> dict[str, Any]:
-        return {"status": "ready", "models": sorted(exporter.models)}
+        return {"status": "ready", "models": len(exporter.models)}
 
     return app

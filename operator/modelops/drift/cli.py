@@ -66,6 +66,18 @@ def drift_exporter(
     report_ttl: Annotated[float, typer.Option(
         rich_help_panel=REPORTS, help="Seconds an on-demand report is reused.")] = 60.0,
     log_level: Annotated[str, typer.Option(rich_help_panel=IO, help="debug, info, warning, error.")] = "info",
+    token_file: Annotated[Path | None, typer.Option(
+        rich_help_panel=IO, help="File holding the shared secret (the chart mounts its Secret here; or "
+                                 "$MODELOPS_DRIFT_TOKEN). Events need it as a bearer token or a namespace URL "
+                                 "derived from it; see modelops.drift.auth.")] = None,
+    no_auth: Annotated[bool, typer.Option(
+        "--no-auth", rich_help_panel=IO, help="Accept every event and serve every report without a token "
+                                              "(local experiments only).")] = False,
+    max_models_per_namespace: Annotated[int, typer.Option(
+        rich_help_panel=LIMITS, help="Models tracked per namespace.")] = 10,
+    idle_seconds: Annotated[float, typer.Option(
+        rich_help_panel=LIMITS, help="A model or version without rows for this long may give way to a new "
+                                     "one when a cap is reached.")] = 600.0,
 ) -> None:
     """Serve drift metrics for KServe payload logs: CloudEvents in, Prometheus metrics and reports out."""
     import logging
@@ -73,11 +85,16 @@ def drift_exporter(
     import uvicorn
 
     from modelops.drift.app import ReportSettings, create_app
+    from modelops.drift.auth import Auth
     from modelops.drift.reference import ReferenceSpec, ReferenceStore
     from modelops.drift.service import Exporter, ExporterConfig
     from modelops.drift.stats import DriftConfig
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    secret = (token_file.read_text().strip() if token_file else os.environ.get("MODELOPS_DRIFT_TOKEN", "").strip())
+    if not secret and not no_auth:
+        raise typer.BadParameter("no token: pass --token-file (or set MODELOPS_DRIFT_TOKEN), or --no-auth to "
+                                 "accept unauthenticated events", param_hint="--token-file")
     store = ReferenceStore([ReferenceSpec.parse(r) for r in reference],
                            tracking_uri=mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
     try:
@@ -86,11 +103,13 @@ def drift_exporter(
         raise typer.BadParameter(str(exc), param_hint="--reference") from None
     cfg = ExporterConfig(
         window_rows=window_rows, window_age=window_age, join_timeout=join_timeout, max_models=max_models,
+        max_models_per_namespace=max_models_per_namespace, idle_seconds=idle_seconds,
         max_versions=max_versions, max_features=max_features, max_event_rows=max_event_rows,
         max_body_bytes=max_body_bytes, max_pending=max_pending,
         drift=DriftConfig(min_rows=min_rows, wasserstein_threshold=wasserstein_threshold,
                           jensenshannon_threshold=jensenshannon_threshold,
                           p_value_threshold=p_value_threshold, drift_share=drift_share))
     app = create_app(Exporter(store, cfg), ReportSettings(ttl=report_ttl, directory=report_dir,
-                                                          interval=report_interval if report_dir else 0.0))
+                                                          interval=report_interval if report_dir else 0.0),
+                     Auth("" if no_auth else secret))
     uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False)

@@ -51,7 +51,9 @@ REASONS: dict[str, int] = {
     "reference_unavailable": 503,  # a reference is configured but could not be loaded (retried later)
     "body_too_large": 413,
     "too_many_rows": 413,
-    "too_many_models": 429,  # the cap on tracked models is reached
+    "too_many_models": 429,  # the cap on tracked models is reached and none is idle
+    "too_many_versions": 429,  # the cap on versions of a model is reached and none is idle
+    "unauthorized": 401,  # no valid token (issue 16)
 }
 
 

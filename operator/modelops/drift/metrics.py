@@ -7,7 +7,8 @@ profile's features, at most ``--max-features`` per model version; the rest are j
 drift share, but get no series of their own), ``method``/``reason``/``kind``/``side``/``what``
 (fixed vocabularies).
 
-Per model version (labels ``model``, ``version``)
+Per model version (labels ``model_namespace``, ``model``, ``version``; ``model_namespace`` is the
+InferenceService's namespace, "" for senders that named none)
     modelops_drift_share                      share (0-1) of judged features whose drift test fired
     modelops_drift_dataset_drift              1 when that share >= the dataset threshold (0.5), else 0
     modelops_drift_drifted_features           number of features whose drift test fired
@@ -67,9 +68,11 @@ from modelops.drift.events import REASONS
 from modelops.drift.report import relative_score
 from modelops.drift.service import EVALUATION_BUCKETS, Exporter
 
-MV = ["model", "version"]
-MVF = ["model", "version", "feature"]
-MVFM = ["model", "version", "feature", "method"]
+#: `model_namespace`: the InferenceService's namespace (issue 16, M7); not `namespace`, which Prometheus
+#: sets from the scrape target (the exporter's own namespace)
+MV = ["model_namespace", "model", "version"]
+MVF = [*MV, "feature"]
+MVFM = [*MVF, "method"]
 
 
 class DriftCollector(Collector):
@@ -124,10 +127,10 @@ class DriftCollector(Collector):
         f_unseen = g("modelops_drift_feature_unseen_category_share", "Share of the window's values of a "
                      "categorical feature that are not among the training categories.", MVF)
 
-        tracked = {(t.model, t.version): t for t in ex.tracked()}
+        tracked = {(t.namespace, t.model, t.version): t for t in ex.tracked()}
         for e in evaluations:
-            mv = [e.model, e.version]
-            t = tracked.get((e.model, e.version))
+            mv = [e.namespace, e.model, e.version]
+            t = tracked.get((e.namespace, e.model, e.version))
             r = e.result
             rows.add_metric(mv, r.rows)
             min_rows.add_metric(mv, r.min_rows)
@@ -136,7 +139,7 @@ class DriftCollector(Collector):
                 ref_rows.add_metric(mv, float(t.profile.get("rows", 0)))
                 with ex.lock:
                     oldest = t.window.oldest_age(_now())
-                    total = ex.rows_ingested.get((e.model, e.version), 0)
+                    total = ex.rows_ingested.get((e.namespace, e.model, e.version), 0)
                 if oldest is not None:
                     age.add_metric(mv, oldest)
                 ingested.add_metric(mv, total)
@@ -201,7 +204,7 @@ class DriftCollector(Collector):
         c = CounterMetricFamily("modelops_drift_truncated", "Items cut off by a cap: per-feature series over "
                                 "--max-features, model versions over --max-versions, join entries evicted.",
                                 labels=["what"])
-        for what in ("features", "versions", "pending"):
+        for what in ("features", "versions", "models", "pending"):
             c.add_metric([what], truncated.get(what, 0))
         yield c
         gp = GaugeMetricFamily("modelops_drift_join_pending", "Requests/responses waiting for their partner.")

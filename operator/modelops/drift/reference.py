@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,11 @@ MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/", "s3://", "gs://", 
                   "hdfs://", "http://", "https://", "dbfs:/")
 # A failed load is retried after this many seconds (events meanwhile get 503 reference_unavailable).
 RETRY_SECONDS = 30.0
+# Bounds (issue 16, M6 B): sources remembered as failed, profiles cached, and failed loads per model within
+# RETRY_SECONDS (beyond it, further versions of that model are refused without a download).
+MAX_FAILED = 1000
+MAX_CACHED = 64
+MAX_FAILED_LOADS_PER_MODEL = 5
 
 
 @dataclass(frozen=True)
@@ -74,8 +81,11 @@ class ReferenceStore:
         self.specs = {s.model: s for s in specs}
         self.tracking_uri = tracking_uri
         self.loader = loader
-        self._cache: dict[str, dict[str, Any]] = {}
-        self._failed: dict[str, tuple[float, str]] = {}
+        self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._failed: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._model_failures: dict[str, list[float]] = {}
+        # guards the dicts only; a download runs without it (several may run at once, for different sources)
+        self._lock = threading.Lock()
 
     def source_for(self, model: str, version: str) -> str | None:
         spec = self.specs.get(model) or self.specs.get(None)
@@ -91,20 +101,38 @@ class ReferenceStore:
         source = self.source_for(model, version)
         if source is None:
             raise KeyError(model)
-        if source in self._cache:
-            return self._cache[source], source
-        failed = self._failed.get(source)
-        if failed and time.monotonic() - failed[0] < RETRY_SECONDS:
-            raise RuntimeError(failed[1])
+        now = time.monotonic()
+        with self._lock:
+            if source in self._cache:
+                self._cache.move_to_end(source)
+                return self._cache[source], source
+            failed = self._failed.get(source)
+            if failed and now - failed[0] < RETRY_SECONDS:
+                raise RuntimeError(failed[1])
+            recent = [t for t in self._model_failures.get(model, []) if now - t < RETRY_SECONDS]
+            self._model_failures[model] = recent
+            if len(recent) >= MAX_FAILED_LOADS_PER_MODEL:
+                raise RuntimeError(f"reference {source} not loaded: {len(recent)} references of model {model!r} "
+                                   f"failed to load in the last {RETRY_SECONDS:.0f}s")
         try:
             profile = self.loader(source, self.tracking_uri)
         except Exception as exc:
             msg = f"reference {source} could not be loaded: {exc}"
             log.warning(msg)
-            self._failed[source] = (time.monotonic(), msg)
+            with self._lock:
+                self._failed[source] = (time.monotonic(), msg)
+                self._failed.move_to_end(source)
+                while len(self._failed) > MAX_FAILED:
+                    self._failed.popitem(last=False)
+                self._model_failures.setdefault(model, []).append(time.monotonic())
+                if len(self._model_failures) > MAX_FAILED:
+                    self._model_failures.pop(next(iter(self._model_failures)))
             raise RuntimeError(msg) from exc
-        self._failed.pop(source, None)
-        self._cache[source] = profile
+        with self._lock:
+            self._failed.pop(source, None)
+            self._cache[source] = profile
+            while len(self._cache) > MAX_CACHED:
+                self._cache.popitem(last=False)
         return profile, source
 
     def preload(self) -> None:

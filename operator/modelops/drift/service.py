@@ -1,7 +1,17 @@
 """The exporter's state and behaviour, without the web framework: events in, drift evaluations out.
 
-One lock guards windows, join table and counters; handlers hold it for microseconds (decoding happens
-before taking it), evaluations hold it only to copy the window's live rows.
+One lock guards windows, join table and counters; handlers hold it for microseconds (decoding and
+reference downloads happen outside it), evaluations hold it only to copy the window's live rows.
+
+Windows are keyed by (namespace, model) (issue 16, M7): two teams' InferenceServices named `churn` are two
+windows and two sets of series (label `model_namespace`). The namespace of an event is the one its sender
+authenticated for (see `modelops.drift.auth`), else its `ce-namespace` attribute.
+
+Sender-chosen names cannot evict or lock out real ones (issue 16, M6): each namespace may track at most
+`max_models_per_namespace` models, so a flood from one namespace only ever competes with itself; when a
+cap is reached, the least recently updated model (or version) is dropped only if it has been idle for
+`idle_seconds`, otherwise the newcomer is refused. A model or version that is receiving traffic is never
+evicted by names that merely appear.
 """
 
 from __future__ import annotations
@@ -33,12 +43,17 @@ class ExporterConfig:
     join_timeout: float = 5.0  # seconds a request waits for its response (0: do not wait)
     max_pending: int = 10_000  # join table entries
     max_pending_bytes: int = 64 << 20
-    max_models: int = 50  # distinct model names tracked; more are refused (too_many_models)
-    max_versions: int = 5  # versions per model; the least recently updated is dropped
+    max_models: int = 50  # distinct (namespace, model) tracked in all; more are refused (too_many_models)
+    max_models_per_namespace: int = 10  # (namespace, model) per namespace
+    max_versions: int = 5  # versions per model; the least recently updated idle one is dropped
+    idle_seconds: float = 600.0  # a model or version without rows for this long may give way to a new one
     max_features: int = 100  # per-feature metric series per model version; more are counted, not exported
     max_event_rows: int = 10_000  # rows in one event
     max_body_bytes: int = 16 << 20
     drift: DriftConfig = field(default_factory=DriftConfig)
+
+
+Key = tuple[str, str]  # (namespace, model); namespace "" when the sender named none
 
 
 @dataclass
@@ -49,13 +64,15 @@ class Evaluation:
     result: WindowDrift
     seconds: float
     evaluated_at: float  # wall clock
+    namespace: str = ""
 
 
 class Tracked:
     """One model version: its reference, its window, its latest evaluation."""
 
     def __init__(self, model: str, version: str, profile: dict[str, Any], source: str,
-                 cfg: ExporterConfig) -> None:
+                 cfg: ExporterConfig, namespace: str = "") -> None:
+        self.namespace = namespace
         self.model = model
         self.version = version
         self.profile = profile
@@ -71,7 +88,7 @@ class Exporter:
         self.cfg = cfg or ExporterConfig()
         self.references = references
         self.lock = threading.RLock()
-        self.models: OrderedDict[str, OrderedDict[str, Tracked]] = OrderedDict()
+        self.models: OrderedDict[Key, OrderedDict[str, Tracked]] = OrderedDict()
         self._layouts: dict[str, Layout] = {}
         self.join = JoinTable(self.cfg.join_timeout, self.cfg.max_pending, self.cfg.max_pending_bytes,
                               self._unmatched)
@@ -80,48 +97,89 @@ class Exporter:
         self.events_rejected: Counter[str] = Counter()  # reason: events.REASONS
         self.unmatched: Counter[str] = Counter()  # side: request, response
         self.truncated: Counter[str] = Counter()  # what: features, versions, pending
-        self.rows_ingested: Counter[tuple[str, str]] = Counter()  # (model, version), dropped with it
+        self.rows_ingested: Counter[tuple[str, str, str]] = Counter()  # (namespace, model, version)
         self.evaluation_buckets = [0] * (len(EVALUATION_BUCKETS) + 1)  # last: +Inf
         self.evaluation_sum = 0.0
 
     # --- reference and tracking -------------------------------------------------------------------------
 
-    def _reference(self, model: str, version: str) -> tuple[dict[str, Any], str, Layout]:
-        """(profile, source, layout) for events of this model version; raises EventError."""
+    @staticmethod
+    def _last_update(versions: Mapping[str, Tracked]) -> float:
+        return max((t.window.last_update for t in versions.values()), default=float("-inf"))
+
+    def _make_room(self, key: Key, now: float) -> None:
+        """Room for a new (namespace, model), or EventError too_many_models. Caller holds the lock."""
+        namespace, model = key
+        for scope, cap in (([k for k in self.models if k[0] == namespace], self.cfg.max_models_per_namespace),
+                           (list(self.models), self.cfg.max_models)):
+            if len(scope) < cap:
+                continue
+            victim = min(scope, key=lambda k: self._last_update(self.models[k]))
+            idle = now - self._last_update(self.models[victim])
+            if idle < self.cfg.idle_seconds:
+                where = f"namespace {namespace!r}" if cap == self.cfg.max_models_per_namespace else "all namespaces"
+                raise ev.EventError("too_many_models", f"already tracking {len(scope)} models in {where} and "
+                                    f"none has been idle for {self.cfg.idle_seconds:.0f}s; {model!r} is not tracked")
+            self._drop_model(victim, f"idle for {idle:.0f}s, making room for {namespace}/{model}")
+
+    def _drop_model(self, key: Key, why: str) -> None:
+        for version in self.models.pop(key, {}):
+            self.rows_ingested.pop((*key, version), None)
+        self.truncated["models"] += 1
+        log.info("model %s/%s: window dropped (%s)", key[0], key[1], why)
+
+    def _reference(self, key: Key, version: str, now: float) -> tuple[dict[str, Any], str, Layout]:
+        """(profile, source, layout) for events of this model version; raises EventError.
+
+        Called without the lock: a reference may be downloaded from MLflow (issue 16, M6 A).
+        """
+        model = key[1]
         if not self.references.knows(model):
             raise ev.EventError("unknown_model", f"no reference profile for model {model!r}; start the "
                                 f"exporter with --reference {model}=SOURCE (or a default --reference)")
-        if model not in self.models and len(self.models) >= self.cfg.max_models:
-            raise ev.EventError("too_many_models", f"already tracking {len(self.models)} models "
-                                f"(--max-models); {model!r} is not tracked")
+        with self.lock:
+            if key not in self.models:
+                self._make_room(key, now)
         try:
             profile, source = self.references.get(model, version)
         except RuntimeError as exc:
             raise ev.EventError("reference_unavailable", str(exc)) from None
-        layout = self._layouts.get(source)
-        if layout is None:
-            layout = self._layouts[source] = Layout(profile)
+        with self.lock:
+            layout = self._layouts.get(source)
+            if layout is None:
+                layout = self._layouts[source] = Layout(profile)
         return profile, source, layout
 
-    def _layout_for(self, model: str, version: str) -> Layout:
-        return self._reference(model, version)[2]
+    def _layout_for(self, key: Key, version: str, now: float) -> Layout:
+        return self._reference(key, version, now)[2]
 
-    def _tracked(self, model: str, version: str) -> Tracked:
-        versions = self.models.get(model)
+    def _tracked(self, key: Key, version: str, now: float) -> Tracked:
+        """The window of this model version. Caller holds the lock; the reference is already cached."""
+        versions = self.models.get(key)
         if versions is not None and version in versions:
             versions.move_to_end(version)
             return versions[version]
-        profile, source, _ = self._reference(model, version)
-        tracked = Tracked(model, version, profile, source, self.cfg)
-        self.truncated["features"] += max(0, len(tracked.layout.features) - self.cfg.max_features)
-        versions = self.models.setdefault(model, OrderedDict())
-        versions[version] = tracked
-        while len(versions) > self.cfg.max_versions:
-            old_version, _ = versions.popitem(last=False)
-            self.rows_ingested.pop((model, old_version), None)
+        if key not in self.models:
+            self._make_room(key, now)
+        try:
+            profile, source = self.references.get(key[1], version)
+        except RuntimeError as exc:
+            raise ev.EventError("reference_unavailable", str(exc)) from None
+        versions = self.models.setdefault(key, OrderedDict())
+        if len(versions) >= self.cfg.max_versions:
+            old_version = min(versions, key=lambda v: versions[v].window.last_update)
+            idle = now - versions[old_version].window.last_update
             self.truncated["versions"] += 1
-            log.info("model %s: dropped the window of version %s (--max-versions %d)", model, old_version,
-                     self.cfg.max_versions)
+            if idle < self.cfg.idle_seconds:
+                raise ev.EventError("too_many_versions", f"model {key[1]!r} already has {len(versions)} versions "
+                                    f"with recent rows (--max-versions); version {version!r} is not tracked")
+            versions.pop(old_version)
+            self.rows_ingested.pop((*key, old_version), None)
+            log.info("model %s/%s: dropped the window of version %s (--max-versions %d)", key[0], key[1],
+                     old_version, self.cfg.max_versions)
+        tracked = Tracked(key[1], version, profile, source, self.cfg, namespace=key[0])
+        self.truncated["features"] += max(0, len(tracked.layout.features) - self.cfg.max_features)
+        versions[version] = tracked
         return tracked
 
     # --- ingestion --------------------------------------------------------------------------------------
@@ -130,8 +188,11 @@ class Exporter:
         with self.lock:
             self.events_rejected[reason] += 1
 
-    def handle_http(self, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
-        """One POST of CloudEvents. Raises EventError (already counted)."""
+    def handle_http(self, headers: Mapping[str, str], body: bytes, namespace: str | None = None) -> dict[str, Any]:
+        """One POST of CloudEvents. Raises EventError (already counted).
+
+        `namespace`: the namespace the sender authenticated for; it overrides the events' ce-namespace.
+        """
         try:
             if len(body) > self.cfg.max_body_bytes:
                 raise ev.EventError("body_too_large", f"{len(body)} bytes; the limit is "
@@ -139,6 +200,8 @@ class Exporter:
             events = ev.parse_http(headers, body)
             accepted = 0
             for event in events:
+                if namespace is not None:
+                    event.namespace = namespace
                 self.handle_event(event)
                 accepted += 1
             return {"accepted": accepted}
@@ -148,9 +211,10 @@ class Exporter:
 
     def handle_event(self, event: ev.LoggedEvent, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
+        key: Key = (event.namespace or "", event.model)
         with self.lock:
             self.events_received[event.kind] += 1
-            layout = self._layout_for(event.model, event.version or ev.UNKNOWN_VERSION)
+        layout = self._layout_for(key, event.version or ev.UNKNOWN_VERSION, now)
         # decode outside the lock: the expensive part
         if event.kind == "request":
             rows, cols = ev.request_columns(event.payload, layout.features, self.cfg.max_event_rows)
@@ -162,26 +226,28 @@ class Exporter:
         with self.lock:
             self.join.expire(now)
             if self.cfg.join_timeout <= 0 and event.kind == "request":
-                self._ingest(event.model, event.version, decoded, now)
+                self._ingest(key, event.version, decoded, now)
                 return
-            partner = self.join.pop(event.id)
-            if partner is None or partner.model != event.model or (
+            join_id = f"{key[0]}/{event.id}"  # ids of different namespaces never pair
+            partner = self.join.pop(join_id)
+            if partner is None or partner.model != event.model or partner.namespace != key[0] or (
                     partner.request is not None if event.kind == "request" else partner.response is not None):
                 if partner is not None:
                     self._unmatched(partner, "evicted")
-                side = Pending(model=event.model, arrived=now, version=event.version, nbytes=nbytes)
+                side = Pending(model=event.model, arrived=now, version=event.version, nbytes=nbytes,
+                               namespace=key[0])
                 if event.kind == "request":
                     side.request = decoded
                 else:
                     side.response = decoded
-                self.join.put(event.id, side)
+                self.join.put(join_id, side)
                 return
             request = decoded if event.kind == "request" else partner.request
             response = decoded if event.kind == "response" else partner.response
             version = (event.version if event.kind == "response" else partner.version) or (
                 partner.version if event.kind == "response" else event.version)
             request.predictions = response if len(response) == request.rows else None
-            self._ingest(event.model, version, request, now)
+            self._ingest(key, version, request, now)
 
     def _unmatched(self, pending: Pending, why: str) -> None:
         if why == "evicted":
@@ -190,33 +256,36 @@ class Exporter:
             # a lone request still carries the features: keep them (logger mode "request", lost responses)
             self.unmatched["request"] += 1
             try:
-                self._ingest(pending.model, pending.version, pending.request, pending.arrived)
+                self._ingest((pending.namespace, pending.model), pending.version, pending.request, pending.arrived)
             except ev.EventError as exc:
                 self.events_rejected[exc.reason] += 1
         else:
             self.unmatched["response"] += 1
 
-    def _ingest(self, model: str, version: str | None, batch: Batch, now: float) -> None:
+    def _ingest(self, key: Key, version: str | None, batch: Batch, now: float) -> None:
         version = version or ev.UNKNOWN_VERSION
-        tracked = self._tracked(model, version)
+        model = key[1]
+        tracked = self._tracked(key, version, now)
         if batch.numeric.shape[1] != len(tracked.layout.numeric) or (
                 batch.categorical.shape[1] != len(tracked.layout.categorical)):
             # decoded against another version's reference ({version} sources): refuse, do not misalign
             raise ev.EventError("invalid_payload", f"rows of {model!r} do not match the reference of "
                                 f"version {version!r}")
         tracked.window.add(batch, now)
-        self.rows_ingested[(model, version)] += batch.rows
+        self.rows_ingested[(*key, version)] += batch.rows
 
-    def ingest_batch(self, model: str, body: Any, now: float | None = None) -> dict[str, Any]:
+    def ingest_batch(self, model: str, body: Any, now: float | None = None,
+                     namespace: str = "") -> dict[str, Any]:
         """Rows posted directly: ``{"version", "instances" | "inputs", "predictions" | "outputs"}``."""
         now = time.monotonic() if now is None else now
+        key: Key = (namespace, model)
         try:
             if not isinstance(body, dict):
                 raise ev.EventError("invalid_payload", "the batch body must be a JSON object")
             version = str(body.get("version") or ev.UNKNOWN_VERSION)
             with self.lock:
                 self.events_received["batch"] += 1
-                layout = self._layout_for(model, version)
+            layout = self._layout_for(key, version, now)
             rows, cols = ev.request_columns(body, layout.features, self.cfg.max_event_rows)
             preds = None
             if "predictions" in body or "outputs" in body:
@@ -225,8 +294,8 @@ class Exporter:
                     raise ev.EventError("invalid_payload", f"{len(preds)} predictions for {rows} rows")
             batch = layout.batch(rows, cols, preds)
             with self.lock:
-                self._ingest(model, version, batch, now)
-            return {"accepted": rows, "model": model, "version": version}
+                self._ingest(key, version, batch, now)
+            return {"accepted": rows, "model": model, "namespace": namespace, "version": version}
         except ev.EventError as exc:
             self.reject(exc.reason)
             raise
@@ -237,10 +306,21 @@ class Exporter:
         with self.lock:
             return [t for versions in self.models.values() for t in versions.values()]
 
-    def find(self, model: str, version: str | None = None) -> Tracked | None:
-        """A tracked version; without ``version`` the most recently updated one."""
+    def find(self, model: str, version: str | None = None, namespace: str | None = None) -> Tracked | None:
+        """A tracked version; without ``version`` the most recently updated one.
+
+        Without ``namespace``: the model's only namespace; ValueError when several namespaces have one.
+        """
         with self.lock:
-            versions = self.models.get(model)
+            if namespace is None:
+                keys = [k for k in self.models if k[1] == model]
+                if len(keys) > 1:
+                    raise ValueError(f"model {model!r} is tracked in namespaces "
+                                     f"{', '.join(sorted(k[0] or '(none)' for k in keys))}; pass ?namespace=")
+                key = keys[0] if keys else ("", model)
+            else:
+                key = (namespace, model)
+            versions = self.models.get(key)
             if not versions:
                 return None
             if version is not None:
@@ -261,7 +341,8 @@ class Exporter:
         t0 = time.perf_counter()
         result = window_drift(tracked.profile, cols, rows, preds, self.cfg.drift, canonical=True)
         seconds = time.perf_counter() - t0
-        evaluation = Evaluation(tracked.model, tracked.version, tracked.source, result, seconds, time.time())
+        evaluation = Evaluation(tracked.model, tracked.version, tracked.source, result, seconds, time.time(),
+                                tracked.namespace)
         with self.lock:
             tracked.evaluation = evaluation
             tracked.evaluated_generation = generation

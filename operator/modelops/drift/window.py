@@ -176,6 +176,7 @@ class Pending:
     version: str | None = None
     nbytes: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    namespace: str = ""
 
 
 class JoinTable:

@@ -39,6 +39,7 @@ from modelops.adapters.metrics import Prometheus
 from modelops.adapters.notify import Notifier, NotifyError, Webhook
 from modelops.adapters.registry import TAG_STORAGE_URI, MlflowRegistry, ModelVersion, RegistryError
 from modelops.api import GROUP, MODEL_DEPLOYMENT, MODEL_DEPLOYMENTS, VERSION
+from modelops.api.artifacts import TAG_ARTIFACT_SHA256
 from modelops.decide import analysis
 from modelops.decide.conditions import Condition, merge_conditions
 from modelops.decide.durations import format_duration
@@ -209,7 +210,7 @@ def runtime() -> _Runtime:
 # ------------------------------------------------------------------------------------------ observing
 def _ref(rt: _Runtime, reg: MlflowRegistry, mv: ModelVersion, alias: str) -> ModelRef:
     return ModelRef(storage_uri=rt.storage_uri(reg, mv), version=mv.version, run_id=mv.run_id, alias=alias,
-                    rejected=mv.tags.get(TAG_REJECTED, ""))
+                    rejected=mv.tags.get(TAG_REJECTED, ""), digest=mv.tags.get(TAG_ARTIFACT_SHA256, ""))
 
 
 def resolve(rt: _Runtime, spec: Mapping[str, Any], namespace: str) -> Resolution:
@@ -353,7 +354,8 @@ def reconcile(namespace: str, name: str) -> float:
     checks = run_analysis(rt, spec, namespace, name, isvc) if analysis_due(spec, status, now) else None
     observed = Observed(generation=generation, resolution=resolution, isvc=isvc, mode=mode,
                         canary_supported=supported, canary_unsupported=why,
-                        annotations=dict(meta.get("annotations") or {}), checks=checks, spec_problems=problems)
+                        annotations=dict(meta.get("annotations") or {}), checks=checks, spec_problems=problems,
+                        allowed_storage_uris=rt.settings.allowed_storage_uri_list())
     decision = tick(spec, status, observed, now)
     new_status = decision.status
     new_status["inferenceService"] = name
@@ -370,7 +372,7 @@ def reconcile(namespace: str, name: str) -> float:
         settings = rt.settings
         manifest = inference_service(
             name=name, namespace=namespace, uid=meta["uid"], spec=spec, plan=decision.plan, mode=mode,
-            defaults=Defaults(settings.server_image, settings.drift_exporter_url),
+            defaults=Defaults(settings.server_image, settings.drift_exporter_url, settings.drift_token),
             legacy_mode_names=not has_canary)
         applied = ((isvc_obj or {}).get("metadata", {}).get("annotations") or {}).get(ANN_DESIRED_HASH)
         if applied != manifest["metadata"]["annotations"][ANN_DESIRED_HASH]:

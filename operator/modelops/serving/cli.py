@@ -40,6 +40,14 @@ def serve(
         help="Registry version on the endpoints, metrics and logged responses. Default: the version "
              "--model-uri resolves to, else the version registered from the directory's MLflow run (needs "
              "--tracking-uri).")] = "",
+    model_sha256: Annotated[str, typer.Option(
+        envvar="MODELOPS_MODEL_SHA256", rich_help_panel=MODEL,
+        help="sha256 of the model directory recorded at registration (version tag "
+             "modelops.dev/artifact-sha256); other artifacts are refused.")] = "",
+    allow_unverified_pickle: Annotated[bool, typer.Option(
+        envvar="MODELOPS_ALLOW_UNVERIFIED_PICKLE", rich_help_panel=MODEL,
+        help="Load a pickled (sklearn) model without a digest to verify. Off by default: MLflow write "
+             "access would be code execution here.")] = False,
     http_port: Annotated[int, typer.Option(
         envvar="MODELOPS_HTTP_PORT", rich_help_panel=SERVER, help="REST port (V1 and V2).")] = 8080,
     grpc_port: Annotated[int, typer.Option(
@@ -88,14 +96,20 @@ def serve(
         model_name = name
     config = ServeConfig(
         model_dir=directory, model_name=model_name or None, model_version=model_version or version,
+        model_sha256=model_sha256 or None, allow_unverified_pickle=allow_unverified_pickle,
         http_port=http_port, grpc_port=grpc_port, grpc=grpc,
         max_body_bytes=max_body_bytes, max_rows=max_rows, fast_path=fast_path, tolerance=tolerance,
         workers=workers or cpu_limit(), threads_per_request=threads_per_request, batch_max_rows=batch_max_rows,
         batch_max_delay_ms=batch_max_delay_ms, drain_seconds=drain_seconds, grace_seconds=grace_seconds,
     )
+    from modelops.serving.loader import ArtifactRefused
     from modelops.serving.server import run
 
-    run(config, access_log=access_log)
+    try:
+        run(config, access_log=access_log)
+    except ArtifactRefused as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(3) from None
 
 
 def _model_source(model_dir: str, model_uri: str, tracking_uri: str, cache_dir: Path | None, model_version: str,

@@ -19,6 +19,10 @@ class ServeConfig:
     # hand, resolved from the registry by `modelops serve`): modelops.json is written before registration,
     # so the model directory itself cannot know it
     model_version: str | None = None
+    # sha256 of the model directory the registry recorded (MODELOPS_MODEL_SHA256); verified before loading
+    model_sha256: str | None = None
+    # load an sklearn (pickled) model without a digest (MODELOPS_ALLOW_UNVERIFIED_PICKLE); off by default
+    allow_unverified_pickle: bool = False
     http_port: int = 8080
     grpc_port: int = 8081
     grpc: bool = True

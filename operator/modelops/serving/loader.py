@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from modelops.api.artifacts import ENV_MODEL_SHA256, TAG_ARTIFACT_SHA256, tree_digest
 from modelops.serving.schema import Feature, ModelSpec, Task, features_from_contract
 
 log = logging.getLogger("modelops.serving")
@@ -96,15 +97,46 @@ def _classes_of(model: Any, flavor: str) -> tuple[Any, ...] | None:
     return None
 
 
-def load(model_dir: Path, name: str | None = None) -> LoadedModel:
+class ArtifactRefused(RuntimeError):
+    """The model directory is not the one registered (digest mismatch), or is an unverified pickle."""
+
+
+def verify(model_dir: Path, flavors: dict[str, Any], expected_sha256: str | None,
+           allow_unverified_pickle: bool) -> bool:
+    """Check the artifacts before anything is deserialised (issue 16, H3); True when the digest matched.
+
+    - a digest given (MODELOPS_MODEL_SHA256, from the version tag the trainer wrote): the directory must
+      have exactly that digest, whatever its flavor;
+    - no digest: a flavor that unpickles (sklearn) is refused unless MODELOPS_ALLOW_UNVERIFIED_PICKLE is set.
+    """
+    if expected_sha256:
+        actual = tree_digest(model_dir)
+        if actual != expected_sha256.strip().lower():
+            raise ArtifactRefused(
+                f"refusing to load {model_dir}: its artifacts have sha256 {actual}, but the registered version "
+                f"says {expected_sha256} ({TAG_ARTIFACT_SHA256}); the files changed after registration or the "
+                "version points at other files")
+        return True
+    if "sklearn" in flavors and not allow_unverified_pickle:
+        raise ArtifactRefused(
+            f"refusing to unpickle {model_dir}: no artifact digest to verify it against (the version has no "
+            f"{TAG_ARTIFACT_SHA256} tag, so the operator set no {ENV_MODEL_SHA256}); register it with "
+            "`modelops train`, or set MODELOPS_ALLOW_UNVERIFIED_PICKLE=true on the predictor if you trust "
+            "everyone who can write to the registry")
+    return False
+
+
+def load(model_dir: Path, name: str | None = None, expected_sha256: str | None = None,
+         allow_unverified_pickle: bool = False) -> LoadedModel:
     mlmodel = read_mlmodel(model_dir)
     flavors = mlmodel["flavors"]
+    verified = verify(model_dir, flavors, expected_sha256, allow_unverified_pickle)
     contract_path = model_dir / "modelops.json"
     contract: dict[str, Any] = json.loads(contract_path.read_text()) if contract_path.exists() else {}
 
-    # The server loads the one model it was deployed with (the operator pins its URI); MLflow refuses any
-    # sklearn deserialisation without this flag. Set it to "false" in the environment to refuse instead.
-    os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
+    # MLflow refuses sklearn deserialisation without this flag: on only for verified (or explicitly trusted)
+    # artifacts, off otherwise (issue 16, H3: it defaulted to on).
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true" if verified or allow_unverified_pickle else "false"
     if "sklearn" in flavors:
         import mlflow.sklearn
 

@@ -60,7 +60,8 @@ class ModelopsModel(kserve.Model):  # type: ignore[misc]
 
     def load(self) -> bool:
         t0 = time.perf_counter()
-        loaded = loader.load(Path(self.config.model_dir), self.name)
+        loaded = loader.load(Path(self.config.model_dir), self.name, self.config.model_sha256,
+                             self.config.allow_unverified_pickle)
         if self.config.model_version:
             loaded.spec = dataclasses.replace(loaded.spec, version=self.config.model_version)
         cls = SklearnPredictor if loaded.flavor == "sklearn" else XGBoostPredictor

@@ -79,6 +79,8 @@ class ModelServers:
         import mlflow.artifacts
         from mlflow import MlflowClient
 
+        from modelops.api.artifacts import TAG_ARTIFACT_SHA256
+
         self.model = isvc
         registry = MlflowClient(tracking_uri)
         logs = {}
@@ -88,8 +90,9 @@ class ModelServers:
                 dst_path=str(self.root / f"model-{side}"), tracking_uri=tracking_uri))
             port = free_port()
             logs[side] = self.root / f"server-{side}.log"
+            digest = registry.get_model_version(model, versions[side]).tags.get(TAG_ARTIFACT_SHA256, "")
             self.procs[side] = start([*serve_cmd(), "--model-dir", str(model_dir), "--model-name", isvc,
-                                      "--http-port", str(port), "--no-grpc"], logs[side])
+                                      "--http-port", str(port), "--no-grpc", "--model-sha256", digest], logs[side])
             self.ports[side] = port
         for side, port in self.ports.items():  # both load (imports, ONNX compilation, parity check) at once
             wait_until(lambda p=port: http_ok(f"http://127.0.0.1:{p}/v2/models/{isvc}/ready"), 300,
@@ -161,6 +164,9 @@ def register_versions(tracking_uri: str, name: str, model_dirs: list[Path]) -> l
     """A registered model whose versions are the given MLflow model directories (uploaded to the server)."""
     from mlflow import MlflowClient
 
+    from modelops.api.artifacts import TAG_ARTIFACT_SHA256
+    from modelops_pipelines.registry import artifact_digest
+
     client = MlflowClient(tracking_uri)
     client.create_registered_model(name)
     exp = client.create_experiment(f"{name}-{time.time_ns()}")
@@ -169,7 +175,10 @@ def register_versions(tracking_uri: str, name: str, model_dirs: list[Path]) -> l
         run = client.create_run(exp)
         client.log_artifacts(run.info.run_id, str(model_dir), "model")
         client.set_terminated(run.info.run_id)
-        mv = client.create_model_version(name, f"{run.info.artifact_uri}/model", run.info.run_id)
+        source = f"{run.info.artifact_uri}/model"
+        # the digest the trainer records (modelops train does the same), verified by the model server
+        mv = client.create_model_version(name, source, run.info.run_id,
+                                         tags={TAG_ARTIFACT_SHA256: artifact_digest(source, tracking_uri)})
         out.append(str(mv.version))
     return out
 

@@ -28,6 +28,10 @@ from modelops.formats.reference_profile import write_profile
 from modelops_pipelines.profile import build_reference_profile
 from tests.fixtures.procs import free_port, http_ok, start, stop, wait_until
 
+#: the shared secret every test exporter starts with (MODELOPS_DRIFT_TOKEN), as the chart's Secret would hold
+TOKEN = "test-drift-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
 NUMERIC = ["tenure", "charges", "calls", "age"]
 CATEGORICAL = ["plan", "region"]
 FEATURES = NUMERIC + CATEGORICAL  # model input order
@@ -72,10 +76,12 @@ def kserve_headers(event_id: str, kind: str, model: str, content_type: str = "ap
 
 
 def post(url: str, body: bytes | dict[str, Any] | list[Any], headers: dict[str, str] | None = None,
-         ) -> tuple[int, Any]:
+         auth: bool = True) -> tuple[int, Any]:
+    """POST with the bearer token (auth=False: without it)."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method="POST",
-                                 headers=headers or {"Content-Type": "application/json"})
+                                 headers={**(headers or {"Content-Type": "application/json"}),
+                                          **(AUTH if auth else {})})
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, json.loads(r.read() or b"null")
@@ -84,7 +90,7 @@ def post(url: str, body: bytes | dict[str, Any] | list[Any], headers: dict[str, 
 
 
 def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=120) as r:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=AUTH), timeout=120) as r:
         return json.loads(r.read())
 
 
@@ -155,7 +161,7 @@ def start_exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
     def make(*args: str) -> ExporterProcess:
         port = free_port()
         log = tmp_path_factory.mktemp("exporter") / "exporter.log"
-        proc = start(exporter_cmd(port, *args), log)
+        proc = start(exporter_cmd(port, *args), log, env={"MODELOPS_DRIFT_TOKEN": TOKEN})
         procs.append(proc)
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: http_ok(f"{url}/healthz"), 120, "drift exporter", proc, log)

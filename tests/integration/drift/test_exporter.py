@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.integration.drift.conftest import (
+    AUTH,
     FEATURES,
     get_json,
     kserve_headers,
@@ -168,19 +169,19 @@ def test_window_stays_bounded_by_rows(exporter):
 
 def test_html_report_and_png_on_demand(fed):
     t0 = time.monotonic()
-    with urllib.request.urlopen(f"{fed.url}/reports/shifted", timeout=300) as r:
+    with urllib.request.urlopen(urllib.request.Request(f"{fed.url}/reports/shifted", headers=AUTH), timeout=300) as r:
         html = r.read().decode()
         assert r.headers["X-Report-Cache"] == "miss"
     assert "Drift report: shifted" in html and "calls" in html
-    with urllib.request.urlopen(f"{fed.url}/reports/shifted", timeout=60) as r:
+    with urllib.request.urlopen(urllib.request.Request(f"{fed.url}/reports/shifted", headers=AUTH), timeout=60) as r:
         assert r.headers["X-Report-Cache"] == "hit"
-    with urllib.request.urlopen(f"{fed.url}/reports/shifted/drift.png", timeout=60) as r:
+    with urllib.request.urlopen(urllib.request.Request(f"{fed.url}/reports/shifted/drift.png", headers=AUTH), timeout=60) as r:
         png = r.read()
         assert r.headers["Content-Type"] == "image/png"
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert time.monotonic() - t0 < 240
     with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(f"{fed.url}/reports/never-seen", timeout=30)
+        urllib.request.urlopen(urllib.request.Request(f"{fed.url}/reports/never-seen", headers=AUTH), timeout=30)
     assert err.value.code == 404
 
 

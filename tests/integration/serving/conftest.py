@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from modelops.api.artifacts import tree_digest
 from tests.fixtures.procs import free_port, http_ok, start, stop, wait_until
 from tests.integration.serving import model_dirs as md
 
@@ -49,10 +50,13 @@ def modelops_cmd() -> list[str]:
 
 
 def launch(model_dir: Path, log: Path, *extra: str) -> tuple[object, str, str]:
+    """`modelops serve` on `model_dir`, with the digest the registry would record for it (as the operator
+    sets MODELOPS_MODEL_SHA256) unless `extra` passes one."""
     http_port, grpc_port = free_port(), free_port()
+    digest = [] if "--model-sha256" in extra else ["--model-sha256", tree_digest(model_dir)]
     proc = start([*modelops_cmd(), "--model-dir", str(model_dir), "--http-port", str(http_port),
                   "--grpc-port", str(grpc_port), "--max-body-bytes", str(MAX_BODY), "--max-rows", str(MAX_ROWS),
-                  *extra], log)
+                  *digest, *extra], log)
     return proc, f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}"
 
 

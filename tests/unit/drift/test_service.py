@@ -58,7 +58,7 @@ def test_request_and_response_are_joined_by_id_in_either_order(profile):
     ex.handle_event(resp(2, {"predictions": [0]}), now=0.2)
     ex.handle_event(req(2, {"instances": rows(rng, 1)}), now=0.3)
     assert len(ex.join) == 0
-    window = ex.models["iris"]
+    window = ex.models[("", "iris")]
     assert set(window) == {"2", "unknown"}
     assert window["2"].window.count == 3 and window["2"].window.has_pred[:3].all()
     assert window["unknown"].window.count == 1
@@ -71,8 +71,8 @@ def test_lone_requests_still_count_and_lone_responses_are_dropped(profile):
     ex.handle_event(resp(9, {"predictions": [1]}), now=0.0)
     ex.handle_event(req(3, {"instances": rows(rng, 1)}), now=5.0)  # expires the first two
     assert ex.unmatched == {"request": 1, "response": 1}
-    assert ex.models["iris"]["unknown"].window.count == 2
-    assert not ex.models["iris"]["unknown"].window.has_pred[:2].any()
+    assert ex.models[("", "iris")]["unknown"].window.count == 2
+    assert not ex.models[("", "iris")]["unknown"].window.has_pred[:2].any()
 
 
 def test_memory_stays_bounded_under_a_flood(profile):
@@ -83,8 +83,8 @@ def test_memory_stays_bounded_under_a_flood(profile):
         ex.handle_event(req(i, payload, version=str(i % 7)), now=i * 1e-4)
     assert len(ex.join) <= 100 and ex.join.nbytes <= 1 << 20
     assert ex.truncated["pending"] >= 4900
-    assert len(ex.models["iris"]) <= 2 and ex.truncated["versions"] > 0
-    for tracked in ex.models["iris"].values():
+    assert len(ex.models[("", "iris")]) <= 2 and ex.truncated["versions"] > 0
+    for tracked in ex.models[("", "iris")].values():
         assert tracked.window.count <= 500 and tracked.window.numeric.shape[0] == 500
 
 
@@ -93,7 +93,7 @@ def test_window_forgets_rows_older_than_max_age(profile):
     rng = np.random.default_rng(4)
     ex.handle_event(req(1, {"instances": rows(rng, 150)}), now=0.0)
     ex.handle_event(req(2, {"instances": rows(rng, 150)}), now=8.0)
-    tracked = ex.models["iris"]["unknown"]
+    tracked = ex.models[("", "iris")]["unknown"]
     assert ex.evaluate(tracked, now=9.0).result.rows == 300
     assert ex.evaluate(tracked, now=15.0).result.rows == 150
     assert ex.evaluate(tracked, now=30.0).result.status == "insufficient_data"
@@ -138,13 +138,13 @@ def test_metrics_have_bounded_labels_and_no_zero_for_insufficient(profile):
     registry = CollectorRegistry()
     registry.register(DriftCollector(ex))
     text = generate_latest(registry).decode()
-    assert 'modelops_drift_insufficient_data{model="iris",version="1"} 1.0' in text
-    assert 'modelops_drift_share{model="iris",version="1"}' not in text
-    assert 'modelops_drift_feature_drift{feature="a",method="wasserstein_norm",model="iris",version="2"} 1.0' in text
+    assert 'modelops_drift_insufficient_data{model="iris",model_namespace="",version="1"} 1.0' in text
+    assert 'modelops_drift_share{model="iris",model_namespace="",version="1"}' not in text
+    assert 'modelops_drift_feature_drift{feature="a",method="wasserstein_norm",model="iris",model_namespace="",version="2"} 1.0' in text
     assert 'feature="c"' not in text  # over --max-features: judged, counted, not exported
-    assert 'modelops_drift_features_not_exported{model="iris",version="2"} 1.0' in text
-    assert 'modelops_drift_share{model="iris",version="2"} 0.3333' in text
-    assert 'modelops_drift_prediction_drift{method="jensenshannon",model="iris",version="2"} 1.0' in text
+    assert 'modelops_drift_features_not_exported{model="iris",model_namespace="",version="2"} 1.0' in text
+    assert 'modelops_drift_share{model="iris",model_namespace="",version="2"} 0.3333' in text
+    assert 'modelops_drift_prediction_drift{method="jensenshannon",model="iris",model_namespace="",version="2"} 1.0' in text
     assert 'modelops_drift_truncated_total{what="features"} 2.0' in text
     assert 'modelops_drift_events_rejected_total{reason="too_many_models"} 0.0' in text
     assert "modelops_drift_evaluation_duration_seconds_count 1.0" in text

@@ -1,0 +1,32 @@
+"""The contract between the operator and the drift exporter: namespace-bound logger URLs (issue 16).
+
+See `modelops.drift.auth` for the whole scheme. Here is what both sides compute: the operator to write an
+InferenceService's logger URL, the exporter to check it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+#: the path prefix of namespace-bound event URLs
+NAMESPACE_PATH = "/events/ns"
+
+
+def namespace_token(secret: str, namespace: str) -> str:
+    """The token of one namespace: HMAC-SHA256(secret, namespace), hex."""
+    return hmac.new(secret.encode(), f"modelops-drift-events/{namespace}".encode(), hashlib.sha256).hexdigest()
+
+
+def logger_url(base_url: str, secret: str, namespace: str) -> str:
+    """The logger URL for an InferenceService in `namespace`, given the exporter's events URL.
+
+    ``http://exporter:8080/events`` -> ``http://exporter:8080/events/ns/<namespace>/<token>``. Without a
+    secret the URL is returned unchanged (an exporter started with --no-auth).
+    """
+    if not secret:
+        return base_url
+    root = base_url.rstrip("/")
+    if root.endswith("/events"):
+        root = root[: -len("/events")]
+    return f"{root}{NAMESPACE_PATH}/{namespace}/{namespace_token(secret, namespace)}"

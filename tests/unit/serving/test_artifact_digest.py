@@ -1,0 +1,55 @@
+"""The artifact digest the trainer records and the model server verifies (issue 16, H3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modelops.api.artifacts import tree_digest
+from modelops.serving.loader import ArtifactRefused, verify
+
+pytestmark = pytest.mark.unit
+
+
+def model_dir(root: Path) -> Path:
+    (root / "sub").mkdir(parents=True)
+    (root / "MLmodel").write_text("flavors: {sklearn: {}}\n")
+    (root / "model.pkl").write_bytes(b"\x80\x04pickle")
+    (root / "sub" / "extra.json").write_text("{}")
+    return root
+
+
+def test_digest_covers_names_and_bytes(tmp_path: Path) -> None:
+    d = model_dir(tmp_path / "m")
+    first = tree_digest(d)
+    assert first == tree_digest(d) and len(first) == 64
+    (d / "model.pkl").write_bytes(b"\x80\x04evil")
+    second = tree_digest(d)
+    assert second != first
+    (d / "model.pkl").rename(d / "model2.pkl")
+    assert tree_digest(d) != second
+    (d / "new").write_text("")
+    (d / "model2.pkl").rename(d / "model.pkl")
+    assert tree_digest(d) != second  # an added (even empty) file counts
+
+
+def test_symlinks_are_refused(tmp_path: Path) -> None:
+    d = model_dir(tmp_path / "m")
+    (d / "link").symlink_to("/etc/passwd")
+    with pytest.raises(ValueError, match="symbolic links"):
+        tree_digest(d)
+
+
+def test_verify_refuses_changed_artifacts_and_unverified_pickles(tmp_path: Path) -> None:
+    d = model_dir(tmp_path / "m")
+    digest = tree_digest(d)
+    flavors = {"sklearn": {}}
+    assert verify(d, flavors, digest, allow_unverified_pickle=False) is True
+    (d / "model.pkl").write_bytes(b"\x80\x04evil")
+    with pytest.raises(ArtifactRefused, match="changed after registration"):
+        verify(d, flavors, digest, allow_unverified_pickle=False)
+    with pytest.raises(ArtifactRefused, match="refusing to unpickle"):
+        verify(d, flavors, None, allow_unverified_pickle=False)  # the default: no digest, no pickle
+    assert verify(d, flavors, None, allow_unverified_pickle=True) is False
+    assert verify(d, {"xgboost": {}}, None, allow_unverified_pickle=False) is False  # no pickle involved
