@@ -135,7 +135,7 @@ def artifact_digest(model_uri: str, tracking_uri: str | None = None) -> str:
 
     import mlflow.artifacts
 
-    from modelops.api.artifacts import tree_digest
+    from modelops.formats.artifacts import tree_digest
 
     with tempfile.TemporaryDirectory(prefix="modelops-digest-") as tmp:
         local = retry(lambda: mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp,

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modelops.api.artifacts import TAG_ARTIFACT_SHA256
+from modelops.formats.artifacts import TAG_ARTIFACT_SHA256
 from modelops_pipelines.data import (
     DatasetError,
     PreparedData,

@@ -33,9 +33,9 @@ from modelops.api import (
     LABEL_PART_OF,
     MODEL_DEPLOYMENT,
 )
-from modelops.api.artifacts import ENV_MODEL_SHA256
-from modelops.api.drift import logger_url
 from modelops.decide.rollout import ModelRef, ServingPlan, serving_name
+from modelops.formats.artifacts import ENV_MODEL_SHA256
+from modelops.formats.drift_url import logger_url
 
 KSERVE_GROUP = "serving.kserve.io"
 KSERVE_VERSION = "v1beta1"

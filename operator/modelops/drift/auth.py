@@ -20,7 +20,7 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
-from modelops.api.drift import NAMESPACE_PATH, logger_url, namespace_token
+from modelops.formats.drift_url import NAMESPACE_PATH, logger_url, namespace_token
 
 __all__ = ["NAMESPACE_PATH", "Auth", "logger_url", "namespace_token"]
 

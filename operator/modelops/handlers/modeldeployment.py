@@ -39,7 +39,6 @@ from modelops.adapters.metrics import Prometheus
 from modelops.adapters.notify import Notifier, NotifyError, Webhook
 from modelops.adapters.registry import TAG_STORAGE_URI, MlflowRegistry, ModelVersion, RegistryError
 from modelops.api import GROUP, MODEL_DEPLOYMENT, MODEL_DEPLOYMENTS, VERSION
-from modelops.api.artifacts import TAG_ARTIFACT_SHA256
 from modelops.decide import analysis
 from modelops.decide.conditions import Condition, merge_conditions
 from modelops.decide.durations import format_duration
@@ -68,6 +67,7 @@ from modelops.desired.inference_service import (
     deployment_mode,
     inference_service,
 )
+from modelops.formats.artifacts import TAG_ARTIFACT_SHA256
 from modelops.settings import OperatorSettings
 
 log = logging.getLogger("modelops.modeldeployment")

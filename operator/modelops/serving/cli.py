@@ -91,12 +91,13 @@ def serve(
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("modelops.serving")
     log.setLevel(logging.INFO)
-    directory, name, version = _model_source(model_dir, model_uri, tracking_uri, cache_dir, model_version, log)
+    directory, name, version, sha256 = _model_source(model_dir, model_uri, tracking_uri, cache_dir, model_version,
+                                                     log)
     if not model_name and name and not _contract(directory).get("modelName"):
         model_name = name
     config = ServeConfig(
         model_dir=directory, model_name=model_name or None, model_version=model_version or version,
-        model_sha256=model_sha256 or None, allow_unverified_pickle=allow_unverified_pickle,
+        model_sha256=model_sha256 or sha256 or None, allow_unverified_pickle=allow_unverified_pickle,
         http_port=http_port, grpc_port=grpc_port, grpc=grpc,
         max_body_bytes=max_body_bytes, max_rows=max_rows, fast_path=fast_path, tolerance=tolerance,
         workers=workers or cpu_limit(), threads_per_request=threads_per_request, batch_max_rows=batch_max_rows,
@@ -113,8 +114,9 @@ def serve(
 
 
 def _model_source(model_dir: str, model_uri: str, tracking_uri: str, cache_dir: Path | None, model_version: str,
-                  log: Any) -> tuple[Path, str | None, str | None]:
-    """(local directory, registered name, registry version) for the command line; exits 2 on bad input."""
+                  log: Any) -> tuple[Path, str | None, str | None, str | None]:
+    """(local directory, registered name, registry version, registry digest) for the command line; exits 2 on
+    bad input."""
     from modelops.serving import source
 
     if source.is_uri(model_dir):
@@ -132,25 +134,25 @@ def _model_source(model_dir: str, model_uri: str, tracking_uri: str, cache_dir: 
         except source.SourceError as exc:
             _fail(str(exc))
         log.info("model %s version %s (%s)", got.name or "?", got.version or "unknown", got.origin)
-        return got.directory, got.name, got.version
+        return got.directory, got.name, got.version, got.sha256
     directory = Path(model_dir)
     if not (directory / "MLmodel").exists():
         _fail(f"{directory}/MLmodel not found: --model-dir must be an MLflow model directory (or use "
               f"--model-uri models:/NAME/VERSION)")
     if model_version:
         log.info("model version %s (--model-version)", model_version)
-        return directory, None, None
+        return directory, None, None, None
     if _contract(directory).get("version"):
-        return directory, None, None  # the loader reads it from modelops.json
-    version, why = None, "no --tracking-uri / MLFLOW_TRACKING_URI to look it up in the registry"
+        return directory, None, None, None  # the loader reads it from modelops.json
+    version, why, sha256 = None, "no --tracking-uri / MLFLOW_TRACKING_URI to look it up in the registry", None
     if tracking_uri:
-        version, why = source.version_of_directory(directory, tracking_uri)
+        version, why, sha256 = source.version_of_directory(directory, tracking_uri)
     if version:
         log.info("model version %s (%s)", version, why)
     else:
         log.warning("model version unknown (%s): endpoints, metrics and logged responses carry an empty "
                     "version; pass --model-version, or serve --model-uri models:/NAME/VERSION", why)
-    return directory, None, version
+    return directory, None, version, sha256
 
 
 def _contract(directory: Path) -> dict[str, Any]:

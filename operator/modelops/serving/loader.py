@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from modelops.api.artifacts import ENV_MODEL_SHA256, TAG_ARTIFACT_SHA256, tree_digest
+from modelops.formats.artifacts import ENV_MODEL_SHA256, TAG_ARTIFACT_SHA256, tree_digest
 from modelops.serving.schema import Feature, ModelSpec, Task, features_from_contract
 
 log = logging.getLogger("modelops.serving")

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelops.formats.artifacts import TAG_ARTIFACT_SHA256
+
 log = logging.getLogger("modelops.serving")
 
 URI_PREFIXES = ("models:/", "runs:/")
@@ -54,6 +56,15 @@ class ModelSource:
     version: str | None = None
     #: how the version was found, for the start-up log line
     origin: str = ""
+    #: the digest the registry recorded for this version (version tag modelops.dev/artifact-sha256), which the
+    #: loader verifies before unpickling anything; None when the registry has none
+    sha256: str | None = None
+
+
+#: MLflow model version tag with the artifacts' digest (modelops.formats.artifacts.TAG_ARTIFACT_SHA256)
+_TAG_SHA256 = TAG_ARTIFACT_SHA256
+#: written beside a cached download: the digest the registry had for it when it was downloaded
+_SOURCE_FILE = ".modelops-source.json"
 
 
 def is_uri(text: str) -> bool:
@@ -92,14 +103,15 @@ def fetch(uri: str, tracking_uri: str, cache: Path) -> ModelSource:
             entry = _cache_entry(cache, tracking_uri, f"models:/{name}/{version}{path}", f"{name}-v{version}")
             if (entry / "MLmodel").exists():  # a numbered version never changes: no registry call at all
                 log.info("using cached %s (version %s) from %s", uri, version, entry)
-                return ModelSource(entry, name, version, f"{uri} (cached)")
+                return ModelSource(entry, name, version, f"{uri} (cached)", _cached_sha256(entry))
         mv = _registry_version(uri, name, version, m["alias"], tracking_uri)
         version = str(mv.version)
+        sha256 = _tag_sha256(mv)
         pinned = f"models:/{name}/{version}{path}"
         label, origin = f"{name}-v{version}", f"{uri} -> version {version}" if m["alias"] else uri
     elif m := _RUNS.match(uri):
         pinned, label = uri, f"run-{m['run']}"
-        name, version = _version_of_run(m["run"], None, tracking_uri)
+        name, version, sha256 = _version_of_run(m["run"], None, tracking_uri)
         origin = f"{uri} (registered as {name} version {version})" if version else uri
         if version is None:
             log.warning("%s is not registered as exactly one model version: the version on the endpoints stays "
@@ -110,8 +122,23 @@ def fetch(uri: str, tracking_uri: str, cache: Path) -> ModelSource:
     if (entry / "MLmodel").exists():
         log.info("using cached %s from %s", pinned, entry)
     else:
-        _download(pinned, tracking_uri, entry)
-    return ModelSource(entry, name, version, origin)
+        _download(pinned, tracking_uri, entry, sha256)
+    return ModelSource(entry, name, version, origin, sha256)
+
+
+def _tag_sha256(mv: Any) -> str | None:
+    tags = getattr(mv, "tags", None) or {}
+    value = tags.get(_TAG_SHA256) if isinstance(tags, dict) else None
+    return str(value) if value else None
+
+
+def _cached_sha256(entry: Path) -> str | None:
+    """The registry's digest recorded beside a cached download (the cache is as trusted as the disk)."""
+    try:
+        value = json.loads((entry.parent / f"{entry.name}{_SOURCE_FILE}").read_text()).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(value) if value else None
 
 
 def _registry_version(uri: str, name: str, version: str | None, alias: str | None, tracking_uri: str) -> Any:
@@ -131,37 +158,42 @@ def _registry_version(uri: str, name: str, version: str | None, alias: str | Non
         raise SourceError(f"{uri}: the registry at {tracking_uri} says: {exc.message}") from None
 
 
-def _version_of_run(run_id: str, name: str | None, tracking_uri: str) -> tuple[str | None, str | None]:
-    """(name, version) of the one registered version created from `run_id` (of model `name` if given)."""
+def _version_of_run(run_id: str, name: str | None,
+                    tracking_uri: str) -> tuple[str | None, str | None, str | None]:
+    """(name, version, digest) of the one registered version created from `run_id` (of model `name` if given)."""
     query = f"run_id='{run_id}'" + (f" and name='{name}'" if name else "")
     found = _client(tracking_uri).search_model_versions(query)
     if len(found) != 1:
-        return name, None
-    return str(found[0].name), str(found[0].version)
+        return name, None, None
+    return str(found[0].name), str(found[0].version), _tag_sha256(found[0])
 
 
-def version_of_directory(model_dir: Path, tracking_uri: str) -> tuple[str | None, str]:
-    """The registry version of a model directory, by the MLflow run in its MLmodel; (None, why) if unknown."""
+def version_of_directory(model_dir: Path, tracking_uri: str) -> tuple[str | None, str, str | None]:
+    """(version, why, digest) of a model directory, by the MLflow run in its MLmodel; version None if unknown.
+
+    The digest is the one the registry recorded for that version: the loader verifies the directory against it.
+    """
     import yaml
 
     try:
         mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
-        return None, f"cannot read {model_dir / 'MLmodel'}: {exc}"
+        return None, f"cannot read {model_dir / 'MLmodel'}: {exc}", None
     run_id = mlmodel.get("run_id")
     if not run_id:
-        return None, f"{model_dir / 'MLmodel'} names no run_id"
+        return None, f"{model_dir / 'MLmodel'} names no run_id", None
     name = None
     with contextlib.suppress(OSError, ValueError, AttributeError):
         name = json.loads((model_dir / "modelops.json").read_text()).get("modelName")
     with _short_http_retries():
         try:
-            _, version = _version_of_run(str(run_id), name, tracking_uri)
+            _, version, sha256 = _version_of_run(str(run_id), name, tracking_uri)
         except Exception as exc:  # the registry is optional here: the model itself is on disk
-            return None, f"registry lookup of run {run_id} at {tracking_uri} failed: {type(exc).__name__}: {exc}"
+            return (None, f"registry lookup of run {run_id} at {tracking_uri} failed: {type(exc).__name__}: {exc}",
+                    None)
     if version is None:
-        return None, f"run {run_id} is not registered as exactly one version{f' of {name!r}' if name else ''}"
-    return version, f"registry: run {run_id} is {name or 'the model'} version {version}"
+        return None, f"run {run_id} is not registered as exactly one version{f' of {name!r}' if name else ''}", None
+    return version, f"registry: run {run_id} is {name or 'the model'} version {version}", sha256
 
 
 @contextlib.contextmanager
@@ -189,8 +221,12 @@ def _tree_size(root: Path) -> tuple[int, int]:
     return files, size
 
 
-def _download(pinned: str, tracking_uri: str, entry: Path) -> None:
-    """Download into a temporary sibling of `entry`, then rename: a half download is never used."""
+def _download(pinned: str, tracking_uri: str, entry: Path, sha256: str | None = None) -> None:
+    """Download into a temporary sibling of `entry`, then rename: a half download is never used.
+
+    The registry's digest is kept beside the entry (not inside: that would change the tree's digest), so a
+    later start from the cache still verifies the artifacts against what the registry recorded.
+    """
     import mlflow.artifacts
 
     entry.parent.mkdir(parents=True, exist_ok=True)
@@ -222,6 +258,7 @@ def _download(pinned: str, tracking_uri: str, entry: Path) -> None:
         shutil.rmtree(partial, ignore_errors=True)
         raise SourceError(f"{pinned} is not an MLflow model (no MLmodel among its artifacts)")
     files, size = _tree_size(local)
+    (entry.parent / f"{entry.name}{_SOURCE_FILE}").write_text(json.dumps({"uri": pinned, "sha256": sha256}))
     try:
         os.replace(local, entry)
     except OSError:  # another server filled the cache entry meanwhile: use that one

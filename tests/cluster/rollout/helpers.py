@@ -79,7 +79,7 @@ class ModelServers:
         import mlflow.artifacts
         from mlflow import MlflowClient
 
-        from modelops.api.artifacts import TAG_ARTIFACT_SHA256
+        from modelops.formats.artifacts import TAG_ARTIFACT_SHA256
 
         self.model = isvc
         registry = MlflowClient(tracking_uri)
@@ -164,7 +164,7 @@ def register_versions(tracking_uri: str, name: str, model_dirs: list[Path]) -> l
     """A registered model whose versions are the given MLflow model directories (uploaded to the server)."""
     from mlflow import MlflowClient
 
-    from modelops.api.artifacts import TAG_ARTIFACT_SHA256
+    from modelops.formats.artifacts import TAG_ARTIFACT_SHA256
     from modelops_pipelines.registry import artifact_digest
 
     client = MlflowClient(tracking_uri)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from modelops.api.artifacts import tree_digest
+from modelops.formats.artifacts import tree_digest
 from tests.fixtures.procs import free_port, http_ok, start, stop, wait_until
 from tests.integration.serving import model_dirs as md
 

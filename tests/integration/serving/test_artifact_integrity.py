@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from modelops.api.artifacts import TAG_ARTIFACT_SHA256
+from modelops.formats.artifacts import TAG_ARTIFACT_SHA256
 from modelops_pipelines import registry
 from tests.fixtures.mlflow_server import mlflow_server  # noqa: F401
 from tests.fixtures.procs import http_ok, stop, wait_until

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from modelops.api.drift import logger_url, namespace_token
 from modelops.drift.app import create_app
 from modelops.drift.auth import Auth
 from modelops.drift.events import EventError, LoggedEvent
 from modelops.drift.reference import MAX_FAILED, ReferenceSpec, ReferenceStore
 from modelops.drift.service import Exporter, ExporterConfig
 from modelops.drift.stats import DriftConfig
+from modelops.formats.drift_url import logger_url, namespace_token
 from modelops_pipelines.profile import build_reference_profile
 
 pytestmark = pytest.mark.unit

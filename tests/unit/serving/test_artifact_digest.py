@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from modelops.api.artifacts import tree_digest
+from modelops.formats.artifacts import tree_digest
 from modelops.serving.loader import ArtifactRefused, verify
 
 pytestmark = pytest.mark.unit
