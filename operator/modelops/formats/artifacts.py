@@ -19,17 +19,25 @@ TAG_ARTIFACT_SHA256 = "modelops.dev/artifact-sha256"
 ENV_MODEL_SHA256 = "MODELOPS_MODEL_SHA256"
 
 
+#: written by MLflow's client into every model it downloads through a ``models:/`` URI (with the name and
+#: version the caller asked by, or nulls for a logged model's ``models:/m-...``), so it is not part of the
+#: stored artifacts: KServe's storage initializer, fetching the artifact location itself, never has it.
+#: Only the one at the root is skipped; it is YAML that loading a model never reads.
+MLFLOW_DOWNLOAD_META = "registered_model_meta"
+
+
 def tree_digest(root: Path) -> str:
     """sha256 over every regular file under `root`: its relative path (POSIX) and the sha256 of its bytes.
 
-    Symbolic links are refused: a link could point the loader outside the verified tree.
+    Symbolic links are refused: a link could point the loader outside the verified tree. The root's
+    `MLFLOW_DOWNLOAD_META` is left out, so the digest is the same whichever way the artifacts were fetched.
     """
     root = Path(root)
     outer = hashlib.sha256()
     for path in sorted(root.rglob("*"), key=lambda p: p.relative_to(root).as_posix()):
         if path.is_symlink():
             raise ValueError(f"{path}: symbolic links are not allowed in model artifacts")
-        if not path.is_file():
+        if not path.is_file() or path.relative_to(root).as_posix() == MLFLOW_DOWNLOAD_META:
             continue
         inner = hashlib.sha256()
         with path.open("rb") as fh:

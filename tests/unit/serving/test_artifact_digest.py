@@ -34,6 +34,21 @@ def test_digest_covers_names_and_bytes(tmp_path: Path) -> None:
     assert tree_digest(d) != second  # an added (even empty) file counts
 
 
+def test_the_metadata_mlflow_adds_to_registry_downloads_is_not_part_of_the_digest(tmp_path: Path) -> None:
+    """`models:/NAME/VERSION` downloads carry MLflow's `registered_model_meta` (name and version), a logged
+    model's `models:/m-...` download carries one with nulls, and KServe's storage initializer has none: the
+    trainer, `modelops serve models:/...` and the predictor must agree on one digest."""
+    stored = tree_digest(model_dir(tmp_path / "stored"))
+    by_version = model_dir(tmp_path / "by-version")
+    (by_version / "registered_model_meta").write_text("model_name: churn\nmodel_version: '2'\n")
+    by_logged_model = model_dir(tmp_path / "by-logged-model")
+    (by_logged_model / "registered_model_meta").write_text("model_name: null\nmodel_version: null\n")
+    assert tree_digest(by_version) == tree_digest(by_logged_model) == stored
+    nested = model_dir(tmp_path / "nested")
+    (nested / "sub" / "registered_model_meta").write_text("x")
+    assert tree_digest(nested) != stored  # only MLflow's file at the root is skipped
+
+
 def test_symlinks_are_refused(tmp_path: Path) -> None:
     d = model_dir(tmp_path / "m")
     (d / "link").symlink_to("/etc/passwd")
