@@ -27,6 +27,7 @@ _ROLES = (
     "modelops.drift.cli",  # drift-exporter
     "modelops.demo",  # demo
     "modelops.images",  # images build|verify
+    "modelops.console.cli",  # console, history
 )
 
 for _module in _ROLES:
