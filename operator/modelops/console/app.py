@@ -67,7 +67,21 @@ def create_app(settings: ConsoleSettings, kube: Kube | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if settings.smtp_secret_dir or settings.slack_webhook_file:
+            from modelops.adapters.smtp import SmtpConfig
+            from modelops.console.notifier import Notifier
+
+            slack = Path(settings.slack_webhook_file).read_text().strip() if settings.slack_webhook_file else ""
+            notifier = Notifier(state.kube, state.mlflow, state.prom, public_url=settings.public_url,
+                                secret=state.secret, slack_url=slack, ttl=settings.link_ttl_seconds,
+                                smtp_cfg=SmtpConfig.from_dir(settings.smtp_secret_dir) if settings.smtp_secret_dir
+                                else None, namespaces=settings.namespace_list() or None)
+            app.state.notifier = notifier
+            task = asyncio.create_task(notifier.run(settings.notify_interval_seconds))
         yield
+        if task is not None:
+            task.cancel()
         await state.close()
 
     app = FastAPI(title="modelops console", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)

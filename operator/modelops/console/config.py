@@ -27,6 +27,14 @@ class ConsoleSettings(BaseSettings):
     auth_cache_seconds: float = Field(10.0, ge=0, description="How long a TokenReview answer is reused for the "
                                                               "same token (0: ask every request).")
 
+    smtp_secret_dir: str = Field("", description="Directory of the mounted SMTP Secret (host, port, from, to, "
+                                                 "username, password, security); empty: no approval emails.")
+    slack_webhook_file: str = Field("", description="File holding a Slack incoming-webhook URL; empty: no Slack "
+                                                    "messages.")
+    notify_interval_seconds: float = Field(3.0, gt=0, description="How often pending approvals are looked for "
+                                                                  "(each is announced once).")
+    link_ttl_seconds: float = Field(86400.0, gt=0, description="How long a signed approve/reject link is valid.")
+
     def namespace_list(self) -> list[str]:
         return [n.strip() for n in self.namespaces.split(",") if n.strip()]
 
