@@ -36,6 +36,8 @@ ROLES: dict[str, tuple[str, str | None]] = {
     "trainer": ("modelops/trainer", "trainer"),
     "model-server": ("modelops/model-server", "server"),
     "drift-exporter": ("modelops/drift-exporter", "exporter"),
+    # The web console (`modelops console`, off by default in the chart): built on request.
+    "console": ("modelops/console", "console"),
     # The in-cluster Prometheus of the e2e tier and the demo: built from its Go module with Kubernetes
     # discovery (static, CGO off) on the same bookworm base. The MLflow server needs no image of its own: the
     # trainer image has full mlflow (server, SQLAlchemy, alembic, gunicorn/uvicorn).

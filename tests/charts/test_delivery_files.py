@@ -79,7 +79,7 @@ def test_e2e_prometheus_dockerfile_runs_as_nobody_from_the_staged_binary() -> No
     assert "!build/prometheus/" in (REPO / ".dockerignore").read_text()
 
 
-@pytest.mark.parametrize("role", list(images.RUNTIME_ROLES))
+@pytest.mark.parametrize("role", [*images.RUNTIME_ROLES, "console"])
 def test_dockerfile_installs_only_its_extra_as_non_root(role: str) -> None:
     text = (REPO / "images" / role / "Dockerfile").read_text()
     _image, extra = images.ROLES[role]
