@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest injects the imported fixtures by parameter name)
 """The SMTP adapter against a real SMTP server process (aiosmtpd): text + HTML, recipients, errors."""
 
 from __future__ import annotations
