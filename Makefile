@@ -17,7 +17,8 @@ lint:
 	uv run --frozen mypy operator/modelops/api operator/modelops/decide operator/modelops/desired \
 		operator/modelops/settings.py operator/modelops/drift pipelines/modelops_pipelines \
 		operator/modelops/serving/config.py operator/modelops/serving/resources.py \
-		operator/modelops/serving/schema.py operator/modelops/serving/outputs.py
+		operator/modelops/serving/schema.py operator/modelops/serving/outputs.py \
+		operator/modelops/console operator/modelops/adapters/smtp.py
 	uv run --frozen lint-imports
 
 # Tiers run cheapest first so a broken unit test fails in seconds, not after the cluster tier.
