@@ -23,9 +23,10 @@ class Mlflow:
         self.uri = uri.rstrip("/")
         self.http = httpx.AsyncClient(base_url=self.uri, timeout=timeout)
 
-    async def _get(self, path: str, **params: Any) -> dict[str, Any]:
+    async def _get(self, endpoint: str, **params: Any) -> dict[str, Any]:
+        path = endpoint
         try:
-            resp = await self.http.get(f"/api/2.0/mlflow/{path}", params=params)
+            resp = await self.http.get(f"/api/2.0/mlflow/{endpoint}", params=params)
         except httpx.HTTPError as exc:
             raise SourceError(f"MLflow at {self.uri}: {type(exc).__name__}") from None
         if resp.status_code == 404 or (resp.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in resp.text):
