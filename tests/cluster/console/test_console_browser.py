@@ -95,7 +95,10 @@ def test_browser_overview_model_approval_and_refusal(seeded: Env, console: Conso
     assert "test roc_auc" in drv.find_element(By.ID, "metrics").text
     assert drv.find_element(By.ID, "not-allowed").is_displayed()
     imgs = drv.find_elements(By.CSS_SELECTOR, ".plots img")
-    assert imgs and drv.execute_script("return arguments[0].naturalWidth", imgs[0]) > 0, "plot loaded"
+    assert imgs, "plots from the training run"
+    drv.execute_script("arguments[0].scrollIntoView()", imgs[0])  # lazy-loaded below the fold
+    wait.until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", imgs[0]) > 0)
+    drv.execute_script("window.scrollTo(0, 0)")
     shot(drv, "03-approval-unauthorised")
     drv.find_element(By.ID, "btn-approve").click()
     wait.until(ec.alert_is_present()).accept()
