@@ -217,7 +217,7 @@ def create_app(settings: ConsoleSettings, kube: Kube | None = None) -> FastAPI:
         start = end - 6 * 3600
         q = f'max by (feature) (modelops_drift_feature_score_ratio{{model="{evidence_mod._q(model)}"}})'
         try:
-            rows = await state.prom.query_range(q, start, end, 60)
+            rows = await state.prom.query_range(q, start, end, 30)
         except SourceError as exc:
             return "", str(exc)
         series = {str(r["metric"].get("feature", "?")): [(float(t), float(v)) for t, v in r.get("values") or []]

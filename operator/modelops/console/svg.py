@@ -41,6 +41,9 @@ def lines(series: Mapping[str, Sequence[tuple[float, float]]], *, width: int = 6
         colour = PALETTE[i % len(PALETTE)]
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in s if math.isfinite(y))
         out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{path}"/>')
+        finite = [(x, y) for x, y in s if math.isfinite(y)]
+        if len(finite) < 30:  # few samples (a young series): mark each one, a single point has no line
+            out += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}"/>' for x, y in finite]
         ly = top + 12 + 14 * i
         out.append(f'<rect x="{left + pw + 8}" y="{ly - 8}" width="10" height="3" fill="{colour}"/>'
                    f'<text x="{left + pw + 22}" y="{ly}" font-size="11">{html.escape(name[:20])}</text>')
