@@ -48,8 +48,9 @@ def browser() -> Iterator[Any]:
 def shot(drv: Any, name: str) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     # the whole page, not just the window
-    height = drv.execute_script("return document.documentElement.scrollHeight")
-    drv.set_window_size(1400, max(1000, min(int(height) + 50, 4000)))
+    for _ in range(2):  # the second pass sees images that loaded after the first resize
+        height = drv.execute_script("return document.documentElement.scrollHeight")
+        drv.set_window_size(1400, max(1000, min(int(height) + 150, 4000)))
     path = SHOTS / f"{name}.png"
     drv.save_screenshot(str(path))
     return path
