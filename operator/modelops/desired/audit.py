@@ -3,7 +3,7 @@
 One record per approve / reject / promote / rollback / abort: who (the Kubernetes username), when, what,
 which version, and the sha256 of the evidence they were shown. The same record is written three ways by
 the adapters: a Kubernetes Event on the object (reason `Decision<Action>`, the record as JSON in the
-message), MLflow version tags (`modelops.dev/decision.<action>` = the record's JSON, so the registry keeps
+message), MLflow version tags (`modelops.dev/decision.<action>.<kind>.<namespace>.<name>` = the record's JSON, so the registry keeps
 the history after Events expire), and the object's `modelops.dev/last-decision` annotation.
 
 `history` rebuilds, from the ModelDeployment's `status.history` (finished rollouts, newest first) and the
@@ -69,7 +69,9 @@ class Record:
                            f"(evidence sha256 {self.evidence_sha256 or '-'}): {self.as_json()}"[:1024]}
 
     def mlflow_tags(self) -> dict[str, str]:
-        return {TAG_PREFIX + self.action: self.as_json()}
+        """One tag per action and deciding object (a version served by several ModelDeployments keeps each
+        one's decision): modelops.dev/decision.<action>.<kind>.<namespace>.<name>."""
+        return {f"{TAG_PREFIX}{self.action}.{self.kind}.{self.namespace}.{self.name}"[:250]: self.as_json()}
 
 
 def records_from_event_messages(messages: Sequence[str]) -> list[Record]:

@@ -99,7 +99,8 @@ def test_email_within_10s_signed_link_approves_within_5s(console_env: Env, smtp_
                     break
                 time.sleep(0.2)
             assert client.get_registered_model(env.model).aliases.get("challenger") == "2"
-            rec = client.get_model_version(env.model, "2").tags["modelops.dev/decision.approve"]
+            rec = client.get_model_version(env.model, "2").tags[
+                f"modelops.dev/decision.approve.retrainschedules.{ns}.churn-train"]
             assert '"via":"link"' in rec and env.users.alice_name in rec
             # the same link again: the approval is over, the token no longer matches anything
             replay = http.post(path.split("?")[0], data={**form, "csrf": csrf}, headers={"Accept": "application/json"})

@@ -111,7 +111,7 @@ def test_unauthorised_is_refused_and_authorised_decides_once(seeded: Env, consol
         from mlflow import MlflowClient
 
         tags = MlflowClient(tracking_uri=env.mlflow_uri).get_model_version(env.model, "2").tags
-        assert env.users.alice_name in tags["modelops.dev/decision.approve"]
+        assert env.users.alice_name in tags[f"modelops.dev/decision.approve.retrainschedules.{ns}.churn-train"]
         # a replay after the decision is refused: the annotation already names the version
         assert click() == 409
 
