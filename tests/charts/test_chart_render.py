@@ -275,7 +275,9 @@ def test_console_rbac_is_exactly_what_it_calls_and_the_approver_holds_the_verb()
 
 
 def test_console_wiring_ingress_and_httproute() -> None:
-    objs = render([CONSOLE_VALUES])
+    objs = render([CONSOLE_VALUES], sets=["console.httpRoute.enabled=true", "console.httpRoute.parentRefs[0].name=public",
+                                          "console.httpRoute.parentRefs[0].namespace=gateway",
+                                          "console.httpRoute.hostnames[0]=modelops.example.com"])
     dep = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "modelops-console")
     c = dep["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e.get("value") for e in c["env"]}
