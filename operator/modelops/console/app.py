@@ -23,6 +23,7 @@ from modelops.console import svg, views
 from modelops.console.auth import COOKIE, Authenticator, User
 from modelops.console.config import ConsoleSettings
 from modelops.console.kube import Kube, KubeError
+from modelops.console.mirror import Mirror
 from modelops.console.sources import DriftExporter, Mlflow, Prometheus, SourceError, gather_quiet, predict
 from modelops.desired import approval_link as links
 from modelops.desired import audit
@@ -31,6 +32,8 @@ from modelops.desired.approval_message import digest, fmt, fmt_delta
 HERE = Path(__file__).parent
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 VERSION_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+#: rows per table on the overview (objects awaiting approval first)
+PAGE_SIZE = 100
 KIND_TITLES = {"modeldeployments": "ModelDeployment", "retrainschedules": "RetrainSchedule"}
 
 
@@ -65,8 +68,15 @@ class State:
 def create_app(settings: ConsoleSettings, kube: Kube | None = None) -> FastAPI:
     state = State(settings, kube or Kube.from_env(settings.kubeconfig))
 
+    mirrors: dict[str, list[Mirror]] = {}
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        tasks = []
+        for plural in ("modeldeployments", "retrainschedules"):
+            scopes: list[str | None] = list(namespaces) if namespaces else [None]
+            mirrors[plural] = [Mirror(state.kube, plural, ns) for ns in scopes]
+            tasks += [asyncio.create_task(m.run()) for m in mirrors[plural]]
         task = None
         if settings.smtp_secret_dir or settings.slack_webhook_file:
             from modelops.adapters.smtp import SmtpConfig
@@ -80,8 +90,8 @@ def create_app(settings: ConsoleSettings, kube: Kube | None = None) -> FastAPI:
             app.state.notifier = notifier
             task = asyncio.create_task(notifier.run(settings.notify_interval_seconds))
         yield
-        if task is not None:
-            task.cancel()
+        for t in [*tasks, *([task] if task is not None else [])]:
+            t.cancel()
         await state.close()
 
     app = FastAPI(title="modelops console", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
@@ -167,9 +177,15 @@ def create_app(settings: ConsoleSettings, kube: Kube | None = None) -> FastAPI:
         return resp
 
     # ---- overview --------------------------------------------------------------------------------------
-    async def overview_rows() -> dict[str, Any]:
+    async def objects_of(plural: str) -> list[dict[str, Any]]:
+        ms = mirrors.get(plural) or []
+        if ms and all(m.ready.is_set() for m in ms):
+            return [o for m in ms for o in m.objects()]
+        return await state.kube.list_objects(plural, namespaces)
+
+    async def overview_rows(page: int = 1, ns: str = "") -> dict[str, Any]:
         mds, rss, drift = await gather_quiet(
-            state.kube.list_objects("modeldeployments", namespaces), state.kube.list_objects("retrainschedules", namespaces),
+            objects_of("modeldeployments"), objects_of("retrainschedules"),
             state.prom.query("max by (model) (modelops_drift_share)"))
         shares: dict[str, float] = {}
         errors = []
@@ -181,25 +197,34 @@ def create_app(settings: ConsoleSettings, kube: Kube | None = None) -> FastAPI:
                     shares[str(r["metric"].get("model"))] = float(r["value"][1])
                 except (KeyError, ValueError, TypeError):
                     continue
-        key = lambda o: ((o.get("metadata") or {}).get("namespace", ""), (o.get("metadata") or {}).get("name", ""))  # noqa: E731
-        return {"deployments": [views.md_row(o, shares) for o in sorted(mds, key=key)],
-                "schedules": [views.rs_row(o) for o in sorted(rss, key=key)], "errors": errors,
-                "time": _now()}
+        if ns:
+            mds = [o for o in mds if (o.get("metadata") or {}).get("namespace") == ns]
+            rss = [o for o in rss if (o.get("metadata") or {}).get("namespace") == ns]
+        md_rows = views.page_of([views.md_row(o, shares) for o in mds], page, PAGE_SIZE)
+        rs_rows = views.page_of([views.rs_row(o) for o in rss], page, PAGE_SIZE)
+        return {"deployments": md_rows["rows"], "schedules": rs_rows["rows"], "errors": errors, "time": _now(),
+                "page": page, "ns": ns, "pages": max(md_rows["pages"], rs_rows["pages"]),
+                "totals": {"deployments": md_rows["total"], "schedules": rs_rows["total"],
+                           "awaiting": md_rows["awaiting"] + rs_rows["awaiting"]}}
 
     @app.get("/", response_class=HTMLResponse)
-    async def overview(request: Request) -> HTMLResponse:
+    async def overview(request: Request, page: int = 1, ns: str = "") -> HTMLResponse:
         user = await require_user(request)
+        if page < 1 or (ns and not NAME_RE.match(ns)):
+            raise HTTPException(400, "page must be >= 1 and ns a namespace name")
         try:
-            data = await overview_rows()
+            data = await overview_rows(page, ns)
         except KubeError as exc:
             raise HTTPException(502, f"API server: {exc}") from None
         return render(request, "overview.html", user, **data)
 
     @app.get("/api/overview")
-    async def overview_json(request: Request) -> dict[str, Any]:
+    async def overview_json(request: Request, page: int = 1, ns: str = "") -> dict[str, Any]:
         await require_user(request)
+        if page < 1 or (ns and not NAME_RE.match(ns)):
+            raise HTTPException(400, "page must be >= 1 and ns a namespace name")
         try:
-            return await overview_rows()
+            return await overview_rows(page, ns)
         except KubeError as exc:
             raise HTTPException(502, f"API server: {exc}") from None
 

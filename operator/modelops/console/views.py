@@ -93,3 +93,11 @@ def version_rows(versions: Sequence[Mapping[str, Any]], aliases: Sequence[Mappin
             "rollouts": [h for h in history if str(h.get("version")) == ver],
             "decisions": decisions.get(ver, [])})
     return rows
+
+
+def page_of(rows: list[dict[str, Any]], page: int, size: int) -> dict[str, Any]:
+    """Rows awaiting approval first, then by namespace and name; one page of them."""
+    rows = sorted(rows, key=lambda r: (not r["pending"], r["namespace"], r["name"]))
+    pages = max(1, -(-len(rows) // size))
+    return {"rows": rows[(page - 1) * size: page * size], "pages": pages, "total": len(rows),
+            "awaiting": sum(1 for r in rows if r["pending"])}
