@@ -25,13 +25,15 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from modelops.api import ANNOTATION_APPROVE, ANNOTATION_REJECT
+
 Kind = Literal["modeldeployments", "retrainschedules"]
 Decision = Literal["approve", "reject"]
 KINDS: tuple[str, ...] = ("modeldeployments", "retrainschedules")
 DECISIONS: tuple[str, ...] = ("approve", "reject")
 #: annotations `modelops approve|reject` and the operator use (same keys on both kinds)
-ANN_APPROVE = "modelops.dev/approve"
-ANN_REJECT = "modelops.dev/reject"
+ANN_APPROVE = ANNOTATION_APPROVE
+ANN_REJECT = ANNOTATION_REJECT
 #: shortest secret accepted: 32 bytes, as for any HMAC-SHA256 key
 MIN_SECRET_BYTES = 32
 #: longest token accepted before any decoding (a valid one is ~250 characters)
