@@ -1,5 +1,8 @@
 """Benchmark: the console's page latency with 1,000 ModelDeployments (and 100 RetrainSchedules).
 
+The overview shows 100 rows per table (objects awaiting approval first) from a watch-fed mirror of the
+two kinds; the model page and the approval view read the object, MLflow and Prometheus on every request.
+
 Real control plane (`modelops cluster` binaries), the console as a real process (`modelops console`) on its
 ServiceAccount with the chart's ClusterRole, a real MLflow with the model's versions, a real Prometheus. N
 ModelDeployments (every tenth awaiting approval, with rollout status as the operator writes it) are
@@ -134,7 +137,9 @@ def main() -> None:
                 results[name] = summary(times)
                 print(name, results[name], file=sys.stderr, flush=True)
             over = http.get("/api/overview", headers={**headers, "Accept": "application/json"}).json()
-            assert len(over["deployments"]) == args.deployments and len(over["schedules"]) == args.schedules
+            assert over["totals"]["deployments"] == args.deployments and over["totals"]["schedules"] == args.schedules
+            awaiting = over["totals"]["awaiting"]
+            assert awaiting == args.deployments // 10 + args.schedules // 10, awaiting
         # side by side: the API server's own list of the same objects (raw HTTP through the official client)
         times = []
         for _ in range(args.requests):
@@ -144,7 +149,7 @@ def main() -> None:
             resp.read()
             times.append(time.perf_counter() - t0)
         results["baseline: API server list of ModelDeployments (first 500, no console)"] = summary(times)
-        print(json.dumps({"benchmark": "console_pages", "deployments": args.deployments,
+        print(json.dumps({"benchmark": "console_pages", "deployments": args.deployments, "awaiting": awaiting,
                           "schedules": args.schedules, "requests_per_page": args.requests,
                           "objects_created_s": round(created_s, 1), "pages": results,
                           "loadavg_before": [round(x, 2) for x in load_before],

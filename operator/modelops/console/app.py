@@ -334,8 +334,9 @@ def create_app(settings: ConsoleSettings, kube: Kube | None = None) -> FastAPI:
         check_kind(kind, ns, name, version)
         obj = await get_obj(kind, ns, name)
         pending = next((p for p in links.pending_approvals(kind, obj) if p.version == version), None)
-        ev, extra = await evidence_mod.gather(kind, obj, version, state.mlflow, state.prom)
-        allowed, why = await state.auth.may_decide(user, kind, ns, name)
+        (ev, extra), (allowed, why) = await asyncio.gather(
+            evidence_mod.gather(kind, obj, version, state.mlflow, state.prom),
+            state.auth.may_decide(user, kind, ns, name))
         link_error = ""
         if token:
             try:

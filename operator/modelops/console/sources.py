@@ -22,6 +22,7 @@ class Mlflow:
     def __init__(self, uri: str, timeout: float) -> None:
         self.uri = uri.rstrip("/")
         self.http = httpx.AsyncClient(base_url=self.uri, timeout=timeout)
+        self._artifacts: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
     async def _get(self, endpoint: str, **params: Any) -> dict[str, Any]:
         path = endpoint
@@ -52,8 +53,16 @@ class Mlflow:
         return (await self._get("runs/get", run_id=run_id)).get("run") or {}
 
     async def artifacts(self, run_id: str, path: str = "") -> list[dict[str, Any]]:
+        """A finished run's artifact listing (cached: the trainer never adds to a registered version's run)."""
+        key = (run_id, path)
+        if key in self._artifacts:
+            return self._artifacts[key]
         doc = await self._get("artifacts/list", run_id=run_id, **({"path": path} if path else {}))
-        return list(doc.get("files") or [])
+        files = list(doc.get("files") or [])
+        if len(self._artifacts) > 4096:
+            self._artifacts.clear()
+        self._artifacts[key] = files
+        return files
 
     async def artifact(self, run_id: str, path: str) -> bytes:
         try:
