@@ -336,7 +336,7 @@ def create_app(settings: ConsoleSettings, kube: Kube | None = None) -> FastAPI:
         pending = next((p for p in links.pending_approvals(kind, obj) if p.version == version), None)
         (ev, extra), (allowed, why) = await asyncio.gather(
             evidence_mod.gather(kind, obj, version, state.mlflow, state.prom),
-            state.auth.may_decide(user, kind, ns, name))
+            state.auth.may_decide(user, kind, ns, name, for_display=True))
         link_error = ""
         if token:
             try:

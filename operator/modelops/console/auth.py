@@ -39,6 +39,7 @@ class Authenticator:
         self.kube = kube
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, User | None]] = {}
+        self._sar_cache: dict[tuple[str, str, str, str], tuple[float, tuple[bool, str]]] = {}
         self._csrf_key = csrf_key
 
     async def user(self, token: str) -> User | None:
@@ -63,9 +64,22 @@ class Authenticator:
         self._cache[sha] = (now, user)
         return user
 
-    async def may_decide(self, user: User, plural: str, namespace: str, name: str) -> tuple[bool, str]:
-        return await self.kube.access_review(user.review_user(), {
+    async def may_decide(self, user: User, plural: str, namespace: str, name: str,
+                         for_display: bool = False) -> tuple[bool, str]:
+        """SubjectAccessReview of the verb `approve`. Decisions always ask the API server; pages that only
+        show whether the buttons will work (for_display) reuse an answer for auth_cache_seconds."""
+        key = (user.token_sha, plural, namespace, name)
+        now = time.monotonic()
+        if for_display:
+            hit = self._sar_cache.get(key)
+            if hit and now - hit[0] < self.cache_seconds:
+                return hit[1]
+        answer = await self.kube.access_review(user.review_user(), {
             "group": GROUP, "resource": plural, "verb": VERB, "namespace": namespace, "name": name})
+        if len(self._sar_cache) > 10000:
+            self._sar_cache.clear()
+        self._sar_cache[key] = (now, answer)
+        return answer
 
     def csrf(self, user: User) -> str:
         """Form token tied to the session's bearer token (the cookie is SameSite=Strict as well)."""

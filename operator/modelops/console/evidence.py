@@ -11,6 +11,8 @@ from modelops.console.views import metric_thresholds, model_of
 from modelops.desired.approval_message import Evidence, MetricRow, from_objects
 
 TEST_TAG = "modelops.dev/test."
+#: seconds a registered version's evidence (trainer tags, run id) is reused between page views
+VERSION_MAX_AGE = 30.0
 LOWER_IS_BETTER = ("loss", "error", "rmse", "mae", "mse", "latency")
 
 
@@ -41,8 +43,8 @@ async def gather(kind: str, obj: Mapping[str, Any], version: str, mlflow: Mlflow
         champion = str((st.get("stable") or {}).get("version") or "")
     errors: list[str] = []
     cand, champ, drift_rows = await gather_quiet(
-        mlflow.version(model, version),
-        mlflow.version(model, champion) if champion else _none(),
+        mlflow.version(model, version, max_age=VERSION_MAX_AGE),
+        mlflow.version(model, champion, max_age=VERSION_MAX_AGE) if champion else _none(),
         prom.query(f'max by (feature) (modelops_drift_feature_score_ratio{{model="{_q(model)}"}})'))
     for r in (cand, champ, drift_rows):
         if isinstance(r, str):

@@ -23,6 +23,7 @@ class Mlflow:
         self.uri = uri.rstrip("/")
         self.http = httpx.AsyncClient(base_url=self.uri, timeout=timeout)
         self._artifacts: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._versions: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
 
     async def _get(self, endpoint: str, **params: Any) -> dict[str, Any]:
         path = endpoint
@@ -37,8 +38,21 @@ class Mlflow:
         out: dict[str, Any] = resp.json()
         return out
 
-    async def version(self, model: str, version: str) -> dict[str, Any]:
-        return (await self._get("model-versions/get", name=model, version=version)).get("model_version") or {}
+    async def version(self, model: str, version: str, max_age: float = 0.0) -> dict[str, Any]:
+        """One registered version; with max_age > 0 an answer that young is reused (evidence: the trainer's
+        tags, metrics and run of a registered version do not change)."""
+        import time
+
+        key = (model, version)
+        hit = self._versions.get(key)
+        if max_age > 0 and hit and time.monotonic() - hit[0] < max_age:
+            return hit[1]
+        out: dict[str, Any] = (await self._get("model-versions/get", name=model, version=version)).get(
+            "model_version") or {}
+        if len(self._versions) > 4096:
+            self._versions.clear()
+        self._versions[key] = (time.monotonic(), out)
+        return out
 
     async def versions(self, model: str) -> list[dict[str, Any]]:
         doc = await self._get("model-versions/search", filter=f"name='{model}'", max_results=200)
