@@ -34,6 +34,8 @@ NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 VERSION_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 #: rows per table on the overview (objects awaiting approval first)
 PAGE_SIZE = 100
+#: seconds the model page reuses MLflow's version list and aliases (the approval view reads them fresh)
+MODEL_PAGE_MAX_AGE = 5.0
 KIND_TITLES = {"modeldeployments": "ModelDeployment", "retrainschedules": "RetrainSchedule"}
 
 
@@ -183,6 +185,8 @@ def create_app(settings: ConsoleSettings, kube: Kube | None = None) -> FastAPI:
             return [o for m in ms for o in m.objects()]
         return await state.kube.list_objects(plural, namespaces)
 
+    derived: dict[str, Any] = {}  # the last overview's rows, reused while no object and no drift share changed
+
     async def overview_rows(page: int = 1, ns: str = "") -> dict[str, Any]:
         mds, rss, drift = await gather_quiet(
             objects_of("modeldeployments"), objects_of("retrainschedules"),
@@ -197,11 +201,19 @@ def create_app(settings: ConsoleSettings, kube: Kube | None = None) -> FastAPI:
                     shares[str(r["metric"].get("model"))] = float(r["value"][1])
                 except (KeyError, ValueError, TypeError):
                     continue
-        if ns:
-            mds = [o for o in mds if (o.get("metadata") or {}).get("namespace") == ns]
-            rss = [o for o in rss if (o.get("metadata") or {}).get("namespace") == ns]
-        md_rows = views.page_of([views.md_row(o, shares) for o in mds], page, PAGE_SIZE)
-        rs_rows = views.page_of([views.rs_row(o) for o in rss], page, PAGE_SIZE)
+        ms = [*(mirrors.get("modeldeployments") or []), *(mirrors.get("retrainschedules") or [])]
+        key = (tuple(id(m) for m in ms), tuple(m.version for m in ms), tuple(sorted(shares.items())), ns)
+        if ms and all(m.ready.is_set() for m in ms) and derived.get("key") == key:
+            all_md, all_rs = derived["md"], derived["rs"]
+        else:
+            if ns:
+                mds = [o for o in mds if (o.get("metadata") or {}).get("namespace") == ns]
+                rss = [o for o in rss if (o.get("metadata") or {}).get("namespace") == ns]
+            all_md = views.sort_rows([views.md_row(o, shares) for o in mds])
+            all_rs = views.sort_rows([views.rs_row(o) for o in rss])
+            derived.update(key=key, md=all_md, rs=all_rs)
+        md_rows = views.page_of(all_md, page, PAGE_SIZE)
+        rs_rows = views.page_of(all_rs, page, PAGE_SIZE)
         return {"deployments": md_rows["rows"], "schedules": rs_rows["rows"], "errors": errors, "time": _now(),
                 "page": page, "ns": ns, "pages": max(md_rows["pages"], rs_rows["pages"]),
                 "totals": {"deployments": md_rows["total"], "schedules": rs_rows["total"],
@@ -258,7 +270,8 @@ def create_app(settings: ConsoleSettings, kube: Kube | None = None) -> FastAPI:
         st = obj.get("status") or {}
         isvc_name = str((st.get("inferenceService") or {}).get("name") or name)
         isvc, versions, registered, plot, window, events = await gather_quiet(
-            _isvc(state.kube, ns, isvc_name), state.mlflow.versions(model), state.mlflow.registered(model),
+            _isvc(state.kube, ns, isvc_name), state.mlflow.versions(model, max_age=MODEL_PAGE_MAX_AGE),
+            state.mlflow.registered(model, max_age=MODEL_PAGE_MAX_AGE),
             drift_plot(model), state.exporter.drift(model), _events(state.kube, ns, name))
         errors = [x for x in (versions, registered, window) if isinstance(x, str)]
         decisions: dict[str, list[audit.Record]] = {}

@@ -24,6 +24,7 @@ class Mlflow:
         self.http = httpx.AsyncClient(base_url=self.uri, timeout=timeout)
         self._artifacts: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._versions: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        self._short: dict[tuple[str, str], tuple[float, Any]] = {}
 
     async def _get(self, endpoint: str, **params: Any) -> dict[str, Any]:
         path = endpoint
@@ -54,12 +55,32 @@ class Mlflow:
         self._versions[key] = (time.monotonic(), out)
         return out
 
-    async def versions(self, model: str) -> list[dict[str, Any]]:
-        doc = await self._get("model-versions/search", filter=f"name='{model}'", max_results=200)
-        return sorted(doc.get("model_versions") or [], key=lambda v: int(v.get("version", 0)))
+    async def versions(self, model: str, max_age: float = 0.0) -> list[dict[str, Any]]:
+        async def fetch() -> Any:
+            doc = await self._get("model-versions/search", filter=f"name='{model}'", max_results=200)
+            return sorted(doc.get("model_versions") or [], key=lambda v: int(v.get("version", 0)))
 
-    async def registered(self, model: str) -> dict[str, Any]:
-        return (await self._get("registered-models/get", name=model)).get("registered_model") or {}
+        out: list[dict[str, Any]] = await self._cached(("versions", model), max_age, fetch)
+        return out
+
+    async def registered(self, model: str, max_age: float = 0.0) -> dict[str, Any]:
+        async def fetch() -> Any:
+            return (await self._get("registered-models/get", name=model)).get("registered_model") or {}
+
+        out: dict[str, Any] = await self._cached(("registered", model), max_age, fetch)
+        return out
+
+    async def _cached(self, key: tuple[str, str], max_age: float, fetch: Any) -> Any:
+        import time
+
+        hit = self._short.get(key)
+        if max_age > 0 and hit and time.monotonic() - hit[0] < max_age:
+            return hit[1]
+        value = await fetch()
+        if len(self._short) > 4096:
+            self._short.clear()
+        self._short[key] = (time.monotonic(), value)
+        return value
 
     async def run(self, run_id: str) -> dict[str, Any]:
         if not run_id:

@@ -95,9 +95,14 @@ def version_rows(versions: Sequence[Mapping[str, Any]], aliases: Sequence[Mappin
     return rows
 
 
+def sort_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows awaiting approval first, then by namespace and name."""
+    return sorted(rows, key=lambda r: (not r["pending"], r["namespace"], r["name"]))
+
+
 def page_of(rows: list[dict[str, Any]], page: int, size: int) -> dict[str, Any]:
-    """Rows awaiting approval first, then by namespace and name; one page of them."""
-    rows = sorted(rows, key=lambda r: (not r["pending"], r["namespace"], r["name"]))
+    """One page of the rows, awaiting approval first, then by namespace and name."""
+    rows = sort_rows(rows)
     pages = max(1, -(-len(rows) // size))
     return {"rows": rows[(page - 1) * size: page * size], "pages": pages, "total": len(rows),
             "awaiting": sum(1 for r in rows if r["pending"])}
