@@ -17,7 +17,8 @@ lint:
 	uv run --frozen mypy operator/modelops/api operator/modelops/decide operator/modelops/desired \
 		operator/modelops/settings.py operator/modelops/drift pipelines/modelops_pipelines \
 		operator/modelops/serving/config.py operator/modelops/serving/resources.py \
-		operator/modelops/serving/schema.py operator/modelops/serving/outputs.py
+		operator/modelops/serving/schema.py operator/modelops/serving/outputs.py \
+		operator/modelops/console
 	uv run --frozen lint-imports
 	uv run --frozen mypy operator/modelops/formats tools/modelops_dev/cluster tools/modelops_dev/images.py \
 		tools/modelops_dev/host.py tools/modelops_dev/demo.py tools/modelops_dev/cli.py

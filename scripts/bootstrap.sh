@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 UV_VERSION="0.13.9"
-# Debian packages the tests start as real services (see tests/fixtures).
-APT_PACKAGES=(prometheus)
+# Debian packages the tests start as real services (see tests/fixtures); Chromium drives the console's browser tests.
+APT_PACKAGES=(prometheus chromium chromium-driver)
 
 step() { printf '\n==> %s\n' "$*"; }
 

@@ -24,6 +24,7 @@ _ROLES = (
     "modelops_pipelines.cli",  # train, generate-data
     "modelops.serving.cli",  # serve
     "modelops.drift.cli",  # drift-exporter
+    "modelops.console.cli",  # console, history
 )
 #: The dev tooling (cluster, images, demo): a separate package (tools/modelops_dev) that only the dev
 #: environment installs; runtime images do not have it, so their `modelops` has no such commands.

@@ -249,3 +249,48 @@ def test_the_operator_runs_on_the_charts_service_account(kube_monitoring: Any, r
         finally:
             op.kill()
             kube.kubectl("delete", "namespace", user_ns, "--wait=false", check=False)
+
+
+#: Every call the console makes (issue 18), and what it must never be able to do.
+CONSOLE_CALLS: list[tuple[str, str, str]] = [
+    ("create", "tokenreviews.authentication.k8s.io", ""), ("create", "subjectaccessreviews.authorization.k8s.io", ""),
+    *[(v, f"{p}.{GROUP}", "") for p in ("modeldeployments", "retrainschedules") for v in ("get", "list", "patch")],
+    ("get", "inferenceservices.serving.kserve.io", ""), ("create", "events", ""), ("list", "events", ""),
+]
+CONSOLE_FORBIDDEN: list[tuple[str, str, str]] = [
+    ("get", "secrets", ""), ("list", "secrets", ""), ("impersonate", "users", ""), ("impersonate", "groups", ""),
+    ("impersonate", "serviceaccounts", ""), ("create", "serviceaccounts", "token"), ("create", "pods", ""),
+    *[(v, f"{p}.{GROUP}", "status") for p in ("modeldeployments", "retrainschedules") for v in ("patch", "update")],
+    *[(v, f"{p}.{GROUP}", "") for p in ("modeldeployments", "retrainschedules") for v in ("delete", "update",
+                                                                                         "create", "approve")],
+    ("patch", "inferenceservices.serving.kserve.io", ""), ("create", "jobs.batch", ""),
+]
+
+
+def test_console_install_grants_its_calls_only_and_the_approver_the_verb(kube_monitoring: Any,
+                                                                        restricted_namespace: str) -> None:
+    kube = kube_monitoring
+    ns = restricted_namespace
+    release = f"k{uuid.uuid4().hex[:6]}"
+    with installed(kube, release, ns, "--set", "console.enabled=true"):
+        sa = f"system:serviceaccount:{ns}:{release}-modelops-console"
+        user_ns = "team-a"
+        _ensure_namespaces(kube, (user_ns,))
+        denied = [c for c in CONSOLE_CALLS if not can_i(kube, sa, *c, namespace=user_ns)]
+        assert not denied, f"the chart does not grant the console: {denied}"
+        allowed = [c for c in CONSOLE_FORBIDDEN if c[0] != "impersonate" and can_i(kube, sa, *c, namespace=user_ns)]
+        allowed += [c for c in CONSOLE_FORBIDDEN if c[0] == "impersonate" and can_i(kube, sa, *c)]
+        assert not allowed, f"the chart grants the console more than it needs: {allowed}"
+        # the approver ClusterRole holds `approve`; nobody is bound to it by the chart
+        kube.kubectl("-n", user_ns, "create", "rolebinding", f"{release}-approvers",
+                     f"--clusterrole={release}-modelops-approver", "--user=carol")
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                  "spec": {"user": "carol", "resourceAttributes": {
+                      "group": GROUP, "resource": "modeldeployments", "verb": "approve", "namespace": user_ns}}}
+        out = json.loads(kube.kubectl("create", "-o", "json", "-f", "-", input=json.dumps(review)).stdout)
+        assert out["status"]["allowed"] is True
+        review["spec"]["resourceAttributes"]["namespace"] = "team-b"
+        _ensure_namespaces(kube, ("team-b",))
+        out = json.loads(kube.kubectl("create", "-o", "json", "-f", "-", input=json.dumps(review)).stdout)
+        assert not out["status"].get("allowed")
+        kube.kubectl("-n", user_ns, "delete", "rolebinding", f"{release}-approvers", check=False)

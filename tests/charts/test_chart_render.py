@@ -240,3 +240,71 @@ def test_long_release_names_are_truncated_to_63_characters_without_losing_the_ro
     for o in objs:
         for v in o["metadata"].get("labels", {}).values():
             assert len(str(v)) <= 63
+
+
+# ---- the console (issue 18) ------------------------------------------------------------------------------
+CONSOLE_VALUES = CHART / "ci" / "05-console-values.yaml"
+
+
+def test_console_is_off_by_default_and_one_value_turns_it_on() -> None:
+    assert not [o for o in render() if "console" in o["metadata"]["name"] or "approver" in o["metadata"]["name"]]
+    objs = render(sets=["console.enabled=true"])
+    kinds = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objs
+                   if "console" in o["metadata"]["name"] or "approver" in o["metadata"]["name"])
+    assert kinds == ["ClusterRole/modelops-approver", "ClusterRole/modelops-console",
+                     "ClusterRoleBinding/modelops-console", "Deployment/modelops-console",
+                     "Secret/modelops-console-links", "Service/modelops-console", "ServiceAccount/modelops-console"]
+
+
+def test_console_rbac_is_exactly_what_it_calls_and_the_approver_holds_the_verb() -> None:
+    objs = render([CONSOLE_VALUES])
+    role = next(o for o in objs if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "modelops-console")
+    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): r["verbs"] for r in role["rules"]}
+    assert rules == {
+        (("authentication.k8s.io",), ("tokenreviews",)): ["create"],
+        (("authorization.k8s.io",), ("subjectaccessreviews",)): ["create"],
+        (("modelops.dev",), ("modeldeployments", "retrainschedules")): ["get", "list", "patch"],
+        (("serving.kserve.io",), ("inferenceservices",)): ["get"],
+        (("",), ("events",)): ["create", "list"],
+    }
+    approver = next(o for o in objs if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "modelops-approver")
+    assert approver["rules"] == [{"apiGroups": ["modelops.dev"], "resources": ["modeldeployments", "retrainschedules"],
+                                  "verbs": ["get", "list", "watch", "approve"]}]
+    assert not any(o["kind"] == "ClusterRoleBinding" and o["roleRef"]["name"] == "modelops-approver" for o in objs), \
+        "who may approve is the cluster admin's choice: the chart binds nobody"
+
+
+def test_console_wiring_ingress_and_httproute() -> None:
+    objs = render([CONSOLE_VALUES], sets=["console.httpRoute.enabled=true", "console.httpRoute.parentRefs[0].name=public",
+                                          "console.httpRoute.parentRefs[0].namespace=gateway",
+                                          "console.httpRoute.hostnames[0]=modelops.example.com"])
+    dep = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "modelops-console")
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert c["args"] == ["console"] and c["image"].startswith("modelops/console:")
+    assert env["MODELOPS_CONSOLE_PUBLIC_URL"] == "https://modelops.example.com"
+    assert env["MODELOPS_CONSOLE_NAMESPACES"] == "ml-prod"
+    assert env["MODELOPS_CONSOLE_SMTP_SECRET_DIR"] == "/etc/modelops/smtp"
+    assert env["MODELOPS_CONSOLE_SLACK_WEBHOOK_FILE"] == "/etc/modelops/slack/webhook-url"
+    assert env["MODELOPS_CONSOLE_LINK_SECRET_FILE"] == "/etc/modelops/links/link-secret"
+    vols = {v["name"]: v["secret"]["secretName"] for v in dep["spec"]["template"]["spec"]["volumes"] if "secret" in v}
+    assert vols == {"links": "modelops-console-links", "smtp": "modelops-smtp", "slack": "modelops-slack"}
+    ing = next(o for o in objs if o["kind"] == "Ingress")
+    assert ing["spec"]["rules"][0]["host"] == "modelops.example.com"
+    assert ing["spec"]["tls"][0]["secretName"] == "modelops-console-tls"
+    route = next(o for o in objs if o["kind"] == "HTTPRoute")
+    assert route["spec"]["parentRefs"] == [{"name": "public", "namespace": "gateway"}]
+    assert route["spec"]["rules"][0]["backendRefs"] == [{"name": "modelops-console", "port": 80}]
+
+
+@pytest.mark.parametrize("bad", [
+    "console.enabeld=true",
+    "console.enabled=true,console.email.existingSecret=smtp",       # links need the console's public URL
+    "console.enabled=true,console.httpRoute.enabled=true",          # a route attaches to at least one Gateway
+    "console.publicUrl=modelops.example.com",                       # a URL, with its scheme
+    "console.signedLinks.ttlSeconds=5",
+])
+def test_invalid_console_values_fail_rendering(bad: str) -> None:
+    proc = helm(*template_args(sets=[bad]), check=False)
+    assert proc.returncode != 0, f"--set {bad} rendered"
+    assert "values don't meet the specifications of the schema" in proc.stderr, proc.stderr

@@ -97,7 +97,7 @@ def test_e2e_prometheus_dockerfile_runs_as_nobody_from_the_staged_binary() -> No
     assert "!build/prometheus/" in (REPO / ".dockerignore").read_text()
 
 
-@pytest.mark.parametrize("role", list(images.RUNTIME_ROLES))
+@pytest.mark.parametrize("role", images.PYTHON_ROLES)
 def test_dockerfile_installs_only_its_extra_as_non_root(role: str) -> None:
     # instructions only: the comments may name files and roles freely
     text = "\n".join(ln for ln in DOCKERFILE.read_text().splitlines() if not ln.lstrip().startswith("#"))
@@ -130,8 +130,8 @@ def test_dockerfile_installs_only_its_extra_as_non_root(role: str) -> None:
 
 def test_the_python_runtimes_share_one_dockerfile_the_e2e_images_have_their_own() -> None:
     own = {p.parent.name for p in (REPO / "images").glob("*/Dockerfile")}
-    assert not own & set(images.RUNTIME_ROLES), f"a runtime with a Dockerfile of its own: {own}"
-    for role in set(images.ROLES) - set(images.RUNTIME_ROLES):
+    assert not own & set(images.PYTHON_ROLES), f"a Python role with a Dockerfile of its own: {own}"
+    for role in set(images.ROLES) - set(images.PYTHON_ROLES):
         assert role in own, f"images/{role}/Dockerfile missing"
         assert images.dockerfile_args(REPO, role) == ["-f", str(REPO / "images" / role / "Dockerfile")]
 

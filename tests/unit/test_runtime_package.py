@@ -45,7 +45,7 @@ def test_the_runtime_wheel_metadata_names_no_dev_package(wheel: Path) -> None:
         entry_points = zf.read("modelops-0.1.0.dist-info/entry_points.txt").decode()
     requires = meta.get_all("Requires-Dist") or []
     assert not [r for r in requires if "modelops-dev" in r or "modelops_dev" in r], requires
-    assert set(meta.get_all("Provides-Extra") or []) == {"operator", "trainer", "server", "exporter"}
+    assert set(meta.get_all("Provides-Extra") or []) == {"operator", "trainer", "server", "exporter", "console"}
     assert "modelops = modelops.cli:app" in entry_points and "modelops_dev" not in entry_points
 
 
@@ -95,6 +95,9 @@ ROLE_PACKAGES = {
                      {"kopf", "evidently", "optuna", "croniter"}),
     "drift-exporter": ({"evidently", "fastapi", "numpy", "prometheus-client", "mlflow-skinny"},
                        {"kopf", "kserve", "optuna", "xgboost", "onnxruntime", "croniter"}),
+    "console": ({"fastapi", "uvicorn", "jinja2", "httpx"},
+                {"kopf", "kubernetes", "mlflow", "mlflow-skinny", "kserve", "evidently", "optuna", "xgboost",
+                 "onnxruntime", "numpy", "pandas"}),
 }
 
 

@@ -41,6 +41,8 @@ ROLES: dict[str, tuple[str, str | None]] = {
     "trainer": ("modelops/trainer", "trainer"),
     "model-server": ("modelops/model-server", "server"),
     "drift-exporter": ("modelops/drift-exporter", "exporter"),
+    # The web console (`modelops console`, off by default in the chart): built on request.
+    "console": ("modelops/console", "console"),
     # The in-cluster Prometheus of the e2e tier and the demo: built from its Go module with Kubernetes
     # discovery (static, CGO off) on the same bookworm base. The MLflow server needs no image of its own: the
     # trainer image has full mlflow (server, SQLAlchemy, alembic, gunicorn/uvicorn).
@@ -48,6 +50,8 @@ ROLES: dict[str, tuple[str, str | None]] = {
 }
 #: The roles `make images` builds by default (the four runtimes); the e2e roles are built on demand.
 RUNTIME_ROLES = ("operator", "trainer", "model-server", "drift-exporter")
+#: The roles built from the one Python Dockerfile (images/Dockerfile): the runtimes and the console.
+PYTHON_ROLES = (*RUNTIME_ROLES, "console")
 #: Prometheus for the e2e image, built from its Go module (3.x is tagged v0.3XX.Y there). Debian's package
 #: cannot be used: it is built without the Kubernetes service discovery the in-cluster scrape needs.
 PROMETHEUS_MODULE = "github.com/prometheus/prometheus/cmd/prometheus"
@@ -224,10 +228,10 @@ def image_exists(ref: str) -> bool:
 
 
 def dockerfile_args(root: Path, role: str) -> list[str]:
-    """`docker build` arguments selecting a role: for the four runtimes the one Python Dockerfile with the
+    """`docker build` arguments selecting a role: for the Python roles the one Python Dockerfile with the
     role's extra and its target; for the e2e images (Prometheus) their own Dockerfile."""
     extra = ROLES[role][1]
-    if role not in RUNTIME_ROLES or extra is None:
+    if role not in PYTHON_ROLES or extra is None:
         return ["-f", str(root / "images" / role / "Dockerfile")]
     return ["-f", str(root / "images" / "Dockerfile"), "--build-arg", f"EXTRA={extra}", "--target", role]
 

@@ -42,3 +42,37 @@ part of modelops makes the call; tests/charts replays these calls under the Serv
   resources: ["inferenceservices/status"]
   verbs: ["get"]
 {{- end }}
+
+{{/*
+The console's rules, call by call; tests/charts replays them under the console's ServiceAccount.
+*/}}
+{{- define "modelops.consoleRules" -}}
+# Who is asking: TokenReview of the user's bearer token.
+- apiGroups: ["authentication.k8s.io"]
+  resources: ["tokenreviews"]
+  verbs: ["create"]
+# May they approve: SubjectAccessReview on the verb `approve` (the console never acts as the user).
+- apiGroups: ["authorization.k8s.io"]
+  resources: ["subjectaccessreviews"]
+  verbs: ["create"]
+# The pages read the modelops kinds; a decision is the approve / reject annotation `modelops approve|reject`
+# sets (plus the decision record and the announced-once marker), written with a merge patch.
+- apiGroups: ["modelops.dev"]
+  resources: ["modeldeployments", "retrainschedules"]
+  verbs: ["get", "list", "patch"]
+# The model page shows the InferenceService's address and readiness.
+- apiGroups: ["serving.kserve.io"]
+  resources: ["inferenceservices"]
+  verbs: ["get"]
+# Each decision is mirrored to a Kubernetes Event; the pages list an object's recent Events.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "list"]
+{{- end }}
+
+{{/* The approver: read the modelops kinds and hold the custom verb `approve` on them. */}}
+{{- define "modelops.approverRules" -}}
+- apiGroups: ["modelops.dev"]
+  resources: ["modeldeployments", "retrainschedules"]
+  verbs: ["get", "list", "watch", "approve"]
+{{- end }}
