@@ -45,7 +45,7 @@ def serve(
         help="sha256 of the model directory recorded at registration (version tag "
              "modelops.dev/artifact-sha256); other artifacts are refused.")] = "",
     allow_unverified_pickle: Annotated[bool, typer.Option(
-        envvar="MODELOPS_ALLOW_UNVERIFIED_PICKLE", rich_help_panel=MODEL,
+        "--allow-unverified-pickle", envvar="MODELOPS_ALLOW_UNVERIFIED_PICKLE", rich_help_panel=MODEL,
         help="Load a pickled (sklearn) model without a digest to verify. Off by default: MLflow write "
              "access would be code execution here.")] = False,
     http_port: Annotated[int, typer.Option(

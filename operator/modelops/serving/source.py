@@ -63,7 +63,7 @@ class ModelSource:
 
 #: MLflow model version tag with the artifacts' digest (modelops.formats.artifacts.TAG_ARTIFACT_SHA256)
 _TAG_SHA256 = TAG_ARTIFACT_SHA256
-#: written beside a cached download: the digest the registry had for it when it was downloaded
+#: written beside a cached download (hidden, like partial downloads): the digest the registry had for it
 _SOURCE_FILE = ".modelops-source.json"
 
 
@@ -135,7 +135,7 @@ def _tag_sha256(mv: Any) -> str | None:
 def _cached_sha256(entry: Path) -> str | None:
     """The registry's digest recorded beside a cached download (the cache is as trusted as the disk)."""
     try:
-        value = json.loads((entry.parent / f"{entry.name}{_SOURCE_FILE}").read_text()).get("sha256")
+        value = json.loads((entry.parent / f".{entry.name}{_SOURCE_FILE}").read_text()).get("sha256")
     except (OSError, ValueError, AttributeError):
         return None
     return str(value) if value else None
@@ -258,7 +258,7 @@ def _download(pinned: str, tracking_uri: str, entry: Path, sha256: str | None = 
         shutil.rmtree(partial, ignore_errors=True)
         raise SourceError(f"{pinned} is not an MLflow model (no MLmodel among its artifacts)")
     files, size = _tree_size(local)
-    (entry.parent / f"{entry.name}{_SOURCE_FILE}").write_text(json.dumps({"uri": pinned, "sha256": sha256}))
+    (entry.parent / f".{entry.name}{_SOURCE_FILE}").write_text(json.dumps({"uri": pinned, "sha256": sha256}))
     try:
         os.replace(local, entry)
     except OSError:  # another server filled the cache entry meanwhile: use that one
