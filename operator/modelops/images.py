@@ -40,7 +40,17 @@ ROLES: dict[str, tuple[str, str | None]] = {
     # discovery (static, CGO off) on the same bookworm base. The MLflow server needs no image of its own: the
     # trainer image has full mlflow (server, SQLAlchemy, alembic, gunicorn/uvicorn).
     "prometheus": ("modelops/prometheus", None),
+    # The real KServe of the e2e tier and the demo: its controller manager and agent built from KServe's Go
+    # module, its storage initializer from KServe's own `kserve-storage` package, and Traefik as the Gateway API
+    # data plane (`modelops cluster build-serving` builds the Go binaries; see images/README.md).
+    "kserve-controller": ("modelops/kserve-controller", None),
+    "kserve-agent": ("modelops/kserve-agent", None),
+    "kserve-storage-initializer": ("modelops/kserve-storage-initializer", "storage-initializer"),
+    "traefik": ("modelops/traefik", None),
 }
+#: Go binaries staged into build/serving/ for the serving roles: role -> (build part, path in its cache dir).
+SERVING_BINARIES = {"kserve-controller": ("kserve", "bin/manager"), "kserve-agent": ("kserve", "bin/agent"),
+                    "traefik": ("traefik", "bin/traefik")}
 #: The roles `make images` builds by default (the four runtimes); the e2e roles are built on demand.
 RUNTIME_ROLES = ("operator", "trainer", "model-server", "drift-exporter")
 #: Prometheus for the e2e image, built from its Go module (3.x is tagged v0.3XX.Y there). Debian's package
@@ -241,6 +251,18 @@ def _stage_prometheus(root: Path) -> None:
     shutil.copy2(prometheus_binary(), dest / "prometheus")
 
 
+def _stage_serving(root: Path, role: str) -> None:
+    """Copy a KServe or Traefik binary (built once per version, `modelops cluster build-serving`) into the build
+    context (build/serving/, see .dockerignore)."""
+    from modelops.cluster.build import ensure_serving
+
+    part, rel = SERVING_BINARIES[role]
+    src = ensure_serving((part,), progress=typer.echo)[part] / rel
+    dest = root / "build" / "serving"
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, dest / src.name)
+
+
 def image_exists(ref: str) -> bool:
     """Whether the local Docker daemon has `ref`."""
     return _image_exists(ref)
@@ -254,6 +276,8 @@ def build_images(root: Path, roles: Sequence[str], tag: str, base: str, version:
         t0 = time.monotonic()
         if role == "prometheus":
             _stage_prometheus(root)
+        if role in SERVING_BINARIES:
+            _stage_serving(root, role)
         typer.echo(f"building {ref} (base {base})")
         _run(["docker", "build", "-f", str(root / "images" / role / "Dockerfile"),
               "--build-arg", f"BASE_IMAGE={base}", "--build-arg", f"VERSION={version}",
