@@ -87,6 +87,14 @@ class Kube:
         value: str | None = self._cached(f"cm:{namespace}/{name}:{key}", load)
         return value
 
+    def service_ready(self, namespace: str, service: str) -> bool:
+        """Whether a Service has at least one ready endpoint (its EndpointSlices, discovery.k8s.io/v1)."""
+        slices = kube_rest.request(self.api, "GET", kube_rest.group_path("discovery.k8s.io", "v1", "namespaces",
+                                                                         namespace, "endpointslices"),
+                                   query={"labelSelector": f"kubernetes.io/service-name={service}"})
+        return any((ep.get("conditions") or {}).get("ready") is not False and ep.get("addresses")
+                   for sl in slices.get("items") or [] for ep in sl.get("endpoints") or [])
+
     def secret_values(self, namespace: str, name: str) -> dict[str, str]:
         secret = kube_rest.request(self.api, "GET", kube_rest.path("namespaces", namespace, "secrets", name))
         return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}

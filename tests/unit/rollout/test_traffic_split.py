@@ -154,3 +154,66 @@ def test_isvc_is_cluster_local_when_modelops_owns_the_route() -> None:
     knative = inference_service(name="churn", namespace="ns", uid="u", spec=spec, plan=plan, mode="Knative",
                                 defaults=d, modelops_route=True)
     assert "networking.kserve.io/visibility" not in knative["metadata"]["labels"]
+
+
+class FakeKube:
+    """The three calls handlers/traffic.py makes, over dicts (HTTPRoutes by name, Services' readiness)."""
+
+    def __init__(self, ready: dict[str, bool], routes: dict[str, Any] | None = None) -> None:
+        self.ready, self.routes, self.applied = ready, dict(routes or {}), []  # type: list[dict[str, Any]]
+
+    def get(self, group: str, version: str, plural: str, namespace: str, name: str) -> Any:
+        return self.routes.get(name)
+
+    def service_ready(self, namespace: str, service: str) -> bool:
+        return self.ready.get(service, False)
+
+    def apply(self, group: str, version: str, plural: str, manifest: dict[str, Any]) -> dict[str, Any]:
+        self.applied.append(manifest)
+        self.routes[manifest["metadata"]["name"]] = manifest
+        return manifest
+
+
+class Settings:
+    def __init__(self, traffic_split: str = "auto", gateway: str = "") -> None:
+        self.traffic_split, self.gateway = traffic_split, gateway
+
+
+KSERVE_INGRESS = json.dumps({"kserveIngressGateway": "kserve/kserve-ingress-gateway", "ingressDomain": "example.com"})
+
+
+def test_handler_moves_the_route_with_the_rollout_and_only_to_ready_canaries() -> None:
+    from modelops.handlers.traffic import apply_traffic, plan_traffic
+
+    kube = FakeKube({"churn-v1-predictor": True, "churn-v2-predictor": False})
+    plan = ServingPlan(ModelRef("pvc://m/1", "1"), ModelRef("pvc://m/2", "2"), 25)
+    tp = plan_traffic(kube, Settings(), "ns", "churn", "u1", plan, KSERVE_INGRESS)  # type: ignore[arg-type]
+    assert tp.owner == "modelops" and tp.status["weights"] == {"v1": 100} and "no ready endpoint" in tp.status["message"]
+    assert tp.status["hostname"] == "churn-ns.example.com" and tp.status["gateway"] == "kserve/kserve-ingress-gateway"
+    apply_traffic(kube, "ns", tp)  # type: ignore[arg-type]
+    assert len(kube.applied) == 1
+    apply_traffic(kube, "ns", tp)  # type: ignore[arg-type]
+    assert len(kube.applied) == 1, "an unchanged route is not re-sent"
+    kube.ready["churn-v2-predictor"] = True
+    tp = plan_traffic(kube, Settings(), "ns", "churn", "u1", plan, KSERVE_INGRESS)  # type: ignore[arg-type]
+    msg = apply_traffic(kube, "ns", tp)  # type: ignore[arg-type]
+    assert tp.status["weights"] == {"v1": 75, "v2": 25} and len(kube.applied) == 2
+    assert "has not reported" in msg  # no gateway status yet: said, not hidden
+    promoted = ServingPlan(ModelRef("pvc://m/2", "2"))
+    tp = plan_traffic(kube, Settings(), "ns", "churn", "u1", promoted, KSERVE_INGRESS)  # type: ignore[arg-type]
+    assert tp.status["weights"] == {"v2": 100}
+
+
+def test_handler_leaves_the_split_to_a_kserve_that_weights_its_own_route() -> None:
+    from modelops.handlers.traffic import plan_traffic
+
+    kserve_route = {"spec": {"rules": [{"backendRefs": [{"name": "churn-v1-predictor", "weight": 75},
+                                                        {"name": "churn-v2-predictor", "weight": 25}]}]}}
+    kube = FakeKube({}, {"churn": kserve_route})
+    plan = ServingPlan(ModelRef("pvc://m/1", "1"), ModelRef("pvc://m/2", "2"), 25)
+    tp = plan_traffic(kube, Settings(), "ns", "churn", "u1", plan, KSERVE_INGRESS)  # type: ignore[arg-type]
+    assert tp.owner == "kserve" and tp.route is None and tp.status == {"splitBy": "kserve"}
+    forced = plan_traffic(kube, Settings("modelops"), "ns", "churn", "u1", plan, KSERVE_INGRESS)  # type: ignore[arg-type]
+    assert forced.owner == "modelops" and forced.route is not None
+    no_gateway = plan_traffic(FakeKube({}), Settings("modelops"), "ns", "churn", "u1", plan, None)  # type: ignore[arg-type]
+    assert no_gateway.route is None and "namespace/name" in no_gateway.status["message"]
