@@ -127,11 +127,15 @@ def _predictor(name: str, spec: Mapping[str, Any], ref: ModelRef, defaults: Defa
     if predictor_name_:
         pred["name"] = predictor_name_
     if serving.get("runtime", "modelops") == "kserve":
-        # `name` is the model container's name; KServe v0.20's schema requires it on canary predictors, and it
-        # is set on both so that promotion stays a plain move of the canary predictor into spec.predictor.
-        model: dict[str, Any] = {"name": KSERVE_CONTAINER, "modelFormat": {"name": serving.get("modelFormat", "mlflow")},
+        # `name` is the model container's name. KServe v0.20's CRD schema requires it on canary predictors, and
+        # its validating webhook refuses it on the stable predictor ("the 'name' field is not allowed in standard
+        # predictor", seen with the real webhook: tests/cluster/test_kserve_webhooks.py). The container is
+        # `kserve-container` either way, so promotion (the canary rebuilt as spec.predictor) restarts nothing.
+        model: dict[str, Any] = {"modelFormat": {"name": serving.get("modelFormat", "mlflow")},
                                  "protocolVersion": serving.get("protocolVersion", "v2"),
                                  "storageUri": ref.storage_uri}
+        if canary:
+            model = {"name": KSERVE_CONTAINER, **model}
         if serving.get("runtimeName"):
             model["runtime"] = serving["runtimeName"]
         if resources:

@@ -16,6 +16,8 @@ Envoy binary can be built from a Go module) and NGINX Gateway Fabric (its data p
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 NAMESPACE = "traefik"
@@ -99,3 +101,28 @@ def gateway_manifests() -> list[dict[str, Any]]:
 def gateway_programmed(gateway: dict[str, Any] | None) -> bool:
     return any(c.get("type") == "Programmed" and c.get("status") == "True"
                for c in ((gateway or {}).get("status") or {}).get("conditions") or [])
+
+
+def crd_files() -> list[Path]:
+    """The standard-channel CRD files of the pinned Gateway API release (`modelops cluster build-serving`)."""
+    from modelops.cluster import versions
+    from modelops.cluster.build import serving_ready
+
+    if not serving_ready("gateway-api"):
+        raise RuntimeError("the Gateway API CRDs are not in the cache; run: modelops cluster build-serving gateway-api")
+    # the ValidatingAdmissionPolicy that guards CRD upgrades is not a CRD; everything else is
+    return sorted(p for p in (versions.serving_dir("gateway-api") / "standard").glob("*.yaml") if "_vap_" not in p.name)
+
+
+def install_crds(kubectl: Callable[..., str]) -> list[str]:
+    """Server-side apply of the Gateway API CRDs, waited for until Established; returns their names.
+    KServe's manager refuses to start in Gateway API mode without the HTTPRoute CRD."""
+    files = crd_files()
+    args: list[str] = []
+    for f in files:
+        args += ["-f", str(f)]
+    kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=modelops-e2e", *args, timeout=300)
+    names = [f.name.removeprefix("gateway.networking.k8s.io_").removesuffix(".yaml") + ".gateway.networking.k8s.io"
+             for f in files]
+    kubectl("wait", "--for=condition=Established", *[f"crd/{n}" for n in names], "--timeout=120s", timeout=130)
+    return names
