@@ -74,6 +74,19 @@ class Kube:
         value: bool = self._cached(f"field:{group}/{version}/{plural}:{field}", load)
         return value
 
+    def group_version_served(self, group: str, version: str) -> bool:
+        """Whether the API server serves group/version (discovery; cached like the other lookups)."""
+        def load() -> bool:
+            try:
+                kube_rest.request(self.api, "GET", f"/apis/{group}/{version}")
+            except ApiException as exc:
+                if exc.status in (403, 404):
+                    return False
+                raise
+            return True
+        value: bool = self._cached(f"gv:{group}/{version}", load)
+        return value
+
     def config_map_value(self, namespace: str, name: str, key: str) -> str | None:
         def load() -> str | None:
             try:

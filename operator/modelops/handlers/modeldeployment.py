@@ -42,7 +42,7 @@ from modelops.api import GROUP, MODEL_DEPLOYMENT, MODEL_DEPLOYMENTS, VERSION
 from modelops.decide import analysis
 from modelops.decide.conditions import Condition, merge_conditions
 from modelops.decide.durations import format_duration
-from modelops.decide.kserve_status import isvc_state
+from modelops.decide.kserve_status import isvc_state, mode_condition
 from modelops.decide.rollout import (
     CANDIDATE_ALIAS,
     TAG_REJECTED,
@@ -359,6 +359,10 @@ def reconcile(namespace: str, name: str) -> float:
     new_status = decision.status
     new_status["inferenceService"] = name
     new_status["deploymentMode"] = mode
+    # [issue 13] Knative mode on a cluster without Knative Serving: a clear condition, not a silent wait
+    new_status["conditions"] = merge_conditions(new_status.get("conditions"), [
+        mode_condition(mode, mode != "Knative" or kube.group_version_served("serving.knative.dev", "v1"))],
+        generation, now)
     # notifications are only queued when someone listens
     wants_notify = bool((spec.get("notifications") or {}).get("webhooks"))
     new_actions = [a for a in decision.actions if a["kind"] != "Notify" or wants_notify]

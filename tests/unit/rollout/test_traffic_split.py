@@ -217,3 +217,13 @@ def test_handler_leaves_the_split_to_a_kserve_that_weights_its_own_route() -> No
     assert forced.owner == "modelops" and forced.route is not None
     no_gateway = plan_traffic(FakeKube({}), Settings("modelops"), "ns", "churn", "u1", plan, None)  # type: ignore[arg-type]
     assert no_gateway.route is None and "namespace/name" in no_gateway.status["message"]
+
+
+def test_knative_mode_without_knative_serving_is_a_clear_condition() -> None:
+    from modelops.decide.kserve_status import MODE_CONDITION, mode_condition
+
+    missing = mode_condition("Knative", knative_served=False)
+    assert (missing.type, missing.status, missing.reason) == (MODE_CONDITION, "False", "KnativeServingMissing")
+    assert "serving.knative.dev/v1" in missing.message and "deploymentMode: Standard" in missing.message
+    assert mode_condition("Knative", knative_served=True).status == "True"
+    assert mode_condition("Standard", knative_served=False).status == "True"
