@@ -19,6 +19,8 @@ lint:
 		operator/modelops/serving/config.py operator/modelops/serving/resources.py \
 		operator/modelops/serving/schema.py operator/modelops/serving/outputs.py
 	uv run --frozen lint-imports
+	uv run --frozen mypy operator/modelops/formats tools/modelops_dev/cluster tools/modelops_dev/images.py \
+		tools/modelops_dev/host.py tools/modelops_dev/demo.py tools/modelops_dev/cli.py
 
 # Tiers run cheapest first so a broken unit test fails in seconds, not after the cluster tier.
 test: bootstrap lint
@@ -67,4 +69,4 @@ chart-test:
 
 # The four images, offline (wheelhouse + local base image); CPU-heavy, not part of `make test`.
 images:
-	uv run --frozen python -m modelops.images build
+	uv run --frozen modelops images build

@@ -36,7 +36,8 @@ import pandas as pd
 from modelops.drift.reference import ReferenceSpec, ReferenceStore
 from modelops.drift.service import Exporter, ExporterConfig
 from modelops.drift.stats import window_drift
-from modelops_pipelines.profile import build_reference_profile, write_profile
+from modelops.formats.reference_profile import write_profile
+from modelops_pipelines.profile import build_reference_profile
 
 
 def frame(rng: np.random.Generator, n: int, n_features: int, shift: float) -> pd.DataFrame:

@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from modelops.api import GROUP, VERSION  # noqa: E402
-from modelops.cluster.build import binaries_ready  # noqa: E402
-from modelops.cluster.local import LocalCluster  # noqa: E402
+from modelops_dev.cluster.build import binaries_ready  # noqa: E402
+from modelops_dev.cluster.local import LocalCluster  # noqa: E402
 from tests.fixtures.cluster import Kube  # noqa: E402
 from tests.fixtures.kserve import KServeStandIn, install_kserve_crd  # noqa: E402
 from tests.fixtures.operator import Operator  # noqa: E402

@@ -20,17 +20,24 @@ app = typer.Typer(
 
 # module -> what it contributes; each exposes `register(app: typer.Typer) -> None`.
 _ROLES = (
-    "modelops.cluster.cli",  # cluster up|down|status|kubeconfig|build
     "modelops.handlers.cli",  # operator, retrain, approve, reject
     "modelops_pipelines.cli",  # train, generate-data
     "modelops.serving.cli",  # serve
     "modelops.drift.cli",  # drift-exporter
-    "modelops.demo",  # demo
-    "modelops.images",  # images build|verify
 )
+#: The dev tooling (cluster, images, demo): a separate package (tools/modelops_dev) that only the dev
+#: environment installs; runtime images do not have it, so their `modelops` has no such commands.
+_DEV_TOOLING = "modelops_dev.cli"
 
 for _module in _ROLES:
     importlib.import_module(_module).register(app)
+try:
+    _dev = importlib.import_module(_DEV_TOOLING)
+except ModuleNotFoundError as _exc:
+    if _exc.name != _DEV_TOOLING.partition(".")[0]:
+        raise  # installed but broken: say so instead of hiding its commands
+else:
+    _dev.register(app)
 
 
 @app.command()

@@ -1,56 +1,21 @@
 """Reference profile of a training set: what the drift exporter compares live traffic against.
 
-Written by `modelops train` next to the model (``reference_profile.json`` in the model directory) and read
-by `modelops drift-exporter`. Precomputed bins and quantiles make a live drift check a few numpy
+Built here by `modelops train` from the training frame and written next to the model; read by
+`modelops drift-exporter`. The file format (schema, version, file name, read/write) is the shared contract
+in modelops.formats.reference_profile. Precomputed bins and quantiles make a live drift check a few numpy
 operations per feature instead of a full two-sample comparison against the raw training data.
-
-Schema (version 1)::
-
-    {"version": 1, "rows": int, "task": "classification"|"regression",
-     "features": {name: FeatureProfile, ...},       # in model input order
-     "prediction": FeatureProfile | null,
-     "sample": Sample | null}                       # optional (added later; absent in older profiles)
-
-    numeric FeatureProfile:
-      {"type": "numeric", "count": int, "missing_rate": float, "min": float, "max": float,
-       "mean": float, "std": float,
-       "bin_edges": [float, ...],   # inner cut points; bins are (-inf, e0], (e0, e1], ..., (e_k, inf)
-       "bin_probs": [float, ...],   # len(bin_edges) + 1, sums to 1
-       "quantiles": [float, ...],   # values at probabilities linspace(0, 1, n_quantiles)
-       # optional, added later (readers must cope with their absence):
-       "n_unique": int,             # distinct finite values
-       "values": [float, ...],      # only when n_unique <= MAX_DISCRETE_VALUES: the distinct values
-       "value_probs": [float, ...], #   and their frequencies (low-cardinality numerics are compared
-                                    #   value by value, as Evidently does for <= 5 distinct values)
-       "tail_quantiles": {"probs": [float, ...], "values": [float, ...]}}
-                                    # extra quantiles inside the outer 1% on each side, where the
-                                    # 101-point grid is too coarse for a Wasserstein distance
-
-    categorical FeatureProfile:
-      {"type": "categorical", "count": int, "missing_rate": float,
-       "categories": {value: frequency, ...},   # the most frequent max_categories values, as strings
-       "other_freq": float,                     # share of all remaining values
-       "n_unique": int}                         # optional, added later: distinct values in total
-
-    Sample (optional): a uniform random sample of the training rows, for human-facing reports
-    (Evidently HTML) that need raw values; drift metrics never use it.
-      {"rows": int, "features": {name: [value | null, ...]}, "prediction": [value | null, ...] | null}
-
-Additions keep ``version`` at 1: every field of the first release is still there with the same meaning.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-PROFILE_VERSION = 1
-PROFILE_FILENAME = "reference_profile.json"
+from modelops.formats.reference_profile import PROFILE_VERSION
+
 # Numeric features with at most this many distinct values also store their exact value frequencies.
 MAX_DISCRETE_VALUES = 20
 # Probabilities of the extra tail quantiles (between the first/last two points of the main grid).
@@ -180,21 +145,3 @@ def _sample_values(values: pd.Series, kind: str) -> list[Any]:
         x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
         return [float(v) if np.isfinite(v) else None for v in x]
     return [None if pd.isna(v) else str(v) for v in values]
-
-
-def write_profile(profile: dict[str, Any], directory: str | Path) -> Path:
-    path = Path(directory) / PROFILE_FILENAME
-    path.write_text(json.dumps(profile, indent=1, sort_keys=False))
-    return path
-
-
-def read_profile(path: str | Path) -> dict[str, Any]:
-    """Read a profile from a file or from a model directory containing reference_profile.json."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / PROFILE_FILENAME
-    data: dict[str, Any] = json.loads(p.read_text())
-    if data.get("version") != PROFILE_VERSION:
-        raise ValueError(f"{p}: unsupported reference profile version {data.get('version')!r}, "
-                         f"expected {PROFILE_VERSION}")
-    return data

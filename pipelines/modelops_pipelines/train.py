@@ -391,7 +391,8 @@ class Trainer:
 
     def _model_files(self, pipeline: Any, X_train: pd.DataFrame, data: PreparedData, family: str, metric: str,
                      value: float, out: Path) -> None:
-        from modelops_pipelines.profile import build_reference_profile, write_profile
+        from modelops.formats.reference_profile import write_profile
+        from modelops_pipelines.profile import build_reference_profile
 
         predicted = pipeline.predict(X_train)
         if data.classes is not None:

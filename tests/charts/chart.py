@@ -24,7 +24,7 @@ PROM_OPERATOR_VERSION = "v0.85.0"
 
 
 def helm_bin() -> str:
-    from modelops.cluster import versions
+    from modelops_dev.cluster import versions
 
     path = versions.bin_dir() / "helm"
     if not path.exists():

@@ -8,14 +8,13 @@ from typing import Any
 import pytest
 
 from tests.charts.chart import prometheus_operator_crds
-from tests.fixtures.cluster import kube, kube_crds, namespace  # noqa: F401
 
 #: The Prometheus Operator kinds the chart renders (the others of the module are installed too).
 MONITORING_PLURALS = ("servicemonitors", "podmonitors", "prometheusrules")
 
 
 @pytest.fixture(scope="session")
-def kube_monitoring(kube_crds: Any) -> Any:  # noqa: F811
+def kube_monitoring(kube_crds: Any) -> Any:
     """The control plane with the modelops CRDs and every Prometheus Operator CRD (server-side apply:
     several are larger than the client-side apply annotation limit)."""
     kube_crds.kubectl("apply", "--server-side", "--field-manager=modelops-tests", "-f",
@@ -26,7 +25,7 @@ def kube_monitoring(kube_crds: Any) -> Any:  # noqa: F811
 
 
 @pytest.fixture
-def restricted_namespace(kube: Any) -> Iterator[str]:  # noqa: F811
+def restricted_namespace(kube: Any) -> Iterator[str]:
     """A fresh namespace whose Pods must pass the `restricted` Pod Security Standard (enforced by the
     API server's PodSecurity admission, not by this test)."""
     import uuid

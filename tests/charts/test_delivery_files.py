@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from modelops import images
+from modelops_dev import images
 from tests.charts.chart import CHART, REPO, helm, render, template_args
 
 pytestmark = pytest.mark.unit
@@ -27,16 +27,34 @@ def _values_has(path: str) -> bool:
     return True
 
 
+def _stages(text: str) -> dict[str, str]:
+    """Dockerfile stages by name ("FROM x AS name"), each with its instructions."""
+    stages: dict[str, str] = {}
+    for chunk in re.split(r"^(?=FROM )", text, flags=re.M)[1:]:
+        m = re.match(r"FROM (\S+)(?: AS (\S+))?", chunk)
+        assert m and m[2], f"every stage is named: {chunk.splitlines()[0]}"
+        stages[m[2]] = chunk
+    return stages
+
+
+DOCKERFILE = REPO / "images" / "Dockerfile"
+
+
 def test_skaffold_builds_the_four_images_from_existing_dockerfiles() -> None:
     assert SKAFFOLD["apiVersion"].startswith("skaffold/v4"), "Skaffold v2 schemas are skaffold/v4beta*"
     arts = SKAFFOLD["build"]["artifacts"]
     # the four runtimes; the e2e-only roles (prometheus) are not part of the chart's deployment
     assert sorted(a["image"] for a in arts) == sorted(images.ROLES[r][0] for r in images.RUNTIME_ROLES)
+    by_image = {image: role for role, (image, _extra) in images.ROLES.items()}
     for a in arts:
         context = REPO / a.get("context", ".")
         assert context.is_dir(), a
         dockerfile = context / a["docker"]["dockerfile"]
         assert dockerfile.is_file(), f"{a['image']}: {dockerfile} does not exist"
+        # one Dockerfile: the role (its extra) and the target (its command) must be the image's role
+        role = by_image[a["image"]]
+        assert a["docker"]["buildArgs"]["ROLE"] == role and a["docker"]["target"] == role, a
+        assert role in _stages(dockerfile.read_text()), f"{dockerfile} has no target {role}"
 
 
 def test_skaffold_deploys_the_chart_with_every_built_image() -> None:
@@ -62,12 +80,12 @@ def test_skaffold_local_profile_patches_exist() -> None:
     (profile,) = [p for p in SKAFFOLD["profiles"] if p["name"] == "local"]
     n = len(SKAFFOLD["build"]["artifacts"])
     for patch in profile["patches"]:
-        m = re.match(r"/build/artifacts/(\d+)/", patch["path"])
+        m = re.match(r"/build/artifacts/(\d+)/docker/buildArgs/BASE_IMAGE$", patch["path"])
         if m:
             assert int(m[1]) < n
-            assert patch["value"]["BASE_IMAGE"] == images.LOCAL_BASE
+            assert patch["value"] == images.LOCAL_BASE
         else:
-            assert patch["path"] == "/deploy/helm/releases/0/setValues"
+            assert patch["path"] == "/deploy/helm/releases/0/setValues", patch["path"]
             for key in patch["value"]:
                 assert _values_has(key), key
 
@@ -81,21 +99,36 @@ def test_e2e_prometheus_dockerfile_runs_as_nobody_from_the_staged_binary() -> No
 
 @pytest.mark.parametrize("role", list(images.RUNTIME_ROLES))
 def test_dockerfile_installs_only_its_extra_as_non_root(role: str) -> None:
-    text = (REPO / "images" / role / "Dockerfile").read_text()
-    _image, extra = images.ROLES[role]
+    # instructions only: the comments may name files and roles freely
+    text = "\n".join(ln for ln in DOCKERFILE.read_text().splitlines() if not ln.lstrip().startswith("#"))
     assert "ARG BASE_IMAGE=python:3.11-slim" in text
-    stages = re.split(r"^FROM ", text, flags=re.M)[1:]
-    assert len(stages) == 2, "multi-stage: a build stage and a final stage"
-    build, final = stages
-    assert f"requirements-{extra}.txt" in build and "--no-index" in build and "--require-hashes" in build
-    others = {e for _i, e in images.ROLES.values()} - {extra}
-    assert not any(f"requirements-{o}.txt" in text or f"[{o}]" in text for o in others)
+    # the builder selects the role by build arg (which requirements) and target (which command)
+    args = images.dockerfile_args(REPO, role)
+    assert args[:2] == ["-f", str(DOCKERFILE)] and f"ROLE={role}" in args and args[args.index("--target") + 1] == role
+    stages = _stages(text)
+    build, runtime, target = stages["build"], stages["runtime"], stages[role]
+    # only the role's requirements (requirements-<role>.txt is `uv export --extra <its extra>`), from the
+    # wheelhouse, hashed; never another role's file, a wildcard, or an extra of the project wheel
+    assert "requirements-${ROLE}.txt" in build and "--no-index" in build and "--require-hashes" in build
+    assert re.findall(r"requirements-[^\s/]+\.txt", text) and all(
+        r == "requirements-${ROLE}.txt" for r in re.findall(r"requirements-[^\s/]+\.txt", text))
+    assert not re.search(r"modelops[-_]\S*\[", text), "the project wheel is installed without extras"
+    assert "modelops_dev" not in build and "modelops-dev" not in build and "modelops-*.whl" in build
+    # the final image: runtime stage + the role's metadata, non-root, no build tools
+    assert target.startswith("FROM runtime AS"), target.splitlines()[0]
+    final = runtime + target
     assert "USER 10001:10001" in final and "COPY --from=build /opt/modelops /opt/modelops" in final
     assert not re.search(r"apt-get|gcc|build-essential|pip install", final), "build tools in the final stage"
+    assert not re.search(r"^(RUN|COPY|ADD) ", target, flags=re.M), "a role target adds metadata only"
     for label in ("org.opencontainers.image.version=\"${VERSION}\"", "org.opencontainers.image.title",
                   "org.opencontainers.image.source", "org.opencontainers.image.licenses"):
         assert label in final, label
-    assert 'ENTRYPOINT ["modelops"]' in final
+    assert 'ENTRYPOINT ["modelops"]' in final and re.search(r"^CMD \[", target, flags=re.M)
+
+
+def test_the_python_images_share_one_dockerfile() -> None:
+    assert sorted(p.parent.name for p in (REPO / "images").glob("*/Dockerfile")) == ["prometheus"]
+    assert images.dockerfile_args(REPO, "prometheus") == ["-f", str(REPO / "images" / "prometheus" / "Dockerfile")]
 
 
 def test_dockerignore_sends_only_images_and_the_wheelhouse() -> None:

@@ -12,8 +12,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from modelops.cluster import versions
-from modelops.cluster.local import LocalCluster
+from modelops_dev.cluster import versions
+from modelops_dev.cluster.local import LocalCluster
 
 pytestmark = pytest.mark.cluster
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from modelops.e2e import loop
-from modelops.e2e.kserve_standin import predictor_objects
+from modelops_dev.e2e import loop
+from modelops_dev.e2e.kserve_standin import predictor_objects
 from tests.fixtures.kserve import install_kserve_crd
 
 pytestmark = pytest.mark.cluster

@@ -1,4 +1,4 @@
-"""The KServe stand-in controller (modelops.e2e.kserve_standin) against a real API server with KServe's real
+"""The KServe stand-in controller (modelops_dev.e2e.kserve_standin) against a real API server with KServe's real
 InferenceService CRD: it creates KServe-named Deployments and Services for the stable and the canary
 predictor, mounts the pvc:// model, fills KServe-shaped status, prunes a canary that left the spec, and
 refuses what it cannot realise. No node here (Pods stay Pending and the Deployment controller keeps
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from modelops.e2e.kserve_standin import GROUP, PLURAL, VERSION, StandIn
+from modelops_dev.e2e.kserve_standin import GROUP, PLURAL, VERSION, StandIn
 from tests.fixtures.kserve import install_kserve_crd
 
 pytestmark = pytest.mark.cluster

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from modelops.e2e.kube import Kube, KubeError
-from modelops.e2e.loop import Loop, Timeline
+from modelops_dev.e2e.kube import Kube, KubeError
+from modelops_dev.e2e.loop import Loop, Timeline
 
 REPO = Path(__file__).resolve().parents[2]
 DUMPS = REPO / "build" / "e2e"

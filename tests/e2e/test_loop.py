@@ -1,8 +1,8 @@
 """The whole loop for real on a node: train v1 in a Job -> serve -> shifted traffic -> drift -> a drift-
 triggered Job trains v2 -> canary with Prometheus analysis -> promoted (MLflow champion alias moves).
 
-The same code runs `modelops demo` (modelops.e2e.loop). Stand-ins, named in their modules: KServe's
-controller (modelops.e2e.kserve_standin), the traffic split and the payload logger (modelops.e2e.traffic).
+The same code runs `modelops demo` (modelops_dev.e2e.loop). Stand-ins, named in their modules: KServe's
+controller (modelops_dev.e2e.kserve_standin), the traffic split and the payload logger (modelops_dev.e2e.traffic).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from modelops.e2e.loop import Loop
+from modelops_dev.e2e.loop import Loop
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 

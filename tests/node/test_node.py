@@ -24,7 +24,7 @@ HOW = "start a node with: modelops cluster up --node --name e2e && export KUBECO
 
 
 def kubectl(*args: str, input: str | None = None, check: bool = True, timeout: float = 120) -> str:
-    from modelops.cluster import versions
+    from modelops_dev.cluster import versions
 
     exe = versions.bin_dir() / "kubectl"
     proc = subprocess.run([str(exe if exe.exists() else "kubectl"), *args], input=input, text=True,
@@ -54,8 +54,8 @@ def image(node: str) -> str:
     if kc:
         root = Path(kc).parent
         if (root / "node").is_dir():
-            from modelops.cluster.node import Node
-            from modelops.cluster.versions import bin_dir
+            from modelops_dev.cluster.node import Node
+            from modelops_dev.cluster.versions import bin_dir
 
             Node(root, bin_dir()).load_images([BASE_IMAGE], progress=print)
     return BASE_IMAGE

@@ -3,8 +3,9 @@ import subprocess
 
 import pytest
 
-from modelops.cluster.local import ClusterError, ClusterState, LocalCluster, ProcessRecord, proc_start_time
-from modelops.cluster.pki import Pki
+from modelops_dev.cluster.local import ClusterState, LocalCluster
+from modelops_dev.cluster.pki import Pki
+from modelops_dev.cluster.process import ClusterError, ProcessRecord, proc_start_time
 
 pytestmark = pytest.mark.unit
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelops.e2e import kserve_standin as ks
-from modelops.e2e.loop import release_name
-from modelops.e2e.traffic import logger_headers, split
+from modelops_dev.e2e import kserve_standin as ks
+from modelops_dev.e2e.loop import release_name
+from modelops_dev.e2e.traffic import logger_headers, split
 
 pytestmark = pytest.mark.unit
 

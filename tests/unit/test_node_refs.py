@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelops.cluster.node import normalize_ref
+from modelops_dev.cluster.node import normalize_ref
 
 pytestmark = pytest.mark.unit
 

@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelops_pipelines.profile import build_reference_profile, read_profile, write_profile
+from modelops.formats.reference_profile import read_profile, write_profile
+from modelops_pipelines.profile import build_reference_profile
 
 pytestmark = pytest.mark.unit
 

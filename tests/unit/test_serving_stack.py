@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from modelops.e2e import gateway, kserve
+from modelops_dev.e2e import gateway, kserve
 
 pytestmark = pytest.mark.unit
 
@@ -134,7 +134,7 @@ def test_build_script_carries_replace_and_exclude_directives(tmp_path: Path) -> 
                      "exclude google.golang.org/grpc/stats/opentelemetry v0.0.0-00010101000000-000000000000\n"
                      "replace sigs.k8s.io/controller-runtime => sigs.k8s.io/controller-runtime v0.22.5\n"
                      "replace (\n\tk8s.io/api => k8s.io/api v0.34.5 // pinned\n\n\tgithub.com/x/ext => ./ext\n)\n")
-    script = REPO / "operator" / "modelops" / "cluster" / "build_serving.sh"
+    script = REPO / "tools" / "modelops_dev" / "cluster" / "build_serving.sh"
     fn = subprocess.run(["sed", "-n", "/^carried_directives()/,/^}/p", str(script)], capture_output=True, text=True,
                         check=True).stdout
     out = subprocess.run(["bash", "-c", f"{fn}\ncarried_directives {gomod}"], capture_output=True, text=True,
@@ -148,7 +148,7 @@ def test_build_script_carries_replace_and_exclude_directives(tmp_path: Path) -> 
 @pytest.mark.parametrize(("role", "binary"), [("kserve-controller", "manager"), ("kserve-agent", "agent"),
                                               ("traefik", "traefik")])
 def test_go_images_copy_the_staged_binary_and_run_non_root(role: str, binary: str) -> None:
-    from modelops import images
+    from modelops_dev import images
 
     text = (REPO / "images" / role / "Dockerfile").read_text()
     assert images.ROLES[role][1] is None and images.SERVING_BINARIES[role][1] == f"bin/{binary}"
@@ -158,16 +158,16 @@ def test_go_images_copy_the_staged_binary_and_run_non_root(role: str, binary: st
 
 
 def test_storage_initializer_image_runs_kserves_own_package() -> None:
-    from modelops import images
+    from modelops_dev import images
 
     text = (REPO / "images" / "kserve-storage-initializer" / "Dockerfile").read_text()
     assert images.ROLES["kserve-storage-initializer"] == ("modelops/kserve-storage-initializer", "storage-initializer")
-    assert "requirements-storage-initializer.txt" in text and "--no-index" in text and "--require-hashes" in text
+    assert "requirements-kserve-storage-initializer.txt" in text and "--no-index" in text and "--require-hashes" in text
     entry = (REPO / "images" / "kserve-storage-initializer" / "initializer_entrypoint.py").read_text()
     assert "from kserve_storage import Storage" in entry and "Storage.download_files" in entry
     pyproject = (REPO / "pyproject.toml").read_text()
     assert '"kserve-storage==0.20.0"' in pyproject  # the KServe release the tier installs
-    from modelops.cluster import versions
+    from modelops_dev.cluster import versions
 
     assert versions.KSERVE_VERSION == "v0.20.0"
 

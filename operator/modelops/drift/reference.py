@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelops_pipelines.profile import PROFILE_FILENAME, read_profile
+from modelops.formats.reference_profile import PROFILE_FILENAME, read_profile
 
 log = logging.getLogger(__name__)
 

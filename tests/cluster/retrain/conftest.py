@@ -13,13 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.cluster import kube, kube_crds, namespace  # noqa: F401
-from tests.fixtures.gauge_exporter import gauge_exporter  # noqa: F401
-from tests.fixtures.kubelet_standin import KubeletStandin, kubelet_standin  # noqa: F401
-from tests.fixtures.mlflow_server import mlflow_server  # noqa: F401
+from tests.fixtures.kubelet_standin import KubeletStandin
 from tests.fixtures.operator import Operator
 from tests.fixtures.procs import free_port
-from tests.fixtures.prometheus import prometheus  # noqa: F401
 
 
 class WebhookSink:
@@ -99,7 +95,7 @@ def clock(tmp_path: Path) -> Clock:
 
 
 @pytest.fixture
-def retrain_operator(kube_crds: Any, mlflow_server: Any, kubelet_standin: KubeletStandin,  # noqa: F811
+def retrain_operator(kube_crds: Any, mlflow_server: Any, kubelet_standin: KubeletStandin,
                      clock: Clock, tmp_path: Path) -> Iterator[Operator]:
     op = Operator(kube_crds, tmp_path / "operator.log")
     op.extra_env = {

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest injects the imported fixtures by parameter name)
 """Fixtures of the rollout cluster tests: the shared control plane, KServe's CRD + controller stand-in, a real
 MLflow server, a real Prometheus scraping real `modelops serve` processes, and the operator process.
 
@@ -19,9 +18,6 @@ from typing import Any
 import pytest
 
 from tests.cluster.rollout.helpers import ModelServers, PrometheusProc
-from tests.fixtures.cluster import kube, kube_crds, namespace  # noqa: F401
-from tests.fixtures.kserve import kserve  # noqa: F401
-from tests.fixtures.mlflow_server import mlflow_server  # noqa: F401
 from tests.fixtures.operator import Operator
 from tests.integration.serving import model_dirs
 

@@ -1,11 +1,9 @@
 import pytest
 
-from tests.fixtures.mlflow_server import mlflow_server  # noqa: F401
-
 pytestmark = pytest.mark.integration
 
 
-def test_mlflow_server_answers(mlflow_server):  # noqa: F811
+def test_mlflow_server_answers(mlflow_server):
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=mlflow_server.uri, registry_uri=mlflow_server.uri)

@@ -24,10 +24,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelops_pipelines.profile import build_reference_profile, write_profile
-from tests.fixtures.mlflow_server import mlflow_server  # noqa: F401
+from modelops.formats.reference_profile import write_profile
+from modelops_pipelines.profile import build_reference_profile
 from tests.fixtures.procs import free_port, http_ok, start, stop, wait_until
-from tests.fixtures.prometheus import prometheus  # noqa: F401
 
 NUMERIC = ["tenure", "charges", "calls", "age"]
 CATEGORICAL = ["plan", "region"]

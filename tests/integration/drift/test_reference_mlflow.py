@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from modelops.drift.reference import load_profile
-from modelops_pipelines.profile import read_profile
+from modelops.formats.reference_profile import read_profile
 from tests.integration.drift.conftest import get_json, make_frame, send_v1
 
 pytestmark = pytest.mark.integration

@@ -6,8 +6,6 @@ import os
 
 import pytest
 
-from tests.fixtures.mlflow_server import mlflow_server  # noqa: F401  (session fixture)
-
 # Spinning OpenMP workers make fits 10x slower on a shared machine (see modelops_pipelines.cli); this must
 # be set before scikit-learn loads its OpenMP runtime, i.e. at collection time.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -15,7 +13,7 @@ os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 @pytest.fixture()
-def client(mlflow_server):  # noqa: F811
+def client(mlflow_server):
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=mlflow_server.uri, registry_uri=mlflow_server.uri)

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from modelops.formats.reference_profile import read_profile
 from modelops_pipelines.generate import generate_churn
-from modelops_pipelines.profile import read_profile
 from modelops_pipelines.train import train
 from tests.integration.train.helpers import spec, write_dataset
 

@@ -42,8 +42,9 @@ from typing import Any
 
 import yaml
 
-from modelops.cluster import versions
-from modelops.cluster.local import ClusterError, Progress
+from modelops_dev.cluster import versions
+from modelops_dev.cluster.process import ClusterError, Progress
+from modelops_dev.host import ensure_daemon, repo_root
 
 #: Node components in start order (after the control plane); stopped in reverse.
 NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy", "coredns")
@@ -333,8 +334,6 @@ state = "{self.root / 'containerd' / 'state'}"
             raise NodeError("a node (kubelet, containerd, iptables) needs root")
         ensure_host_packages(progress)
         bins = ensure_node_binaries(progress)
-        from modelops.images import ensure_daemon, repo_root
-
         ensure_daemon(repo_root())
         ensure_pause_image(bins, progress)
         for key, value in (("net.ipv4.ip_forward", "1"), ("net.bridge.bridge-nf-call-iptables", "1")):

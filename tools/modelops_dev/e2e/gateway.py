@@ -105,8 +105,8 @@ def gateway_programmed(gateway: dict[str, Any] | None) -> bool:
 
 def crd_files() -> list[Path]:
     """The standard-channel CRD files of the pinned Gateway API release (`modelops cluster build-serving`)."""
-    from modelops.cluster import versions
-    from modelops.cluster.build import serving_ready
+    from modelops_dev.cluster import versions
+    from modelops_dev.cluster.build import serving_ready
 
     if not serving_ready("gateway-api"):
         raise RuntimeError("the Gateway API CRDs are not in the cache; run: modelops cluster build-serving gateway-api")

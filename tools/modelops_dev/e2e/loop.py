@@ -11,7 +11,7 @@
 
 Every stage appends to a Timeline (timestamps, what happened, versions, weights) that the demo prints and
 plots and the tests assert on. Nothing here is pretend: the stand-ins (KServe's controller, the traffic
-split, the payload logger) are named in modelops/e2e/kserve_standin.py and modelops/e2e/traffic.py.
+split, the payload logger) are named in modelops_dev/e2e/kserve_standin.py and modelops_dev/e2e/traffic.py.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelops.e2e.kserve_standin import KSERVE_RELEASE, kserve_crd_file
-from modelops.e2e.kube import Kube, KubeError
-from modelops.e2e.traffic import TrafficClient
+from modelops_dev.e2e.kserve_standin import KSERVE_RELEASE, kserve_crd_file
+from modelops_dev.e2e.kube import Kube, KubeError
+from modelops_dev.e2e.traffic import TrafficClient
 
 MODEL = "churn"
 #: images the loop needs on the node
@@ -277,7 +277,7 @@ class Loop:
 
     def start_standin(self) -> None:
         log = self.standin_log.open("ab")
-        self.standin = subprocess.Popen([sys.executable, "-m", "modelops.e2e.kserve_standin", self.ns],
+        self.standin = subprocess.Popen([sys.executable, "-m", "modelops_dev.e2e.kserve_standin", self.ns],
                                         env=self.kube.env, stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         (self.work / "kserve-standin.pid").write_text(str(self.standin.pid))

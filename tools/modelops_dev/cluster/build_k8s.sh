@@ -11,8 +11,8 @@
 #         kubelet,kube-proxy,kubectl,helm} and a .complete stamp. A second run with the stamp present is a no-op.
 set -euo pipefail
 
-K8S_VERSION="${K8S_VERSION:?set K8S_VERSION (modelops/cluster/versions.py pins it)}"
-HELM_VERSION="${HELM_VERSION:?set HELM_VERSION (modelops/cluster/versions.py pins it)}"
+K8S_VERSION="${K8S_VERSION:?set K8S_VERSION (modelops_dev/cluster/versions.py pins it)}"
+HELM_VERSION="${HELM_VERSION:?set HELM_VERSION (modelops_dev/cluster/versions.py pins it)}"
 CACHE="${MODELOPS_CACHE:-$HOME/.cache/modelops}"
 OUT="$CACHE/k8s/$K8S_VERSION"
 BIN="$OUT/bin"

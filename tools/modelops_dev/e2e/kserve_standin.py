@@ -18,14 +18,14 @@ InferenceServices in Standard (RawDeployment) mode the way KServe v0.20 does, wi
 
 What it does NOT do, said here and in its log at start-up:
 - traffic splitting: KServe splits by weighted Gateway API HTTPRoute backendRefs. Here each side is a plain
-  Service; the e2e traffic client (modelops.e2e.traffic) splits requests by the weights in status.
+  Service; the e2e traffic client (modelops_dev.e2e.traffic) splits requests by the weights in status.
 - the payload-logger agent sidecar: the traffic client posts the request/response CloudEvents in KServe's
-  logger format itself (see modelops.e2e.traffic).
+  logger format itself (see modelops_dev.e2e.traffic).
 - promotion without restart: KServe reuses the canary's pods when the canary predictor moves into
   spec.predictor; here the stable Deployment rolls to the new template (pods restart).
 - Knative mode: refused with Ready=False, reason `DeploymentModeUnsupported`.
 
-Run: `python -m modelops.e2e.kserve_standin` (uses the current kubeconfig, or in-cluster config).
+Run: `python -m modelops_dev.e2e.kserve_standin` (uses the current kubeconfig, or in-cluster config).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ HASH_ANNOTATION = "modelops.dev/kserve-stand-in-hash"
 MODEL_DIR = "/mnt/models"
 BANNER = ("modelops KServe STAND-IN controller: this is NOT KServe's controller. It realises Standard-mode "
           "InferenceServices as Deployments + Services and fills their status; no HTTPRoute traffic split, "
-          "no logger sidecar (see modelops/e2e/kserve_standin.py)")
+          "no logger sidecar (see modelops_dev/e2e/kserve_standin.py)")
 
 log = logging.getLogger("kserve-stand-in")
 

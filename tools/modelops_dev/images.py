@@ -1,15 +1,17 @@
 """`modelops images build`: the four runtime images, buildable with no registry and no network in the build.
 
 Steps (each skipped when already done):
-1. wheelhouse  build/wheelhouse/: the modelops wheel (`uv build`, in project/), the locked requirements of each role's
-               extra (`uv export --extra ROLE`, hashes kept), and every wheel they pin (`pip wheel` on the
-               host, where PyPI's TLS is trusted). Images install from it with `--no-index`.
+1. wheelhouse  build/wheelhouse/: the modelops wheel (`uv build`, in project/: the runtime packages only, never
+               modelops_dev), the locked requirements of each role's extra (requirements-<role>.txt =
+               `uv export --extra EXTRA`, hashes kept), and every wheel they pin (`pip wheel` on the host, where
+               PyPI's TLS is trusted). Images install from it with `--no-index`.
 2. daemon      a Docker daemon: the running one, else Debian's docker.io started here (`dockerd` in the
                background, installed with apt-get if missing), waiting for its socket.
 3. base image  `--base-image` if given; else python:3.11-slim if it is present or can be pulled; else a
                local Debian bookworm image made with `debootstrap --variant=minbase` + python3 and
                `docker import` (the air-gapped path).
-4. images      images/<role>/Dockerfile for operator, trainer, model-server, drift-exporter, context = the
+4. images      images/Dockerfile with `--build-arg ROLE=<role> --target <role>` for operator, trainer,
+               model-server and drift-exporter (images/prometheus/Dockerfile for Prometheus); context = the
                repository root (see .dockerignore: only images/ and build/wheelhouse/ are sent).
 
 Only the standard library and typer are imported at module level (see modelops/cli.py).
@@ -29,6 +31,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import typer
+
+from modelops_dev.cluster.process import free_port
+from modelops_dev.host import ensure_daemon, repo_root, run
 
 #: role -> (image name, pyproject extra); roles without an extra install no Python packages.
 ROLES: dict[str, tuple[str, str | None]] = {
@@ -68,20 +73,6 @@ LOCAL_BASE = "modelops/base:bookworm-python3.11"
 EXCLUDED = re.compile(r"^nvidia-")
 
 
-def repo_root() -> Path:
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "pyproject.toml").exists() and (parent / "images").is_dir():
-            return parent
-    raise typer.BadParameter("run from a modelops source checkout (pyproject.toml and images/ not found)")
-
-
-def _run(cmd: Sequence[str], *, log: bool = True, **kw: object) -> subprocess.CompletedProcess[str]:
-    if log:
-        typer.echo("  $ " + " ".join(cmd))
-    return subprocess.run(list(cmd), check=True, text=True, **kw)  # type: ignore[call-overload,no-any-return]
-
-
 def _requirement_blocks(text: str) -> dict[str, str]:
     """`uv export` output split into one block per pinned requirement (its line plus --hash lines)."""
     blocks: dict[str, str] = {}
@@ -112,20 +103,20 @@ def _pip() -> list[str]:
 
 
 def wheelhouse(root: Path, force: bool = False) -> Path:
-    """build/wheelhouse/{wheels/, requirements-<extra>.txt}; returns the directory."""
+    """build/wheelhouse/{wheels/, requirements-<role>.txt, project/}; returns the directory."""
     out = root / "build" / "wheelhouse"
     wheels = out / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     stamp = out / ".complete"
     union: dict[str, str] = {}
-    for _image, extra in ROLES.values():
+    for role, (_image, extra) in ROLES.items():
         if extra is None:
             continue
         text = subprocess.run(["uv", "export", "--frozen", "--no-dev", "--extra", extra, "--no-emit-project",
                                "--format", "requirements-txt"], cwd=root, check=True, capture_output=True,
                               text=True).stdout
         blocks = {k: v for k, v in _requirement_blocks(text).items() if not EXCLUDED.match(k)}
-        (out / f"requirements-{extra}.txt").write_text("\n".join(blocks.values()) + "\n")
+        (out / f"requirements-{role}.txt").write_text("\n".join(blocks.values()) + "\n")
         union.update(blocks)
     union_text = "\n".join(union.values()) + "\n"
     (out / "requirements-all.txt").write_text(union_text)
@@ -135,51 +126,28 @@ def wheelhouse(root: Path, force: bool = False) -> Path:
     else:
         t0 = time.monotonic()
         typer.echo(f"building the wheelhouse in {out} (PyPI on the host; images install with --no-index)")
-        _run([*_pip(), "wheel", "--quiet", "--no-deps", "--prefer-binary",
+        run([*_pip(), "wheel", "--quiet", "--no-deps", "--prefer-binary",
               "-r", str(out / "requirements-all.txt"), "-w", str(wheels)])
         # pip itself, run from its wheel inside the image's build stage (the base image needs no pip).
-        _run([*_pip(), "download", "--quiet", "--no-deps", "--only-binary=:all:",
+        run([*_pip(), "download", "--quiet", "--no-deps", "--only-binary=:all:",
               "pip==24.3.1", "-d", str(wheels)])
         stamp.write_text(lock_digest)
         typer.echo(f"  wheelhouse ready in {time.monotonic() - t0:.0f}s")
     # The project's wheel apart from the third-party ones, so that the images install it in a layer of its own.
-    project = out / "project"
-    if project.exists():
-        shutil.rmtree(project)
-    _run(["uv", "build", "--wheel", "--out-dir", str(project)], cwd=root, capture_output=True)
+    project_wheel(root, out / "project")
     return out
 
 
-def docker_ready() -> bool:
-    docker = shutil.which("docker")
-    return bool(docker) and subprocess.run([docker or "docker", "info"], capture_output=True).returncode == 0
+def project_wheel(root: Path, out_dir: Path) -> Path:
+    """Build the runtime wheel (modelops + modelops_pipelines; never modelops_dev) into an emptied `out_dir`.
 
-
-def ensure_daemon(root: Path, timeout: float = 60.0) -> None:
-    """A reachable Docker daemon: the running one, or Debian's dockerd started in the background."""
-    if docker_ready():
-        return
-    if os.geteuid() != 0:
-        raise typer.BadParameter("no Docker daemon is reachable and starting one needs root")
-    if shutil.which("dockerd") is None:
-        typer.echo("installing Debian's docker.io (dockerd, containerd, runc)")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "docker.io"], env=env)
-    logdir = root / "build" / "docker"
-    logdir.mkdir(parents=True, exist_ok=True)
-    log = (logdir / "dockerd.log").open("ab")
-    proc = subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    (logdir / "dockerd.pid").write_text(str(proc.pid))
-    typer.echo(f"started dockerd (pid {proc.pid}, log {logdir / 'dockerd.log'}); stop it with: "
-               f"kill $(cat {logdir / 'dockerd.pid'})")
-    deadline = time.monotonic() + timeout
-    while not docker_ready():
-        if proc.poll() is not None:
-            tail = (logdir / "dockerd.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"dockerd exited with {proc.returncode}:\n{tail}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"dockerd did not answer within {timeout:.0f}s; see {logdir / 'dockerd.log'}")
-        time.sleep(0.5)
+    `uv build` at the workspace root builds the root project only, not the tools/ member.
+    """
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    run(["uv", "build", "--wheel", "--out-dir", str(out_dir)], cwd=root, capture_output=True)
+    (wheel,) = out_dir.glob("modelops-*.whl")
+    return wheel
 
 
 def _image_exists(ref: str) -> bool:
@@ -201,13 +169,13 @@ def base_image(root: Path, requested: str | None, pull_timeout: float = 30.0) ->
         return LOCAL_BASE
     typer.echo(f"no registry reachable: building {LOCAL_BASE} with debootstrap (Debian bookworm, minbase)")
     if shutil.which("debootstrap") is None:
-        _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "debootstrap"],
+        run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "debootstrap"],
              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     rootfs = root / "build" / "rootfs"
     if rootfs.exists():
         shutil.rmtree(rootfs)
     t0 = time.monotonic()
-    _run(["debootstrap", "--variant=minbase", "--include=python3,ca-certificates", "bookworm", str(rootfs),
+    run(["debootstrap", "--variant=minbase", "--include=python3,ca-certificates", "bookworm", str(rootfs),
           "http://deb.debian.org/debian"], capture_output=True)
     # What a container never needs: package caches, docs, man pages, locales other than C.
     for sub in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man",
@@ -217,7 +185,7 @@ def base_image(root: Path, requested: str | None, pull_timeout: float = 30.0) ->
             shutil.rmtree(path)
             path.mkdir()
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
-    _run(["docker", "import", "--change", 'CMD ["python3"]', "--change", "ENV LANG=C.UTF-8", "-", LOCAL_BASE],
+    run(["docker", "import", "--change", 'CMD ["python3"]', "--change", "ENV LANG=C.UTF-8", "-", LOCAL_BASE],
          stdin=tar.stdout, capture_output=True)
     tar.wait()
     shutil.rmtree(rootfs)
@@ -238,7 +206,7 @@ def prometheus_binary(progress: object = typer.echo) -> Path:
     t0 = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     # no web UI assets: the module ships none (they come from an npm build); the HTTP API is complete
-    _run(["go", "install", "-p", "2", "-trimpath", "-tags", PROMETHEUS_TAGS, f"{PROMETHEUS_MODULE}@{PROMETHEUS_VERSION}"],
+    run(["go", "install", "-p", "2", "-trimpath", "-tags", PROMETHEUS_TAGS, f"{PROMETHEUS_MODULE}@{PROMETHEUS_VERSION}"],
          env={**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0", "GOBIN": str(out)}, cwd="/")
     typer.echo(f"  prometheus built in {time.monotonic() - t0:.0f}s")
     return binary
@@ -254,7 +222,7 @@ def _stage_prometheus(root: Path) -> None:
 def _stage_serving(root: Path, role: str) -> None:
     """Copy a KServe or Traefik binary (built once per version, `modelops cluster build-serving`) into the build
     context (build/serving/, see .dockerignore)."""
-    from modelops.cluster.build import ensure_serving
+    from modelops_dev.cluster.build import ensure_serving
 
     part, rel = SERVING_BINARIES[role]
     src = ensure_serving((part,), progress=typer.echo)[part] / rel
@@ -268,6 +236,14 @@ def image_exists(ref: str) -> bool:
     return _image_exists(ref)
 
 
+def dockerfile_args(root: Path, role: str) -> list[str]:
+    """`docker build` arguments selecting a role: the one Python Dockerfile with ROLE and its target, or
+    the role's own Dockerfile (Prometheus, KServe's parts, Traefik)."""
+    if ROLES[role][1] is None or (root / "images" / role / "Dockerfile").exists():
+        return ["-f", str(root / "images" / role / "Dockerfile")]
+    return ["-f", str(root / "images" / "Dockerfile"), "--build-arg", f"ROLE={role}", "--target", role]
+
+
 def build_images(root: Path, roles: Sequence[str], tag: str, base: str, version: str) -> dict[str, dict[str, object]]:
     results: dict[str, dict[str, object]] = {}
     for role in roles:
@@ -279,9 +255,8 @@ def build_images(root: Path, roles: Sequence[str], tag: str, base: str, version:
         if role in SERVING_BINARIES:
             _stage_serving(root, role)
         typer.echo(f"building {ref} (base {base})")
-        _run(["docker", "build", "-f", str(root / "images" / role / "Dockerfile"),
-              "--build-arg", f"BASE_IMAGE={base}", "--build-arg", f"VERSION={version}",
-              "-t", ref, str(root)], env={**os.environ, "DOCKER_BUILDKIT": "0"})
+        run(["docker", "build", *dockerfile_args(root, role), "--build-arg", f"BASE_IMAGE={base}",
+             "--build-arg", f"VERSION={version}", "-t", ref, str(root)], env={**os.environ, "DOCKER_BUILDKIT": "0"})
         size = int(subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", ref], check=True,
                                   capture_output=True, text=True).stdout.strip())
         results[ref] = {"seconds": round(time.monotonic() - t0, 1), "size_mb": round(size / 1e6, 1)}
@@ -339,14 +314,6 @@ def _wait_http(url: str, timeout: float, container: str) -> str:
             time.sleep(0.5)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _commands(ref: str) -> set[str]:
     out = subprocess.run(["docker", "run", "--rm", *RESTRICTED_RUN, ref, "--help"], capture_output=True,
                          text=True, check=True).stdout
@@ -366,7 +333,8 @@ def verify(
     import numpy as np
     import pandas as pd
 
-    from modelops_pipelines.profile import build_reference_profile, write_profile
+    from modelops.formats.reference_profile import write_profile
+    from modelops_pipelines.profile import build_reference_profile
 
     refdir = root / "build" / "verify-reference"
     refdir.mkdir(parents=True, exist_ok=True)
@@ -377,7 +345,7 @@ def verify(
     for p in (refdir, *refdir.iterdir()):
         p.chmod(0o755 if p.is_dir() else 0o644)
     ref = f"modelops/drift-exporter:{tag}"
-    port = _free_port()
+    port = free_port()
     name = f"verify-exporter-{port}"
     subprocess.run(["docker", "run", "-d", "--rm", "--name", name, *RESTRICTED_RUN, "-v", f"{refdir}:/ref:ro",
                     ref, "drift-exporter", "--host=127.0.0.1", f"--port={port}",
@@ -394,16 +362,16 @@ def verify(
     ref = f"modelops/operator:{tag}"
     cluster = None
     if kubeconfig is None:
-        from modelops.cluster.local import LocalCluster
+        from modelops_dev.cluster.local import LocalCluster
 
         cluster = LocalCluster(name="images-verify", root=root / "build" / "verify-cluster")
         cluster.up(progress=lambda _m: None)
         kubeconfig = cluster.kubeconfig
-        from modelops.cluster import versions
+        from modelops_dev.cluster import versions
 
         subprocess.run([str(versions.bin_dir() / "kubectl"), "--kubeconfig", str(kubeconfig), "apply",
                         "--server-side", "-f", str(root / "manifests" / "crds")], check=True, capture_output=True)
-    port = _free_port()
+    port = free_port()
     name = f"verify-operator-{port}"
     try:
         kc = Path(kubeconfig).resolve()
@@ -451,7 +419,7 @@ def verify(
     elif model_dir is None:
         report[ref] = "`serve` present; no trained model to serve (the trainer check did not run)"
     else:
-        port, grpc = _free_port(), _free_port()
+        port, grpc = free_port(), free_port()
         name = f"verify-server-{port}"
         subprocess.run(["docker", "run", "-d", "--rm", "--name", name, *RESTRICTED_RUN,
                         "-v", f"{model_dir}:/mnt/models:ro", "-e", f"MODELOPS_HTTP_PORT={port}",
@@ -482,5 +450,5 @@ def register(app: typer.Typer) -> None:
     app.add_typer(images_app, name="images")
 
 
-if __name__ == "__main__":  # `python -m modelops.images build` until cli.py registers this module
+if __name__ == "__main__":  # `python -m modelops_dev.images build` = `modelops images build`
     images_app()

@@ -4,7 +4,7 @@
    (`modelops cluster up --node`: control plane + kubelet, containerd, CNI, kube-proxy, CoreDNS).
 2. Images: the four runtimes and Prometheus, built offline when missing (`modelops images build`), loaded
    into the node's containerd (`modelops cluster load-images`) when the node lacks them.
-3. The loop (modelops.e2e.loop, the code the e2e tier tests): install the chart with MLflow, the drift
+3. The loop (modelops_dev.e2e.loop, the code the e2e tier tests): install the chart with MLflow, the drift
    exporter, Prometheus and the KServe stand-in; train v1 -> serve -> shifted traffic -> drift -> retrain
    v2 -> canary with Prometheus analysis -> promote. A timeline is printed as it happens, then written to
    build/demo/timeline.json with a plot (build/demo/loop.png).
@@ -54,11 +54,12 @@ def _work_dir() -> Path:
 
 
 def demo_up() -> None:
-    from modelops.cluster.build import ensure_binaries
-    from modelops.e2e.kube import Kube
-    from modelops.e2e.loop import IMAGES, Loop, Timeline
-    from modelops.e2e.plot import plot_timeline
-    from modelops.images import ROLES, docker_ready, ensure_daemon, image_exists
+    from modelops_dev.cluster.build import ensure_binaries
+    from modelops_dev.e2e.kube import Kube
+    from modelops_dev.e2e.loop import IMAGES, Loop, Timeline
+    from modelops_dev.e2e.plot import plot_timeline
+    from modelops_dev.host import docker_ready, ensure_daemon
+    from modelops_dev.images import ROLES, image_exists
 
     t0 = time.monotonic()
     durations: dict[str, float] = {}
@@ -129,7 +130,8 @@ def demo_up() -> None:
 
 
 def demo_down() -> None:
-    from modelops.cluster.local import LocalCluster, ProcessRecord, proc_start_time, terminate
+    from modelops_dev.cluster.local import LocalCluster
+    from modelops_dev.cluster.process import ProcessRecord, proc_start_time, terminate
 
     work = _work_dir()
     pid_file = work / "kserve-standin.pid"

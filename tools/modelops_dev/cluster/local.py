@@ -9,12 +9,9 @@ recorded with its pid *and* kernel start time, so `down` never signals a recycle
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -27,10 +24,17 @@ from typing import Any
 
 import yaml
 
-from modelops.cluster import versions
-from modelops.cluster.pki import CertPair, Pki
-
-Progress = Callable[[str], None]
+from modelops_dev.cluster import versions
+from modelops_dev.cluster.pki import CertPair, Pki
+from modelops_dev.cluster.process import (
+    ClusterError,
+    ProcessRecord,
+    Progress,
+    free_port,
+    proc_start_time,
+    terminate,
+    wait_until,
+)
 
 #: Components in start order; `down` stops them in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -40,54 +44,6 @@ SERVICE_CIDR = "10.96.0.0/16"
 
 def default_home() -> Path:
     return Path(os.environ.get("MODELOPS_HOME", Path.home() / ".local" / "share" / "modelops"))
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(what: str, probe: Callable[[], bool], proc: subprocess.Popen[bytes] | None, log: Path,
-               timeout: float, *, interval: float = 0.5,
-               retry_on: tuple[type[BaseException], ...] = (Exception,)) -> None:
-    """Poll `probe` until it says True; fail early, with the log's tail, if `proc` exits meanwhile."""
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise ClusterError(f"{what} exited with code {proc.returncode}; last log lines:\n"
-                               + "\n".join(log.read_text(errors="replace").splitlines()[-25:]))
-        try:
-            if probe():
-                return
-        except retry_on as exc:
-            last = str(exc)
-        time.sleep(interval)
-    raise ClusterError(f"{what} not ready after {timeout:.0f}s{': ' + last if last else ''}; see {log}")
-
-
-def proc_start_time(pid: int) -> int | None:
-    """Kernel start time of a process (field 22 of /proc/PID/stat), None if it does not exist."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()
-    if fields[0] == "Z":  # a zombie has exited; only its parent's wait() is missing
-        return None
-    return int(fields[19])
-
-
-@dataclass
-class ProcessRecord:
-    pid: int
-    start_time: int
-    port: int
-    log: str
-
-    def alive(self) -> bool:
-        return proc_start_time(self.pid) == self.start_time
 
 
 @dataclass
@@ -111,10 +67,6 @@ class ClusterState:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=1))
         tmp.replace(path)
-
-
-class ClusterError(RuntimeError):
-    pass
 
 
 def _kubeconfig(server: str, ca: Path, client: CertPair, user: str) -> dict[str, Any]:
@@ -163,7 +115,7 @@ class LocalCluster:
 
     # ------------------------------------------------------------------------------------------ up
     def up(self, progress: Progress = print, timeout: float = 180.0, node: bool = False) -> dict[str, Any]:
-        """Start the control plane; with `node=True` also a real node (see modelops.cluster.node)."""
+        """Start the control plane; with `node=True` also a real node (see modelops_dev.cluster.node)."""
         st = self.state()
         if st.components and all(r.alive() for r in st.components.values()):
             if node and not st.node_ip:
@@ -180,7 +132,7 @@ class LocalCluster:
         the_node = None
         ip = ""
         if node:
-            from modelops.cluster.node import Node, node_ip
+            from modelops_dev.cluster.node import Node, node_ip
 
             for b in ("kubelet", "kube-proxy"):
                 self.binary(b)
@@ -317,7 +269,7 @@ class LocalCluster:
     def _start_node(self, the_node: Any, st: ClusterState, pki: Pki, server: str, ip: str,
                     write_kubeconfig: Callable[[Path, CertPair, str], Path], progress: Progress,
                     timeout: float) -> None:
-        from modelops.cluster.node import NODE_COMPONENTS
+        from modelops_dev.cluster.node import NODE_COMPONENTS
 
         ports = {"kubelet": free_port(ip), "kubelet-healthz": free_port(), "kube-proxy": free_port(),
                  "kube-proxy-metrics": free_port(), "coredns": 53, "coredns-ready": free_port(), "containerd": 0}
@@ -342,7 +294,7 @@ class LocalCluster:
         if not st.node_ip or not all(r.alive() for r in st.components.values()):
             raise ClusterError(f"cluster {self.name!r} has no running node; start one with: "
                                f"modelops cluster up --node --name {self.name}")
-        from modelops.cluster.node import Node
+        from modelops_dev.cluster.node import Node
 
         return Node(self.root, self.bin_dir)
 
@@ -367,7 +319,7 @@ class LocalCluster:
         st = self.state()
         the_node = None
         if st.node_ip:
-            from modelops.cluster.node import Node
+            from modelops_dev.cluster.node import Node
 
             the_node = Node(self.root, self.bin_dir)
             api = st.components.get("kube-apiserver")
@@ -393,24 +345,3 @@ class LocalCluster:
         if purge and self.root.exists():
             shutil.rmtree(self.root)
             progress(f"  removed {self.root}")
-
-
-def terminate(rec: ProcessRecord, grace: float) -> None:
-    """SIGTERM the process group, SIGKILL what is left after `grace` seconds, and wait until it is gone."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
-        try:
-            os.killpg(rec.pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            _reap(rec.pid)
-            if not rec.alive():
-                return
-            time.sleep(0.1)
-    raise ClusterError(f"process {rec.pid} did not exit after SIGKILL")
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)

@@ -201,7 +201,7 @@ def render(kubectl: Callable[..., str], config_dir: Path, overlay: str = OVERLAY
 def webhook_certs(pki_root: Path, hosts: tuple[str, ...]) -> Certs:
     """A serving certificate for the webhook Service (and `hosts`), signed by the CA under `pki_root`: the
     local cluster's own CA when that directory is the cluster's, else a CA made there for this install."""
-    from modelops.cluster.pki import Pki
+    from modelops_dev.cluster.pki import Pki
 
     pki = Pki(pki_root)
     names = (f"{WEBHOOK_SERVICE}.{NAMESPACE}.svc", f"{WEBHOOK_SERVICE}.{NAMESPACE}.svc.cluster.local",

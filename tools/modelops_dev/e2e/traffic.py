@@ -11,7 +11,7 @@ Two things KServe's data plane would do are done here instead, and said so:
   KServe's agent does (CloudEvents v1.0, binary mode: `ce-*` headers, the inference body as the body, the
   request and the response sharing `ce-id`, `ce-endpoint` default|canary, `ce-inferenceservicename`).
 
-All HTTP goes through the API server's service proxy (modelops.e2e.kube.Kube.proxy).
+All HTTP goes through the API server's service proxy (modelops_dev.e2e.kube.Kube.proxy).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from modelops.e2e.kube import Kube
+from modelops_dev.e2e.kube import Kube
 
 ISVC = ("serving.kserve.io", "inferenceservices")
 

@@ -10,8 +10,8 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from modelops.cluster import versions
-from modelops.cluster.local import ClusterError, Progress
+from modelops_dev.cluster import versions
+from modelops_dev.cluster.process import ClusterError, Progress
 
 #: Everything `modelops cluster` and the tests run from the build cache.
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy",
@@ -28,7 +28,7 @@ def ensure_binaries(progress: Progress = print, heartbeat: float = 30.0) -> Path
         return versions.bin_dir()
     if shutil.which("go") is None:
         raise ClusterError("Go is required to build Kubernetes from the Go module proxy; install Go >= 1.26")
-    script = resources.files("modelops.cluster").joinpath("build_k8s.sh")
+    script = resources.files("modelops_dev.cluster").joinpath("build_k8s.sh")
     env = {**os.environ, "K8S_VERSION": versions.K8S_VERSION, "HELM_VERSION": versions.HELM_VERSION,
            "MODELOPS_CACHE": str(versions.cache_root())}
     progress(f"building Kubernetes {versions.K8S_VERSION}, etcd and helm {versions.HELM_VERSION} from the "
@@ -84,7 +84,7 @@ def ensure_serving(parts: tuple[str, ...] = ("gateway-api", "kserve", "traefik")
         if shutil.which("go") is None:
             raise ClusterError("Go is required to build KServe, the Gateway API CRDs and Traefik from the Go "
                                "module proxy; install Go >= 1.26")
-        script = resources.files("modelops.cluster").joinpath("build_serving.sh")
+        script = resources.files("modelops_dev.cluster").joinpath("build_serving.sh")
         env = {**os.environ, "KSERVE_VERSION": versions.KSERVE_VERSION,
                "GATEWAY_API_VERSION": versions.GATEWAY_API_VERSION, "TRAEFIK_VERSION": versions.TRAEFIK_VERSION,
                "MODELOPS_CACHE": str(versions.cache_root()), "SERVING_PARTS": " ".join(todo)}

@@ -24,7 +24,7 @@ class KubeError(RuntimeError):
 def _tool(name: str) -> str:
     """`name` from the local cluster's build (same version as the node), else from PATH."""
     try:
-        from modelops.cluster import versions
+        from modelops_dev.cluster import versions
 
         local = versions.bin_dir() / name
         if local.exists():

@@ -15,7 +15,7 @@ _NAME = typer.Option("default", "--name", help="Cluster name; state lives in $MO
 @cluster_app.command("build")
 def build() -> None:
     """Build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl, etcd and helm (cached)."""
-    from modelops.cluster.build import ensure_binaries
+    from modelops_dev.cluster.build import ensure_binaries
 
     typer.echo(str(ensure_binaries(progress=typer.echo)))
 
@@ -26,7 +26,7 @@ _PARTS = typer.Argument(None, help="kserve, gateway-api, traefik (default: all).
 @cluster_app.command("build-serving")
 def build_serving(parts: list[str] = _PARTS) -> None:
     """Build KServe's manager and agent, the Gateway API CRDs and Traefik from the Go module proxy (cached)."""
-    from modelops.cluster.build import ensure_serving
+    from modelops_dev.cluster.build import ensure_serving
 
     dirs = ensure_serving(tuple(parts or ("gateway-api", "kserve", "traefik")), progress=typer.echo)
     typer.echo(json.dumps({k: str(v) for k, v in dirs.items()}, indent=1))
@@ -37,8 +37,8 @@ def up(name: str = _NAME, timeout: float = typer.Option(180.0, help="Seconds to 
        node: bool = typer.Option(False, "--node", help="Also run a real node: containerd, kubelet, kube-proxy, "
                                  "CoreDNS and a CNI bridge as host processes (root).")) -> None:
     """Start etcd, kube-apiserver, kube-controller-manager and kube-scheduler on free ports (and a node)."""
-    from modelops.cluster.build import ensure_binaries
-    from modelops.cluster.local import LocalCluster
+    from modelops_dev.cluster.build import ensure_binaries
+    from modelops_dev.cluster.local import LocalCluster
 
     ensure_binaries(progress=typer.echo)
     cluster = LocalCluster(name)
@@ -54,7 +54,7 @@ _IMAGES = typer.Argument(..., help="Images in the local Docker daemon, e.g. mode
 @cluster_app.command("load-images")
 def load_images(images: list[str] = _IMAGES, name: str = _NAME) -> None:
     """Copy images from the local Docker daemon into the node's containerd (unchanged ones are skipped)."""
-    from modelops.cluster.local import LocalCluster
+    from modelops_dev.cluster.local import LocalCluster
 
     LocalCluster(name).node().load_images(images, progress=typer.echo)
 
@@ -62,7 +62,7 @@ def load_images(images: list[str] = _IMAGES, name: str = _NAME) -> None:
 @cluster_app.command("down")
 def down(name: str = _NAME, purge: bool = typer.Option(False, help="Also delete data, certificates, logs.")) -> None:
     """Stop every process `up` started (and verify they are gone)."""
-    from modelops.cluster.local import LocalCluster
+    from modelops_dev.cluster.local import LocalCluster
 
     LocalCluster(name).down(progress=typer.echo, purge=purge)
 
@@ -70,7 +70,7 @@ def down(name: str = _NAME, purge: bool = typer.Option(False, help="Also delete 
 @cluster_app.command("status")
 def status(name: str = _NAME) -> None:
     """Print the cluster's components, ports and pids as JSON; exit 1 if it is not fully running."""
-    from modelops.cluster.local import LocalCluster
+    from modelops_dev.cluster.local import LocalCluster
 
     st = LocalCluster(name).status()
     typer.echo(json.dumps(st, indent=2))
@@ -80,7 +80,7 @@ def status(name: str = _NAME) -> None:
 @cluster_app.command("kubeconfig")
 def kubeconfig(name: str = _NAME) -> None:
     """Print the path of the admin kubeconfig (use: export KUBECONFIG=$(modelops cluster kubeconfig))."""
-    from modelops.cluster.local import LocalCluster
+    from modelops_dev.cluster.local import LocalCluster
 
     c = LocalCluster(name)
     if not c.kubeconfig.exists():

@@ -1,0 +1,83 @@
+"""The runtime wheel and the `modelops` command carry no dev tooling (tools/modelops_dev stays out of images)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import sys
+import zipfile
+from email.parser import Parser
+from pathlib import Path
+
+import pytest
+import typer
+
+from modelops_dev.host import repo_root
+from modelops_dev.images import project_wheel
+
+pytestmark = pytest.mark.unit
+
+DEV_COMMANDS = {"cluster", "images", "demo"}
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # the wheel the images install: built the way `modelops images build` builds it (uv build, root project)
+    return project_wheel(repo_root(), tmp_path_factory.mktemp("wheel"))
+
+
+def test_the_runtime_wheel_holds_the_runtimes_and_no_dev_tooling(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    packages = {n.split("/")[0] for n in names if not n.startswith("modelops-")}
+    assert packages == {"modelops", "modelops_pipelines"}, packages
+    for runtime in ("modelops/handlers/", "modelops/serving/", "modelops/drift/", "modelops/formats/",
+                    "modelops_pipelines/train.py", "modelops/cli.py"):
+        assert any(n.startswith(runtime) for n in names), f"{runtime} missing from {wheel.name}"
+    dev = [n for n in names if n.startswith(("modelops_dev/", "modelops/cluster/", "modelops/e2e/"))
+           or n in ("modelops/images.py", "modelops/demo.py") or n.endswith((".sh", "build_k8s.sh"))]
+    assert dev == [], f"dev tooling in the runtime wheel: {dev}"
+
+
+def test_the_runtime_wheel_metadata_names_no_dev_package(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        meta = Parser().parsestr(zf.read("modelops-0.1.0.dist-info/METADATA").decode())
+        entry_points = zf.read("modelops-0.1.0.dist-info/entry_points.txt").decode()
+    requires = meta.get_all("Requires-Dist") or []
+    assert not [r for r in requires if "modelops-dev" in r or "modelops_dev" in r], requires
+    assert set(meta.get_all("Provides-Extra") or []) == {"operator", "trainer", "server", "exporter"}
+    assert "modelops = modelops.cli:app" in entry_points and "modelops_dev" not in entry_points
+
+
+def _commands(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    monkeypatch.delitem(sys.modules, "modelops.cli", raising=False)
+    cli = importlib.import_module("modelops.cli")
+    return set(typer.main.get_command(cli.app).commands)  # type: ignore[attr-defined]
+
+
+class _NotInstalled(importlib.abc.MetaPathFinder):
+    """Makes `import modelops_dev...` fail as it does in an image, where the package is not installed."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name.partition(".")[0] == "modelops_dev":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+def test_without_the_dev_package_modelops_has_only_the_runtime_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [m for m in sys.modules if m.partition(".")[0] == "modelops_dev"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [_NotInstalled(), *sys.meta_path])
+    with pytest.raises(ModuleNotFoundError):
+        import modelops_dev  # noqa: F401  (the premise: not importable here)
+    commands = _commands(monkeypatch)
+    assert {"operator", "train", "serve", "drift-exporter", "version"} <= commands
+    assert not commands & DEV_COMMANDS, commands
+
+
+def test_with_the_dev_package_modelops_adds_cluster_images_and_demo(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _commands(monkeypatch) >= DEV_COMMANDS
+
+
+def test_a_broken_dev_package_is_an_error_not_silently_missing_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "modelops_dev.cli", None)  # installed, but its module cannot be imported
+    with pytest.raises(ModuleNotFoundError):
+        _commands(monkeypatch)

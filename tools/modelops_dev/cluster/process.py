@@ -1,0 +1,93 @@
+"""Processes of the local cluster and its node: start-time-checked records, readiness polling, shutdown.
+
+Shared by local.py (the control plane) and node.py (the node), so that the node needs nothing from the
+control plane's module (local.py starts the node; the node never imports local.py), and by the demo.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Where long steps report what they are doing (print, typer.echo, a test logger).
+Progress = Callable[[str], None]
+
+
+class ClusterError(RuntimeError):
+    """The local cluster or its node could not be built, started or stopped; the message says why."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(what: str, probe: Callable[[], bool], proc: subprocess.Popen[bytes] | None, log: Path,
+               timeout: float, *, interval: float = 0.5,
+               retry_on: tuple[type[BaseException], ...] = (Exception,)) -> None:
+    """Poll `probe` until it says True; fail early, with the log's tail, if `proc` exits meanwhile."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise ClusterError(f"{what} exited with code {proc.returncode}; last log lines:\n"
+                               + "\n".join(log.read_text(errors="replace").splitlines()[-25:]))
+        try:
+            if probe():
+                return
+        except retry_on as exc:
+            last = str(exc)
+        time.sleep(interval)
+    raise ClusterError(f"{what} not ready after {timeout:.0f}s{': ' + last if last else ''}; see {log}")
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Kernel start time of a process (field 22 of /proc/PID/stat), None if it does not exist."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    if fields[0] == "Z":  # a zombie has exited; only its parent's wait() is missing
+        return None
+    return int(fields[19])
+
+
+@dataclass
+class ProcessRecord:
+    pid: int
+    start_time: int
+    port: int
+    log: str
+
+    def alive(self) -> bool:
+        return proc_start_time(self.pid) == self.start_time
+
+
+def terminate(rec: ProcessRecord, grace: float) -> None:
+    """SIGTERM the process group, SIGKILL what is left after `grace` seconds, and wait until it is gone."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(rec.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            _reap(rec.pid)
+            if not rec.alive():
+                return
+            time.sleep(0.1)
+    raise ClusterError(f"process {rec.pid} did not exit after SIGKILL")
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
