@@ -186,3 +186,24 @@ def test_storage_initializer_entrypoint_usage(tmp_path: Path) -> None:
                           text=True)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out" / "model.json").read_text() == "{}"
+
+
+def test_split_meter_per_weight_setting() -> None:
+    from modelops_dev.e2e.gateway_traffic import SplitMeter, weights_key
+
+    m = SplitMeter()
+    step = weights_key({"v1": 75, "v2": 25})
+    for i in range(400):
+        m.record(step, step, "2" if i % 4 == 0 else "1", 200)
+    assert m.check(step) == "" and m.measured(step) == {"2": 25.0, "1": 75.0}
+    m.record(step, weights_key({"v1": 40, "v2": 60}), "2", 200)  # straddles a weight change: counts nowhere
+    m.record(step, step, None, 503)
+    assert m.straddled == 1 and m.errors["503"] == 1 and sum(m.counts[step].values()) == 400
+    skewed = weights_key({"v1": 40, "v2": 60})
+    for i in range(400):
+        m.record(skewed, skewed, "2" if i % 2 else "1", 200)
+    assert "v1 answered 50.0% of 400 (want 40" in m.check(skewed)
+    few = weights_key({"v2": 100})
+    m.record(few, few, "2", 200)
+    assert "only 1 answers" in m.check(few)
+    assert {r["requests"] for r in m.report()} == {400, 1}
