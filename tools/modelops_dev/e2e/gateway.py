@@ -30,6 +30,22 @@ WEB_PORT = 8000
 PING_PORT = 8082
 
 
+def traefik_args(web_port: int = WEB_PORT, ping_port: int = PING_PORT, status_ip: str = "") -> list[str]:
+    """Traefik's static configuration: the Kubernetes Gateway provider, the `web` and `ping` entry points. The
+    Gateway's status address is Traefik's Service, or `status_ip` for a Traefik outside the cluster."""
+    status = ([f"--providers.kubernetesgateway.statusaddress.ip={status_ip}"] if status_ip else
+              [f"--providers.kubernetesgateway.statusaddress.service.name={NAME}",
+               f"--providers.kubernetesgateway.statusaddress.service.namespace={NAMESPACE}"])
+    return [
+        "--providers.kubernetesgateway=true",
+        *status,
+        f"--entryPoints.web.address=:{web_port}",
+        f"--entryPoints.ping.address=:{ping_port}",
+        "--ping=true", "--ping.entryPoint=ping",
+        "--log.level=INFO", "--accesslog=false", "--global.checknewversion=false", "--global.sendanonymoususage=false",
+    ]
+
+
 def traefik_manifests(image: str, *, replicas: int = 1, cpu_request: str = "50m") -> list[dict[str, Any]]:
     """Namespace, RBAC, Deployment and Service of Traefik as the Gateway API implementation (pure)."""
     labels = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "modelops-e2e"}
@@ -43,15 +59,7 @@ def traefik_manifests(image: str, *, replicas: int = 1, cpu_request: str = "50m"
         {"apiGroups": [gw], "resources": ["gatewayclasses/status", "gateways/status", "httproutes/status",
                                           "grpcroutes/status", "backendtlspolicies/status"], "verbs": ["update"]},
     ]
-    args = [
-        "--providers.kubernetesgateway=true",
-        f"--providers.kubernetesgateway.statusaddress.service.name={NAME}",
-        f"--providers.kubernetesgateway.statusaddress.service.namespace={NAMESPACE}",
-        f"--entryPoints.web.address=:{WEB_PORT}",
-        f"--entryPoints.ping.address=:{PING_PORT}",
-        "--ping=true", "--ping.entryPoint=ping",
-        "--log.level=INFO", "--accesslog=false", "--global.checknewversion=false", "--global.sendanonymoususage=false",
-    ]
+    args = traefik_args()
     probe = {"httpGet": {"path": "/ping", "port": PING_PORT}, "periodSeconds": 3, "failureThreshold": 3}
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": labels}},
@@ -84,8 +92,9 @@ def traefik_manifests(image: str, *, replicas: int = 1, cpu_request: str = "50m"
     ]
 
 
-def gateway_manifests() -> list[dict[str, Any]]:
-    """The GatewayClass and the Gateway KServe's inferenceservice-config names (pure)."""
+def gateway_manifests(port: int = WEB_PORT) -> list[dict[str, Any]]:
+    """The GatewayClass and the Gateway KServe's inferenceservice-config names (pure). Traefik serves a
+    listener on the entry point whose port is the listener's port."""
     return [
         {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": GATEWAY_CLASS},
          "spec": {"controllerName": CONTROLLER_NAME}},
@@ -93,7 +102,7 @@ def gateway_manifests() -> list[dict[str, Any]]:
         {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
          "metadata": {"name": GATEWAY_NAME, "namespace": GATEWAY_NAMESPACE},
          "spec": {"gatewayClassName": GATEWAY_CLASS,
-                  "listeners": [{"name": "web", "protocol": "HTTP", "port": WEB_PORT,
+                  "listeners": [{"name": "web", "protocol": "HTTP", "port": port,
                                  "allowedRoutes": {"namespaces": {"from": "All"}}}]}},
     ]
 
