@@ -36,3 +36,8 @@ uv sync --frozen --all-extras
 
 step "Kubernetes binaries (built once per version from the Go module proxy)"
 uv run --frozen modelops cluster build
+
+# The cluster tier runs KServe's own manager and webhooks (tests/cluster/test_kserve_webhooks.py) and
+# Traefik as the Gateway API data plane (tests/cluster/test_gateway_split.py): built once per version.
+step "KServe v0.20.0 (manager, agent, manifests), Gateway API CRDs, Traefik (once per version, Go module proxy)"
+uv run --frozen modelops cluster build-serving
