@@ -32,26 +32,6 @@ def build_serving(parts: list[str] = _PARTS) -> None:
     typer.echo(json.dumps({k: str(v) for k, v in dirs.items()}, indent=1))
 
 
-@cluster_app.command("install-serving")
-def install_serving(kubeconfig: str = typer.Option("", help="Kubeconfig of the target cluster (default: "
-                                                       "$KUBECONFIG or ~/.kube/config); any cluster works.")) -> None:
-    """Install the Gateway API CRDs, Traefik and KServe v0.20.0 (manager as a Pod, webhooks) from the build cache."""
-    from pathlib import Path
-
-    from modelops_dev.cluster.build import ensure_serving
-    from modelops_dev.e2e import kserve
-    from modelops_dev.e2e.kube import Kube
-    from modelops_dev.e2e.serving import install_serving as install
-    from modelops_dev.host import repo_root
-
-    ensure_serving(progress=typer.echo)
-    kube = Kube(kubeconfig or None)
-    check, run = kserve.run_kubectl(kube.kubectl_bin, kube.env)
-    server = check("config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}").strip()
-    install(check, run, kubeconfig=Path(kube.kubeconfig), server=server, work=repo_root() / "build" / "e2e",
-            progress=typer.echo)
-
-
 @cluster_app.command("up")
 def up(name: str = _NAME, timeout: float = typer.Option(180.0, help="Seconds to wait for each component."),
        node: bool = typer.Option(False, "--node", help="Also run a real node: containerd, kubelet, kube-proxy, "
