@@ -51,9 +51,9 @@ def test_skaffold_builds_the_four_images_from_existing_dockerfiles() -> None:
         assert context.is_dir(), a
         dockerfile = context / a["docker"]["dockerfile"]
         assert dockerfile.is_file(), f"{a['image']}: {dockerfile} does not exist"
-        # one Dockerfile: the role (its extra) and the target (its command) must be the image's role
+        # one Dockerfile: the extra installed and the target (its command) must be the image's role's
         role = by_image[a["image"]]
-        assert a["docker"]["buildArgs"]["ROLE"] == role and a["docker"]["target"] == role, a
+        assert a["docker"]["buildArgs"]["EXTRA"] == images.ROLES[role][1] and a["docker"]["target"] == role, a
         assert role in _stages(dockerfile.read_text()), f"{dockerfile} has no target {role}"
 
 
@@ -102,16 +102,18 @@ def test_dockerfile_installs_only_its_extra_as_non_root(role: str) -> None:
     # instructions only: the comments may name files and roles freely
     text = "\n".join(ln for ln in DOCKERFILE.read_text().splitlines() if not ln.lstrip().startswith("#"))
     assert "ARG BASE_IMAGE=python:3.11-slim" in text
-    # the builder selects the role by build arg (which requirements) and target (which command)
+    # the builder selects the role by build arg (which extra's requirements) and target (which command)
+    _image, extra = images.ROLES[role]
     args = images.dockerfile_args(REPO, role)
-    assert args[:2] == ["-f", str(DOCKERFILE)] and f"ROLE={role}" in args and args[args.index("--target") + 1] == role
+    assert args[:2] == ["-f", str(DOCKERFILE)] and f"EXTRA={extra}" in args
+    assert args[args.index("--target") + 1] == role
     stages = _stages(text)
     build, runtime, target = stages["build"], stages["runtime"], stages[role]
-    # only the role's requirements (requirements-<role>.txt is `uv export --extra <its extra>`), from the
-    # wheelhouse, hashed; never another role's file, a wildcard, or an extra of the project wheel
-    assert "requirements-${ROLE}.txt" in build and "--no-index" in build and "--require-hashes" in build
+    # only the selected extra's requirements (requirements-<extra>.txt = `uv export --extra <extra>`), from the
+    # wheelhouse, hashed; never a fixed role's file, a wildcard, or an extra of the project wheel
+    assert "requirements-${EXTRA}.txt" in build and "--no-index" in build and "--require-hashes" in build
     assert re.findall(r"requirements-[^\s/]+\.txt", text) and all(
-        r == "requirements-${ROLE}.txt" for r in re.findall(r"requirements-[^\s/]+\.txt", text))
+        r == "requirements-${EXTRA}.txt" for r in re.findall(r"requirements-[^\s/]+\.txt", text))
     assert not re.search(r"modelops[-_]\S*\[", text), "the project wheel is installed without extras"
     assert "modelops_dev" not in build and "modelops-dev" not in build and "modelops-*.whl" in build
     # the final image: runtime stage + the role's metadata, non-root, no build tools
@@ -126,13 +128,12 @@ def test_dockerfile_installs_only_its_extra_as_non_root(role: str) -> None:
     assert 'ENTRYPOINT ["modelops"]' in final and re.search(r"^CMD \[", target, flags=re.M)
 
 
-def test_the_python_images_share_one_dockerfile() -> None:
-    # per-role Dockerfiles exist only for the e2e roles that are not modelops runtimes: Prometheus and the
-    # serving stack of the e2e tier (KServe's manager, agent and storage initializer, Traefik)
-    own = sorted(p.parent.name for p in (REPO / "images").glob("*/Dockerfile"))
-    assert own == ["kserve-agent", "kserve-controller", "kserve-storage-initializer", "prometheus", "traefik"]
-    assert not set(own) & set(images.RUNTIME_ROLES)
-    assert images.dockerfile_args(REPO, "prometheus") == ["-f", str(REPO / "images" / "prometheus" / "Dockerfile")]
+def test_the_python_runtimes_share_one_dockerfile_the_e2e_images_have_their_own() -> None:
+    own = {p.parent.name for p in (REPO / "images").glob("*/Dockerfile")}
+    assert not own & set(images.RUNTIME_ROLES), f"a runtime with a Dockerfile of its own: {own}"
+    for role in set(images.ROLES) - set(images.RUNTIME_ROLES):
+        assert role in own, f"images/{role}/Dockerfile missing"
+        assert images.dockerfile_args(REPO, role) == ["-f", str(REPO / "images" / role / "Dockerfile")]
 
 
 def test_dockerignore_sends_only_images_and_the_wheelhouse() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import typer
 
+from modelops_dev import images
 from modelops_dev.host import repo_root
 from modelops_dev.images import project_wheel
 
@@ -81,3 +82,27 @@ def test_a_broken_dev_package_is_an_error_not_silently_missing_commands(monkeypa
     monkeypatch.setitem(sys.modules, "modelops_dev.cli", None)  # installed, but its module cannot be imported
     with pytest.raises(ModuleNotFoundError):
         _commands(monkeypatch)
+
+
+#: role -> (packages its extra must bring, packages of other roles it must not install)
+ROLE_PACKAGES = {
+    "operator": ({"kopf", "kubernetes", "httpx", "croniter"},
+                 {"mlflow", "mlflow-skinny", "numpy", "pandas", "kserve", "evidently", "optuna", "xgboost",
+                  "scikit-learn", "fastapi", "onnxruntime"}),
+    "trainer": ({"mlflow", "optuna", "xgboost", "scikit-learn", "pandas"},
+                {"kopf", "kserve", "evidently", "onnxruntime", "croniter"}),
+    "model-server": ({"kserve", "onnxruntime", "xgboost", "scikit-learn", "mlflow-skinny"},
+                     {"kopf", "evidently", "optuna", "croniter"}),
+    "drift-exporter": ({"evidently", "fastapi", "numpy", "prometheus-client", "mlflow-skinny"},
+                       {"kopf", "kserve", "optuna", "xgboost", "onnxruntime", "croniter"}),
+}
+
+
+@pytest.mark.parametrize("role", sorted(ROLE_PACKAGES))
+def test_each_image_installs_its_extra_only_and_no_dev_package(role: str) -> None:
+    # requirements-<role>.txt of the wheelhouse, which the role's image installs with --no-deps
+    names = {key.split("==")[0].split(";")[0] for key in images.role_requirements(repo_root(), role)}
+    wanted, foreign = ROLE_PACKAGES[role]
+    assert wanted <= names, f"{role} lacks {sorted(wanted - names)}"
+    assert not names & foreign, f"{role} would install {sorted(names & foreign)}"
+    assert not names & {"modelops", "modelops-dev"}, "the project wheel is installed on its own, without extras"

@@ -2,7 +2,7 @@
 
 Steps (each skipped when already done):
 1. wheelhouse  build/wheelhouse/: the modelops wheel (`uv build`, in project/: the runtime packages only, never
-               modelops_dev), the locked requirements of each role's extra (requirements-<role>.txt =
+               modelops_dev), the locked requirements of each role's extra (requirements-<extra>.txt =
                `uv export --extra EXTRA`, hashes kept), and every wheel they pin (`pip wheel` on the host, where
                PyPI's TLS is trusted). Images install from it with `--no-index`.
 2. daemon      a Docker daemon: the running one, else Debian's docker.io started here (`dockerd` in the
@@ -10,8 +10,8 @@ Steps (each skipped when already done):
 3. base image  `--base-image` if given; else python:3.11-slim if it is present or can be pulled; else a
                local Debian bookworm image made with `debootstrap --variant=minbase` + python3 and
                `docker import` (the air-gapped path).
-4. images      images/Dockerfile with `--build-arg ROLE=<role> --target <role>` for operator, trainer,
-               model-server and drift-exporter (images/prometheus/Dockerfile for Prometheus); context = the
+4. images      images/Dockerfile with `--build-arg EXTRA=<its extra> --target <role>` for operator, trainer,
+               model-server and drift-exporter (images/<role>/Dockerfile for the e2e images); context = the
                repository root (see .dockerignore: only images/ and build/wheelhouse/ are sent).
 
 Only the standard library and typer are imported at module level (see modelops/cli.py).
@@ -102,8 +102,20 @@ def _pip() -> list[str]:
     return ["uvx", "--python", f"{sys.version_info.major}.{sys.version_info.minor}", "--from", "pip==24.3.1", "pip"]
 
 
+def role_requirements(root: Path, role: str) -> dict[str, str]:
+    """What the role's image installs besides the modelops wheel: its extra's locked requirements
+    (`uv export --extra EXTRA`, hashes kept, the project itself and the dev group left out), by name."""
+    extra = ROLES[role][1]
+    if extra is None:
+        raise ValueError(f"{role} installs no Python packages")
+    text = subprocess.run(["uv", "export", "--frozen", "--no-dev", "--extra", extra, "--no-emit-project",
+                           "--format", "requirements-txt"], cwd=root, check=True, capture_output=True,
+                          text=True).stdout
+    return {k: v for k, v in _requirement_blocks(text).items() if not EXCLUDED.match(k)}
+
+
 def wheelhouse(root: Path, force: bool = False) -> Path:
-    """build/wheelhouse/{wheels/, requirements-<role>.txt, project/}; returns the directory."""
+    """build/wheelhouse/{wheels/, requirements-<extra>.txt, project/}; returns the directory."""
     out = root / "build" / "wheelhouse"
     wheels = out / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
@@ -112,11 +124,8 @@ def wheelhouse(root: Path, force: bool = False) -> Path:
     for role, (_image, extra) in ROLES.items():
         if extra is None:
             continue
-        text = subprocess.run(["uv", "export", "--frozen", "--no-dev", "--extra", extra, "--no-emit-project",
-                               "--format", "requirements-txt"], cwd=root, check=True, capture_output=True,
-                              text=True).stdout
-        blocks = {k: v for k, v in _requirement_blocks(text).items() if not EXCLUDED.match(k)}
-        (out / f"requirements-{role}.txt").write_text("\n".join(blocks.values()) + "\n")
+        blocks = role_requirements(root, role)
+        (out / f"requirements-{extra}.txt").write_text("\n".join(blocks.values()) + "\n")
         union.update(blocks)
     union_text = "\n".join(union.values()) + "\n"
     (out / "requirements-all.txt").write_text(union_text)
@@ -237,11 +246,12 @@ def image_exists(ref: str) -> bool:
 
 
 def dockerfile_args(root: Path, role: str) -> list[str]:
-    """`docker build` arguments selecting a role: the one Python Dockerfile with ROLE and its target, or
-    the role's own Dockerfile (Prometheus, KServe's parts, Traefik)."""
-    if ROLES[role][1] is None or (root / "images" / role / "Dockerfile").exists():
+    """`docker build` arguments selecting a role: for the four runtimes the one Python Dockerfile with the
+    role's extra and its target; for the e2e images (Prometheus) their own Dockerfile."""
+    extra = ROLES[role][1]
+    if role not in RUNTIME_ROLES or extra is None:
         return ["-f", str(root / "images" / role / "Dockerfile")]
-    return ["-f", str(root / "images" / "Dockerfile"), "--build-arg", f"ROLE={role}", "--target", role]
+    return ["-f", str(root / "images" / "Dockerfile"), "--build-arg", f"EXTRA={extra}", "--target", role]
 
 
 def build_images(root: Path, roles: Sequence[str], tag: str, base: str, version: str) -> dict[str, dict[str, object]]:
