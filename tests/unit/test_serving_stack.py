@@ -162,6 +162,7 @@ def test_storage_initializer_image_runs_kserves_own_package() -> None:
 
     text = (REPO / "images" / "kserve-storage-initializer" / "Dockerfile").read_text()
     assert images.ROLES["kserve-storage-initializer"] == ("modelops/kserve-storage-initializer", "storage-initializer")
+    assert "kserve-storage-initializer" in images.GROUP_ROLES  # a dependency group, not a runtime extra
     assert "requirements-storage-initializer.txt" in text and "--no-index" in text and "--require-hashes" in text
     entry = (REPO / "images" / "kserve-storage-initializer" / "initializer_entrypoint.py").read_text()
     assert "from kserve_storage import Storage" in entry and "Storage.download_files" in entry

@@ -53,6 +53,8 @@ ROLES: dict[str, tuple[str, str | None]] = {
     "kserve-storage-initializer": ("modelops/kserve-storage-initializer", "storage-initializer"),
     "traefik": ("modelops/traefik", None),
 }
+#: Roles whose packages are a dependency group of pyproject.toml (e2e images that are not modelops runtimes).
+GROUP_ROLES = frozenset({"kserve-storage-initializer"})
 #: Go binaries staged into build/serving/ for the serving roles: role -> (build part, path in its cache dir).
 SERVING_BINARIES = {"kserve-controller": ("kserve", "bin/manager"), "kserve-agent": ("kserve", "bin/agent"),
                     "traefik": ("traefik", "bin/traefik")}
@@ -108,7 +110,9 @@ def role_requirements(root: Path, role: str) -> dict[str, str]:
     extra = ROLES[role][1]
     if extra is None:
         raise ValueError(f"{role} installs no Python packages")
-    text = subprocess.run(["uv", "export", "--frozen", "--no-dev", "--extra", extra, "--no-emit-project",
+    # e2e images that are not modelops runtimes install a dependency group, never an extra of the runtime wheel
+    select = ["--only-group", extra] if role in GROUP_ROLES else ["--no-dev", "--extra", extra]
+    text = subprocess.run(["uv", "export", "--frozen", *select, "--no-emit-project", "--no-emit-workspace",
                            "--format", "requirements-txt"], cwd=root, check=True, capture_output=True,
                           text=True).stdout
     return {k: v for k, v in _requirement_blocks(text).items() if not EXCLUDED.match(k)}
