@@ -42,6 +42,9 @@ def rendered() -> list[dict[str, Any]]:
              {"name": "manager", "image": "kserve/kserve-controller:latest", "imagePullPolicy": "Always",
               "resources": {"limits": {"cpu": "100m"}}}]}}}},
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": kserve.WEBHOOK_SERVICE, "namespace": "kserve"}},
+        {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "ClusterStorageContainer", "metadata": {"name": "default"},
+         "spec": {"container": {"name": "storage-initializer", "image": "kserve/storage-initializer:latest",
+                                "resources": {"requests": {"cpu": "100m"}}}}},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": kserve.CONFIG_MAP, "namespace": "kserve"},
          "data": {"deploy": '{\n  # a comment KServe ships\n  "defaultDeploymentMode": "Serverless"\n}',
                   "ingress": json.dumps({"enableGatewayApi": False, "ingressDomain": "example.com"}),
@@ -87,6 +90,10 @@ def test_inferenceservice_config() -> None:
         assert data[key]["image"] == "modelops/kserve-agent:dev"
     assert data["storageInitializer"]["image"] == "modelops/kserve-storage-initializer:dev"
     assert data["storageInitializer"]["enableModelcar"] is False
+    # the init container KServe injects for http(s)/s3/gs URIs comes from the ClusterStorageContainer
+    (csc,) = by_kind(docs, "ClusterStorageContainer")
+    assert csc["spec"]["container"]["image"] == "modelops/kserve-storage-initializer:dev"
+    assert csc["spec"]["container"]["imagePullPolicy"] == "IfNotPresent"
     # what modelops' operator reads back from it (the default deployment mode) still parses
     from modelops.desired.inference_service import cluster_default_mode
 

@@ -171,6 +171,13 @@ def kserve_manifests(docs: Iterable[Mapping[str, Any]], certs: Certs, opts: Opti
                     c.setdefault("resources", {}).setdefault("limits", {})["cpu"] = "1"
         elif kind == "ConfigMap" and meta.get("name") == CONFIG_MAP:
             doc = configure(doc, opts)
+        elif kind == "ClusterStorageContainer":
+            # since v0.16 the init container for http(s)://, s3://, gs://, ... comes from here, not from the
+            # ConfigMap's storageInitializer.image (seen on the node: kserve/storage-initializer:latest was injected)
+            c = doc.setdefault("spec", {}).setdefault("container", {})
+            c["image"] = opts.images.storage_initializer
+            c["imagePullPolicy"] = "IfNotPresent"
+            c.setdefault("resources", {}).setdefault("requests", {})["cpu"] = opts.storage_initializer_cpu_request
         elif kind == "Service" and meta.get("name") in (WEBHOOK_SERVICE, f"{MANAGER}-metrics-service") \
                 and opts.manager == "host":
             continue
