@@ -42,6 +42,7 @@ cluster:
 E2E_IMAGES := modelops/operator:dev modelops/trainer:dev modelops/model-server:dev modelops/drift-exporter:dev \
 	modelops/prometheus:dev
 e2e: bootstrap
+	uv run --frozen modelops cluster build-serving traefik
 	uv run --frozen modelops images build operator trainer model-server drift-exporter prometheus
 	uv run --frozen modelops cluster up --node --name e2e
 	uv run --frozen modelops cluster load-images --name e2e $(E2E_IMAGES)

@@ -36,3 +36,9 @@ uv sync --frozen --all-extras
 
 step "Kubernetes binaries (built once per version from the Go module proxy)"
 uv run --frozen modelops cluster build
+
+# The cluster tier runs KServe's own manager and webhooks (tests/cluster/test_kserve_webhooks.py) on the
+# Gateway API CRDs: built once per version (~10 min cold). Traefik, the e2e data plane (~1 h cold), is built
+# by `make e2e` / `make demo` (tests/e2e/test_gateway_split.py), not here.
+step "KServe v0.20.0 (manager, agent, manifests) and the Gateway API CRDs (once per version, Go module proxy)"
+uv run --frozen modelops cluster build-serving gateway-api kserve

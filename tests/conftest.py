@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.fixtures.cluster",  # kube, kube_crds, namespace: the control plane of the cluster tier
     "tests.fixtures.operator",  # operator
     "tests.fixtures.kserve",  # kserve: KServe's CRD and a status stand-in
+    "tests.fixtures.kserve_live",  # kserve_live: KServe v0.20.0's own manager and webhooks (no node)
     "tests.fixtures.kubelet_standin",  # kubelet_standin
     "tests.fixtures.mlflow_server",  # mlflow_server
     "tests.fixtures.prometheus",  # prometheus

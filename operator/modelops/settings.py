@@ -39,6 +39,10 @@ class OperatorSettings(BaseSettings):
                         "the server's HTTP artifact endpoint.")
     kserve_namespace: str = Field("kserve", description="Namespace of KServe's inferenceservice-config "
                                                         "ConfigMap (the cluster's default deployment mode).")
+    gateway: str = Field("", description="Gateway (namespace/name) of modelops' weighted HTTPRoutes; empty uses "
+                                         "KServe's ingress.kserveIngressGateway.")
+    traffic_split: str = Field("auto", description="Who splits a Standard-mode canary at the gateway: auto, "
+                                                   "modelops (a weighted HTTPRoute) or kserve.")
     reconcile_workers: int = Field(4, description="Threads that talk to the Kubernetes API, MLflow and "
                                                   "Prometheus for ModelDeployments.")
     trainer_image: str = Field(f"modelops/trainer:{__version__}", description="Default trainer image.")

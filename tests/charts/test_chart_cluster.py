@@ -37,6 +37,9 @@ OPERATOR_CALLS: list[tuple[str, str, str]] = [
     *[(v, "inferenceservices.serving.kserve.io", "")
       for v in ("get", "list", "watch", "create", "patch", "update", "delete")],
     ("get", "inferenceservices.serving.kserve.io", "status"),
+    *[(v, "httproutes.gateway.networking.k8s.io", "")
+      for v in ("get", "list", "watch", "create", "patch", "update", "delete")],
+    *[(v, "endpointslices.discovery.k8s.io", "") for v in ("get", "list", "watch")],
 ]
 #: What the operator must never be able to do anywhere.
 FORBIDDEN_CALLS: list[tuple[str, str, str]] = [

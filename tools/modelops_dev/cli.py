@@ -12,7 +12,8 @@ import importlib
 import typer
 
 _MODULES = (
-    "modelops_dev.cluster.cli",  # cluster up|down|status|kubeconfig|build|load-images
+    "modelops_dev.cluster.cli",  # cluster up|down|status|kubeconfig|build|build-serving|load-images
+    "modelops_dev.e2e.cli",  # cluster install-serving
     "modelops_dev.demo",  # demo
     "modelops_dev.images",  # images build|verify
 )

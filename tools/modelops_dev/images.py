@@ -47,7 +47,19 @@ ROLES: dict[str, tuple[str, str | None]] = {
     # discovery (static, CGO off) on the same bookworm base. The MLflow server needs no image of its own: the
     # trainer image has full mlflow (server, SQLAlchemy, alembic, gunicorn/uvicorn).
     "prometheus": ("modelops/prometheus", None),
+    # The real KServe of the e2e tier and the demo: its controller manager and agent built from KServe's Go
+    # module, its storage initializer from KServe's own `kserve-storage` package, and Traefik as the Gateway API
+    # data plane (`modelops cluster build-serving` builds the Go binaries; see images/README.md).
+    "kserve-controller": ("modelops/kserve-controller", None),
+    "kserve-agent": ("modelops/kserve-agent", None),
+    "kserve-storage-initializer": ("modelops/kserve-storage-initializer", "storage-initializer"),
+    "traefik": ("modelops/traefik", None),
 }
+#: Roles whose packages are a dependency group of pyproject.toml (e2e images that are not modelops runtimes).
+GROUP_ROLES = frozenset({"kserve-storage-initializer"})
+#: Go binaries staged into build/serving/ for the serving roles: role -> (build part, path in its cache dir).
+SERVING_BINARIES = {"kserve-controller": ("kserve", "bin/manager"), "kserve-agent": ("kserve", "bin/agent"),
+                    "traefik": ("traefik", "bin/traefik")}
 #: The roles `make images` builds by default (the four runtimes); the e2e roles are built on demand.
 RUNTIME_ROLES = ("operator", "trainer", "model-server", "drift-exporter")
 #: The roles built from the one Python Dockerfile (images/Dockerfile): the runtimes and the console.
@@ -102,7 +114,9 @@ def role_requirements(root: Path, role: str) -> dict[str, str]:
     extra = ROLES[role][1]
     if extra is None:
         raise ValueError(f"{role} installs no Python packages")
-    text = subprocess.run(["uv", "export", "--frozen", "--no-dev", "--extra", extra, "--no-emit-project",
+    # e2e images that are not modelops runtimes install a dependency group, never an extra of the runtime wheel
+    select = ["--only-group", extra] if role in GROUP_ROLES else ["--no-dev", "--extra", extra]
+    text = subprocess.run(["uv", "export", "--frozen", *select, "--no-emit-project", "--no-emit-workspace",
                            "--format", "requirements-txt"], cwd=root, check=True, capture_output=True,
                           text=True).stdout
     return {k: v for k, v in _requirement_blocks(text).items() if not EXCLUDED.match(k)}
@@ -222,6 +236,18 @@ def _stage_prometheus(root: Path) -> None:
     shutil.copy2(prometheus_binary(), dest / "prometheus")
 
 
+def _stage_serving(root: Path, role: str) -> None:
+    """Copy a KServe or Traefik binary (built once per version, `modelops cluster build-serving`) into the build
+    context (build/serving/, see .dockerignore)."""
+    from modelops_dev.cluster.build import ensure_serving
+
+    part, rel = SERVING_BINARIES[role]
+    src = ensure_serving((part,), progress=typer.echo)[part] / rel
+    dest = root / "build" / "serving"
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, dest / src.name)
+
+
 def image_exists(ref: str) -> bool:
     """Whether the local Docker daemon has `ref`."""
     return _image_exists(ref)
@@ -244,6 +270,8 @@ def build_images(root: Path, roles: Sequence[str], tag: str, base: str, version:
         t0 = time.monotonic()
         if role == "prometheus":
             _stage_prometheus(root)
+        if role in SERVING_BINARIES:
+            _stage_serving(root, role)
         typer.echo(f"building {ref} (base {base})")
         run(["docker", "build", *dockerfile_args(root, role), "--build-arg", f"BASE_IMAGE={base}",
              "--build-arg", f"VERSION={version}", "-t", ref, str(root)], env={**os.environ, "DOCKER_BUILDKIT": "0"})

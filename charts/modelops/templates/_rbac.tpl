@@ -41,6 +41,15 @@ part of modelops makes the call; tests/charts replays these calls under the Serv
 - apiGroups: ["serving.kserve.io"]
   resources: ["inferenceservices/status"]
   verbs: ["get"]
+# ModelDeployment controller: the weighted HTTPRoute that splits a Standard-mode canary at the gateway
+# (server-side apply; KServe's own route for the InferenceService is read to detect a KServe that splits).
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# ... and which predictor Services have ready endpoints (only those get a backendRef).
+- apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["get", "list", "watch"]
 {{- end }}
 
 {{/*

@@ -74,6 +74,19 @@ class Kube:
         value: bool = self._cached(f"field:{group}/{version}/{plural}:{field}", load)
         return value
 
+    def group_version_served(self, group: str, version: str) -> bool:
+        """Whether the API server serves group/version (discovery; cached like the other lookups)."""
+        def load() -> bool:
+            try:
+                kube_rest.request(self.api, "GET", f"/apis/{group}/{version}")
+            except ApiException as exc:
+                if exc.status in (403, 404):
+                    return False
+                raise
+            return True
+        value: bool = self._cached(f"gv:{group}/{version}", load)
+        return value
+
     def config_map_value(self, namespace: str, name: str, key: str) -> str | None:
         def load() -> str | None:
             try:
@@ -86,6 +99,14 @@ class Kube:
             return value
         value: str | None = self._cached(f"cm:{namespace}/{name}:{key}", load)
         return value
+
+    def service_ready(self, namespace: str, service: str) -> bool:
+        """Whether a Service has at least one ready endpoint (its EndpointSlices, discovery.k8s.io/v1)."""
+        slices = kube_rest.request(self.api, "GET", kube_rest.group_path("discovery.k8s.io", "v1", "namespaces",
+                                                                         namespace, "endpointslices"),
+                                   query={"labelSelector": f"kubernetes.io/service-name={service}"})
+        return any((ep.get("conditions") or {}).get("ready") is not False and ep.get("addresses")
+                   for sl in slices.get("items") or [] for ep in sl.get("endpoints") or [])
 
     def secret_values(self, namespace: str, name: str) -> dict[str, str]:
         secret = kube_rest.request(self.api, "GET", kube_rest.path("namespaces", namespace, "secrets", name))

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from modelops.decide.conditions import Condition
 from modelops.decide.rollout import IsvcState
 
 #: = desired.inference_service.LABEL_CANARY_VERSION (desired imports decide, not the other way round)
@@ -65,3 +66,19 @@ def isvc_state(isvc: Mapping[str, Any] | None, owner_uid: str, mode: str) -> Isv
     canary_ok = current and any(c.get("name") == name and c.get("ready") for c in status.get("canaryStatuses") or [])
     return IsvcState(ready=ready, settled=False, canary_ready=canary_ok, stable_revision=stable_name,
                      canary_revision=name, url=url, message=message, canary_version=canary_version)
+
+
+#: Condition type saying whether the cluster can run the resolved deployment mode.
+MODE_CONDITION = "DeploymentModeAvailable"
+
+
+def mode_condition(mode: str, knative_served: bool) -> Condition:
+    """KServe's Knative mode needs Knative Serving (serving.knative.dev/v1 Services). Without it KServe v0.20
+    leaves the InferenceService's conditions Unknown for ever and only logs "terminal error: ... Knative
+    Serving is not available" (event ServerlessModeRejected): say it on the ModelDeployment instead."""
+    if mode != "Knative" or knative_served:
+        return Condition(MODE_CONDITION, "True", "Available", f"{mode} deployment mode is available in this cluster")
+    return Condition(MODE_CONDITION, "False", "KnativeServingMissing",
+                     "deploymentMode Knative needs Knative Serving (serving.knative.dev/v1), which this cluster does "
+                     "not serve; KServe rejects the InferenceService (ServerlessModeRejected). Install Knative "
+                     "Serving or set spec.serving.deploymentMode: Standard")

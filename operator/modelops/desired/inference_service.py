@@ -49,6 +49,9 @@ LABEL_STABLE_VERSION = "modelops.dev/stable-version"
 LABEL_CANARY_VERSION = "modelops.dev/canary-version"
 #: The container name KServe's storage initializer looks for in a custom predictor.
 KSERVE_CONTAINER = "kserve-container"
+#: KServe writes no HTTPRoute for an InferenceService with this label value (see desired/http_route.py).
+KSERVE_VISIBILITY_LABEL = "networking.kserve.io/visibility"
+KSERVE_CLUSTER_LOCAL = "cluster-local"
 MODEL_DIR = "/mnt/models"
 
 #: The `restricted` Pod Security Standard for the predictor Pods (issue 16, L4); the model server image runs as
@@ -132,11 +135,15 @@ def _predictor(name: str, spec: Mapping[str, Any], ref: ModelRef, defaults: Defa
     if predictor_name_:
         pred["name"] = predictor_name_
     if serving.get("runtime", "modelops") == "kserve":
-        # `name` is the model container's name; KServe v0.20's schema requires it on canary predictors, and it
-        # is set on both so that promotion stays a plain move of the canary predictor into spec.predictor.
-        model: dict[str, Any] = {"name": KSERVE_CONTAINER, "modelFormat": {"name": serving.get("modelFormat", "mlflow")},
+        # `name` is the model container's name. KServe v0.20's CRD schema requires it on canary predictors, and
+        # its validating webhook refuses it on the stable predictor ("the 'name' field is not allowed in standard
+        # predictor", seen with the real webhook: tests/cluster/test_kserve_webhooks.py). The container is
+        # `kserve-container` either way, so promotion (the canary rebuilt as spec.predictor) restarts nothing.
+        model: dict[str, Any] = {"modelFormat": {"name": serving.get("modelFormat", "mlflow")},
                                  "protocolVersion": serving.get("protocolVersion", "v2"),
                                  "storageUri": ref.storage_uri}
+        if canary:
+            model = {"name": KSERVE_CONTAINER, **model}
         if serving.get("runtimeName"):
             model["runtime"] = serving["runtimeName"]
         if resources:
@@ -183,8 +190,13 @@ def _predictor(name: str, spec: Mapping[str, Any], ref: ModelRef, defaults: Defa
 
 
 def inference_service(*, name: str, namespace: str, uid: str, spec: Mapping[str, Any], plan: ServingPlan,
-                      mode: Mode, defaults: Defaults, legacy_mode_names: bool = False) -> dict[str, Any]:
-    """The whole InferenceService manifest (for server-side apply: only the fields modelops owns)."""
+                      mode: Mode, defaults: Defaults, legacy_mode_names: bool = False,
+                      modelops_route: bool = False) -> dict[str, Any]:
+    """The whole InferenceService manifest (for server-side apply: only the fields modelops owns).
+
+    `modelops_route`: modelops serves this InferenceService's hostname with its own weighted HTTPRoute
+    (desired/http_route.py), so KServe is told to write none: the label `networking.kserve.io/visibility:
+    cluster-local` (KServe's RawHTTPRouteReconciler creates no route for it and reports IngressReady)."""
     serving: Mapping[str, Any] = spec.get("serving") or {}
     labels = {**(serving.get("labels") or {}),
               LABEL_PART_OF: "modelops", LABEL_MANAGED_BY: "modelops",
@@ -192,6 +204,8 @@ def inference_service(*, name: str, namespace: str, uid: str, spec: Mapping[str,
               LABEL_STABLE_VERSION: _label_value(plan.stable.version or predictor_name(plan.stable))}
     if plan.canary is not None:
         labels[LABEL_CANARY_VERSION] = _label_value(plan.canary.version or predictor_name(plan.canary))
+    if modelops_route and mode == "Standard":
+        labels[KSERVE_VISIBILITY_LABEL] = KSERVE_CLUSTER_LOCAL
     annotations = {**(serving.get("annotations") or {}),
                    ANN_DEPLOYMENT_MODE: _LEGACY[mode] if legacy_mode_names else mode}
     isvc_spec: dict[str, Any]

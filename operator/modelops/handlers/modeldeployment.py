@@ -42,7 +42,7 @@ from modelops.api import GROUP, MODEL_DEPLOYMENT, MODEL_DEPLOYMENTS, VERSION
 from modelops.decide import analysis
 from modelops.decide.conditions import Condition, merge_conditions
 from modelops.decide.durations import format_duration
-from modelops.decide.kserve_status import isvc_state
+from modelops.decide.kserve_status import isvc_state, mode_condition
 from modelops.decide.rollout import (
     CANDIDATE_ALIAS,
     TAG_REJECTED,
@@ -68,6 +68,7 @@ from modelops.desired.inference_service import (
     inference_service,
 )
 from modelops.formats.artifacts import TAG_ARTIFACT_SHA256
+from modelops.handlers.traffic import apply_traffic, plan_traffic, traffic_status
 from modelops.settings import OperatorSettings
 
 log = logging.getLogger("modelops.modeldeployment")
@@ -360,12 +361,23 @@ def reconcile(namespace: str, name: str) -> float:
     new_status = decision.status
     new_status["inferenceService"] = name
     new_status["deploymentMode"] = mode
+    # [issue 13] Knative mode on a cluster without Knative Serving: a clear condition, not a silent wait
+    new_status["conditions"] = merge_conditions(new_status.get("conditions"), [
+        mode_condition(mode, mode != "Knative" or kube.group_version_served("serving.knative.dev", "v1"))],
+        generation, now)
     # notifications are only queued when someone listens
     wants_notify = bool((spec.get("notifications") or {}).get("webhooks"))
     new_actions = [a for a in decision.actions if a["kind"] != "Notify" or wants_notify]
     new_status["pendingActions"] = left + new_actions
     if not new_status["pendingActions"]:
         new_status.pop("pendingActions")
+    # [issue 13] the gateway split of a Standard-mode canary (handlers/traffic.py): who splits, and modelops' route
+    traffic = None
+    if decision.plan is not None and mode == "Standard":
+        ingress = kube.config_map_value(rt.settings.kserve_namespace, "inferenceservice-config", "ingress")
+        traffic = plan_traffic(kube, rt.settings, namespace, name, meta["uid"], decision.plan, ingress)
+        new_status["traffic"] = dict(traffic_status(traffic, (status.get("traffic") or {}).get("message", "")
+                                                    if traffic.route is not None else ""))
     rv = write_status(kube, namespace, name, status, new_status, rv)
 
     if decision.plan is not None:
@@ -373,7 +385,7 @@ def reconcile(namespace: str, name: str) -> float:
         manifest = inference_service(
             name=name, namespace=namespace, uid=meta["uid"], spec=spec, plan=decision.plan, mode=mode,
             defaults=Defaults(settings.server_image, settings.drift_exporter_url, settings.drift_token),
-            legacy_mode_names=not has_canary)
+            legacy_mode_names=not has_canary, modelops_route=traffic is not None and traffic.owner == "modelops")
         applied = ((isvc_obj or {}).get("metadata", {}).get("annotations") or {}).get(ANN_DESIRED_HASH)
         if applied != manifest["metadata"]["annotations"][ANN_DESIRED_HASH]:
             try:
@@ -386,6 +398,11 @@ def reconcile(namespace: str, name: str) -> float:
                     Condition("InferenceServiceReady", "False", "ApplyFailed", msg)], generation, now)
                 rv = write_status(kube, namespace, name, new_status, failed, rv)
                 new_status = failed
+        if traffic is not None:  # [issue 13] after the InferenceService: its predictor Services exist by now
+            moved = dict(new_status)
+            moved["traffic"] = dict(traffic_status(traffic, apply_traffic(kube, namespace, traffic)))
+            rv = write_status(kube, namespace, name, new_status, moved, rv)
+            new_status = moved
     ref = {"apiVersion": body["apiVersion"], "kind": body["kind"], "name": name, "uid": meta["uid"],
            "namespace": namespace}
     for ev in decision.events:

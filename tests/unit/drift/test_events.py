@@ -121,3 +121,32 @@ def test_predictions_v1_v2_and_probabilities():
     assert response_predictions(out, True) == [1, 1]
     probs = {"outputs": [{"name": "p", "shape": [2, 2], "datatype": "FP32", "data": [0.3, 0.7, 0.9, 0.1]}]}
     assert response_predictions(probs, True) == [1, 0]
+
+
+def test_real_kserve_agent_events_parse_with_zero_rejects():
+    """CloudEvents recorded from KServe v0.20.0's own agent (tests/unit/drift/data): binary mode, the agent's
+    own ce-id shared by request and response (not the request's v2 `id`), a ce-recordedtime extension, no
+    ce-annotations unless the InferenceService lists metadataAnnotations. The request carries no version: it
+    comes from the response body's model_version, joined by ce-id."""
+    from pathlib import Path
+
+    doc = json.loads((Path(__file__).parent / "data" / "kserve_agent_v0.20.0_events.json").read_text())
+    parsed = []
+    for e in doc["events"]:
+        headers = {k.lower(): v for k, v in e["headers"].items()}
+        [event] = parse_http(headers, e["body"].encode())
+        parsed.append(event)
+    assert len(parsed) == 6
+    by_id = {}
+    for event in parsed:
+        by_id.setdefault(event.id, {})[event.kind] = event
+    assert len(by_id) == 3 and all(set(pair) == {"request", "response"} for pair in by_id.values())
+    for pair in by_id.values():
+        req, resp = pair["request"], pair["response"]
+        assert (req.model, req.endpoint, req.version) == ("churn", "canary", None)
+        assert (resp.model, resp.endpoint, resp.version) == ("churn", "canary", "2")
+        assert req.id != req.payload["id"]  # the agent's event id, not the inference request's
+        features = [t["name"] for t in req.payload["inputs"]]
+        n, cols = request_columns(req.payload, features, max_rows=100)
+        assert n == 5 and set(cols) == set(features)
+        assert response_predictions(resp.payload, classification=True) == [0, 1, 0, 1, 0]

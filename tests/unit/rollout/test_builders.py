@@ -77,6 +77,11 @@ def test_builtin_runtime_owner_labels_and_legacy_mode_names() -> None:
     m = build(ServingPlan(S), "Standard", spec, legacy_mode_names=True)
     model = m["spec"]["predictor"]["model"]
     assert model["modelFormat"] == {"name": "xgboost"} and model["runtime"] == "rt" and model["storageUri"] == "s3://m/1"
+    # KServe's validating webhook refuses `name` on the stable predictor's model; its CRD wants it on a canary's
+    assert "name" not in model
+    canary = build(ServingPlan(S, C, 20), "Standard", spec)["spec"]
+    assert "name" not in canary["predictor"]["model"]
+    assert canary["canary"][0]["predictor"]["model"]["name"] == "kserve-container"
     assert "logger" not in m["spec"]["predictor"]
     assert m["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
     assert m["metadata"]["labels"]["team"] == "ds" and m["metadata"]["labels"]["modelops.dev/stable-version"] == "1"

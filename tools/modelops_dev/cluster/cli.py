@@ -20,6 +20,18 @@ def build() -> None:
     typer.echo(str(ensure_binaries(progress=typer.echo)))
 
 
+_PARTS = typer.Argument(None, help="kserve, gateway-api, traefik (default: all).")
+
+
+@cluster_app.command("build-serving")
+def build_serving(parts: list[str] = _PARTS) -> None:
+    """Build KServe's manager and agent, the Gateway API CRDs and Traefik from the Go module proxy (cached)."""
+    from modelops_dev.cluster.build import ensure_serving
+
+    dirs = ensure_serving(tuple(parts or ("gateway-api", "kserve", "traefik")), progress=typer.echo)
+    typer.echo(json.dumps({k: str(v) for k, v in dirs.items()}, indent=1))
+
+
 @cluster_app.command("up")
 def up(name: str = _NAME, timeout: float = typer.Option(180.0, help="Seconds to wait for each component."),
        node: bool = typer.Option(False, "--node", help="Also run a real node: containerd, kubelet, kube-proxy, "

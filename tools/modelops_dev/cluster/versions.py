@@ -31,3 +31,20 @@ def build_stamp() -> Path:
 COREDNS_VERSION = os.environ.get("MODELOPS_COREDNS_VERSION", "v1.15.0")
 #: The sandbox ("pause") image tag Kubernetes 1.37 expects (kubeadm's constants.PauseVersion).
 PAUSE_VERSION = "3.10.2"
+
+#: KServe release whose controller manager, agent and install manifests the e2e tier builds and installs
+#: (cluster/build_serving.sh). v0.20.0 is the newest release the Go module proxy serves here.
+KSERVE_VERSION = os.environ.get("MODELOPS_KSERVE_VERSION", "v0.20.0")
+#: Gateway API CRDs (standard channel): the version KServe's go.mod requires (build_serving.sh checks it).
+GATEWAY_API_VERSION = os.environ.get("MODELOPS_GATEWAY_API_VERSION", "v1.5.1")
+#: Traefik, the Gateway API implementation of the e2e tier: pure Go (no Envoy binary), honours weighted
+#: HTTPRoute backendRefs. v3.6.12 is the newest v3 whose module builds from the proxy alone: from v3.7 on its
+#: go.mod replaces github.com/traefik/traefik/dynamic/ext with a directory that is its own module and is not
+#: published on the proxy.
+TRAEFIK_VERSION = os.environ.get("MODELOPS_TRAEFIK_VERSION", "v3.6.12")
+
+
+def serving_dir(part: str) -> Path:
+    """Cache directory of one serving part (kserve, gateway-api, traefik) at its pinned version."""
+    version = {"kserve": KSERVE_VERSION, "gateway-api": GATEWAY_API_VERSION, "traefik": TRAEFIK_VERSION}[part]
+    return cache_root() / part / version

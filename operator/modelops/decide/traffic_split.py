@@ -1,0 +1,132 @@
+"""Who splits a Standard-mode canary's traffic at the gateway, and how (pure).
+
+KServe v0.20's Standard-mode canary creates the canary predictor's Deployment and Service, but the HTTPRoute
+it writes points at the stable predictor only: weighted canary backendRefs arrived later (kserve PR #5912,
+readiness fix kserve#5983). So, as Flagger's Gateway API router does, modelops writes the weighted route
+itself: one HTTPRoute per InferenceService, on the hostname KServe would give it, with a backendRef per
+predictor Service that has ready endpoints, weighted by the rollout step. KServe is then told to write no
+route for that InferenceService (label `networking.kserve.io/visibility: cluster-local`), so the two never
+compete for one hostname: the gateway serves modelops' route. A KServe that weights its own route keeps it,
+and modelops writes none (`owner`).
+
+Names follow KServe (pkg/constants): a named predictor's Service is `{isvc}-{predictor name}-predictor`
+on port 80; the top-level host is `domainTemplate` of the `ingress` key of inferenceservice-config
+(default `{{ .Name }}-{{ .Namespace }}.{{ .IngressDomain }}`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Owner = Literal["kserve", "modelops"]
+#: The modelops setting (MODELOPS_TRAFFIC_SPLIT / chart `serving.trafficSplit`).
+SETTINGS = ("auto", "modelops", "kserve")
+#: KServe's predictor Service port (constants.CommonDefaultHttpPort).
+PREDICTOR_PORT = 80
+DEFAULT_DOMAIN_TEMPLATE = "{{ .Name }}-{{ .Namespace }}.{{ .IngressDomain }}"
+DEFAULT_INGRESS_DOMAIN = "example.com"
+
+
+def predictor_service(isvc: str, predictor: str | None) -> str:
+    """KServe's constants.PredictorServiceName."""
+    return f"{isvc}-{predictor}-predictor" if predictor else f"{isvc}-predictor"
+
+
+def kserve_route_weights_canary(route: Mapping[str, Any] | None, canary_service: str) -> bool:
+    """Whether a route KServe wrote sends weighted traffic to the canary predictor's Service (KServe >= the
+    release with kserve PR #5912 does; v0.20.0 does not)."""
+    for rule in ((route or {}).get("spec") or {}).get("rules") or []:
+        for ref in rule.get("backendRefs") or []:
+            if ref.get("name") == canary_service and (ref.get("kind") or "Service") == "Service":
+                return True
+    return False
+
+
+def owner(setting: str, kserve_weights_canary: bool) -> Owner:
+    """`kserve` / `modelops` as configured; `auto`: KServe when it has been seen weighting its own route."""
+    if setting not in SETTINGS:
+        raise ValueError(f"traffic split setting {setting!r}: expected one of {', '.join(SETTINGS)}")
+    if setting == "auto":
+        return "kserve" if kserve_weights_canary else "modelops"
+    return "kserve" if setting == "kserve" else "modelops"
+
+
+@dataclass(frozen=True)
+class Backend:
+    service: str
+    weight: int
+    predictor: str
+
+
+@dataclass(frozen=True)
+class Split:
+    """The weighted backends of modelops' route and why a backend is missing (for status)."""
+
+    backends: tuple[Backend, ...]
+    note: str = ""
+
+    def weights(self) -> dict[str, int]:
+        return {b.predictor: b.weight for b in self.backends}
+
+
+def split(isvc: str, stable: str, canary: str | None, weight: int, ready: Mapping[str, bool]) -> Split:
+    """Backends for the rollout step: the canary gets `weight`% only once its Service has ready endpoints;
+    until then (and without a canary) the stable predictor gets everything. The stable backend is always
+    listed: with no ready endpoint at all the gateway answers 503 instead of routing nowhere."""
+    if not 0 <= weight <= 100:
+        raise ValueError(f"canary weight {weight} is outside 0..100")
+    stable_svc = predictor_service(isvc, stable)
+    if canary is None or canary == stable:
+        return Split((Backend(stable_svc, 100, stable),))
+    canary_svc = predictor_service(isvc, canary)
+    if not ready.get(canary_svc, False):
+        return Split((Backend(stable_svc, 100, stable),),
+                     note=f"canary {canary} has no ready endpoint yet: all traffic to {stable}")
+    if not ready.get(stable_svc, False):
+        # the stable side is down (e.g. rolling back to it): do not send the canary's share into a void
+        return Split((Backend(stable_svc, 100 - weight, stable), Backend(canary_svc, weight, canary)),
+                     note=f"stable {stable} has no ready endpoint")
+    return Split((Backend(stable_svc, 100 - weight, stable), Backend(canary_svc, weight, canary)))
+
+
+def _ingress_config(ingress_json: str | None) -> dict[str, Any]:
+    if not ingress_json:
+        return {}
+    text = "\n".join(ln for ln in ingress_json.splitlines() if not ln.strip().startswith("#"))
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def isvc_hostname(name: str, namespace: str, ingress_json: str | None) -> str:
+    """The host KServe gives an InferenceService (its `domainTemplate`; only the .Name, .Namespace and
+    .IngressDomain fields of KServe's template data are known here)."""
+    cfg = _ingress_config(ingress_json)
+    template = str(cfg.get("domainTemplate") or DEFAULT_DOMAIN_TEMPLATE)
+    values = {"Name": name, "Namespace": namespace,
+              "IngressDomain": str(cfg.get("ingressDomain") or DEFAULT_INGRESS_DOMAIN)}
+
+    def sub(m: re.Match[str]) -> str:
+        key = m.group(1)
+        if key not in values:
+            raise ValueError(f"KServe domainTemplate {template!r} uses .{key}, which modelops cannot evaluate; "
+                             "set the gateway hostname explicitly")
+        return values[key]
+
+    return re.sub(r"\{\{\s*\.(\w+)\s*\}\}", sub, template)
+
+
+def gateway_ref(configured: str, ingress_json: str | None) -> tuple[str, str]:
+    """(namespace, name) of the Gateway: the configured `namespace/name`, else KServe's `kserveIngressGateway`."""
+    value = configured or str(_ingress_config(ingress_json).get("kserveIngressGateway") or "")
+    ns, _, name = value.partition("/")
+    if not ns or not name:
+        raise ValueError(f"gateway reference {value!r}: expected namespace/name (chart value serving.gateway or "
+                         "KServe's ingress.kserveIngressGateway)")
+    return ns, name

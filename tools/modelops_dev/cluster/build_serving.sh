@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Builds the serving stack the e2e tier installs next to modelops, from the Go module proxy only:
+#   - KServe's controller manager (cmd/manager) and its agent (cmd/agent: the payload logger sidecar);
+#   - KServe's install manifests (config/, incl. the full CRDs) copied out of the same module;
+#   - the Gateway API CRDs (standard channel) from sigs.k8s.io/gateway-api at the version KServe requires;
+#   - Traefik v3 (cmd/traefik), the Gateway API implementation that serves the HTTPRoutes (pure Go, no Envoy).
+#
+# `go install github.com/kserve/kserve/cmd/manager@vX` fails because KServe's go.mod has replace directives
+# (controller-runtime and the k8s.io modules pinned back, grpc/expr CVE pins); Traefik's has some too (its
+# containous forks). As cluster/build_k8s.sh does for Kubernetes, each is built inside a small wrapper module
+# that requires the release and carries the release's own replace/exclude directives, generated from the
+# downloaded go.mod (never hard-coded: they change between releases). One wrapper per project, because
+# KServe and Traefik pin different k8s.io versions.
+#
+# Output ($MODELOPS_CACHE, default ~/.cache/modelops), each with a .complete stamp; a second run is a no-op:
+#   kserve/<v>/bin/{manager,agent}, kserve/<v>/config/...   gateway-api/<v>/standard/*.yaml
+#   traefik/<v>/bin/traefik
+set -euo pipefail
+
+KSERVE_VERSION="${KSERVE_VERSION:?set KSERVE_VERSION (modelops/cluster/versions.py pins it)}"
+GATEWAY_API_VERSION="${GATEWAY_API_VERSION:?set GATEWAY_API_VERSION (modelops/cluster/versions.py pins it)}"
+TRAEFIK_VERSION="${TRAEFIK_VERSION:?set TRAEFIK_VERSION (modelops/cluster/versions.py pins it)}"
+CACHE="${MODELOPS_CACHE:-$HOME/.cache/modelops}"
+JOBS="${MODELOPS_BUILD_JOBS:-$(nproc)}"
+PARTS="${SERVING_PARTS:-kserve gateway-api traefik}"
+
+step() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+
+# Print the replace and exclude directives of a go.mod (single-line and block forms), dropping replaces
+# that point at a local directory (only meaningful inside the upstream repository).
+carried_directives() {
+  awk '
+    function keep(kind, body) {
+      if (kind == "replace") {
+        split(body, parts, "=>"); rhs = parts[2]; gsub(/^[ \t]+/, "", rhs)
+        if (rhs ~ /^\.\.?\//) { print "// dropped (local path): " kind " " body; return }
+      }
+      print kind " " body
+    }
+    /^(replace|exclude)[ \t]*\($/ { block = $1; next }
+    block != "" && /^\)/ { block = ""; next }
+    block != "" { line = $0; sub(/\/\/.*/, "", line); gsub(/^[ \t]+|[ \t]+$/, "", line); if (line != "") keep(block, line); next }
+    /^(replace|exclude)[ \t]/ { kind = $1; line = $0; sub(/^(replace|exclude)[ \t]+/, "", line); sub(/\/\/.*/, "", line); keep(kind, line) }
+  ' "$1"
+}
+
+# wrapper_module DIR MODULE VERSION NAME: a go.mod in DIR that requires MODULE@VERSION with its directives.
+wrapper_module() {
+  local dir="$1" module="$2" version="$3" name="$4" modfile go_line
+  mkdir -p "$dir"
+  modfile="$(GOFLAGS= go mod download -json "$module@$version" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  [[ -f "$modfile" ]] || { echo "could not download $module@$version from the Go module proxy" >&2; exit 1; }
+  go_line="$(awk '$1=="go"{print $2; exit}' "$modfile")"
+  {
+    echo "module modelops.dev/$name"
+    echo
+    echo "go $go_line"
+    echo
+    echo "require $module $version"
+    echo
+    echo "// carried over from $module@$version's go.mod (a dependency's replace/exclude directives are ignored)"
+    carried_directives "$modfile"
+  } > "$dir/go.mod"
+  step "$name: wrapper module with $(grep -cE '^(replace|exclude) ' "$dir/go.mod") carried replace/exclude directives"
+}
+
+module_dir() { GOFLAGS= go mod download -json "$1@$2" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'; }
+
+build_kserve() {
+  local out="$CACHE/kserve/$KSERVE_VERSION"
+  local stamp="$out/.complete"
+  if [[ -f "$stamp" ]]; then step "kserve $KSERVE_VERSION: cached in $out"; return; fi
+  mkdir -p "$out/bin"
+  wrapper_module "$out/src" github.com/kserve/kserve "$KSERVE_VERSION" kserve-tools
+  local src; src="$(module_dir github.com/kserve/kserve "$KSERVE_VERSION")"
+  # the Gateway API version KServe is compiled against: the CRDs installed must serve what it reads
+  local want; want="$(awk '$1=="sigs.k8s.io/gateway-api"{print $2; exit}' "$src/go.mod")"
+  if [[ "$want" != "$GATEWAY_API_VERSION" ]]; then
+    echo "KServe $KSERVE_VERSION requires sigs.k8s.io/gateway-api $want but GATEWAY_API_VERSION=$GATEWAY_API_VERSION" >&2
+    exit 1
+  fi
+  rm -rf "$out/config"; cp -r "$src/config" "$out/config"; chmod -R u+w "$out/config"
+  step "kserve: install manifests copied to $out/config"
+  cd "$out/src"
+  export CGO_ENABLED=0
+  for cmd in manager agent; do
+    if [[ -x "$out/bin/$cmd" ]]; then step "kserve $cmd: cached"; continue; fi
+    step "building kserve $cmd $KSERVE_VERSION (cold: the slow part)"
+    GOFLAGS=-mod=mod go build -p "$JOBS" -trimpath -ldflags "-s -w" -o "$out/bin/$cmd.tmp" \
+      "github.com/kserve/kserve/cmd/$cmd"
+    mv "$out/bin/$cmd.tmp" "$out/bin/$cmd"
+  done
+  touch "$stamp"
+  step "kserve $KSERVE_VERSION: done ($out/bin)"
+}
+
+build_gateway_api() {
+  local out="$CACHE/gateway-api/$GATEWAY_API_VERSION"
+  if [[ -f "$out/.complete" ]]; then step "gateway-api $GATEWAY_API_VERSION: cached in $out"; return; fi
+  local src; src="$(module_dir sigs.k8s.io/gateway-api "$GATEWAY_API_VERSION")"
+  [[ -d "$src/config/crd/standard" ]] || { echo "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION has no config/crd/standard" >&2; exit 1; }
+  rm -rf "$out"; mkdir -p "$out"
+  cp -r "$src/config/crd/standard" "$out/standard"; chmod -R u+w "$out"
+  touch "$out/.complete"
+  step "gateway-api $GATEWAY_API_VERSION: standard-channel CRDs in $out/standard"
+}
+
+build_traefik() {
+  local out="$CACHE/traefik/$TRAEFIK_VERSION"
+  if [[ -f "$out/.complete" ]]; then step "traefik $TRAEFIK_VERSION: cached in $out"; return; fi
+  mkdir -p "$out/bin"
+  wrapper_module "$out/src" github.com/traefik/traefik/v3 "$TRAEFIK_VERSION" traefik-tools
+  cd "$out/src"
+  step "building traefik $TRAEFIK_VERSION (cold: the slow part)"
+  CGO_ENABLED=0 GOFLAGS=-mod=mod go build -p "$JOBS" -trimpath \
+    -ldflags "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION" \
+    -o "$out/bin/traefik.tmp" github.com/traefik/traefik/v3/cmd/traefik
+  mv "$out/bin/traefik.tmp" "$out/bin/traefik"
+  touch "$out/.complete"
+  step "traefik $TRAEFIK_VERSION: done ($out/bin/traefik)"
+}
+
+for part in $PARTS; do
+  t0=$(date +%s)
+  case "$part" in
+    kserve) build_kserve ;;
+    gateway-api) build_gateway_api ;;
+    traefik) build_traefik ;;
+    *) echo "unknown part $part (kserve, gateway-api, traefik)" >&2; exit 2 ;;
+  esac
+  step "$part: $(( $(date +%s) - t0 ))s"
+done

@@ -1,0 +1,164 @@
+"""Traffic to the gateway only, and the canary split measured there.
+
+Requests go to Traefik's Service (the Gateway's data plane) through `kubectl port-forward`, with the
+InferenceService's host (`status.traffic.hostname` of the ModelDeployment, KServe's domain template), so they
+take exactly the path a client of the cluster takes: Gateway -> modelops' weighted HTTPRoute -> a predictor
+Service -> KServe's agent -> the model server. Which predictor answered is read from the response itself
+(`model_version` of the v2 body, set by the model server from its version). The payload logging is KServe's
+agent's: nothing here posts CloudEvents.
+
+`SplitMeter` (pure) attributes each answer to the route weights that were in force when the request was sent
+and finished (a request that straddles a weight change counts for neither), so every canary step gets its own
+measured split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+WeightsKey = tuple[tuple[str, int], ...]
+
+
+def weights_key(weights: Mapping[str, int]) -> WeightsKey:
+    return tuple(sorted((str(k), int(v)) for k, v in weights.items()))
+
+
+@dataclass
+class SplitMeter:
+    """Answers per (route weights, version); versions are predictor names without the leading "v"."""
+
+    counts: dict[WeightsKey, Counter[str]] = field(default_factory=dict)
+    straddled: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+    def record(self, before: WeightsKey, after: WeightsKey, version: str | None, status: int) -> None:
+        if status != 200 or version is None:
+            self.errors[str(status)] += 1
+            return
+        if before != after:
+            self.straddled += 1
+            return
+        self.counts.setdefault(before, Counter())[version] += 1
+
+    def measured(self, key: WeightsKey) -> dict[str, float]:
+        c = self.counts.get(key) or Counter()
+        n = sum(c.values())
+        return {v: 100.0 * k / n for v, k in c.items()} if n else {}
+
+    def report(self) -> list[dict[str, Any]]:
+        """One row per weight setting seen: the route's weights, the answers, the measured percentages."""
+        rows = []
+        for key, c in self.counts.items():
+            rows.append({"weights": dict(key), "requests": sum(c.values()), "answers": dict(c),
+                         "measured": {k: round(v, 1) for k, v in self.measured(key).items()}})
+        return rows
+
+    def check(self, key: WeightsKey, tolerance_pp: float = 5.0, min_requests: int = 400) -> str:
+        """"" when the measured split matches the weights within the tolerance over enough requests, else why."""
+        c = self.counts.get(key) or Counter()
+        n = sum(c.values())
+        if n < min_requests:
+            return f"weights {dict(key)}: only {n} answers (< {min_requests})"
+        got = self.measured(key)
+        for predictor, weight in key:
+            share = got.get(predictor.removeprefix("v"), 0.0)
+            if abs(share - weight) > tolerance_pp:
+                return f"weights {dict(key)}: {predictor} answered {share:.1f}% of {n} (want {weight} +/- {tolerance_pp})"
+        return ""
+
+
+@contextlib.contextmanager
+def port_forward(kubectl_bin: str, env: Mapping[str, str], namespace: str, service: str, port: int,
+                 timeout: float = 30) -> Iterator[int]:
+    """`kubectl port-forward svc/SERVICE :PORT`; yields the local port."""
+    proc = subprocess.Popen([kubectl_bin, "port-forward", "-n", namespace, f"svc/{service}", f":{port}",
+                             "--address", "127.0.0.1"], env=dict(env), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        local = 0
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            m = re.search(r"Forwarding from 127\.0\.0\.1:(\d+)", line or "")
+            if m:
+                local = int(m.group(1))
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"kubectl port-forward svc/{service} exited: {line}")
+        if not local:
+            raise TimeoutError(f"kubectl port-forward svc/{service} did not start within {timeout:.0f}s")
+        # keep draining its output so it never blocks on a full pipe
+        threading.Thread(target=lambda: [None for _ in proc.stdout or []], daemon=True).start()
+        yield local
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(10)
+
+
+class GatewayTraffic:
+    """Background senders: each sends one inference after another to the gateway; the route's weights are
+    re-read every `route_period` seconds by `read_weights` (e.g. the HTTPRoute's backendRefs)."""
+
+    def __init__(self, base_url: str, host: str, isvc: str, body: Callable[[], dict[str, Any]],
+                 read_weights: Callable[[], Mapping[str, int]], *, senders: int = 4, route_period: float = 1.0) -> None:
+        import httpx
+
+        self.url = f"{base_url}/v2/models/{isvc}/infer"
+        self.host, self.body, self.read_weights = host, body, read_weights
+        self.meter = SplitMeter()
+        self.route_period = route_period
+        self._weights: WeightsKey = ()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._client = httpx.Client(timeout=15.0)
+        self._threads = [threading.Thread(target=self._send_loop, daemon=True, name=f"gw-traffic-{i}")
+                         for i in range(senders)]
+        self._threads.append(threading.Thread(target=self._route_loop, daemon=True, name="gw-route"))
+        self.last_error = ""
+
+    def start(self) -> GatewayTraffic:
+        self._weights = weights_key(self.read_weights())
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(20)
+        self._client.close()
+
+    def _route_loop(self) -> None:
+        while not self._stop.wait(self.route_period):
+            try:
+                self._weights = weights_key(self.read_weights())
+            except Exception as exc:
+                self.last_error = f"reading the route: {exc!r}"
+
+    def _send_loop(self) -> None:
+        while not self._stop.is_set():
+            before = self._weights
+            try:
+                resp = self._client.post(self.url, content=json.dumps(self.body()),
+                                         headers={"Host": self.host, "Content-Type": "application/json"})
+                status, version = resp.status_code, None
+                if status == 200:
+                    version = str(resp.json().get("model_version") or "") or None
+                else:
+                    self.last_error = f"HTTP {status}: {resp.text[:200]}"
+            except Exception as exc:
+                status, version = 0, None
+                self.last_error = repr(exc)
+            with self._lock:
+                self.meter.record(before, self._weights, version, status)
