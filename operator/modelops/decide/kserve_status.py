@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from modelops.decide.rollout import IsvcState
+from modelops.api.types import IsvcState
 
 
 def _ready(status: Mapping[str, Any]) -> tuple[bool, str]:

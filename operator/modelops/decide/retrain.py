@@ -26,6 +26,8 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from modelops.api import ANNOTATION_APPROVE, ANNOTATION_REJECT, ANNOTATION_RETRAIN_REQUESTED
+from modelops.api.types import Event, JobView
+from modelops.api.vocabulary import CHALLENGER_ALIAS, TAG_APPROVAL
 from modelops.decide.conditions import Condition, merge_conditions
 from modelops.decide.triggers import (
     DriftConfig,
@@ -58,34 +60,7 @@ MAX_NOTIFY_ATTEMPTS = 5
 #: longest wait between two attempts of an outbox item
 MAX_BACKOFF_SECONDS = 300.0
 #: MLflow tag the trainer sets to "pending" and an approval decision sets to approved / rejected
-APPROVAL_TAG = "modelops.dev/approval"
-#: MLflow alias an approved version gets (what the trainer sets directly when no approval is required)
-CHALLENGER_ALIAS = "challenger"
-
-
-@dataclass(frozen=True)
-class JobView:
-    """What the handler observed of one training Job and its latest Pod."""
-
-    name: str
-    #: "" while running, else the Job's final condition: "Complete" or "Failed"
-    finished: str = ""
-    start_time: str | None = None
-    completion_time: str | None = None
-    #: reason / message of the Job's Failed condition (BackoffLimitExceeded, DeadlineExceeded, ...)
-    reason: str = ""
-    job_message: str = ""
-    #: the trainer container's terminated state in the latest Pod
-    pod_reason: str = ""
-    exit_code: int | None = None
-    termination_message: str = ""
-
-
-@dataclass(frozen=True)
-class Event:
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
+APPROVAL_TAG = TAG_APPROVAL
 
 
 @dataclass

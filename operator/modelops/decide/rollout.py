@@ -30,58 +30,31 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from modelops.api.times import format_time, parse_duration
+from modelops.api.types import Event, EventType, IsvcState, ModelRef, ServingPlan
+from modelops.api.vocabulary import (
+    ANN_ABORT,
+    ANN_APPROVE,
+    ANN_PAUSE,
+    ANN_REJECT,
+    CHALLENGER_ALIAS,
+    CHAMPION_ALIAS,
+    TAG_PREVIOUS,
+    TAG_PROMOTED_AT,
+    TAG_REJECTED,
+)
 from modelops.decide import analysis
 from modelops.decide.conditions import Condition, merge_conditions
-from modelops.decide.durations import parse_duration
 
 #: Alias the operator tracks when the spec names neither alias nor version.
-DEFAULT_ALIAS = "champion"
+DEFAULT_ALIAS = CHAMPION_ALIAS
 #: Alias the trainer sets on a version that beat the champion; it starts a rollout when the tracked alias
 #: is "champion", and is cleared after a rollback (or a promotion).
-CANDIDATE_ALIAS = "challenger"
-#: MLflow version tag that marks a version rolled back; such a version is never rolled out again by itself.
-TAG_REJECTED = "modelops.dev/rejected"
-TAG_PROMOTED_AT = "modelops.dev/promoted-at"
-TAG_PREVIOUS = "modelops.dev/previous-version"
-#: Annotations a person (or `kubectl annotate`) sets on the ModelDeployment.
-ANN_APPROVE = "modelops.dev/approve"
-ANN_REJECT = "modelops.dev/reject"
-ANN_PAUSE = "modelops.dev/pause"
-ANN_ABORT = "modelops.dev/abort"
+CANDIDATE_ALIAS = CHALLENGER_ALIAS
 
 DEFAULT_STEPS: list[dict[str, Any]] = [{"weight": 10, "pause": "1m"}, {"weight": 50, "pause": "1m"}]
 
 State = Literal["Progressing", "AwaitingApproval", "Paused", "RollingBack"]
-EventType = Literal["Normal", "Warning"]
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """One servable model: an MLflow version (with its resolved artifact URI) or a plain storage URI."""
-
-    storage_uri: str
-    version: str = ""
-    run_id: str = ""
-    alias: str = ""
-    #: reason from the version's modelops.dev/rejected tag, if it has one
-    rejected: str = ""
-
-    def same(self, other: Mapping[str, Any] | None) -> bool:
-        if not other:
-            return False
-        if self.version or other.get("version"):
-            return self.version == other.get("version")
-        return self.storage_uri == other.get("storageUri")
-
-    def as_status(self, now: datetime) -> dict[str, Any]:
-        out: dict[str, Any] = {"storageUri": self.storage_uri, "resolvedAt": ts(now)}
-        for key, value in (("version", self.version), ("runId", self.run_id), ("alias", self.alias)):
-            if value:
-                out[key] = value
-        return out
-
-    def label(self) -> str:
-        return f"version {self.version}" if self.version else self.storage_uri
 
 
 @dataclass(frozen=True)
@@ -93,22 +66,6 @@ class Resolution:
     error: str = ""
     #: AliasNotFound, RegistryUnreachable, VersionNotFound, ...
     reason: str = ""
-
-
-@dataclass(frozen=True)
-class IsvcState:
-    """The InferenceService as KServe reports it (status filled by KServe's controller)."""
-
-    ready: bool = False
-    #: KServe has observed the current generation, is Ready, and (Knative) the latest revision is ready
-    settled: bool = False
-    canary_ready: bool = False
-    stable_revision: str = ""
-    canary_revision: str = ""
-    url: str = ""
-    message: str = ""
-    #: an InferenceService of this name exists but is not owned by this ModelDeployment
-    foreign: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,24 +83,6 @@ class Observed:
     spec_problems: Sequence[str] = ()
 
 
-@dataclass(frozen=True)
-class ServingPlan:
-    """What the InferenceService must serve: the builder in `desired` turns it into a manifest."""
-
-    stable: ModelRef
-    canary: ModelRef | None = None
-    weight: int = 0
-    #: Knative rollback: keep 100% on the last rolled-out revision while the stable spec is re-created
-    pin_stable: bool = False
-
-
-@dataclass(frozen=True)
-class Event:
-    type: EventType
-    reason: str
-    message: str
-
-
 @dataclass
 class Decision:
     status: dict[str, Any]
@@ -158,15 +97,15 @@ class Decision:
 
 # ----------------------------------------------------------------------------------------- helpers
 def ts(now: datetime) -> str:
-    """RFC 3339 in UTC with milliseconds: step timing in tests runs at 1s granularity."""
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    """RFC 3339 in UTC (`api.times.format_time`, the one format of both kinds)."""
+    return format_time(now)
 
 
 def parse_ts(text: str | None) -> datetime | None:
+    """A naive UTC datetime (the tick compares against naive `now`)."""
     if not text:
         return None
-    fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if "." in text else "%Y-%m-%dT%H:%M:%SZ"
-    return datetime.strptime(text, fmt)
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=None)
 
 
 def _age(now: datetime, text: str | None) -> float | None:

@@ -33,7 +33,7 @@ from modelops.api import (
     LABEL_PART_OF,
     MODEL_DEPLOYMENT,
 )
-from modelops.decide.rollout import ModelRef, ServingPlan
+from modelops.api.types import ModelRef, ServingPlan
 
 KSERVE_GROUP = "serving.kserve.io"
 KSERVE_VERSION = "v1beta1"
