@@ -28,6 +28,9 @@ ANN_REJECT = f"{GROUP}/reject"
 ANN_PAUSE = f"{GROUP}/pause"
 ANN_ABORT = f"{GROUP}/abort"
 
+#: Name of the trainer container in a training Job's Pod.
+TRAINER_CONTAINER = "trainer"
+
 #: Value of app.kubernetes.io/managed-by on every child object, and the component of every Event.
 MANAGER = "modelops"
 #: The Event source (`source.component`, `reportingComponent`) of both kinds.

@@ -34,6 +34,7 @@ from modelops.api import (
     MODEL_DEPLOYMENT,
 )
 from modelops.api.types import ModelRef, ServingPlan
+from modelops.api.vocabulary import MANAGER
 
 KSERVE_GROUP = "serving.kserve.io"
 KSERVE_VERSION = "v1beta1"
@@ -172,7 +173,7 @@ def inference_service(*, name: str, namespace: str, uid: str, spec: Mapping[str,
     """The whole InferenceService manifest (for server-side apply: only the fields modelops owns)."""
     serving: Mapping[str, Any] = spec.get("serving") or {}
     labels = {**(serving.get("labels") or {}),
-              LABEL_PART_OF: "modelops", LABEL_MANAGED_BY: "modelops",
+              LABEL_PART_OF: "modelops", LABEL_MANAGED_BY: MANAGER,
               LABEL_OWNER_KIND: MODEL_DEPLOYMENT, LABEL_OWNER_NAME: name,
               LABEL_STABLE_VERSION: _label_value(plan.stable.version or predictor_name(plan.stable))}
     if plan.canary is not None:
