@@ -108,19 +108,24 @@ class LeaderElector:
         except KubeError as exc:
             log.warning("could not release the leader Lease: %s", exc)
 
+    def attempt(self) -> bool:
+        """One acquire/renew attempt (blocking); True when this replica leads afterwards."""
+        started = self._clock()
+        try:
+            ok = self.try_acquire_or_renew()
+        except KubeError as exc:
+            log.warning("leader election: %s", exc)
+            ok = False
+        if ok and self._clock() - started < self.timing.renew_deadline:
+            self._renewed_at = started
+        return self.is_leader()
+
     # ------------------------------------------------------------------ the loop
     async def run(self) -> None:
         """Acquire, then renew every retry period; on losing the Lease, go back to acquiring."""
         leading = False
         while True:
-            started = self._clock()
-            try:
-                ok = await asyncio.to_thread(self.try_acquire_or_renew)
-            except KubeError as exc:
-                log.warning("leader election: %s", exc)
-                ok = False
-            if ok and self._clock() - started < self.timing.renew_deadline:
-                self._renewed_at = started
+            await asyncio.to_thread(self.attempt)
             now_leading = self.is_leader()
             if now_leading and not leading:
                 self.transitions += 1

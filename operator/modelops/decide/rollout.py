@@ -225,7 +225,10 @@ class _Tick:
         name = (self.spec.get("model") or {}).get("name", "")
         alias = tracked_alias(self.spec)
         if alias:
-            self.action({"kind": "SetAlias", "model": name, "alias": alias, "version": version})
+            act = {"kind": "SetAlias", "model": name, "alias": alias, "version": version}
+            if old and old.get("version"):
+                act["ifVersion"] = str(old["version"])  # never clobber a move of the alias made meanwhile (M2)
+            self.action(act)
         tags = {TAG_PROMOTED_AT: ts(self.now)}
         if old and old.get("version"):
             tags[TAG_PREVIOUS] = str(old["version"])
