@@ -9,6 +9,7 @@ write stops the registry writes after it (they keep their order). The results go
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -72,7 +73,8 @@ def drain(body: dict[str, Any], perform: Callable[[Mapping[str, Any], OutboxItem
         if not results:
             return body
         for _attempt in range(3):
-            new = outbox.record(body.get("status") or {}, results, now, registry_condition=registry_condition)
+            new = outbox.record(body.get("status") or {}, results, now, registry_condition=registry_condition,
+                                nonce=uuid.uuid4().hex[:8])
             if not new.get("outbox"):
                 new.pop("outbox", None)
             try:

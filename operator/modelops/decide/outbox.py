@@ -64,13 +64,14 @@ def backoff(attempts: int) -> float:
 
 
 def event_items(events: Iterable[Event], prefix: str) -> list[OutboxItem]:
-    """Events as outbox items with ids unique in this object (`prefix` names the tick that decided them)."""
+    """Events as outbox items with ids unique in this object (`prefix` names the tick that decided them and
+    must be unique per tick: the caller adds a random part, since a frozen test clock repeats times)."""
     return [{"id": f"{prefix}/event/{i}", "kind": EVENT_KIND, "type": e.type, "reason": e.reason,
              "message": e.message[:1024]} for i, e in enumerate(events)]
 
 
 def record(status: Mapping[str, Any], results: Mapping[str, str | None], now: datetime, *,
-           registry_condition: str = "when-failing") -> dict[str, Any]:
+           registry_condition: str = "when-failing", nonce: str = "") -> dict[str, Any]:
     """Apply attempt results (item id -> None on success, else the error without secrets) to a (fresh)
     status. Successes leave the outbox; failures back off; dropped notifications, and registry writes done
     for an approval, queue Events (as outbox items). `registry_condition`: "always" keeps a RegistrySynced
@@ -100,7 +101,7 @@ def record(status: Mapping[str, Any], results: Mapping[str, str | None], now: da
             continue  # status keeps the record; an Event the API server refuses five times is let go
         items.append({**item, "attempts": attempts, "lastError": error[:300],
                       "notBefore": format_time(now + timedelta(seconds=backoff(attempts)))})
-    items += event_items(events, f"{format_time(now)}/outbox")
+    items += event_items(events, f"{format_time(now)}/{nonce or len(items)}/outbox")
     st["outbox"] = items
     cond = _registry_condition(items, registry_condition, st.get("conditions") or [])
     if cond is not None:

@@ -535,9 +535,9 @@ def record_outbox(status: Mapping[str, Any], results: Mapping[str, str | None],
                   now: datetime) -> tuple[dict[str, Any], list[Event]]:
     """Apply attempt results (item id -> None on success, else the error) to a (fresh) status; see
     `decide.outbox.record`. The Events it queues are returned too (and left out of the outbox)."""
-    st = outbox.record(status, results, now, registry_condition="always")
+    st = outbox.record(status, results, now, registry_condition="always", nonce="record")
+    mine = f"{format_time(now)}/record/outbox/"
     events = [Event(i["type"], i["reason"], i["message"]) for i in st["outbox"] if i.get("kind") == EVENT_KIND
-              and i.get("id", "").startswith(f"{format_time(now)}/outbox/")]
-    st["outbox"] = [i for i in st["outbox"] if not (i.get("kind") == EVENT_KIND
-                                                      and i.get("id", "").startswith(f"{format_time(now)}/outbox/"))]
+              and i.get("id", "").startswith(mine)]
+    st["outbox"] = [i for i in st["outbox"] if not (i.get("kind") == EVENT_KIND and i.get("id", "").startswith(mine))]
     return st, events

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -339,8 +340,9 @@ def reconcile(rt: Runtime, namespace: str, name: str, budget: Budget) -> float |
 
 def new_items(spec: Mapping[str, Any], decision: Any, generation: int, now: datetime) -> list[OutboxItem]:
     """The tick's registry writes and notifications, then its Events, as outbox items (ids unique in the
-    object: the tick's time and position)."""
-    prefix = f"{generation}/{format_time(now)}"
+    object: the generation, the tick's time, a random part and the position; made once and persisted, so
+    the Event name derived from an id is the same on every attempt)."""
+    prefix = f"{generation}/{format_time(now)}/{uuid.uuid4().hex[:8]}"
     # notifications are only queued when someone listens
     wants_notify = bool((spec.get("notifications") or {}).get("webhooks"))
     actions = [a for a in decision.actions if a["kind"] != "Notify" or wants_notify]

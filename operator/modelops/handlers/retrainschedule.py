@@ -16,6 +16,7 @@ A reconcile, in the order that makes it crash-safe (see decide/retrain.py):
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -87,7 +88,8 @@ def reconcile(rt: Runtime, namespace: str, name: str, budget: Budget) -> float |
                           problems=problems, drift_sample=sample, create_failed=rt.create_failures.pop(key, {})))
     status = dict(plan.status)
     status["outbox"] = [*list(status.get("outbox") or []),
-                        *outbox.event_items(plan.events, f"{obj['metadata'].get('generation')}/{format_time(now)}")]
+                        *outbox.event_items(plan.events, f"{obj['metadata'].get('generation')}/{format_time(now)}/"
+                                                        f"{uuid.uuid4().hex[:8]}")]
     if not status["outbox"] and "outbox" not in (obj.get("status") or {}):
         status.pop("outbox")
     writer = _writer(rt)
