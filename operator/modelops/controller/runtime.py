@@ -61,6 +61,9 @@ class Runtime:
         self.pool = ThreadPoolExecutor(max_workers=self.settings.reconcile_workers, thread_name_prefix="reconcile")
         self.kinds: dict[str, Kind] = {}
         self.identity = self.settings.pod_name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        #: field manager of status writes: per replica with leader election, so the objects' managedFields
+        #: show which replica wrote (the failover test proves from them that two replicas never acted at once)
+        self.field_manager = f"modelops/{self.identity}"[:128] if self.settings.leader_election else "modelops"
         self.elector: LeaderElector | None = None
         if self.settings.leader_election:
             self.elector = LeaderElector(
@@ -134,7 +137,7 @@ class Runtime:
                                      [Condition("Reconciled", "False", "ReconcileError", message)],
                                      obj["metadata"].get("generation"), self.clock.now())
             self.ensure_acting()
-            StatusWriter(self.kube, group, version, plural, kind, self.cache).write(
+            StatusWriter(self.kube, group, version, plural, kind, self.cache, self.field_manager).write(
                 obj, status, {**status, "conditions": conds})
         except Exception as exc:  # the log has the original error
             log.warning("%s %s/%s: could not report the reconcile error in status: %s", kind, namespace, name, exc)

@@ -79,7 +79,7 @@ CANARY_PROBE: dict[str, Any] = {
 
 
 def _writer(rt: Runtime) -> StatusWriter:
-    return StatusWriter(rt.kube, GROUP, VERSION, MODEL_DEPLOYMENTS, MODEL_DEPLOYMENT, rt.cache)
+    return StatusWriter(rt.kube, GROUP, VERSION, MODEL_DEPLOYMENTS, MODEL_DEPLOYMENT, rt.cache, rt.field_manager)
 
 
 # ------------------------------------------------------------------------------------------ observing

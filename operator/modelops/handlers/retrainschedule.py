@@ -58,7 +58,7 @@ PERMANENT = frozenset({400, 403, 404, 409, 422})
 
 
 def _writer(rt: Runtime) -> StatusWriter:
-    return StatusWriter(rt.kube, GROUP, VERSION, RETRAIN_SCHEDULES, RETRAIN_SCHEDULE, rt.cache)
+    return StatusWriter(rt.kube, GROUP, VERSION, RETRAIN_SCHEDULES, RETRAIN_SCHEDULE, rt.cache, rt.field_manager)
 
 
 def _get(rt: Runtime, namespace: str, name: str) -> dict[str, Any] | None:
