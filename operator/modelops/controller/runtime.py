@@ -31,7 +31,7 @@ from modelops.settings import OperatorSettings
 
 log = logging.getLogger("modelops.controller")
 Reconcile = Callable[["Runtime", str, str, Budget], "float | None"]
-ReportError = Callable[["Runtime", str, str, str], None]
+ReportError = Callable[["Runtime", str, str, str | None], None]
 
 
 class NotLeader(Exception):
@@ -72,6 +72,9 @@ class Runtime:
                        self.settings.lease_retry_period_seconds),
                 on_started=self._wake_all)
         self.paused = False
+        #: objects whose last reconcile failed (and was reported in their status)
+        self._failed: set[tuple[str, str, str]] = set()
+        self.counters = {"reconciles": 0, "reconcile_errors": 0, "errors_reported": 0}
         self._tasks: set[asyncio.Task[None]] = set()
         #: RetrainSchedule runs whose Job create was refused: (namespace, name) -> {run id: message}
         self.create_failures: dict[tuple[str, str], dict[str, str]] = {}
@@ -104,8 +107,13 @@ class Runtime:
     async def reconcile_async(self, kind: Kind, namespace: str, name: str) -> float | None:
         budget = Budget(self.settings.reconcile_budget_seconds)
         loop = asyncio.get_running_loop()
+        self.counters["reconciles"] += 1
         try:
-            return await loop.run_in_executor(self.pool, kind.reconcile, self, namespace, name, budget)
+            result = await loop.run_in_executor(self.pool, kind.reconcile, self, namespace, name, budget)
+            if (kind.name, namespace, name) in self._failed and result is not None:
+                self._failed.discard((kind.name, namespace, name))
+                self._report(kind, namespace, name, None)  # Reconciled=True again
+            return result
         except Conflict:
             return 0.2  # someone else wrote first: decide again on the fresh object
         except NotLeader:
@@ -119,26 +127,36 @@ class Runtime:
             self._report(kind, namespace, name, f"{type(exc).__name__}: {exc}")
             return 10.0
 
-    def _report(self, kind: Kind, namespace: str, name: str, message: str) -> None:
+    def _report(self, kind: Kind, namespace: str, name: str, message: str | None) -> None:
+        """Say in the object's status that its reconcile failed (`message`) or works again (None)."""
+        if message is not None:
+            self.counters["reconcile_errors"] += 1
+            self._failed.add((kind.name, namespace, name))
         if kind.report_error is None or not self.may_act():
             return
         with contextlib.suppress(RuntimeError):  # the pool is shut down
-            self.pool.submit(kind.report_error, self, namespace, name, message[:1000])
+            self.pool.submit(kind.report_error, self, namespace, name, message[:1000] if message else None)
 
     def report_condition(self, group: str, version: str, plural: str, kind: str, namespace: str, name: str,
-                         message: str) -> None:
-        """Best effort: condition Reconciled=False/ReconcileError with `message` on the object."""
+                         message: str | None) -> None:
+        """Best effort: condition Reconciled=False/ReconcileError with `message` on the object, or (None)
+        Reconciled=True once a reconcile succeeds again."""
         try:
             obj = self.kube.get(group, version, plural, namespace, name)
             if obj is None:
                 return
             status = obj.get("status") or {}
-            conds = merge_conditions(status.get("conditions"),
-                                     [Condition("Reconciled", "False", "ReconcileError", message)],
-                                     obj["metadata"].get("generation"), self.clock.now())
+            cond = (Condition("Reconciled", "False", "ReconcileError", message) if message is not None
+                    else Condition("Reconciled", "True", "Reconciled", "the last reconcile succeeded"))
+            if message is None and not any(c.get("type") == "Reconciled" for c in status.get("conditions") or []):
+                return
+            conds = merge_conditions(status.get("conditions"), [cond], obj["metadata"].get("generation"),
+                                     self.clock.now())
             self.ensure_acting()
             StatusWriter(self.kube, group, version, plural, kind, self.cache, self.field_manager).write(
                 obj, status, {**status, "conditions": conds})
+            if message is not None:
+                self.counters["errors_reported"] += 1
         except Exception as exc:  # the log has the original error
             log.warning("%s %s/%s: could not report the reconcile error in status: %s", kind, namespace, name, exc)
 
@@ -162,7 +180,15 @@ class Runtime:
             await asyncio.to_thread(self.elector.release)
 
     def stats(self) -> dict[str, Any]:
-        return {"leader": self.may_act(), "cache": self.cache.size(),
+        """For the liveness endpoint (and the soak bench): leadership, sizes, counters, tasks and threads."""
+        import threading
+
+        try:
+            tasks = len(asyncio.all_tasks())
+        except RuntimeError:
+            tasks = -1
+        return {"leader": self.may_act(), "cache": self.cache.size(), **self.counters,
+                "failing": len(self._failed), "asyncio_tasks": tasks, "threads": threading.active_count(),
                 "scheduled": {k: (v.scheduler.known() if v.scheduler else 0) for k, v in self.kinds.items()}}
 
 

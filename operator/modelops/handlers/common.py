@@ -56,6 +56,7 @@ def version_probe(**_: Any) -> str:
     return __version__
 
 
-@kopf.on.probe(id="leader")
-def leader_probe(**_: Any) -> bool:
-    return runtime().may_act()
+@kopf.on.probe(id="controller")
+async def controller_probe(**_: Any) -> dict[str, Any]:
+    """Leadership, cache and scheduler sizes, reconcile and error counters, asyncio tasks and threads."""
+    return runtime().stats()

@@ -366,7 +366,7 @@ def acknowledge(body: Mapping[str, Any], status: Mapping[str, Any], spec: Mappin
     return new
 
 
-def report_error(rt: Runtime, namespace: str, name: str, message: str) -> None:
+def report_error(rt: Runtime, namespace: str, name: str, message: str | None) -> None:
     """A reconcile that failed unexpectedly says so in status (condition Reconciled=False), not only in logs."""
     rt.report_condition(GROUP, VERSION, MODEL_DEPLOYMENTS, MODEL_DEPLOYMENT, namespace, name, message)
 

@@ -188,7 +188,7 @@ def perform(rt: Runtime, obj: Mapping[str, Any], item: OutboxItem, budget: Budge
         return f"{reason}{exc}"[:300]
 
 
-def report_error(rt: Runtime, namespace: str, name: str, message: str) -> None:
+def report_error(rt: Runtime, namespace: str, name: str, message: str | None) -> None:
     rt.report_condition(GROUP, VERSION, RETRAIN_SCHEDULES, RETRAIN_SCHEDULE, namespace, name, message)
 
 

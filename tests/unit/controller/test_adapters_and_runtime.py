@@ -150,3 +150,38 @@ def test_one_reconciles_analysis_is_bounded_by_its_budget() -> None:
     assert elapsed < 1.2, elapsed  # old code: 40 queries x 5 s
     assert len(checks) == 20 and all(c.result == "Error" for c in checks)
     assert len(slow.timeouts) < 10 and all(t <= 0.5 for t in slow.timeouts)
+
+
+def test_a_failed_reconcile_is_reported_in_status_and_cleared_when_it_works_again() -> None:
+    from modelops.controller.runtime import Kind
+
+    rt, kube, _, _ = make_runtime()
+    kube.put("modeldeployments", {"apiVersion": "modelops.dev/v1alpha1", "kind": "ModelDeployment",
+                                  "metadata": {"name": "m", "namespace": "ns"}, "spec": {}, "status": {}})
+    fail = [True]
+
+    def reconcile(_rt: Any, ns: str, name: str, _b: Budget) -> float:
+        if fail[0]:
+            raise ValueError("a bug met an odd object")
+        return 30.0
+
+    kind = Kind("ModelDeployment", reconcile, md.report_error)
+
+    def reconciled() -> dict[str, Any]:
+        conds = kube.obj("modeldeployments", "ns", "m")["status"].get("conditions") or []
+        return next((c for c in conds if c["type"] == "Reconciled"), {})
+
+    async def once() -> float | None:
+        result = await rt.reconcile_async(kind, "ns", "m")
+        await asyncio.sleep(0.1)  # the report runs on the pool
+        return result
+
+    assert asyncio.run(once()) == 10.0
+    rt.pool.shutdown(wait=True)
+    rt.pool = __import__("concurrent.futures").futures.ThreadPoolExecutor(2)
+    assert reconciled()["status"] == "False" and "odd object" in reconciled()["message"]
+    fail[0] = False
+    assert asyncio.run(once()) == 30.0
+    rt.pool.shutdown(wait=True)
+    assert reconciled()["status"] == "True"
+    assert rt.counters["reconcile_errors"] == rt.counters["errors_reported"] == 1
