@@ -212,8 +212,12 @@ def test_namespaced_install_has_no_cluster_role_for_the_modelops_kinds() -> None
     cluster_rules = [r for o in objs if o["kind"] == "ClusterRole" for r in o["rules"]]
     granted = {res for r in cluster_rules for res in r["resources"]}
     assert granted <= {"customresourcedefinitions", "namespaces", "secrets"}, granted
-    roles = {o["metadata"]["namespace"] for o in objs if o["kind"] == "Role"}
+    roles = {o["metadata"]["namespace"] for o in objs if o["kind"] == "Role"
+             and not o["metadata"]["name"].endswith("-leader-election")}
     assert roles == {"team-a", "team-b"}
+    # the leader Lease lives in the release's own namespace, whatever is watched
+    assert {o["metadata"]["namespace"] for o in objs if o["kind"] == "Role"
+            and o["metadata"]["name"].endswith("-leader-election")} == {"modelops"}
     bindings = {(o["metadata"]["namespace"], o["roleRef"]["name"]) for o in objs if o["kind"] == "RoleBinding"}
     assert ("shared-creds", "modelops-operator-secret-reader") in bindings
     assert ("team-a", "modelops-operator-secret-reader") not in bindings  # its Role already grants it

@@ -91,7 +91,8 @@ class MlflowRegistry:
         try:
             resp = self._http.request(method, f"/api/2.0/mlflow/{path}", params=params, json=body)
         except httpx.HTTPError as exc:
-            raise RegistryError("RegistryUnreachable", f"MLflow at {self.tracking_uri}: {exc!r}") from exc
+            raise RegistryError("RegistryUnreachable", f"MLflow at {self.tracking_uri} is unreachable "
+                                f"({type(exc).__name__}: {exc})") from exc
         if resp.status_code == 404 or (resp.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in resp.text):
             return None
         if resp.status_code in (401, 403):
