@@ -6,10 +6,11 @@ status, so that an operator killed at any instant resumes exactly where it was. 
 - `status.stable` / `status.canary`: the versions serving the two shares (`canary` set iff a rollout runs);
 - `status.rollout`: state, step, weight, step/rollout start, last analysis time and verdicts, failed checks,
   consecutive errors, inconclusive count, passes in this step, the serving-spec hash it applies;
-- `status.pendingActions`: an outbox of registry changes and notifications decided by a tick. The handler
-  writes status (with the outbox) *before* touching anything else, then executes the outbox and clears
-  it; every action is idempotent (set alias, tag, compare-and-delete), so a crash anywhere re-runs at most
-  an idempotent action and never decides a promotion twice;
+- the registry changes and notifications a tick decides come out in `Decision.status["pendingActions"]`;
+  the controller moves them (and the tick's Events) into `status.outbox` (see decide/outbox.py) and writes
+  status *before* touching anything else, then performs the outbox in order and clears it; every action is
+  idempotent (set alias if it still points at the old version, tag, compare-and-delete), so a crash
+  anywhere re-runs at most an idempotent action and never decides a promotion twice;
 - `status.history`: finished rollouts, newest first.
 
 The InferenceService is derived from status alone (`Decision.plan`), so it is re-applied identically after
