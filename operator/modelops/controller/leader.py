@@ -48,6 +48,7 @@ class LeaderElector:
         self._observed_at = 0.0
         self._renewed_at: float | None = None  # monotonic time of our last successful acquire/renew
         self.transitions = 0
+        self._holder_duration = timing.lease_duration
 
     # ------------------------------------------------------------------ the gate
     def is_leader(self) -> bool:
@@ -68,6 +69,7 @@ class LeaderElector:
             self._observe(("created", self.identity), now_mono)
             return True
         old = lease.get("spec") or {}
+        self._holder_duration = float(old.get("leaseDurationSeconds") or self.timing.lease_duration)
         record = (old.get("holderIdentity"), old.get("renewTime"), old.get("leaseDurationSeconds"),
                   (lease.get("metadata") or {}).get("resourceVersion"))
         if record != self._observed:
@@ -120,6 +122,14 @@ class LeaderElector:
             self._renewed_at = started
         return self.is_leader()
 
+    def next_wait(self) -> float:
+        """Seconds to the next attempt: the retry period, or less when another holder's Lease expires
+        sooner (a standby then tries right at expiry instead of up to one retry period later)."""
+        if self.is_leader() or self._observed is None:
+            return self.timing.retry_period
+        expires_in = self._observed_at + self._holder_duration - self._clock()
+        return max(0.05, min(self.timing.retry_period, expires_in + 0.05))
+
     # ------------------------------------------------------------------ the loop
     async def run(self) -> None:
         """Acquire, then renew every retry period; on losing the Lease, go back to acquiring."""
@@ -137,4 +147,4 @@ class LeaderElector:
                 if self._on_stopped:
                     self._on_stopped()
             leading = now_leading
-            await asyncio.sleep(self.timing.retry_period)
+            await asyncio.sleep(self.next_wait())

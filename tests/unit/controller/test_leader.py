@@ -58,3 +58,17 @@ def test_release_lets_a_successor_in_at_once() -> None:
     a.release()
     now[0] = 1.5  # 1 s lease after release
     assert b.attempt()
+
+
+def test_a_standby_tries_again_right_when_the_lease_expires() -> None:
+    kube = FakeKube()
+    now = [0.0]
+    a = LeaderElector(kube, "ops", "modelops", "a", clock=lambda: now[0])
+    b = LeaderElector(kube, "ops", "modelops", "b", clock=lambda: now[0])
+    assert a.attempt()
+    now[0] = 1.0
+    assert not b.attempt()  # b saw a's renewal at 1.0: it expires for b at 16.0
+    now[0] = 14.5
+    assert b.next_wait() == pytest.approx(1.55)
+    now[0] = 16.05
+    assert b.attempt()
