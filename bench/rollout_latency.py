@@ -133,6 +133,15 @@ def run_size(kube: Kube, op: Operator, n: int, changes: int, rnd: random.Random)
     settled = time.monotonic() - t0
     time.sleep(3)
     proc = psutil.Process(op.proc.pid)  # type: ignore[union-attr]
+    out = measure_edits(kube, ns, n, changes, rnd, proc, watcher)
+    out.update({"create_all_s": round(created, 1), "all_isvcs_written_s": round(all_isvcs, 1),
+                "all_ready_s": round(settled, 1)})
+    return out
+
+
+def measure_edits(kube: Kube, ns: str, n: int, changes: int, rnd: random.Random, proc: psutil.Process,
+                  watcher: IsvcWatch) -> dict[str, Any]:
+    """Edit `changes` distinct objects a few times a second; edit -> InferenceService write latencies."""
     peak = rss_mb(proc)
     latencies: list[float] = []
     pending: list[tuple[str, str, float]] = []
@@ -165,9 +174,39 @@ def run_size(kube: Kube, op: Operator, n: int, changes: int, rnd: random.Random)
     return {"modeldeployments": n, "changes": changes, "missing": missing,
             "latency_s": {"p50": round(statistics.median(latencies), 3) if latencies else -1.0, "p95": pct(0.95),
                           "max": round(latencies[-1], 3) if latencies else -1.0},
-            "create_all_s": round(created, 1), "all_isvcs_written_s": round(all_isvcs, 1),
-            "all_ready_s": round(settled, 1),
             "operator_rss_mb": {"peak_sampled": round(peak, 1), "end": round(rss_mb(proc), 1)}}
+
+
+def attach(kubeconfig: str, ns: str, operator_pid: int, changes: int) -> dict[str, Any]:
+    """Measure edits against a control plane and operator that are already running (e.g. a run of this
+    benchmark that is still settling): only objects whose InferenceService exists are edited."""
+    from types import SimpleNamespace
+
+    kube = Kube(SimpleNamespace(kubeconfig=kubeconfig, bin_dir=str(Path(kubeconfig).parent)))
+    watcher = IsvcWatch(kube, ns)
+    watcher.start()
+    time.sleep(20)  # the watch's first list
+    names = sorted(watcher.names)
+    listed = kube.custom.list_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments", limit=1)
+    total = int((listed.get("metadata") or {}).get("remainingItemCount") or 0) + len(listed.get("items") or [])
+    rnd = random.Random(2)
+    picked = rnd.sample(names, min(changes, len(names)))
+    proc = psutil.Process(operator_pid)
+    by_index = {int(name[1:]): name for name in picked}
+    out = measure_edits(kube, ns, max(by_index) + 1, changes, _Fixed(sorted(by_index)), proc, watcher)
+    out.update({"attached": True, "modeldeployments": total, "isvcs_present": len(names)})
+    return out
+
+
+class _Fixed(random.Random):
+    """`sample` returns the given indices (attach mode edits objects that have an InferenceService)."""
+
+    def __init__(self, indices: list[int]) -> None:
+        super().__init__(0)
+        self.indices = indices
+
+    def sample(self, population: Any, k: int, *, counts: Any = None) -> list[int]:  # type: ignore[override]
+        return self.indices[:k]
 
 
 def main() -> None:
@@ -175,7 +214,15 @@ def main() -> None:
     ap.add_argument("--sizes", default="100,1000")
     ap.add_argument("--changes", type=int, default=60)
     ap.add_argument("--standin-period", type=float, default=3.0)
+    ap.add_argument("--attach", default="", help="KUBECONFIG of a running control plane: only measure edits")
+    ap.add_argument("--namespace", default="bench-10000")
+    ap.add_argument("--operator-pid", type=int, default=0)
     args = ap.parse_args()
+    if args.attach:
+        result = attach(args.attach, args.namespace, args.operator_pid, args.changes)
+        print(json.dumps({"benchmark": "rollout_latency", "host_cpus": os.cpu_count(),
+                          "load_avg_1m": round(os.getloadavg()[0], 1), "results": [result]}, indent=1))
+        return
     if not binaries_ready():
         sys.exit("the Kubernetes binaries are not built; run: uv run modelops cluster build")
     rnd = random.Random(1)
