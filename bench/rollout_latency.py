@@ -124,7 +124,12 @@ def run_size(kube: Kube, op: Operator, n: int, changes: int, rnd: random.Random)
     all_isvcs = time.monotonic() - t0
     # let the initial wave settle: every ModelDeployment Ready (KServe stand-in reported, operator caught up)
     while time.monotonic() < deadline:
-        items = kube.custom.list_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments")["items"]
+        try:  # at 10,000 objects one list is ~20 MB; a busy API server may break it off (IncompleteRead)
+            items = kube.custom.list_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments")["items"]
+        except Exception as exc:
+            print(f"listing for readiness failed, retrying: {type(exc).__name__}", file=sys.stderr)
+            time.sleep(15)
+            continue
         ready = sum(1 for o in items if any(c.get("type") == "Ready" and c.get("status") == "True"
                                             for c in (o.get("status") or {}).get("conditions") or []))
         if ready >= n:
