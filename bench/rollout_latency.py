@@ -1,4 +1,4 @@
-"""Benchmark: ModelDeployment change -> InferenceService write latency, with 100 and 1000 ModelDeployments.
+"""Benchmark: ModelDeployment change -> InferenceService write latency, with 100, 1000 or 10,000 ModelDeployments.
 
 Real control plane (`modelops cluster` binaries), KServe's real InferenceService CRD, the KServe controller
 stand-in of tests/fixtures/kserve.py (so InferenceServices report Ready as in a cluster), the operator as a
@@ -9,7 +9,11 @@ Prints one JSON document: p50/p95/max latency per N, and the operator's RSS (pea
 The operator caps glibc's malloc arenas itself at start (modelops/handlers/run.py, as MALLOC_ARENA_MAX=2
 would), so the figures are those of `modelops operator` as the chart runs it, with no extra environment.
 
-    uv run python bench/rollout_latency.py [--sizes 100,1000] [--changes 60]
+    uv run python bench/rollout_latency.py [--sizes 100,1000] [--changes 60] [--standin-period 3]
+    uv run python bench/rollout_latency.py --sizes 10000 --standin-period 15   # the 10,000-object run
+
+At 10,000 objects the KServe stand-in's full listing of every InferenceService costs the host more than the
+operator does, so it reports less often there (`--standin-period`); objects are created by 8 client threads.
 """
 
 from __future__ import annotations
@@ -105,25 +109,44 @@ def run_size(kube: Kube, op: Operator, n: int, changes: int, rnd: random.Random)
     watcher = IsvcWatch(kube, ns)
     watcher.start()
     t0 = time.monotonic()
-    for i in range(n):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def create(i: int) -> None:
         kube.custom.create_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments",
                                                     md(f"m{i:04d}", f"s3://bench/m{i}/v0"))
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, range(n)))
     created = time.monotonic() - t0
-    deadline = time.monotonic() + 900
+    deadline = time.monotonic() + max(900, 0.5 * n)
     while len(watcher.names) < n and time.monotonic() < deadline:
         time.sleep(0.5)
     all_isvcs = time.monotonic() - t0
     # let the initial wave settle: every ModelDeployment Ready (KServe stand-in reported, operator caught up)
     while time.monotonic() < deadline:
-        items = kube.custom.list_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments")["items"]
+        try:  # at 10,000 objects one list is ~20 MB; a busy API server may break it off (IncompleteRead)
+            items = kube.custom.list_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments")["items"]
+        except Exception as exc:
+            print(f"listing for readiness failed, retrying: {type(exc).__name__}", file=sys.stderr)
+            time.sleep(15)
+            continue
         ready = sum(1 for o in items if any(c.get("type") == "Ready" and c.get("status") == "True"
                                             for c in (o.get("status") or {}).get("conditions") or []))
         if ready >= n:
             break
-        time.sleep(2)
+        time.sleep(2 if n <= 1000 else 15)  # a full list of 10,000 objects is itself a load
     settled = time.monotonic() - t0
     time.sleep(3)
     proc = psutil.Process(op.proc.pid)  # type: ignore[union-attr]
+    out = measure_edits(kube, ns, n, changes, rnd, proc, watcher)
+    out.update({"create_all_s": round(created, 1), "all_isvcs_written_s": round(all_isvcs, 1),
+                "all_ready_s": round(settled, 1)})
+    return out
+
+
+def measure_edits(kube: Kube, ns: str, n: int, changes: int, rnd: random.Random, proc: psutil.Process,
+                  watcher: IsvcWatch) -> dict[str, Any]:
+    """Edit `changes` distinct objects a few times a second; edit -> InferenceService write latencies."""
     peak = rss_mb(proc)
     latencies: list[float] = []
     pending: list[tuple[str, str, float]] = []
@@ -156,16 +179,55 @@ def run_size(kube: Kube, op: Operator, n: int, changes: int, rnd: random.Random)
     return {"modeldeployments": n, "changes": changes, "missing": missing,
             "latency_s": {"p50": round(statistics.median(latencies), 3) if latencies else -1.0, "p95": pct(0.95),
                           "max": round(latencies[-1], 3) if latencies else -1.0},
-            "create_all_s": round(created, 1), "all_isvcs_written_s": round(all_isvcs, 1),
-            "all_ready_s": round(settled, 1),
             "operator_rss_mb": {"peak_sampled": round(peak, 1), "end": round(rss_mb(proc), 1)}}
+
+
+def attach(kubeconfig: str, ns: str, operator_pid: int, changes: int) -> dict[str, Any]:
+    """Measure edits against a control plane and operator that are already running (e.g. a run of this
+    benchmark that is still settling): only objects whose InferenceService exists are edited."""
+    from types import SimpleNamespace
+
+    kube = Kube(SimpleNamespace(kubeconfig=kubeconfig, bin_dir=str(Path(kubeconfig).parent)))
+    watcher = IsvcWatch(kube, ns)
+    watcher.start()
+    time.sleep(20)  # the watch's first list
+    names = sorted(watcher.names)
+    listed = kube.custom.list_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments", limit=1)
+    total = int((listed.get("metadata") or {}).get("remainingItemCount") or 0) + len(listed.get("items") or [])
+    rnd = random.Random(2)
+    picked = rnd.sample(names, min(changes, len(names)))
+    proc = psutil.Process(operator_pid)
+    by_index = {int(name[1:]): name for name in picked}
+    out = measure_edits(kube, ns, max(by_index) + 1, changes, _Fixed(sorted(by_index)), proc, watcher)
+    out.update({"attached": True, "modeldeployments": total, "isvcs_present": len(names)})
+    return out
+
+
+class _Fixed(random.Random):
+    """`sample` returns the given indices (attach mode edits objects that have an InferenceService)."""
+
+    def __init__(self, indices: list[int]) -> None:
+        super().__init__(0)
+        self.indices = indices
+
+    def sample(self, population: Any, k: int, *, counts: Any = None) -> list[int]:  # type: ignore[override]
+        return self.indices[:k]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="100,1000")
     ap.add_argument("--changes", type=int, default=60)
+    ap.add_argument("--standin-period", type=float, default=3.0)
+    ap.add_argument("--attach", default="", help="KUBECONFIG of a running control plane: only measure edits")
+    ap.add_argument("--namespace", default="bench-10000")
+    ap.add_argument("--operator-pid", type=int, default=0)
     args = ap.parse_args()
+    if args.attach:
+        result = attach(args.attach, args.namespace, args.operator_pid, args.changes)
+        print(json.dumps({"benchmark": "rollout_latency", "host_cpus": os.cpu_count(),
+                          "load_avg_1m": round(os.getloadavg()[0], 1), "results": [result]}, indent=1))
+        return
     if not binaries_ready():
         sys.exit("the Kubernetes binaries are not built; run: uv run modelops cluster build")
     rnd = random.Random(1)
@@ -180,7 +242,7 @@ def main() -> None:
         install_kserve_crd(kube)
         # The stand-in lists every InferenceService each period; at 1000 objects a 1 s period alone costs a
         # core of JSON (de)serialisation on this 2-core host, so it reports every 3 s here.
-        stand_in = KServeStandIn(kube, ready_delay=0.2, period=3.0).start()
+        stand_in = KServeStandIn(kube, ready_delay=0.2, period=args.standin_period).start()
         op = Operator(kube, root / "operator.log")
         op.extra_env = {"MODELOPS_LOG_LEVEL": "WARNING"}
         op.start()

@@ -53,9 +53,26 @@ class OperatorSettings(BaseSettings):
     retrain_workers: int = Field(8, ge=1, description="RetrainSchedules reconciled concurrently.")
     http_timeout_seconds: float = Field(5.0, gt=0, description=(
         "Timeout of each Prometheus query, MLflow registry call and webhook POST."))
+    reconcile_budget_seconds: float = Field(10.0, gt=0, description=(
+        "Time budget of one reconcile: every Prometheus query, MLflow call and webhook POST gets at most what "
+        "is left of it, and what does not fit (more queries, outbox items) waits for the next pass, so one "
+        "slow or unreachable dependency cannot hold the workers."))
+    credentials_ttl_seconds: float = Field(300.0, gt=0, description=(
+        "How long an MLflow client keeps the credentials it read from its Secret (a 401/403 drops it at once)."))
+    leader_election: bool = Field(False, description=(
+        "Reconcile only while holding the coordination.k8s.io Lease `lease_name` (several replicas: one "
+        "acts, the others stand by with warm caches). Off: this process acts alone."))
+    lease_name: str = Field("modelops-operator", description="Name of the leader Lease.")
+    lease_namespace: str = Field("", description="Namespace of the leader Lease (the chart sets the release's).")
+    pod_name: str = Field("", description="This replica's identity in the Lease (the chart sets the Pod name); "
+                                          "empty: host name, process id and a random suffix.")
+    lease_duration_seconds: float = Field(15.0, gt=0, description="leaseDurationSeconds of the Lease.")
+    lease_renew_deadline_seconds: float = Field(10.0, gt=0, description=(
+        "The leader stops acting when it could not renew for this long (less than the lease duration)."))
+    lease_retry_period_seconds: float = Field(2.0, gt=0, description="Time between two acquire/renew attempts.")
     test_clock_file: str = Field("", description=(
         "TEST ONLY: a file with {\"now\": ISO time} or {\"offsetSeconds\": N} that replaces the operator's "
-        "clock for trigger evaluation (see modelops/adapters/retrain_clock.py). Empty: the real clock."))
+        "clock for trigger evaluation (see modelops/adapters/clock.py). Empty: the real clock."))
 
     def allowed_storage_uri_list(self) -> list[str]:
         return [p.strip() for p in self.allowed_storage_uri_prefixes.split(",") if p.strip()]

@@ -106,7 +106,7 @@ def test_schema_is_strict_everywhere_and_covers_every_value() -> None:
     "operator.replicass=1",            # misspelled key
     "driftexporter.enabled=false",     # wrong case
     "operator.image.pullPolicy=Sometimes",
-    "operator.replicas=2",             # more than one replica without peering
+    "operator.leaderElection.enabled=false",  # two replicas (the default) without leader election or peering
     "operator.logFormat=xml",
     "monitoring.prometheusOperator=yes",
     "operator.watchNamespaces[0]=Not_A_Namespace",
@@ -183,8 +183,28 @@ def test_operator_settings_reach_the_environment() -> None:
 
 
 def test_standalone_operator_is_replaced_not_rolled() -> None:
-    dep = next(o for o in render() if o["kind"] == "Deployment" and "operator" in o["metadata"]["name"])
+    objs = render(sets=["operator.leaderElection.enabled=false", "operator.replicas=1"])
+    dep = next(o for o in objs if o["kind"] == "Deployment" and "operator" in o["metadata"]["name"])
     assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
+    assert not [o for o in objs if o["kind"] == "PodDisruptionBudget" or "leader" in o["metadata"]["name"]]
+
+
+def test_default_operator_runs_two_replicas_with_a_lease_and_a_disruption_budget() -> None:
+    objs = render(namespace="mlops")
+    dep = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "modelops-operator")
+    assert dep["spec"]["replicas"] == 2 and dep["spec"]["strategy"]["type"] == "RollingUpdate"
+    env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MODELOPS_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    cm = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "modelops-operator")
+    assert cm["data"]["MODELOPS_LEADER_ELECTION"] == "true" and cm["data"]["MODELOPS_LEASE_NAME"] == "modelops-operator"
+    assert (cm["data"]["MODELOPS_LEASE_DURATION_SECONDS"], cm["data"]["MODELOPS_LEASE_RENEW_DEADLINE_SECONDS"],
+            cm["data"]["MODELOPS_LEASE_RETRY_PERIOD_SECONDS"]) == ("15", "10", "2")
+    (pdb,) = [o for o in objs if o["kind"] == "PodDisruptionBudget"]
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    role = next(o for o in objs if o["kind"] == "Role" and o["metadata"]["name"] == "modelops-operator-leader-election")
+    assert role["metadata"]["namespace"] == "mlops"
+    assert {"resourceNames": ["modelops-operator"], "verbs": ["get", "update"]}.items() <= role["rules"][0].items()
 
 
 def test_namespaced_install_has_no_cluster_role_for_the_modelops_kinds() -> None:
@@ -192,8 +212,12 @@ def test_namespaced_install_has_no_cluster_role_for_the_modelops_kinds() -> None
     cluster_rules = [r for o in objs if o["kind"] == "ClusterRole" for r in o["rules"]]
     granted = {res for r in cluster_rules for res in r["resources"]}
     assert granted <= {"customresourcedefinitions", "namespaces", "secrets"}, granted
-    roles = {o["metadata"]["namespace"] for o in objs if o["kind"] == "Role"}
+    roles = {o["metadata"]["namespace"] for o in objs if o["kind"] == "Role"
+             and not o["metadata"]["name"].endswith("-leader-election")}
     assert roles == {"team-a", "team-b"}
+    # the leader Lease lives in the release's own namespace, whatever is watched
+    assert {o["metadata"]["namespace"] for o in objs if o["kind"] == "Role"
+            and o["metadata"]["name"].endswith("-leader-election")} == {"modelops"}
     bindings = {(o["metadata"]["namespace"], o["roleRef"]["name"]) for o in objs if o["kind"] == "RoleBinding"}
     assert ("shared-creds", "modelops-operator-secret-reader") in bindings
     assert ("team-a", "modelops-operator-secret-reader") not in bindings  # its Role already grants it

@@ -14,13 +14,13 @@ T1 = T0 + timedelta(minutes=5)
 def test_new_condition_gets_transition_time_and_generation():
     out = merge_conditions(None, [Condition("Ready", "Unknown", "AwaitingController", "m")], 3, T0)
     assert out == [{"type": "Ready", "status": "Unknown", "reason": "AwaitingController", "message": "m",
-                    "observedGeneration": 3, "lastTransitionTime": "2026-01-01T12:00:00Z"}]
+                    "observedGeneration": 3, "lastTransitionTime": "2026-01-01T12:00:00.000000Z"}]
 
 
 @pytest.mark.parametrize(("old_status", "new_status", "expected_time"), [
-    ("True", "True", "2026-01-01T12:00:00Z"),   # same status: time kept, even if reason/message change
-    ("True", "False", "2026-01-01T12:05:00Z"),  # flip: time moves
-    ("Unknown", "True", "2026-01-01T12:05:00Z"),
+    ("True", "True", "2026-01-01T12:00:00.000000Z"),   # same status: time kept, even if reason/message change
+    ("True", "False", "2026-01-01T12:05:00.000000Z"),  # flip: time moves
+    ("Unknown", "True", "2026-01-01T12:05:00.000000Z"),
 ])
 def test_transition_time_moves_only_on_status_flip(old_status, new_status, expected_time):
     current = merge_conditions(None, [Condition("Ready", old_status, "A", "a")], 1, T0)

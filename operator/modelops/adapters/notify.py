@@ -1,4 +1,8 @@
-"""Webhook notifications: a JSON document or a Slack-compatible message per event, posted with a timeout."""
+"""Webhook notifications: POST a JSON document (built by `desired.notification`) with a timeout.
+
+Errors never name the URL or the body: Slack webhook URLs are secrets (often read from a Secret through
+`urlSecretRef`) and these errors end up in logs and in status.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
+
+from modelops.desired.notification import event_payload
 
 Format = Literal["json", "slack"]
 
@@ -27,38 +33,43 @@ class NotifyError(Exception):
 
 
 class Notifier:
-    """Posts one message to each webhook that wants the event. Raises NotifyError listing failures, after
-    trying every webhook, so the caller can keep the notification for a retry."""
+    """Posts JSON to webhooks, with one client (connection pool) for all of them."""
 
     def __init__(self, timeout: float = 5.0, transport: httpx.BaseTransport | None = None) -> None:
+        self.timeout = timeout
         self._http = httpx.Client(timeout=timeout, transport=transport)
 
     def close(self) -> None:
         self._http.close()
 
+    def post_json(self, url: str, payload: Mapping[str, Any], timeout: float | None = None) -> None:
+        """One POST; NotifyError (without the URL) unless the webhook answers 2xx."""
+        try:
+            resp = self._http.post(url, json=dict(payload),
+                                   timeout=min(self.timeout, timeout) if timeout is not None else self.timeout)
+        except httpx.HTTPError as exc:
+            raise NotifyError(f"webhook unreachable ({type(exc).__name__})") from None
+        if not 200 <= resp.status_code < 300:
+            raise NotifyError(f"webhook answered HTTP {resp.status_code}")
+
     @staticmethod
     def payload(hook: Webhook, event: str, message: str, subject: Mapping[str, Any]) -> dict[str, Any]:
-        if hook.format == "slack":
-            where = "/".join(str(subject[k]) for k in ("namespace", "name") if subject.get(k))
-            kind = subject.get("kind", "")
-            return {"text": f"*{event}* {kind} `{where}`: {message}"}
-        return {"event": event, "message": message, **subject}
+        return event_payload(hook.format, event, message, subject)
 
-    def send(self, hooks: Sequence[Webhook], event: str, message: str, subject: Mapping[str, Any]) -> int:
-        """Number of webhooks notified."""
+    def send(self, hooks: Sequence[Webhook], event: str, message: str, subject: Mapping[str, Any],
+             timeout: float | None = None) -> int:
+        """Post to each webhook that wants the event, trying every one; NotifyError listing the failures by
+        position (never by URL) after that. Returns the number notified."""
         failures: list[str] = []
         sent = 0
-        for hook in hooks:
+        for i, hook in enumerate(hooks):
             if not hook.wants(event):
                 continue
             try:
-                resp = self._http.post(hook.url, json=self.payload(hook, event, message, subject))
-                if resp.status_code >= 300:
-                    failures.append(f"{hook.url}: HTTP {resp.status_code}")
-                else:
-                    sent += 1
-            except httpx.HTTPError as exc:
-                failures.append(f"{hook.url}: {type(exc).__name__}")
+                self.post_json(hook.url, self.payload(hook, event, message, subject), timeout)
+                sent += 1
+            except NotifyError as exc:
+                failures.append(f"webhook {i}: {exc}")
         if failures:
             raise NotifyError("; ".join(failures))
         return sent

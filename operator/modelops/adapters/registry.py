@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-#: Version tag a publisher may set to name the exact URI KServe should load.
-TAG_STORAGE_URI = "modelops.dev/storage-uri"
+from modelops.api.vocabulary import TAG_STORAGE_URI
+
 #: Schemes KServe's storage initializer downloads (KSERVE.md).
 KSERVE_SCHEMES = ("gs", "s3", "pvc", "file", "http", "https", "hdfs", "webhdfs", "oci", "hf")
 
@@ -50,7 +50,18 @@ class ModelVersion:
     aliases: tuple[str, ...] = ()
 
     @classmethod
-    def from_json(cls, mv: dict[str, Any]) -> ModelVersion:
+    def from_json(cls, mv: Any) -> ModelVersion:
+        """From MLflow's `model_version` object; RegistryError when it is not one."""
+        try:
+            return cls._from_json(mv)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise RegistryError("RegistryBadAnswer", f"MLflow answered a model version of an unexpected shape "
+                                f"({type(exc).__name__})") from None
+
+    @classmethod
+    def _from_json(cls, mv: dict[str, Any]) -> ModelVersion:
+        if not isinstance(mv, dict):
+            raise TypeError("not an object")
         return cls(name=mv.get("name", ""), version=str(mv.get("version", "")), run_id=mv.get("run_id", ""),
                    source=mv.get("source", ""), status=mv.get("status", ""),
                    tags={t["key"]: t.get("value", "") for t in mv.get("tags") or []},
@@ -80,7 +91,8 @@ class MlflowRegistry:
         try:
             resp = self._http.request(method, f"/api/2.0/mlflow/{path}", params=params, json=body)
         except httpx.HTTPError as exc:
-            raise RegistryError("RegistryUnreachable", f"MLflow at {self.tracking_uri}: {exc!r}") from exc
+            raise RegistryError("RegistryUnreachable", f"MLflow at {self.tracking_uri} is unreachable "
+                                f"({type(exc).__name__}: {exc})") from exc
         if resp.status_code == 404 or (resp.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in resp.text):
             return None
         if resp.status_code in (401, 403):
@@ -88,7 +100,17 @@ class MlflowRegistry:
                                 f"{resp.status_code}: check spec.registry.credentialsSecretRef")
         if resp.status_code >= 400:
             raise RegistryError("RegistryError", f"MLflow {method} {path}: {resp.status_code} {resp.text[:300]}")
-        data: dict[str, Any] = resp.json() if resp.content else {}
+        if not resp.content:
+            return {}
+        try:
+            data = resp.json()
+        except ValueError:
+            raise RegistryError("RegistryBadAnswer", f"MLflow at {self.tracking_uri} answered HTTP "
+                                f"{resp.status_code} with no JSON ({resp.headers.get('content-type', '?')}); "
+                                "is a proxy or login page in front of it?") from None
+        if not isinstance(data, dict):
+            raise RegistryError("RegistryBadAnswer", f"MLflow at {self.tracking_uri} answered JSON that is not "
+                                "an object")
         return data
 
     # ---------------------------------------------------------------------------------- reads
@@ -101,11 +123,11 @@ class MlflowRegistry:
             if exc.reason == "RegistryError" and "not found" in str(exc):
                 return None
             raise
-        return ModelVersion.from_json(data["model_version"]) if data else None
+        return ModelVersion.from_json(data.get("model_version")) if data else None
 
     def get_version(self, name: str, version: str) -> ModelVersion | None:
         data = self._call("GET", "model-versions/get", params={"name": name, "version": version})
-        return ModelVersion.from_json(data["model_version"]) if data else None
+        return ModelVersion.from_json(data.get("model_version")) if data else None
 
     def download_uri(self, name: str, version: str) -> str:
         data = self._call("GET", "model-versions/get-download-uri", params={"name": name, "version": version})
@@ -137,9 +159,12 @@ class MlflowRegistry:
 
     # ---------------------------------------------------------------------------------- writes
     def set_alias(self, name: str, alias: str, version: str, if_version: str | None = None) -> bool:
-        """Point `alias` at `version`; with `if_version`, only when it currently points there. True if set."""
+        """Point `alias` at `version`; with `if_version`, only when it currently points there (or already at
+        `version`: a re-run after a crash is a no-op). True if the alias points at `version` afterwards."""
         if if_version is not None:
             current = self.get_alias(name, alias)
+            if current is not None and current.version == version:
+                return True
             if current is None or current.version != if_version:
                 return False
         self._call("POST", "registered-models/alias", body={"name": name, "alias": alias, "version": version})

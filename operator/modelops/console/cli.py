@@ -16,7 +16,7 @@ def console() -> None:
     from modelops.console.app import create_app
     from modelops.console.config import ConsoleSettings
 
-    settings = ConsoleSettings()  # type: ignore[call-arg]  # fields come from the environment
+    settings = ConsoleSettings()  # fields come from the environment
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
                 proxy_headers=True, access_log=False)
 

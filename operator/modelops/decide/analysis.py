@@ -23,23 +23,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from modelops.api.types import Sample
+
 Result = Literal["Pass", "Fail", "Inconclusive", "Error"]
 Side = Literal["canary", "stable"]
 
 #: Placeholders a query may use.
 PLACEHOLDERS = ("namespace", "name", "side", "revision", "interval")
-
-
-@dataclass(frozen=True)
-class Sample:
-    """What one PromQL query returned: a value, nothing (no data) or an error message."""
-
-    value: float | None = None
-    error: str | None = None
-
-    @property
-    def has_value(self) -> bool:
-        return self.error is None and self.value is not None and not math.isnan(self.value)
 
 
 @dataclass(frozen=True)

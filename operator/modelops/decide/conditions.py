@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from modelops.api.times import format_time
+
 Status = Literal["True", "False", "Unknown"]
 
 
@@ -25,7 +27,7 @@ class Condition:
 
 
 def _ts(now: datetime) -> str:
-    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(now)
 
 
 def merge_conditions(current: Sequence[Mapping[str, Any]] | None, updates: Iterable[Condition],

@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from modelops.api.types import IsvcState
 from modelops.decide.conditions import Condition
-from modelops.decide.rollout import IsvcState
 
-#: = desired.inference_service.LABEL_CANARY_VERSION (desired imports decide, not the other way round)
+#: = desired.inference_service.LABEL_CANARY_VERSION (desired and decide are independent siblings)
 CANARY_LABEL = "modelops.dev/canary-version"
 
 

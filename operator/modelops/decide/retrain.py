@@ -28,6 +28,9 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from modelops.api import ANNOTATION_APPROVE, ANNOTATION_REJECT, ANNOTATION_RETRAIN_REQUESTED
+from modelops.api.types import EVENT_KIND, Event, JobView
+from modelops.api.vocabulary import CHALLENGER_ALIAS, TAG_APPROVAL
+from modelops.decide import outbox
 from modelops.decide.conditions import Condition, merge_conditions
 from modelops.decide.finite import finite, finite_number
 from modelops.decide.triggers import (
@@ -56,41 +59,12 @@ FAILED_STATES = frozenset({"Failed", "Replaced", "Lost"})
 #: trainer result status -> run state
 RESULT_STATES = {"succeeded": "Succeeded", "gate_failed": "GateFailed", "awaiting_approval": "AwaitingApproval",
                  "failed": "Failed"}
-#: notification attempts before a webhook message is dropped (registry actions are retried forever)
-MAX_NOTIFY_ATTEMPTS = 5
-#: longest wait between two attempts of an outbox item
-MAX_BACKOFF_SECONDS = 300.0
+MAX_NOTIFY_ATTEMPTS = outbox.MAX_NOTIFY_ATTEMPTS
+MAX_BACKOFF_SECONDS = outbox.MAX_BACKOFF_SECONDS
 #: MLflow tag the trainer sets to "pending" and an approval decision sets to approved / rejected
-APPROVAL_TAG = "modelops.dev/approval"
+APPROVAL_TAG = TAG_APPROVAL
 #: runs kept waiting for approval; older ones are superseded (rejected) beyond it
 DEFAULT_MAX_PENDING_APPROVALS = 5
-#: MLflow alias an approved version gets (what the trainer sets directly when no approval is required)
-CHALLENGER_ALIAS = "challenger"
-
-
-@dataclass(frozen=True)
-class JobView:
-    """What the handler observed of one training Job and its latest Pod."""
-
-    name: str
-    #: "" while running, else the Job's final condition: "Complete" or "Failed"
-    finished: str = ""
-    start_time: str | None = None
-    completion_time: str | None = None
-    #: reason / message of the Job's Failed condition (BackoffLimitExceeded, DeadlineExceeded, ...)
-    reason: str = ""
-    job_message: str = ""
-    #: the trainer container's terminated state in the latest Pod
-    pod_reason: str = ""
-    exit_code: int | None = None
-    termination_message: str = ""
-
-
-@dataclass(frozen=True)
-class Event:
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
 
 
 @dataclass
@@ -116,6 +90,8 @@ class TickInput:
     problems: Sequence[str] = ()
     #: the drift query's result when it was evaluated in this tick (see `drift_check_due`)
     drift_sample: DriftSample | None = None
+    #: Pending runs whose Job the API server refused to create (run id -> its message): they fail
+    create_failed: Mapping[str, str] = field(default_factory=dict)
 
 
 # --- small readers ----------------------------------------------------------------------------------------
@@ -266,7 +242,10 @@ class _Tick:
                 continue
             job = self.inp.jobs.get(run["job"])
             if job is None:
-                if run["state"] == "Pending":
+                if run["state"] == "Pending" and run.get("id") in self.inp.create_failed:
+                    run["reason"] = "CreateFailed"
+                    self._finish(run, "Failed", f"the Job could not be created: {self.inp.create_failed[run['id']]}"[:1000])
+                elif run["state"] == "Pending":
                     self.plan.create.append(run)  # recorded but not created yet (or the create failed)
                 else:
                     self._finish(run, "Lost", "the Job disappeared before its outcome was read")
@@ -632,69 +611,20 @@ def tick(inp: TickInput) -> Plan:
     return t.plan
 
 
-# --- the outbox -------------------------------------------------------------------------------------------
+# --- the outbox: one implementation for both kinds, in decide/outbox.py ----------------------------------
 
 def due_outbox(status: Mapping[str, Any], now: datetime) -> list[dict[str, Any]]:
-    """Outbox items whose next attempt is due.
-
-    Registry decisions (approve, reject) move the same alias, so they run one at a time in the order they
-    were decided: a newer one is not due while an older one is still pending (issue 16, L1), else an older
-    approval retried with backoff could land after a newer one and leave `challenger` on the older version.
-    """
-    out = []
-    registry_blocked = False
-    for item in status.get("outbox") or []:
-        registry = item.get("kind") in ("approve", "reject")
-        if registry and registry_blocked:
-            continue
-        nb = parse_time(item.get("notBefore"))
-        if nb is None or nb <= now:
-            out.append(dict(item))
-        if registry:
-            registry_blocked = True
-    return out
+    """Outbox items whose next attempt is due."""
+    return outbox.due(status.get("outbox") or [], now)
 
 
 def record_outbox(status: Mapping[str, Any], results: Mapping[str, str | None],
                   now: datetime) -> tuple[dict[str, Any], list[Event]]:
-    """Apply attempt results (item id -> None on success, else the error) to a (fresh) status.
-
-    Successful items leave the outbox; failed ones back off exponentially; notifications are dropped after
-    MAX_NOTIFY_ATTEMPTS, registry actions are kept until MLflow answers. Returns the new status and Events.
-    """
-    st = copy.deepcopy(dict(status))
-    events: list[Event] = []
-    items: list[dict[str, Any]] = []
-    for item in st.get("outbox") or []:
-        if item.get("id") not in results:
-            items.append(item)
-            continue
-        error = results[item["id"]]
-        if error is None:
-            if item.get("kind") in ("approve", "reject"):
-                events.append(Event("Normal", "RegistryUpdated",
-                                    f"MLflow: {item['kind']} of {item.get('model')} version {item.get('version')} done"))
-            continue
-        attempts = int(item.get("attempts", 0)) + 1
-        if item.get("kind") == "notify" and attempts >= MAX_NOTIFY_ATTEMPTS:
-            events.append(Event("Warning", "NotificationFailed",
-                                f"webhook {item.get('webhook')} {item.get('event')} dropped after {attempts} "
-                                f"attempts: {error}"))
-            continue
-        backoff = min(2.0 ** attempts, MAX_BACKOFF_SECONDS)
-        items.append({**item, "attempts": attempts, "lastError": error[:300],
-                      "notBefore": format_time(now + timedelta(seconds=backoff))})
-    st["outbox"] = items
-    registry = [i for i in items if i.get("kind") in ("approve", "reject")]
-    failing = [i for i in registry if i.get("lastError")]
-    gen = st.get("observedGeneration")
-    if failing:
-        cond = Condition("RegistrySynced", "False", "RegistryUnavailable",
-                         f"{len(registry)} MLflow registry action(s) pending, retried with backoff; last error: "
-                         f"{failing[0]['lastError']}")
-    elif registry:
-        cond = Condition("RegistrySynced", "Unknown", "Pending", f"{len(registry)} MLflow registry action(s) pending")
-    else:
-        cond = Condition("RegistrySynced", "True", "Synced", "every registry action is done")
-    st["conditions"] = merge_conditions(st.get("conditions"), [cond], gen, now)
+    """Apply attempt results (item id -> None on success, else the error) to a (fresh) status; see
+    `decide.outbox.record`. The Events it queues are returned too (and left out of the outbox)."""
+    st = outbox.record(status, results, now, registry_condition="always", nonce="record")
+    mine = f"{format_time(now)}/record/outbox/"
+    events = [Event(i["type"], i["reason"], i["message"]) for i in st["outbox"] if i.get("kind") == EVENT_KIND
+              and i.get("id", "").startswith(mine)]
+    st["outbox"] = [i for i in st["outbox"] if not (i.get("kind") == EVENT_KIND and i.get("id", "").startswith(mine))]
     return st, events

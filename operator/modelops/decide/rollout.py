@@ -6,10 +6,11 @@ status, so that an operator killed at any instant resumes exactly where it was. 
 - `status.stable` / `status.canary`: the versions serving the two shares (`canary` set iff a rollout runs);
 - `status.rollout`: state, step, weight, step/rollout start, last analysis time and verdicts, failed checks,
   consecutive errors, inconclusive count, passes in this step, the serving-spec hash it applies;
-- `status.pendingActions`: an outbox of registry changes and notifications decided by a tick. The handler
-  writes status (with the outbox) *before* touching anything else, then executes the outbox and clears
-  it; every action is idempotent (set alias, tag, compare-and-delete), so a crash anywhere re-runs at most
-  an idempotent action and never decides a promotion twice;
+- the registry changes and notifications a tick decides come out in `Decision.status["pendingActions"]`;
+  the controller moves them (and the tick's Events) into `status.outbox` (see decide/outbox.py) and writes
+  status *before* touching anything else, then performs the outbox in order and clears it; every action is
+  idempotent (set alias if it still points at the old version, tag, compare-and-delete), so a crash
+  anywhere re-runs at most an idempotent action and never decides a promotion twice;
 - `status.history`: finished rollouts, newest first.
 
 The InferenceService is derived from status alone (`Decision.plan`), so it is re-applied identically after
@@ -30,25 +31,28 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from modelops.api.times import format_time, parse_duration
+from modelops.api.types import Event, EventType, IsvcState, ModelRef, ServingPlan, serving_name
+from modelops.api.vocabulary import (
+    ANN_ABORT,
+    ANN_APPROVE,
+    ANN_PAUSE,
+    ANN_REJECT,
+    CHALLENGER_ALIAS,
+    CHAMPION_ALIAS,
+    TAG_PREVIOUS,
+    TAG_PROMOTED_AT,
+    TAG_REJECTED,
+)
 from modelops.decide import analysis
 from modelops.decide.conditions import Condition, merge_conditions
-from modelops.decide.durations import parse_duration
 from modelops.decide.finite import finite
 
 #: Alias the operator tracks when the spec names neither alias nor version.
-DEFAULT_ALIAS = "champion"
+DEFAULT_ALIAS = CHAMPION_ALIAS
 #: Alias the trainer sets on a version that beat the champion; it starts a rollout when the tracked alias
 #: is "champion", and is cleared after a rollback (or a promotion).
-CANDIDATE_ALIAS = "challenger"
-#: MLflow version tag that marks a version rolled back; such a version is never rolled out again by itself.
-TAG_REJECTED = "modelops.dev/rejected"
-TAG_PROMOTED_AT = "modelops.dev/promoted-at"
-TAG_PREVIOUS = "modelops.dev/previous-version"
-#: Annotations a person (or `kubectl annotate`) sets on the ModelDeployment.
-ANN_APPROVE = "modelops.dev/approve"
-ANN_REJECT = "modelops.dev/reject"
-ANN_PAUSE = "modelops.dev/pause"
-ANN_ABORT = "modelops.dev/abort"
+CANDIDATE_ALIAS = CHALLENGER_ALIAS
 #: Accepts a changed artifact location of the version that serves: the value must be the new storage URI.
 ANN_ACCEPT_ARTIFACT = "modelops.dev/accept-artifact"
 #: How long a canary may stay not ready (never served) before it is rolled back (spec.rollout.progressDeadline).
@@ -57,39 +61,6 @@ DEFAULT_PROGRESS_DEADLINE_SECONDS = 600.0
 DEFAULT_STEPS: list[dict[str, Any]] = [{"weight": 10, "pause": "1m"}, {"weight": 50, "pause": "1m"}]
 
 State = Literal["Progressing", "AwaitingApproval", "Paused", "RollingBack"]
-EventType = Literal["Normal", "Warning"]
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """One servable model: an MLflow version (with its resolved artifact URI) or a plain storage URI."""
-
-    storage_uri: str
-    version: str = ""
-    run_id: str = ""
-    alias: str = ""
-    #: reason from the version's modelops.dev/rejected tag, if it has one
-    rejected: str = ""
-    #: sha256 of its artifacts, from the version tag modelops.dev/artifact-sha256 (the model server verifies it)
-    digest: str = ""
-
-    def same(self, other: Mapping[str, Any] | None) -> bool:
-        if not other:
-            return False
-        if self.version or other.get("version"):
-            return self.version == other.get("version")
-        return self.storage_uri == other.get("storageUri")
-
-    def as_status(self, now: datetime) -> dict[str, Any]:
-        out: dict[str, Any] = {"storageUri": self.storage_uri, "resolvedAt": ts(now)}
-        for key, value in (("version", self.version), ("runId", self.run_id), ("alias", self.alias),
-                           ("sha256", self.digest)):
-            if value:
-                out[key] = value
-        return out
-
-    def label(self) -> str:
-        return f"version {self.version}" if self.version else self.storage_uri
 
 
 @dataclass(frozen=True)
@@ -101,26 +72,6 @@ class Resolution:
     error: str = ""
     #: AliasNotFound, RegistryUnreachable, VersionNotFound, ...
     reason: str = ""
-
-
-@dataclass(frozen=True)
-class IsvcState:
-    """The InferenceService as KServe reports it (status filled by KServe's controller)."""
-
-    ready: bool = False
-    #: KServe has observed the current generation, is Ready, and (Knative) the latest revision is ready
-    settled: bool = False
-    canary_ready: bool = False
-    stable_revision: str = ""
-    canary_revision: str = ""
-    url: str = ""
-    message: str = ""
-    #: an InferenceService of this name exists but is not owned by this ModelDeployment
-    foreign: bool = False
-    #: the canary the applied manifest carries (its modelops.dev/canary-version label, "" for none), as
-    #: KServe has acted on it (observedGeneration current); None when the caller does not know (hand-built
-    #: states in tests of other branches). A rollout advances only when it names the canary of status.
-    canary_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,24 +91,6 @@ class Observed:
     allowed_storage_uris: Sequence[str] = ()
 
 
-@dataclass(frozen=True)
-class ServingPlan:
-    """What the InferenceService must serve: the builder in `desired` turns it into a manifest."""
-
-    stable: ModelRef
-    canary: ModelRef | None = None
-    weight: int = 0
-    #: Knative rollback: keep 100% on the last rolled-out revision while the stable spec is re-created
-    pin_stable: bool = False
-
-
-@dataclass(frozen=True)
-class Event:
-    type: EventType
-    reason: str
-    message: str
-
-
 @dataclass
 class Decision:
     status: dict[str, Any]
@@ -172,15 +105,15 @@ class Decision:
 
 # ----------------------------------------------------------------------------------------- helpers
 def ts(now: datetime) -> str:
-    """RFC 3339 in UTC with milliseconds: step timing in tests runs at 1s granularity."""
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    """RFC 3339 in UTC (`api.times.format_time`, the one format of both kinds)."""
+    return format_time(now)
 
 
 def parse_ts(text: str | None) -> datetime | None:
+    """A naive UTC datetime (the tick compares against naive `now`)."""
     if not text:
         return None
-    fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if "." in text else "%Y-%m-%dT%H:%M:%SZ"
-    return datetime.strptime(text, fmt)
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=None)
 
 
 def _age(now: datetime, text: str | None) -> float | None:
@@ -194,16 +127,6 @@ def serving_hash(spec: Mapping[str, Any]) -> str:
     """Hash of everything in the spec that shapes the InferenceService except the model itself."""
     relevant = {"serving": spec.get("serving") or {}, "logger": spec.get("logger") or {}}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def serving_name(ref: ModelRef) -> str:
-    """The name a version serves under: "v12", or "u" + 8 hex of a plain storage URI.
-
-    The InferenceService builder names predictors and the canary-version label after it.
-    """
-    if ref.version:
-        return f"v{ref.version}"
-    return "u" + hashlib.sha256(ref.storage_uri.encode()).hexdigest()[:8]
 
 
 def canary_label(ref: ModelRef) -> str:
@@ -320,7 +243,10 @@ class _Tick:
         name = (self.spec.get("model") or {}).get("name", "")
         alias = tracked_alias(self.spec)
         if alias:
-            self.action({"kind": "SetAlias", "model": name, "alias": alias, "version": version})
+            act = {"kind": "SetAlias", "model": name, "alias": alias, "version": version}
+            if old and old.get("version"):
+                act["ifVersion"] = str(old["version"])  # never clobber a move of the alias made meanwhile (M2)
+            self.action(act)
         tags = {TAG_PROMOTED_AT: ts(self.now)}
         if old and old.get("version"):
             tags[TAG_PREVIOUS] = str(old["version"])

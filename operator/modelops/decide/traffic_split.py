@@ -19,14 +19,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
+
+from modelops.api.types import Backend, Split
 
 Owner = Literal["kserve", "modelops"]
 #: The modelops setting (MODELOPS_TRAFFIC_SPLIT / chart `serving.trafficSplit`).
 SETTINGS = ("auto", "modelops", "kserve")
-#: KServe's predictor Service port (constants.CommonDefaultHttpPort).
-PREDICTOR_PORT = 80
 DEFAULT_DOMAIN_TEMPLATE = "{{ .Name }}-{{ .Namespace }}.{{ .IngressDomain }}"
 DEFAULT_INGRESS_DOMAIN = "example.com"
 
@@ -53,24 +52,6 @@ def owner(setting: str, kserve_weights_canary: bool) -> Owner:
     if setting == "auto":
         return "kserve" if kserve_weights_canary else "modelops"
     return "kserve" if setting == "kserve" else "modelops"
-
-
-@dataclass(frozen=True)
-class Backend:
-    service: str
-    weight: int
-    predictor: str
-
-
-@dataclass(frozen=True)
-class Split:
-    """The weighted backends of modelops' route and why a backend is missing (for status)."""
-
-    backends: tuple[Backend, ...]
-    note: str = ""
-
-    def weights(self) -> dict[str, int]:
-        return {b.predictor: b.weight for b in self.backends}
 
 
 def split(isvc: str, stable: str, canary: str | None, weight: int, ready: Mapping[str, bool]) -> Split:

@@ -44,13 +44,20 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
+
+from modelops.api.times import format_time as format_time
+from modelops.api.times import parse_duration as parse_duration
+from modelops.api.times import parse_time as parse_time
+from modelops.api.types import Sample
+
+#: The drift query's result (one `api.types.Sample` for every PromQL answer).
+DriftSample = Sample
 
 Trigger = Literal["manual", "schedule", "drift"]
 #: order in which triggers that fire in the same tick are considered
@@ -59,38 +66,6 @@ TRIGGER_ORDER: tuple[Trigger, ...] = ("manual", "schedule", "drift")
 TRIGGER_ABBREV: dict[str, str] = {"manual": "manual", "schedule": "cron", "drift": "drift"}
 #: longest Kubernetes object name that is also usable as a label value
 MAX_NAME = 63
-
-_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a Prometheus-style duration such as `90s`, `10m`, `1h30m`, `250ms`."""
-    pos, total = 0, 0.0
-    text = text.strip()
-    if not text:
-        raise ValueError("empty duration")
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNIT[m.group(2)]
-        pos = m.end()
-    if pos != len(text):
-        raise ValueError(f"{text!r} is not a duration like 90s, 10m or 1h30m")
-    return total
-
-
-# --- time stamps ------------------------------------------------------------------------------------------
-
-def format_time(t: datetime) -> str:
-    """RFC 3339 in UTC with microseconds (status keeps sub-second precision for short test durations)."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
 # --- cron -------------------------------------------------------------------------------------------------
@@ -191,15 +166,6 @@ class DriftState:
     value: float | None = None
     holding_since: datetime | None = None
     last_fired: datetime | None = None
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class DriftSample:
-    """One evaluation of the query: a value, or why there is none (`reason` is a CamelCase word)."""
-
-    value: float | None = None
-    reason: str = ""
     message: str = ""
 
 

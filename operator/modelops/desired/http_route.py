@@ -21,7 +21,7 @@ from modelops.api import (
     LABEL_PART_OF,
     MODEL_DEPLOYMENT,
 )
-from modelops.decide.traffic_split import PREDICTOR_PORT, Split
+from modelops.api.types import PREDICTOR_PORT, Split
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 GATEWAY_VERSION = "v1"

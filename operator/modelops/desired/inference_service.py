@@ -33,7 +33,8 @@ from modelops.api import (
     LABEL_PART_OF,
     MODEL_DEPLOYMENT,
 )
-from modelops.decide.rollout import ModelRef, ServingPlan, serving_name
+from modelops.api.types import ModelRef, ServingPlan, serving_name
+from modelops.api.vocabulary import MANAGER
 from modelops.formats.artifacts import ENV_MODEL_SHA256
 from modelops.formats.drift_url import logger_url
 
@@ -199,7 +200,7 @@ def inference_service(*, name: str, namespace: str, uid: str, spec: Mapping[str,
     cluster-local` (KServe's RawHTTPRouteReconciler creates no route for it and reports IngressReady)."""
     serving: Mapping[str, Any] = spec.get("serving") or {}
     labels = {**(serving.get("labels") or {}),
-              LABEL_PART_OF: "modelops", LABEL_MANAGED_BY: "modelops",
+              LABEL_PART_OF: "modelops", LABEL_MANAGED_BY: MANAGER,
               LABEL_OWNER_KIND: MODEL_DEPLOYMENT, LABEL_OWNER_NAME: name,
               LABEL_STABLE_VERSION: _label_value(plan.stable.version or predictor_name(plan.stable))}
     if plan.canary is not None:

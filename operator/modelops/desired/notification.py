@@ -48,3 +48,12 @@ def webhook_payload(fmt: str, event: str, namespace: str, name: str, model: str,
                                                "fields": fields, "ts": time}]}
     return {"event": event, "time": time, "retrainSchedule": {"namespace": namespace, "name": name},
             "model": model, "summary": text, "run": dict(run)}
+
+
+def event_payload(fmt: str, event: str, message: str, subject: Mapping[str, Any]) -> dict[str, Any]:
+    """A ModelDeployment rollout event: `{"text": ...}` for Slack, else the event, message and subject."""
+    if fmt == "slack":
+        where = "/".join(str(subject[k]) for k in ("namespace", "name") if subject.get(k))
+        kind = subject.get("kind", "")
+        return {"text": f"*{event}* {kind} `{where}`: {message}"}
+    return {"event": event, "message": message, **subject}

@@ -22,6 +22,7 @@ from modelops.api import (
     LABEL_PART_OF,
     RETRAIN_SCHEDULE,
 )
+from modelops.api.vocabulary import MANAGER, TRAINER_CONTAINER
 
 #: label with the run id on the Job, its Pods and the spec ConfigMap
 LABEL_RUN = f"{GROUP}/run-id"
@@ -30,7 +31,7 @@ LABEL_TRIGGER = f"{GROUP}/trigger"
 #: annotation with what made the firing unique (the cron time, the request value, the drift key)
 ANNOTATION_FIRING = f"{GROUP}/firing-key"
 #: name of the trainer container (the outcome is read from its termination message)
-CONTAINER = "trainer"
+CONTAINER = TRAINER_CONTAINER
 #: where the spec ConfigMap is mounted, and the file `modelops train --spec` reads
 SPEC_DIR = "/etc/modelops/train"
 SPEC_FILE = "spec.json"
@@ -48,7 +49,7 @@ class JobDefaults:
 
 
 def labels(schedule: str, rid: str = "", trigger: str = "") -> dict[str, str]:
-    out = {LABEL_PART_OF: "modelops", LABEL_MANAGED_BY: "modelops-operator",
+    out = {LABEL_PART_OF: "modelops", LABEL_MANAGED_BY: MANAGER,
            LABEL_OWNER_KIND: RETRAIN_SCHEDULE, LABEL_OWNER_NAME: schedule}
     if rid:
         out[LABEL_RUN] = rid

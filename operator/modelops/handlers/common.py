@@ -1,7 +1,7 @@
-"""Kopf wiring shared by both kinds: operator settings and probes.
+"""Kopf wiring shared by both kinds: operator settings, probes, and the controller runtime's start/stop.
 
-Handlers stay thin: they read the object, call a pure function from `modelops.decide`, and write the
-result into `patch.status` (kopf applies it to the status subresource).
+Handlers stay thin: their watch events only (re)schedule objects; the reconciles run in the controller
+runtime (`modelops.controller`), which writes status itself (kopf's `patch` is not used).
 """
 
 from __future__ import annotations
@@ -12,16 +12,14 @@ from typing import Any
 import kopf
 
 from modelops import __version__
-from modelops.api import GROUP
+from modelops.controller.runtime import runtime
+from modelops.handlers import modeldeployment, retrainschedule
 
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    # Progress and the diff base live in annotations under our own prefix, so `status` holds only
-    # what the CRD declares (kopf's status.kopf default would be pruned by the structural schema).
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration")
+    # Only on.event, startup, cleanup and probe handlers are registered: kopf stores no progress and no
+    # diff base, so nothing of kopf's is written into the objects.
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -36,6 +34,29 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.batching.idle_timeout = 0.5
 
 
+@kopf.on.startup()
+async def controller_start(**_: Any) -> None:
+    """One runtime for both kinds: register them, start their schedulers and (with several replicas) the
+    leader election."""
+    rt = runtime()
+    retrainschedule.KIND.concurrency = rt.settings.retrain_workers
+    for kind in (modeldeployment.KIND, retrainschedule.KIND):
+        if kind.name not in rt.kinds:
+            rt.register(kind)
+    rt.start()
+
+
+@kopf.on.cleanup()
+async def controller_stop(**_: Any) -> None:
+    await runtime().stop()
+
+
 @kopf.on.probe(id="version")
 def version_probe(**_: Any) -> str:
     return __version__
+
+
+@kopf.on.probe(id="controller")
+async def controller_probe(**_: Any) -> dict[str, Any]:
+    """Leadership, cache and scheduler sizes, reconcile and error counters, asyncio tasks and threads."""
+    return runtime().stats()

@@ -12,10 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
-from modelops.adapters.kube import Kube, api_error_message
-from modelops.decide.rollout import ServingPlan
+from modelops.adapters.kube import Kube, KubeError
+from modelops.api.types import ServingPlan
 from modelops.decide.traffic_split import (
     Owner,
     gateway_ref,
@@ -56,7 +54,7 @@ def plan_traffic(kube: Kube, settings: Any, namespace: str, name: str, uid: str,
     if canary is not None and settings.traffic_split == "auto":
         try:
             kserve_route = kube.get(GATEWAY_GROUP, GATEWAY_VERSION, HTTPROUTE_PLURAL, namespace, name)
-        except ApiException as exc:
+        except KubeError as exc:
             if exc.status not in (403, 404):
                 raise
     who = owner(settings.traffic_split, kserve_route_weights_canary(kserve_route, predictor_service(name, canary))
@@ -91,8 +89,8 @@ def apply_traffic(kube: Kube, namespace: str, tp: TrafficPlan) -> str:
         if ((current or {}).get("metadata", {}).get("annotations") or {}).get(ANN_ROUTE_HASH) != want:
             current = kube.apply(GATEWAY_GROUP, GATEWAY_VERSION, HTTPROUTE_PLURAL, tp.route)
             log.info("%s/%s: HTTPRoute %s weights %s", namespace, name, name, tp.status.get("weights"))
-    except ApiException as exc:
-        msg = f"applying HTTPRoute {name} failed: {api_error_message(exc)}"
+    except KubeError as exc:
+        msg = f"applying HTTPRoute {name} failed: {exc}"
         log.error("%s/%s: %s", namespace, name, msg)
         return msg
     gw = tuple(str(tp.status.get("gateway", "/")).split("/", 1))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
@@ -63,19 +62,11 @@ def test_trainer_result_fields_are_coerced_to_the_crd_types() -> None:
 def test_infinite_drift_sample_from_the_adapter_is_no_data() -> None:
     import httpx
 
-    from modelops.adapters import retrain_prometheus
+    from modelops.adapters.prometheus import Prometheus
 
     body = {"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "+Inf"]}]}}
-    orig = httpx.get
-
-    def fake_get(url: str, **kw: Any) -> httpx.Response:
-        return httpx.Response(200, json=body, request=httpx.Request("GET", url))
-
-    httpx.get = fake_get  # type: ignore[assignment]
-    try:
-        sample = retrain_prometheus.query_one("http://prom", "q")
-    finally:
-        httpx.get = orig
+    prom = Prometheus("http://prom", transport=httpx.MockTransport(lambda r: httpx.Response(200, json=body)))
+    sample = prom.query_value("q")  # what the drift trigger reads
     assert sample.value is None and sample.reason == "NoData"
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from modelops.adapters.metrics import Prometheus
 from modelops.adapters.notify import Notifier, NotifyError, Webhook
+from modelops.adapters.prometheus import Prometheus
 from modelops.adapters.registry import MlflowRegistry, RegistryError
 from modelops.decide import analysis
 from modelops.decide.analysis import Sample

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from modelops.handlers.modeldeployment import Scheduler, merge_patch
+from modelops.controller.scheduler import Scheduler
+from modelops.controller.status import merge_patch
 
 pytestmark = pytest.mark.unit
 
@@ -55,27 +56,27 @@ def test_scheduler_runs_due_objects_once_at_a_time_and_reruns_after_a_change() -
 
 
 def test_cache_keeps_objects_without_managed_fields_and_only_moves_forward() -> None:
-    from modelops.handlers.modeldeployment import _Cache
+    from modelops.controller.cache import WatchCache
 
-    cache = _Cache()
+    cache = WatchCache()
     key = ("ns", "m")
     obj = {"apiVersion": "modelops.dev/v1alpha1", "kind": "ModelDeployment",
            "metadata": {"name": "m", "namespace": "ns", "uid": "u", "resourceVersion": "5", "generation": 2,
                         "annotations": {"a": "b"}, "managedFields": [{"manager": "kubectl"}]},
            "spec": {"model": {"storageUri": "s3://m/1"}}, "status": {"phase": "Serving"}}
-    cache.remember_md(key, obj)
-    got = cache.get_md(key)
+    cache.remember("ModelDeployment", key, obj)
+    got = cache.get("ModelDeployment", key)
     assert got is not None and "managedFields" not in got["metadata"]
     assert got == {**obj, "metadata": {k: v for k, v in obj["metadata"].items() if k != "managedFields"}}
     got["spec"]["model"]["storageUri"] = "changed"  # callers get copies
-    assert cache.get_md(key)["spec"]["model"]["storageUri"] == "s3://m/1"  # type: ignore[index]
-    cache.remember_md(key, {**obj, "metadata": {**obj["metadata"], "resourceVersion": "4"}, "spec": {}})
-    assert cache.get_md(key)["spec"] == obj["spec"]  # type: ignore[index]  # an older event never wins
+    assert cache.get("ModelDeployment", key)["spec"]["model"]["storageUri"] == "s3://m/1"  # type: ignore[index]
+    cache.remember("ModelDeployment", key, {**obj, "metadata": {**obj["metadata"], "resourceVersion": "4"}, "spec": {}})
+    assert cache.get("ModelDeployment", key)["spec"] == obj["spec"]  # type: ignore[index]  # an older event never wins
 
 
 def test_scheduler_serves_a_change_before_a_backlog_of_timers() -> None:
     """1000 objects' timers fall due together on a busy machine; an edit must not queue behind them."""
-    from modelops.handlers.modeldeployment import CHANGE, REPORT
+    from modelops.controller.scheduler import CHANGE, REPORT
 
     order: list[str] = []
 

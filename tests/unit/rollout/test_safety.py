@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from modelops.adapters.metrics import Prometheus
+from modelops.adapters.prometheus import Prometheus
 from modelops.decide import analysis
 from modelops.decide.analysis import Check, Sample
 from modelops.decide.finite import finite, strict_json
