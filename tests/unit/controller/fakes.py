@@ -43,6 +43,8 @@ class FakeKube:
         self.fail_create: dict[str, KubeError] = {}  # kind -> error
         self.crash_on: set[str] = set()  # "event", "patch_status"
         self.config: dict[tuple[str, str, str], str] = {}
+        self.unserved: set[str] = set()  # "group/version" the API server does not serve
+        self.unready_services: set[str] = set()  # Services without a ready endpoint
 
     # helpers for tests
     def put(self, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
@@ -93,6 +95,12 @@ class FakeKube:
 
     def accepts_field(self, *args: Any, **kwargs: Any) -> bool:
         return True
+
+    def group_version_served(self, group: str, version: str) -> bool:
+        return f"{group}/{version}" not in self.unserved
+
+    def service_ready(self, namespace: str, service: str) -> bool:
+        return service not in self.unready_services
 
     def secret_values(self, namespace: str, name: str) -> dict[str, str]:
         secret = self.objects.get(("secrets", namespace, name))

@@ -173,7 +173,10 @@ def test_notifications_back_off_in_status_and_never_log_the_url() -> None:
     hook = "https://hooks.example/services/T0/B0/SECRETTOKEN"
     serving_1 = {"observedGeneration": 1, "stable": {"version": "1", "storageUri": "s3://models/churn/1"},
                  "phase": "Serving"}
-    deployment(kube, status=serving_1, notifications={"webhooks": [{"url": hook}]})
+    # the fake's canary never reports ready: a long progressDeadline keeps the rollout (issue 16, M3) from
+    # rolling it back, and sending a second notification, within the 40 minutes this test steps through
+    deployment(kube, status=serving_1, notifications={"webhooks": [{"url": hook}]},
+               rollout={"progressDeadline": "2h"})
     md.reconcile(rt, "ns", "churn", budget())
     md.reconcile(rt, "ns", "churn", budget())
     items = [i for i in status(kube)["outbox"] if i["kind"] == "Notify"]

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from modelops.api import ANNOTATION_APPROVE, ANNOTATION_RETRAIN_REQUESTED
+from modelops.decide import outbox
 from modelops.decide.finite import strict_json
 from modelops.decide.retrain import due_outbox, parse_result, record_outbox, redact_uri
 from modelops.decide.spec_checks import retrain_schedule_problems
@@ -108,8 +109,9 @@ def test_registry_decisions_run_in_order() -> None:
     w.step(1)
     status, now = w.obj["status"], w.now
     applied: list[str] = []
+    # what the one outbox attempts now (decide/outbox.runnable: registry writes in order, issue 15's runtime)
     for _ in range(4):
-        due = due_outbox(status, now)
+        due = outbox.runnable(status.get("outbox") or [], now)
         status, _ = record_outbox(status, {i["id"]: "down" for i in due if i["kind"] == "approve"}, now)
         now += timedelta(seconds=1)
     w.obj["status"] = status
@@ -118,7 +120,7 @@ def test_registry_decisions_run_in_order() -> None:
     w.step(1)
     status, now = w.obj["status"], w.now
     for _ in range(200):
-        due = [i for i in due_outbox(status, now) if i["kind"] == "approve"]
+        due = [i for i in outbox.runnable(status.get("outbox") or [], now) if i["kind"] == "approve"]
         applied += [i["version"] for i in due]
         status, _ = record_outbox(status, {i["id"]: None for i in due}, now)
         now += timedelta(seconds=1)
