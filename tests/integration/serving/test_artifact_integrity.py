@@ -28,7 +28,7 @@ def _download(uri: str, tracking: str, name: str, version: str, dst: Path) -> Pa
     import mlflow.artifacts
     from mlflow import MlflowClient
 
-    location = MlflowClient(tracking).get_model_version_download_uri(name, version)
+    location = MlflowClient(tracking, registry_uri=tracking).get_model_version_download_uri(name, version)
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(dst), tracking_uri=uri))
 
 
@@ -36,7 +36,7 @@ def test_changed_artifacts_are_refused_and_intact_ones_served(mlflow_server, tmp
     from mlflow import MlflowClient
 
     uri = mlflow_server.uri
-    client = MlflowClient(uri)
+    client = MlflowClient(uri, registry_uri=uri)  # not a registry URI another test of the session set
     built = md.build_sklearn(tmp_path / "built", "linear", "binary", name="integrity")
     other = md.build_sklearn(tmp_path / "other", "linear", "binary", name="integrity", seed=5)
     client.create_registered_model("integrity")
