@@ -290,7 +290,10 @@ class _Tick:
         old = self.st.get("stable")
         self.history("Promoted", reason, canary, ro.get("startedAt"))
         self.promote_actions(canary, old)
-        self.st["stable"] = canary
+        # status says what is true now (issue 20): the version serves under the tracked alias that
+        # promote_actions moves to it, no longer under the candidate alias it was found by
+        alias = tracked_alias(self.spec)
+        self.st["stable"] = {**{k: v for k, v in canary.items() if k != "alias"}, **({"alias": alias} if alias else {})}
         self.st.pop("lastRejected", None)
         self.event("Normal", "Promoted", f"{_label(canary)} promoted to 100% ({reason}); previous "
                    f"{_label(old)}")

@@ -119,7 +119,7 @@ CASES = [
          obs(tracked=replace(V2, alias="champion", rejected="bad")), T0, ServingPlan(V1), None,
          ("False", "CandidateRejected")),
     Case("immediate-strategy-promotes-at-once", spec(strategy="Immediate"), serving, obs(candidate=V2), T0,
-         ServingPlan(_v(V2)), None, ("False", "Complete"), ["Promoted"],
+         ServingPlan(replace(_v(V2), alias="champion")), None, ("False", "Complete"), ["Promoted"],
          ["SetAlias:champion", "TagVersion:modelops.dev/promoted-at,modelops.dev/previous-version",
           "DeleteAlias:challenger", "Notify:Promoted"]),
     Case("standard-mode-without-canary-api-refuses", SPEC, serving,
@@ -175,7 +175,7 @@ CASES = [
                       obs(), T0).status,
          obs(candidate=V2), T0 + timedelta(seconds=3), ServingPlan(V1), None, ("False", "CandidateRejected")),
     Case("last-step-promotes", SPEC, lambda: rolling(step=1, passed=1, lastResult="Pass"), obs(candidate=V2),
-         T0 + timedelta(seconds=11), ServingPlan(_v(V2)), None, ("False", "Complete"), ["Promoted"],
+         T0 + timedelta(seconds=11), ServingPlan(replace(_v(V2), alias="champion")), None, ("False", "Complete"), ["Promoted"],
          ["SetAlias:champion", "TagVersion:modelops.dev/promoted-at,modelops.dev/previous-version",
           "DeleteAlias:challenger", "Notify:Promoted"],
          extra=lambda st: (st["history"][0] | {"finishedAt": ""} == {
@@ -191,8 +191,8 @@ CASES = [
          ServingPlan(V1, _v(V2), 50), "AwaitingApproval", ("True", "AwaitingApproval")),
     Case("approval-promotes", spec(approval={"required": True}),
          lambda: rolling(step=1, passed=1, lastResult="Pass", state="AwaitingApproval"),
-         obs(candidate=V2, ann={"modelops.dev/approve": "2"}), T0 + timedelta(seconds=11), ServingPlan(_v(V2)),
-         None, ("False", "Complete"), ["Promoted"],
+         obs(candidate=V2, ann={"modelops.dev/approve": "2"}), T0 + timedelta(seconds=11),
+         ServingPlan(replace(_v(V2), alias="champion")), None, ("False", "Complete"), ["Promoted"],
          ["SetAlias:champion", "TagVersion:modelops.dev/promoted-at,modelops.dev/previous-version",
           "DeleteAlias:challenger", "Notify:Promoted"]),
     Case("reject-annotation-rolls-back", SPEC, rolling, obs(candidate=V2, ann={"modelops.dev/reject": "2"}),
@@ -304,6 +304,8 @@ def test_full_rollout_walk_to_promotion() -> None:
         weights.append(st["rollout"]["weight"])
     assert st["stable"]["version"] == "2" and "canary" not in st
     assert sorted(set(weights)) == [10, 50]
+    # issue 20: status names the alias the promoted version serves under, not the one it was found by
+    assert st["stable"]["alias"] == "champion"
     assert cond(st, "Ready")["status"] == "True"
     assert [h["result"] for h in st["history"]] == ["Promoted"]
 
