@@ -94,6 +94,7 @@ def test_healthy_canary_is_promoted(rollout_operator: Any, namespace: str, mlflo
     st = got["status"]
     assert st["history"][0]["result"] == "Promoted" and st["history"][0]["fromVersion"] == "1"
     assert "canary" not in st and "rollout" not in st and st["phase"] == "Serving"
+    assert st["stable"]["alias"] == "champion"  # issue 20: the alias it serves under, not "challenger"
     assert seen_weights <= {20, 50} and 20 in seen_weights
     assert load.sent["canary"] > 10, load.sent  # the canary really took traffic
     assert not any(code >= 400 for _side, code in load.codes), load.codes  # and answered it
