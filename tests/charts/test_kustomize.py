@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.charts.chart import REPO
 
@@ -32,7 +33,13 @@ def modelops_namespace(kube_monitoring: Any) -> Iterator[Any]:
                  str(KUSTOMIZE / "base" / "namespace.yaml"))
     yield kube
     kube.kubectl("delete", "namespace", "modelops", "--wait=false", check=False)
-    kube.kubectl("delete", "clusterrole,clusterrolebinding", "modelops-operator", check=False)
+    # the cluster-scoped objects too (RBAC, the admission policies and their bindings, which would otherwise
+    # judge every later test's objects in this shared cluster), but not the CRDs
+    cluster_scoped = ("ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy",
+                      "ValidatingAdmissionPolicyBinding")
+    for doc in yaml.safe_load_all((KUSTOMIZE / "base" / "modelops.yaml").read_text()):
+        if doc and doc.get("kind") in cluster_scoped:
+            kube.kubectl("delete", doc["kind"].lower(), doc["metadata"]["name"], "--ignore-not-found", check=False)
 
 
 @pytest.mark.cluster
