@@ -35,25 +35,16 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.rollout_latency import md, rss_mb  # noqa: E402  (the same objects and the same RSS measure)
+
 from modelops.api import GROUP, VERSION  # noqa: E402
-from modelops.cluster.build import binaries_ready  # noqa: E402
-from modelops.cluster.local import LocalCluster  # noqa: E402
+from modelops_dev.cluster.build import binaries_ready  # noqa: E402
+from modelops_dev.cluster.local import LocalCluster  # noqa: E402
 from tests.fixtures.cluster import Kube  # noqa: E402
 from tests.fixtures.kserve import KServeStandIn, install_kserve_crd  # noqa: E402
 from tests.fixtures.operator import Operator  # noqa: E402
 
 NS = "soak"
-
-
-def md(name: str, uri: str) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelDeployment", "metadata": {"name": name},
-            "spec": {"model": {"storageUri": uri}, "serving": {"runtime": "kserve", "modelFormat": "sklearn",
-                                                                "deploymentMode": "Standard"},
-                     "logger": {"enabled": False}, "rollout": {"strategy": "Immediate"}}}
-
-
-def rss_mb(proc: psutil.Process) -> float:
-    return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
 
 
 def controller_stats(port: int) -> dict[str, Any]:

@@ -33,31 +33,7 @@ def ensure_binaries(progress: Progress = print, heartbeat: float = 30.0) -> Path
            "MODELOPS_CACHE": str(versions.cache_root())}
     progress(f"building Kubernetes {versions.K8S_VERSION}, etcd and helm {versions.HELM_VERSION} from the "
              f"Go module proxy into {versions.bin_dir()} (cold: tens of minutes on 2 cores; cached by version)")
-    t0 = time.monotonic()
-    last_line = ["starting"]
-    done = threading.Event()
-
-    def beat() -> None:
-        while not done.wait(heartbeat):
-            progress(f"  ... {time.monotonic() - t0:5.0f}s, still: {last_line[0]}")
-
-    ticker = threading.Thread(target=beat, daemon=True)
-    ticker.start()
-    proc = subprocess.Popen(["bash", str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    tail: list[str] = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        line = line.rstrip()
-        tail = [*tail[-40:], line]
-        if line.startswith("["):
-            last_line[0] = line.split("] ", 1)[-1]
-        progress(f"  {line}")
-    rc = proc.wait()
-    done.set()
-    if rc != 0:
-        raise ClusterError(f"building the Kubernetes binaries failed (exit {rc}):\n" + "\n".join(tail))
-    progress(f"built in {time.monotonic() - t0:.0f}s")
+    _run_script(script, env, progress, heartbeat, "building the Kubernetes binaries")
     return versions.bin_dir()
 
 
@@ -96,6 +72,8 @@ def ensure_serving(parts: tuple[str, ...] = ("gateway-api", "kserve", "traefik")
 
 
 def _run_script(script: object, env: dict[str, str], progress: Progress, heartbeat: float, what: str) -> None:
+    """Run a build script, echoing its lines (but Go's per-module download lines) with a heartbeat naming its
+    current step; a failure raises with the script's last lines."""
     t0 = time.monotonic()
     last_line = ["starting"]
     done = threading.Event()
