@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from modelops_dev.e2e.kserve_standin import GROUP, PLURAL, VERSION, StandIn
-from tests.fixtures.kserve import install_kserve_crd
+from tests.fixtures.kserve import OTHER_CONTROLLER, install_kserve_crd
 
 pytestmark = pytest.mark.cluster
 
@@ -54,7 +54,9 @@ def test_standin_realises_standard_mode(kube_crds: Any, namespace: str) -> None:
     AVAILABLE.clear()
     isvc = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "InferenceService",
             "metadata": {"name": "churn", "namespace": namespace,
-                         "annotations": {"serving.kserve.io/deploymentMode": "Standard"}},
+                         "annotations": {"serving.kserve.io/deploymentMode": "Standard",
+                                         # not the session's stand-in (tests/fixtures/kserve.py) in the shared cluster
+                                         OTHER_CONTROLLER: "e2e-standin"}},
             "spec": {"predictor": predictor("v1", "pvc://mlflow/artifacts/1/m-a/artifacts")}}
     kube_crds.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, isvc)
 
@@ -109,7 +111,9 @@ def test_standin_realises_standard_mode(kube_crds: Any, namespace: str) -> None:
 
     # what it cannot realise is refused in status, not pretended
     bad = {**isvc, "metadata": {"name": "s3", "namespace": namespace,
-                                "annotations": {"serving.kserve.io/deploymentMode": "Standard"}},
+                                "annotations": {"serving.kserve.io/deploymentMode": "Standard",
+                                         # not the session's stand-in (tests/fixtures/kserve.py) in the shared cluster
+                                         OTHER_CONTROLLER: "e2e-standin"}},
            "spec": {"predictor": predictor("v1", "s3://bucket/model")}}
     kube_crds.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, bad)
     standin.reconcile(kube_crds.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "s3"))
