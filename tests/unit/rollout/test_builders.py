@@ -13,9 +13,9 @@ import pytest
 from modelops.adapters.notify import Notifier, NotifyError, Webhook
 from modelops.adapters.prometheus import Prometheus
 from modelops.adapters.registry import MlflowRegistry, RegistryError
+from modelops.api.times import format_duration, parse_duration
 from modelops.decide import analysis
 from modelops.decide.analysis import Sample
-from modelops.api.times import format_duration, parse_duration
 from modelops.decide.kserve_status import isvc_state
 from modelops.decide.rollout import ModelRef, ServingPlan
 from modelops.desired.inference_service import (
