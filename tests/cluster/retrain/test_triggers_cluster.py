@@ -106,7 +106,10 @@ def test_concurrency_policy(retrain_operator: Any, namespace: str, dataset: Path
         new, old = runs(get(kube, namespace, "conc"))
         assert old["id"] == first["id"] and old["state"] == "Replaced" and new["state"] in ("Pending", "Running")
         wait_for("old Job gone", lambda: _job_names(kube, namespace) == [new["job"]], 20)
-        assert "RunReplaced" in events(kube, namespace, "conc")
+        # the Event is an outbox item queued with the status that records Replaced: it is posted in the same
+        # or the next pass, not necessarily before the Job's delete is observed
+        wait_for("RunReplaced", lambda: "RunReplaced" in events(kube, namespace, "conc"), 10,
+                 operator=retrain_operator)
     else:
         wait_for("second run", lambda: len(runs(get(kube, namespace, "conc"))) == 2, 10, operator=retrain_operator)
         wait_for("both Jobs", lambda: len(_job_names(kube, namespace)) == 2, 10)
