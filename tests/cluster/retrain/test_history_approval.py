@@ -105,7 +105,8 @@ def test_approval_rejection_registry_outage_failures_and_history(
         assert kept["runId"] == run_b["runId"] and kept["decisionTime"]
         item = next(i for i in obj["status"]["outbox"] if i["kind"] == "approve")
         assert item["attempts"] >= 1 and item["version"] == run_b["version"] and item["notBefore"]
-        assert "Approved" in events(kube, namespace, NAME)
+        # Events are outbox items: posted in the pass that records the state or the next one
+        wait_for("Approved Event", lambda: "Approved" in events(kube, namespace, NAME), 10, operator=op)
     finally:
         mlflow_server.start()  # same port and database
     wait_for("RegistrySynced True after MLflow is back", lambda: condition(
@@ -113,7 +114,7 @@ def test_approval_rejection_registry_outage_failures_and_history(
     assert client.get_model_version_by_alias("appr-model", "challenger").version == run_b["version"]
     assert client.get_model_version("appr-model", run_b["version"]).tags["modelops.dev/approval"] == "approved"
     assert client.get_model_version("appr-model", run_a["version"]).tags["modelops.dev/approval"] == "rejected"
-    assert "RegistryUpdated" in events(kube, namespace, NAME)
+    wait_for("RegistryUpdated Event", lambda: "RegistryUpdated" in events(kube, namespace, NAME), 10, operator=op)
 
     # successfulRunsHistoryLimit 1: Rejected and Approved both count; the older run and its Job are gone
     wait_for("history trimmed", lambda: [r["firingKey"] for r in runs(get(kube, namespace, NAME))] == ["b"], 20,
