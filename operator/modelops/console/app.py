@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from modelops.api.audit import ANN_LAST_DECISION, Record
 from modelops.console import evidence as evidence_mod
 from modelops.console import svg, views
 from modelops.console.auth import COOKIE, Authenticator, User
@@ -274,7 +275,7 @@ def create_app(settings: ConsoleSettings, kube: Kube | None = None) -> FastAPI:
             state.mlflow.registered(model, max_age=MODEL_PAGE_MAX_AGE),
             drift_plot(model), state.exporter.drift(model), _events(state.kube, ns, name))
         errors = [x for x in (versions, registered, window) if isinstance(x, str)]
-        decisions: dict[str, list[audit.Record]] = {}
+        decisions: dict[str, list[Record]] = {}
         for v in versions if isinstance(versions, list) else []:
             recs = audit.records_from_tags({t["key"]: t["value"] for t in v.get("tags") or []})
             if recs:
@@ -359,9 +360,9 @@ def create_app(settings: ConsoleSettings, kube: Kube | None = None) -> FastAPI:
                 link_error = str(exc)
         ann = (obj.get("metadata") or {}).get("annotations") or {}
         last = None
-        if ann.get(audit.ANN_LAST_DECISION):
+        if ann.get(ANN_LAST_DECISION):
             try:
-                last = audit.Record.from_json(ann[audit.ANN_LAST_DECISION])
+                last = Record.from_json(ann[ANN_LAST_DECISION])
             except (ValueError, TypeError):
                 last = None
         return render(request, "approval.html", user, kind=kind, ns=ns, name=name, version=version, ev=ev,
@@ -411,12 +412,12 @@ def create_app(settings: ConsoleSettings, kube: Kube | None = None) -> FastAPI:
             ev, _extra = await evidence_mod.gather(kind, obj, version, state.mlflow, state.prom)
             evidence_sha256 = digest(ev)
         model = views.model_of(kind, obj)
-        record = audit.Record(action=decision, actor=user.username, time=_now(), kind=kind, namespace=ns,
+        record = Record(action=decision, actor=user.username, time=_now(), kind=kind, namespace=ns,
                               name=name, model=model, version=version, evidence_sha256=evidence_sha256, via=via)
         key = links.ANN_APPROVE if decision == "approve" else links.ANN_REJECT
         meta = obj.get("metadata") or {}
         patch = {"metadata": {"resourceVersion": meta.get("resourceVersion"),
-                              "annotations": {key: version, audit.ANN_LAST_DECISION: record.as_json()}}}
+                              "annotations": {key: version, ANN_LAST_DECISION: record.as_json()}}}
         try:
             obj = await state.kube.merge_patch(kind, ns, name, patch)
         except KubeError as exc:

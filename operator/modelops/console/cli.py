@@ -33,6 +33,7 @@ def history(model: str = typer.Argument(..., help="MLflow registered model name.
     import json
     import os
 
+    from modelops.api.audit import Record
     from modelops.console.kube import Kube
     from modelops.console.sources import Mlflow, SourceError
     from modelops.console.views import model_of
@@ -52,7 +53,7 @@ def history(model: str = typer.Argument(..., help="MLflow registered model name.
         uri = mlflow or ((mds[0].get("spec") or {}).get("registry") or {}).get("trackingUri") or os.environ.get(
             "MODELOPS_MLFLOW_TRACKING_URI", "http://mlflow.modelops.svc:5000")
         client = Mlflow(uri, 10.0)
-        records: list[audit.Record] = []
+        records: list[Record] = []
         try:
             for v in await client.versions(model):
                 records += audit.records_from_tags({t["key"]: t["value"] for t in v.get("tags") or []})

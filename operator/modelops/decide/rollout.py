@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from modelops.api.audit import ANN_LAST_DECISION, OPERATOR_ACTOR, Record
 from modelops.api.times import format_time, parse_duration
 from modelops.api.types import Event, EventType, IsvcState, ModelRef, ServingPlan, serving_name
 from modelops.api.vocabulary import (
@@ -89,6 +90,9 @@ class Observed:
     spec_problems: Sequence[str] = ()
     #: storage URI prefixes the operator may hand to KServe (MODELOPS_ALLOWED_STORAGE_URI_PREFIXES); empty: any
     allowed_storage_uris: Sequence[str] = ()
+    #: the object's namespace and name (they name the audit records' MLflow tags)
+    namespace: str = ""
+    name: str = ""
 
 
 @dataclass
@@ -223,8 +227,8 @@ class _Tick:
         self.st.setdefault("pendingActions", []).append(act)
 
     def history(self, result: str, reason: str, canary: Mapping[str, Any], started: str | None,
-                message: str = "") -> None:
-        entry = {"version": canary.get("version") or canary.get("storageUri", ""),
+                message: str = "", decision: Record | None = None) -> None:
+        entry: dict[str, Any] = {"version": canary.get("version") or canary.get("storageUri", ""),
                  "fromVersion": (self.st.get("stable") or {}).get("version")
                  or (self.st.get("stable") or {}).get("storageUri", ""),
                  "result": result, "reason": reason, "finishedAt": ts(self.now)}
@@ -232,8 +236,40 @@ class _Tick:
             entry["startedAt"] = started
         if message:
             entry["message"] = message[:1000]
+        if decision is not None:
+            entry["decision"] = decision.status_entry()
         limit = int(self.rollout_spec.get("historyLimit", 10))
         self.st["history"] = ([entry, *list(self.st.get("history") or [])])[:limit]
+
+    # ---- audit (issue 18): one record per promote / rollback / abort
+    def decision(self, action: str, canary: Mapping[str, Any], reason: str, requested_by: str = "") -> Record:
+        """The audit record of a promotion, rollback or abort. What a person asked for (an approval that let
+        the promotion happen, a rejection or abort) names that person when the console or the CLI left its
+        record in the `modelops.dev/last-decision` annotation for this version (action `requested_by`);
+        a bare annotation names no one ("unknown", via "annotation"); everything the operator decides by
+        itself names the operator."""
+        version = str(canary.get("version") or canary.get("storageUri") or "")
+        actor, via, evidence = OPERATOR_ACTOR, "operator", ""
+        if requested_by:
+            # a bare `kubectl annotate` leaves no name: say so rather than credit the operator
+            actor, via = "unknown", "annotation"
+            try:
+                last = Record.from_json(self.ann.get(ANN_LAST_DECISION) or "")
+            except (ValueError, TypeError):
+                last = None
+            if last is not None and last.action == requested_by and last.version == version:
+                actor, via, evidence = last.actor, last.via, last.evidence_sha256
+        return Record(action=action, actor=actor, time=ts(self.now), kind="modeldeployments",
+                      namespace=self.obs.namespace, name=self.obs.name,
+                      model=str((self.spec.get("model") or {}).get("name") or ""), version=version,
+                      evidence_sha256=evidence, via=via, comment=reason)
+
+    def record(self, rec: Record) -> None:
+        """Mirror the record into MLflow version tags (the outbox's TagVersion, so it survives Event expiry);
+        the Promoted / RolledBack Event carries it too (`with_record`)."""
+        if rec.version and rec.model and rec.namespace and rec.name:
+            self.action({"kind": "TagVersion", "model": rec.model, "version": rec.version,
+                         "tags": rec.mlflow_tags()})
 
     # ---- registry effects (executed by the handler from the outbox)
     def promote_actions(self, new: Mapping[str, Any], old: Mapping[str, Any] | None) -> None:
@@ -288,27 +324,33 @@ class _Tick:
         canary = self.st.pop("canary")
         ro = self.st.pop("rollout", None) or {}
         old = self.st.get("stable")
-        self.history("Promoted", reason, canary, ro.get("startedAt"))
+        approved = (self.rollout_spec.get("approval") or {}).get("required") and reason != "Immediate"
+        rec = self.decision("promote", canary, reason, requested_by="approve" if approved else "")
+        self.history("Promoted", reason, canary, ro.get("startedAt"), decision=rec)
         self.promote_actions(canary, old)
         # status says what is true now (issue 20): the version serves under the tracked alias that
         # promote_actions moves to it, no longer under the candidate alias it was found by
         alias = tracked_alias(self.spec)
         self.st["stable"] = {**{k: v for k, v in canary.items() if k != "alias"}, **({"alias": alias} if alias else {})}
         self.st.pop("lastRejected", None)
-        self.event("Normal", "Promoted", f"{_label(canary)} promoted to 100% ({reason}); previous "
-                   f"{_label(old)}")
+        self.event("Normal", "Promoted", with_record(f"{_label(canary)} promoted to 100% ({reason}); previous "
+                                                     f"{_label(old)}", rec))
+        self.record(rec)
 
     def rollback(self, result: str, reason: str, message: str, reject: bool) -> None:
         canary = self.st["canary"]
         ro = self.st["rollout"]
-        self.history(result, reason, canary, ro.get("startedAt"), message)
+        rec = self.decision("abort" if result == "Aborted" else "rollback", canary, reason,
+                            requested_by={"Aborted": "abort", "Rejected": "reject"}.get(reason, ""))
+        self.history(result, reason, canary, ro.get("startedAt"), message, decision=rec)
         self.reject_actions(canary, message, reject)
         if reject:
             self.st["lastRejected"] = {k: v for k, v in canary.items() if k in ("version", "storageUri")}
         ro.update({"state": "RollingBack", "weight": 0, "result": result, "reason": reason,
                    "message": message})
-        self.event("Warning", "RolledBack", f"{_label(canary)} rolled back ({reason}): {message}; traffic "
-                   f"back to {self._stable_label()}")
+        self.event("Warning", "RolledBack", with_record(f"{_label(canary)} rolled back ({reason}): {message}; "
+                                                        f"traffic back to {self._stable_label()}", rec))
+        self.record(rec)
 
     def _stable_label(self) -> str:
         return _label(self.st.get("stable"))
@@ -722,6 +764,13 @@ class _Tick:
         if left > 0:
             wait.append(left)
         return max(0.2, min(wait))
+
+
+def with_record(message: str, rec: Record, limit: int = 1024) -> str:
+    """An Event message ending in the audit record's JSON (after the last ': {', as the console's Decision
+    Events): the human text is shortened so that the record always fits an Event's message."""
+    tail = f"; decision: {rec.as_json()}"
+    return message[:max(0, limit - len(tail))] + tail
 
 
 def _ref(s: Mapping[str, Any]) -> ModelRef:

@@ -307,7 +307,8 @@ def reconcile(rt: Runtime, namespace: str, name: str, budget: Budget) -> float |
     observed = Observed(generation=generation, resolution=resolution, isvc=isvc, mode=mode,
                         canary_supported=supported, canary_unsupported=why,
                         annotations=dict(meta.get("annotations") or {}), checks=checks, spec_problems=problems,
-                        allowed_storage_uris=rt.settings.allowed_storage_uri_list())
+                        allowed_storage_uris=rt.settings.allowed_storage_uri_list(),
+                        namespace=str(meta.get("namespace") or ""), name=str(meta.get("name") or ""))
     decision = tick(spec, status, observed, now)
     new_status = decision.status
     new_status["inferenceService"] = name

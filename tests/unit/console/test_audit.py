@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from modelops.api.audit import Record
 from modelops.desired import audit
 
 pytestmark = pytest.mark.unit
 SHA = "a" * 64
 
 
-def rec(action: str, version: str, time: str, actor: str = "alice") -> audit.Record:
-    return audit.Record(action=action, actor=actor, time=time, kind="modeldeployments", namespace="ml",
+def rec(action: str, version: str, time: str, actor: str = "alice") -> Record:
+    return Record(action=action, actor=actor, time=time, kind="modeldeployments", namespace="ml",
                         name="churn", model="churn", version=version, evidence_sha256=SHA)
 
 
@@ -21,9 +22,9 @@ def test_record_validation_and_mirrors() -> None:
     with pytest.raises(ValueError, match="actor"):
         rec("approve", "1", "t", actor="")
     with pytest.raises(ValueError, match="64"):
-        audit.Record("approve", "a", "t", "k", "n", "m", "x", "1", evidence_sha256="xyz")
+        Record("approve", "a", "t", "k", "n", "m", "x", "1", evidence_sha256="xyz")
     r = rec("approve", "2", "2026-01-01T00:00:00Z")
-    assert audit.Record.from_json(r.as_json()) == r
+    assert Record.from_json(r.as_json()) == r
     ev = r.event()
     assert ev["reason"] == "DecisionApproved" and ev["type"] == "Normal" and "alice" in ev["message"]
     assert audit.records_from_event_messages([ev["message"], "unrelated"]) == [r]

@@ -180,7 +180,10 @@ CASES = [
           "DeleteAlias:challenger", "Notify:Promoted"],
          extra=lambda st: (st["history"][0] | {"finishedAt": ""} == {
              "version": "2", "fromVersion": "1", "result": "Promoted", "reason": "AnalysisPassed",
-             "startedAt": ts(T0), "finishedAt": ""}) or pytest.fail(str(st["history"]))),
+             "startedAt": ts(T0), "finishedAt": "",
+             "decision": {"action": "promote", "actor": "modelops-operator", "via": "operator",
+                          "time": ts(T0 + timedelta(seconds=11)), "comment": "AnalysisPassed"}})
+         or pytest.fail(str(st["history"]))),
     Case("approval-gate-holds", spec(approval={"required": True}), lambda: rolling(step=1, passed=1,
                                                                                    lastResult="Pass"),
          obs(candidate=V2), T0 + timedelta(seconds=11), ServingPlan(V1, _v(V2), 50), "AwaitingApproval",
