@@ -12,6 +12,8 @@ import pytest
 from mlflow import MlflowClient
 
 from modelops.api import GROUP, VERSION
+from modelops.api.audit import OPERATOR_ACTOR, TAG_PREFIX, Record
+from modelops.desired import audit
 from tests.cluster.rollout.helpers import (
     LoadGenerator,
     ModelServers,
@@ -66,6 +68,21 @@ def aliases(client: MlflowClient, model: str) -> dict[str, str]:
     return {a: str(v) for a, v in client.get_registered_model(model).aliases.items()}
 
 
+def assert_one_record(kube: Any, client: MlflowClient, ns: str, name: str, model: str, version: str, action: str,
+                      entry: dict[str, Any]) -> None:
+    """Exactly one audit record of `action` on `version`, the same in status, the Event and the MLflow tag."""
+    dec = entry["decision"]
+    assert dec["action"] == action and dec["actor"] == OPERATOR_ACTOR and dec["via"] == "operator", dec
+    key = f"{TAG_PREFIX}{action}.modeldeployments.{ns}.{name}"
+    tag = wait_for(lambda: client.get_model_version(model, version).tags.get(key), 10, f"the {key} tag")
+    rec = Record.from_json(tag)
+    assert (rec.version, rec.time, rec.actor, rec.model) == (version, dec["time"], OPERATOR_ACTOR, model)
+    reason = {"promote": "Promoted", "rollback": "RolledBack", "abort": "RolledBack"}[action]
+    messages = wait_for(lambda: [e.message for e in kube.core.list_namespaced_event(ns).items
+                                 if e.involved_object.name == name and e.reason == reason], 20, f"the {reason} Event")
+    assert audit.records_from_event_messages(messages) == [rec]
+
+
 def test_healthy_canary_is_promoted(rollout_operator: Any, namespace: str, mlflow_server: Any,
                                     servers: ModelServers, models: dict[str, Path]) -> None:
     kube = rollout_operator.kube
@@ -106,9 +123,13 @@ def test_healthy_canary_is_promoted(rollout_operator: Any, namespace: str, mlflo
     isvc = isvc_get(kube, namespace, "churn") or {}
     assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
     assert storage_uri_of(isvc) == st["stable"]["storageUri"] != v1_uri
-    reasons = [e.reason for e in kube.core.list_namespaced_event(namespace).items
-               if e.involved_object.name == "churn"]
+    # Events are outbox items after the registry writes of the same tick: wait for them, don't race them
+    reasons = wait_for(lambda: (r := [e.reason for e in kube.core.list_namespaced_event(namespace).items
+                                      if e.involved_object.name == "churn"]) and "Promoted" in r and r, 20,
+                       "the Promoted Event")
     assert {"RolloutStarted", "StepAdvanced", "Promoted"} <= set(reasons) and reasons.count("Promoted") == 1
+    # issue 18: the promotion is one audit record: in status.history, the Promoted Event and an MLflow tag
+    assert_one_record(kube, client, namespace, "churn", "churn-ok", "2", "promote", st["history"][0])
 
 
 def test_erroring_canary_is_rolled_back(rollout_operator: Any, namespace: str, mlflow_server: Any,
@@ -139,6 +160,7 @@ def test_erroring_canary_is_rolled_back(rollout_operator: Any, namespace: str, m
     # MLflow: version 2 tagged rejected, challenger cleared, champion untouched
     wait_for(lambda: aliases(client, "churn-bad") == {"champion": "1"}, 10, "aliases")
     assert "modelops.dev/rejected" in client.get_model_version("churn-bad", "2").tags
+    assert_one_record(kube, client, namespace, "fraud", "churn-bad", "2", "rollback", st["history"][0])
     isvc = isvc_get(kube, namespace, "fraud") or {}
     assert "canaryTrafficPercent" not in isvc["spec"]["predictor"] and storage_uri_of(isvc) == v1["storageUri"]
     # the rejected version is not rolled out again while the registry still names it
