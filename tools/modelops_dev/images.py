@@ -396,7 +396,8 @@ def verify(
         kc.chmod(0o644)  # the container's user 10001 reads it through the bind mount
         subprocess.run(["docker", "run", "-d", "--rm", "--name", name, *RESTRICTED_RUN,
                         "-v", f"{kc}:/etc/modelops/kubeconfig:ro", "-e", "KUBECONFIG=/etc/modelops/kubeconfig",
-                        "-e", f"MODELOPS_LIVENESS_PORT={port}", "-e", "MODELOPS_LIVENESS_HOST=127.0.0.1", ref],
+                        "-e", f"MODELOPS_LIVENESS_PORT={port}", "-e", "MODELOPS_LIVENESS_HOST=127.0.0.1",
+                        "-e", "MODELOPS_METRICS_PORT=0", ref],
                        check=True, capture_output=True)
         _wait_http(f"http://127.0.0.1:{port}/healthz", 90, name)
         report[ref] = "/healthz ok against the local API server"

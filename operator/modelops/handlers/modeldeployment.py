@@ -165,7 +165,10 @@ def run_analysis(rt: Runtime, spec: Mapping[str, Any], namespace: str, name: str
             msg = f"reconcile time budget of {budget.seconds:g}s spent before this query"
             samples[(q.metric, q.side)] = Sample(None, "BudgetExhausted", msg, error=msg)
         else:
-            samples[(q.metric, q.side)] = prom.query(q.promql, timeout=budget.timeout(rt.settings.http_timeout_seconds))
+            sample = prom.query(q.promql, timeout=budget.timeout(rt.settings.http_timeout_seconds))
+            if sample.error is not None:
+                rt.metrics.adapter_error("prometheus", sample.reason or "QueryFailed")
+            samples[(q.metric, q.side)] = sample
     return analysis.evaluate_all(metrics, samples)
 
 
@@ -329,6 +332,7 @@ def reconcile(rt: Runtime, namespace: str, name: str, budget: Budget) -> float |
                                                     if traffic.route is not None else ""))
     rt.ensure_acting()
     body = writer.write(body, body.get("status") or {}, new_status)
+    rt.metrics.rollout(namespace, name, new_status, checks, [e.reason for e in decision.events])
 
     if decision.plan is not None:
         settings = rt.settings
@@ -409,6 +413,7 @@ async def modeldeployment_event(type: str, body: kopf.Body, name: str, namespace
         _SEEN.pop(key, None)
         _ISVC_SEEN.pop(key, None)
         rt.cache.forget(key, MODEL_DEPLOYMENT, ISVC)
+        rt.metrics.forget(MODEL_DEPLOYMENT, namespace, name)
         scheduler.forget(key)
         return
     rt.cache.remember(MODEL_DEPLOYMENT, key, body)
