@@ -12,6 +12,7 @@ Series (the chart's alerts and dashboard read these; `charts/modelops/README.md`
   waiting for a slot), `modelops_reconcile_known_objects{kind}`;
 - `modelops_rollout_phase{namespace,modeldeployment,phase}` (1 for the current phase; `count by (phase)`
   gives rollouts by phase), `modelops_rollout_canary_weight{namespace,modeldeployment}`,
+  `modelops_rollout_step{namespace,modeldeployment}` (1-based, 0: none),
   `modelops_rollout_step_started_timestamp_seconds{namespace,modeldeployment}`,
   `modelops_rollout_analysis_checks_total{namespace,modeldeployment,check,result}`,
   `modelops_rollout_promotions_total{namespace,modeldeployment}`,
@@ -76,6 +77,7 @@ class OperatorMetrics:
                            (*md, "phase"), registry=r)
         self.weight = Gauge("modelops_rollout_canary_weight", "Traffic percent on the canary (0: none)", md,
                             registry=r)
+        self.step = Gauge("modelops_rollout_step", "The canary step in progress (1-based; 0: none)", md, registry=r)
         self.step_started = Gauge("modelops_rollout_step_started_timestamp_seconds",
                                   "When the current canary step began (Unix seconds)", md, registry=r)
         self.checks = Counter("modelops_rollout_analysis_checks_total", "Canary analysis verdicts per check",
@@ -132,17 +134,21 @@ class OperatorMetrics:
             g = self._labels(self.phase, kind, namespace, name, p)
             g.set(1 if p == phase else 0)
         self._labels(self.weight, kind, namespace, name).set(float(ro.get("weight") or 0) if ro else 0.0)
+        self._labels(self.step, kind, namespace, name).set(int(ro.get("step", 0)) + 1 if ro else 0)
         started = parse_time(ro.get("stepStartedAt")) if ro else None
         step = self._labels(self.step_started, kind, namespace, name)
         step.set(_unix(started) if started is not None else 0.0)
         for check in checks or ():
             self._labels(self.checks, kind, namespace, name, str(check.name)[:63],
                          _bounded(str(check.result), CHECK_RESULTS)).inc()
+        # both counters exist from the first pass at 0, so increase() sees the first promotion and rollback
+        promotions = self._labels(self.promotions, kind, namespace, name)
+        rollbacks = self._labels(self.rollbacks, kind, namespace, name)
         for reason in reasons:
             if reason == "Promoted":
-                self._labels(self.promotions, kind, namespace, name).inc()
+                promotions.inc()
             elif reason == "RolledBack":
-                self._labels(self.rollbacks, kind, namespace, name).inc()
+                rollbacks.inc()
 
     # ------------------------------------------------------------------ RetrainSchedule
     def retrain(self, namespace: str, name: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:

@@ -44,7 +44,9 @@ def test_rollout_phase_weight_step_checks_promotions_and_rollbacks() -> None:
     assert value(m, "modelops_rollout_step_started_timestamp_seconds", **MDL) == 1893499200.0
     assert value(m, "modelops_rollout_analysis_checks_total", **MDL, check="success-rate", result="Pass") == 1
     assert value(m, "modelops_rollout_analysis_checks_total", **MDL, check="latency-p99", result="Fail") == 1
-    assert value(m, "modelops_rollout_rollbacks_total", **MDL) is None  # no event: no series yet
+    # present at 0 before the first event, so increase() in the alert sees the first rollback
+    assert value(m, "modelops_rollout_rollbacks_total", **MDL) == 0
+    assert value(m, "modelops_rollout_step", **MDL) == 1
     m.rollout("ns", "churn", {"rollout": {"state": "RollingBack", "weight": 0}}, None, ["RolledBack"])
     m.rollout("ns", "churn", {}, None, ["Promoted"])
     assert value(m, "modelops_rollout_rollbacks_total", **MDL) == 1
@@ -53,6 +55,7 @@ def test_rollout_phase_weight_step_checks_promotions_and_rollbacks() -> None:
     assert value(m, "modelops_rollout_phase", **MDL, phase="RollingBack") == 0
     assert value(m, "modelops_rollout_canary_weight", **MDL) == 0
     assert value(m, "modelops_rollout_step_started_timestamp_seconds", **MDL) == 0
+    assert value(m, "modelops_rollout_step", **MDL) == 0
 
 
 def test_labels_are_bounded_and_a_deleted_object_leaves_no_series() -> None:
