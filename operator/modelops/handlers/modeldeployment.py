@@ -306,7 +306,8 @@ def reconcile(rt: Runtime, namespace: str, name: str, budget: Budget) -> float |
     problems = model_deployment_problems(spec)
     pending = [i for i in status.get("outbox") or [] if i.get("kind") in REGISTRY_KINDS]
     resolution = resolve(rt, spec, namespace, pending) if not problems else Resolution()
-    checks = run_analysis(rt, spec, namespace, name, isvc, budget) if analysis_due(spec, status, now) else None
+    checks = (run_analysis(rt, spec, namespace, name, isvc, budget)
+              if not problems and analysis_due(spec, status, now) else None)
     observed = Observed(generation=generation, resolution=resolution, isvc=isvc, mode=mode,
                         canary_supported=supported, canary_unsupported=why,
                         annotations=dict(meta.get("annotations") or {}), checks=checks, spec_problems=problems,
