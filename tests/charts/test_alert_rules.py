@@ -102,6 +102,51 @@ STEP = 'modelops_rollout_step_started_timestamp_seconds{namespace="ml",modeldepl
 WEIGHT = 'modelops_rollout_canary_weight{namespace="ml",modeldeployment="churn"}'
 ERRORS = 'modelops_reconcile_errors_total{kind="ModelDeployment"}'
 
+# ---- SLO burn-rate alerts (decide/slo.py): the thresholds are what the operator exports for the objective
+REQ = "modelops_serving_requests_total"
+LAT = "modelops_serving_request_duration_seconds"
+
+
+def _slo_series(slo: str, objective: float, window: str = "720h") -> dict[str, str]:
+    from modelops.api.times import parse_duration
+    from modelops.decide.slo import Slo
+
+    th = Slo(slo, objective, parse_duration(window)).burn_thresholds()
+    base = f'namespace="ml",isvc="churn",slo="{slo}"'
+    return {f'modelops_slo_burn_rate_threshold{{{base},burn="{b}"}}': f"{v!r}x5000" for b, v in th.items()}
+
+
+def _availability(errors_per_min: float, n: int = 60, step: int = 1) -> dict[str, str]:
+    """1000 requests a minute of which `errors_per_min` answer 500 (ratio errors/1000 = burn x 0.001)."""
+    ok, err = (1000 - errors_per_min) * step, errors_per_min * step
+    return {f'{REQ}{{namespace="ml",isvc="churn",side="stable",status="200",pod="p"}}': f"0+{ok:g}x{n}",
+            f'{REQ}{{namespace="ml",isvc="churn",side="stable",status="500",pod="p"}}': f"0+{err:g}x{n}",
+            **_slo_series("availability", 99.9)}
+
+
+def _latency(slow_per_min: float) -> dict[str, str]:
+    """1000 requests a minute of which `slow_per_min` take longer than 0.1s (the SLO's bucket)."""
+    sel = 'namespace="ml",isvc="churn",side="stable",pod="p"'
+    return {f'{LAT}_bucket{{{sel},le="0.1"}}': f"0+{1000 - slow_per_min:g}x60",
+            f'{LAT}_bucket{{{sel},le="+Inf"}}': "0+1000x60", f"{LAT}_count{{{sel}}}": "0+1000x60",
+            'modelops_slo_latency_le{namespace="ml",isvc="churn",le="0.1"}': "1x60",
+            **_slo_series("latency", 99.0)}
+
+
+def _burn(slo: str, severity: str, value: str, fast: bool) -> dict[str, Any]:
+    how = (("1h", "5m", "2% of the error budget per hour. No canary of this ModelDeployment starts or advances "
+            "meanwhile (condition BudgetExhausted).") if fast else ("6h", "30m", "5% of the error budget per 6 hours."))
+    return {"labels": {"severity": severity, "namespace": "ml", "isvc": "churn", "slo": slo},
+            "annotations": {"summary": f"The {slo} SLO of ml/churn burns its error budget fast.",
+                            "description": f"The {slo} error ratio of ml/churn is {value} over {how[0]} and {how[1]}: "
+                                           f"at least {how[2]}"}}
+
+
+FAST_BURN, SLOW_BURN = "ModelopsSLOFastBurn", "ModelopsSLOSlowBurn"
+#: 1x the budget for the whole 30-day window, sampled every 10 minutes: the budget is spent exactly, nothing fires
+ONE_X_30D = _availability(1, n=4320, step=10)
+ONE_X_30D.update({k: v.replace("x5000", "x4400") for k, v in _slo_series("availability", 99.9).items()})
+
 #: alert -> (firing cases, silent cases)
 CASES: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {
     "ModelopsFeatureDrift": (
@@ -136,7 +181,25 @@ CASES: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {
         [case("ModelopsRolloutStalled", {STEP: "0x80", WEIGHT: "10x80"}, "70m", [STALLED])],
         [case("ModelopsRolloutStalled", {STEP: "0x80", WEIGHT: "10x80"}, "50m", []),  # under an hour
          case("ModelopsRolloutStalled", {STEP: "0x80", WEIGHT: "0x80"}, "70m", [])]),  # no canary
+    # a 14.4x burn pages within 5 minutes of series time; 6x does not page
+    FAST_BURN: (
+        [case(FAST_BURN, _availability(14.4), "5m", [_burn("availability", "critical", "1.44%", True)]),
+         case(FAST_BURN, _latency(200), "5m", [_burn("latency", "critical", "20%", True)])],
+        [case(FAST_BURN, _availability(6), "30m", []),
+         case(FAST_BURN, _availability(0), "30m", []),
+         case(FAST_BURN, _latency(5), "30m", [])]),
+    # a 6x burn opens a ticket within 30 minutes; 1x does not
+    SLOW_BURN: (
+        [case(SLOW_BURN, _availability(6), "30m", [_burn("availability", "warning", "0.6%", False)])],
+        [case(SLOW_BURN, _availability(1), "30m", [])]),
 }
+#: 1x over 30 days (10-minute resolution, its own promtool file): neither burn alert fires at any point checked
+LONG = {"interval": "10m", "input_series": [{"series": k, "values": v} for k, v in ONE_X_30D.items()],
+        "alert_rule_test": [{"eval_time": t, "alertname": a, "exp_alerts": []}
+                            for t in ("1h", "6h", "1d", "15d", "29d") for a in (FAST_BURN, SLOW_BURN)],
+        "promql_expr_test": [{"expr": 'modelops:slo_errors:ratio_rate6h{slo="availability"}', "eval_time": "15d",
+                              "exp_samples": [{"labels": 'modelops:slo_errors:ratio_rate6h{namespace="ml",isvc='
+                                                         '"churn",slo="availability"}', "value": 0.001}]}]}
 
 
 def test_every_shipped_alert_fires_and_stays_silent_under_promtool(tmp_path: Path) -> None:
@@ -155,6 +218,26 @@ def test_every_shipped_alert_fires_and_stays_silent_under_promtool(tmp_path: Pat
     proc = subprocess.run([str(tool), "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_1x_burn_over_30_days_fires_nothing_and_the_recorded_ratio_is_the_budget(tmp_path: Path) -> None:
+    tool = promtool()
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule_groups()}, sort_keys=False))
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(
+        {"rule_files": ["rules.yaml"], "evaluation_interval": "10m", "tests": [LONG]}, sort_keys=False))
+    proc = subprocess.run([str(tool), "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_recording_rule_of_the_slo_group_is_read_by_a_burn_alert() -> None:
+    groups = {g["name"]: g for g in rule_groups()}
+    slo = groups["modelops.slo"]["rules"]
+    recorded = {r["record"] for r in slo if "record" in r}
+    alerts = " ".join(r["expr"] for r in slo if "alert" in r)
+    assert recorded == {f"modelops:slo_errors:ratio_rate{w}" for w in ("5m", "30m", "1h", "6h")}
+    assert all(r in alerts for r in recorded)
+    assert {r["alert"] for r in slo if "alert" in r} == {FAST_BURN, SLOW_BURN}
 
 
 def test_promtool_catches_a_wrong_expectation(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from modelops.api.times import parse_time
 
@@ -88,6 +89,14 @@ class OperatorMetrics:
                                     (*rs, "trigger"), registry=r)
         self.runs = Counter("modelops_retrain_runs_total", "Training runs that reached a final state",
                             (*rs, "trigger", "outcome"), registry=r)
+        slo = ("namespace", "isvc", "slo")
+        self.slo_objective = Gauge("modelops_slo_objective_ratio", "A ModelDeployment's SLO objective (0..1)", slo,
+                                   registry=r)
+        self.slo_threshold = Gauge("modelops_slo_burn_rate_threshold", "Error ratio above which a burn alert "
+                                   "fires (budget share x window / long window x error budget)", (*slo, "burn"),
+                                   registry=r)
+        self.slo_le = Gauge("modelops_slo_latency_le", "1 for the latency bucket (le) a latency SLO counts as fast",
+                            ("namespace", "isvc", "le"), registry=r)
         self.adapter_errors = Counter("modelops_adapter_errors_total", "Errors of the registry, Prometheus and "
                                       "Kubernetes adapters", ("adapter", "reason"), registry=r)
         self._lock = threading.Lock()
@@ -149,6 +158,29 @@ class OperatorMetrics:
                 promotions.inc()
             elif reason == "RolledBack":
                 rollbacks.inc()
+
+    def slos(self, namespace: str, name: str, slos: Iterable[Any]) -> None:
+        """A ModelDeployment's SLOs (decide/slo.py) as the series the chart's burn-rate rules join on; series of
+        SLOs no longer declared are removed."""
+        kind = "ModelDeployment"
+        wanted: set[tuple[Any, tuple[str, ...]]] = set()
+        for slo in slos:
+            self._labels(self.slo_objective, kind, namespace, name, slo.name).set(slo.objective / 100.0)
+            wanted.add((self.slo_objective, (namespace, name, slo.name)))
+            for burn, threshold in slo.burn_thresholds().items():
+                self._labels(self.slo_threshold, kind, namespace, name, slo.name, burn).set(threshold)
+                wanted.add((self.slo_threshold, (namespace, name, slo.name, burn)))
+            if slo.threshold_seconds is not None:
+                le = floatToGoString(slo.threshold_seconds)
+                self._labels(self.slo_le, kind, namespace, name, le).set(1)
+                wanted.add((self.slo_le, (namespace, name, le)))
+        with self._lock:
+            series = self._series.get((kind, namespace, name), set())
+            stale = {s for s in series if s[0] in (self.slo_objective, self.slo_threshold, self.slo_le)} - wanted
+            series -= stale
+        for metric, values in stale:
+            with contextlib.suppress(KeyError):
+                metric.remove(*values)
 
     # ------------------------------------------------------------------ RetrainSchedule
     def retrain(self, namespace: str, name: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from modelops.api.times import format_time, parse_duration
 from modelops.api.types import Event, EventType, IsvcState, ModelRef, ServingPlan, serving_name
+from modelops.decide.slo import BudgetState
 from modelops.api.vocabulary import (
     ANN_ABORT,
     ANN_APPROVE,
@@ -89,6 +90,8 @@ class Observed:
     spec_problems: Sequence[str] = ()
     #: storage URI prefixes the operator may hand to KServe (MODELOPS_ALLOWED_STORAGE_URI_PREFIXES); empty: any
     allowed_storage_uris: Sequence[str] = ()
+    #: [issue 14] the SLO fast-burn gate (decide/slo.py); None: the spec declares no SLO
+    budget: BudgetState | None = None
 
 
 @dataclass
@@ -323,6 +326,12 @@ class _Tick:
             return self.finish(phase="Failed")
         self.conds.append(Condition("Accepted", "True", "SpecValid",
                                     f"generation {self.obs.generation} accepted"))
+        budget = self.obs.budget
+        if budget is not None:
+            self.conds.append({"exhausted": Condition("BudgetExhausted", "True", "FastBurn", budget.message),
+                               "unknown": Condition("BudgetExhausted", "Unknown", "PrometheusUnavailable",
+                                                    budget.message)}.get(
+                budget.state, Condition("BudgetExhausted", "False", "WithinBudget", budget.message)))
         target = self.resolve()
         if not self.st.get("stable"):
             if target is None or target.rejected:
@@ -413,6 +422,9 @@ class _Tick:
         if not self.obs.canary_supported:
             self.progressing("False", "CanaryUnsupported", self.obs.canary_unsupported)
             self.events.append(Event("Warning", "CanaryUnsupported", self.obs.canary_unsupported))
+            return
+        if self.budget_hold():
+            self.progressing("False", "BudgetExhausted", f"{target.label()} is waiting: {self.budget_hold()}")
             return
         self.start(target)
         self.progressing("True", "RolloutStarted", self.st["rollout"]["message"])
@@ -595,6 +607,8 @@ class _Tick:
                                       f"canary {_label(self.st.get('canary'))} yet")
         if not isvc.canary_ready:
             return "CanaryNotReady", f"holding at {ro['weight']}%: the canary predictor is not ready yet"
+        if self.budget_hold():
+            return "BudgetExhausted", f"holding at {ro['weight']}%: {self.budget_hold()}"
         if int(ro.get("consecutiveErrors", 0)) > int(limits.get("consecutiveErrorLimit", 3)):
             return ("MetricsUnavailable", f"holding at {ro['weight']}%: {ro['consecutiveErrors']} analyses in a "
                     f"row could not query Prometheus ({ro.get('message', '')}); no promotion without data")
@@ -602,6 +616,12 @@ class _Tick:
             return ("NoData", f"holding at {ro['weight']}% for a person: {ro['inconclusive']} inconclusive "
                     f"analyses in a row ({ro.get('message', '')})")
         return None
+
+    def budget_hold(self) -> str:
+        """Why the SLO gate holds traffic changes now ("" when it does not): the fast-burn alert fires, or
+        Prometheus cannot say whether it does (never a pass)."""
+        budget = self.obs.budget
+        return budget.message if budget is not None and budget.state != "ok" else ""
 
     def settle_rollback(self) -> None:
         ro = self.st["rollout"]

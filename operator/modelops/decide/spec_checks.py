@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from modelops.decide.builtin_metrics import UnknownBuiltin, query_of
+from modelops.decide.slo import slo_problems
 
 #: storageOptions keys that carry credentials (issue 16, L7); the CRD's CEL rule uses the same pattern
 SECRET_KEY = re.compile(r"(?i)(secret|passw|token|credential|access_key|session|private_key|api_key)")
@@ -55,4 +56,4 @@ def model_deployment_problems(spec: Mapping[str, Any]) -> list[str]:
         if query.count("{{") != query.count("}}"):
             problems.append(f"spec.rollout.analysis.metrics[{metric.get('name')}].query: unbalanced "
                             "template braces")
-    return problems
+    return problems + slo_problems(spec)
