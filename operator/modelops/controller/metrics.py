@@ -171,7 +171,7 @@ class OperatorMetrics:
                 self._labels(self.slo_threshold, kind, namespace, name, slo.name, burn).set(threshold)
                 wanted.add((self.slo_threshold, (namespace, name, slo.name, burn)))
             if slo.threshold_seconds is not None:
-                le = floatToGoString(slo.threshold_seconds)
+                le = str(floatToGoString(slo.threshold_seconds))  # type: ignore[no-untyped-call]
                 self._labels(self.slo_le, kind, namespace, name, le).set(1)
                 wanted.add((self.slo_le, (namespace, name, le)))
         with self._lock:

@@ -33,7 +33,6 @@ from typing import Any, Literal
 
 from modelops.api.times import format_time, parse_duration
 from modelops.api.types import Event, EventType, IsvcState, ModelRef, ServingPlan, serving_name
-from modelops.decide.slo import BudgetState
 from modelops.api.vocabulary import (
     ANN_ABORT,
     ANN_APPROVE,
@@ -48,6 +47,7 @@ from modelops.api.vocabulary import (
 from modelops.decide import analysis
 from modelops.decide.conditions import Condition, merge_conditions
 from modelops.decide.finite import finite
+from modelops.decide.slo import BudgetState
 
 #: Alias the operator tracks when the spec names neither alias nor version.
 DEFAULT_ALIAS = CHAMPION_ALIAS

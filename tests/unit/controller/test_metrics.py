@@ -182,3 +182,35 @@ def test_metrics_are_served_over_http() -> None:
     assert 'modelops_rollout_rollbacks_total{modeldeployment="churn",namespace="ns"} 1.0' in text
     assert "# TYPE modelops_reconcile_duration_seconds histogram" in text
 
+
+
+def test_slo_thresholds_are_exported_per_deployment_and_removed_with_the_slo() -> None:
+    from modelops.decide.slo import slos_of
+
+    m = OperatorMetrics()
+    slos = slos_of({"slos": [{"name": "availability", "objective": 99.9},
+                             {"name": "latency", "objective": 99.0, "latency": {"thresholdSeconds": 0.1}}]})
+    m.slos("ns", "churn", slos)
+    isvc = {"namespace": "ns", "isvc": "churn"}
+    assert value(m, "modelops_slo_burn_rate_threshold", **isvc, slo="availability", burn="fast") == \
+        pytest.approx(0.0144)
+    assert value(m, "modelops_slo_burn_rate_threshold", **isvc, slo="latency", burn="slow") == pytest.approx(0.06)
+    assert value(m, "modelops_slo_objective_ratio", **isvc, slo="availability") == pytest.approx(0.999)
+    assert value(m, "modelops_slo_latency_le", **isvc, le="0.1") == 1  # the model server's own le spelling
+    m.slos("ns", "churn", slos[:1])
+    assert value(m, "modelops_slo_latency_le", **isvc, le="0.1") is None
+    assert value(m, "modelops_slo_burn_rate_threshold", **isvc, slo="latency", burn="slow") is None
+    assert value(m, "modelops_slo_burn_rate_threshold", **isvc, slo="availability", burn="fast") is not None
+
+
+@pytest.mark.parametrize(("fires", "state"), [(True, "True"), (False, "False")])
+def test_a_reconcile_reads_the_fast_burn_alert_into_budget_exhausted(fires: bool, state: str) -> None:
+    prom = FakePrometheus(1.0 if fires else None)
+    rt, kube, _, _ = make_runtime(registry=registry(), prometheus=prom)
+    deployment(kube, slos=[{"name": "availability", "objective": 99.9}])
+    md.reconcile(rt, "ns", "churn", budget())
+    conds = {c["type"]: c for c in kube.obj("modeldeployments", "ns", "churn")["status"]["conditions"]}
+    assert conds["BudgetExhausted"]["status"] == state
+    assert any("ModelopsSLOFastBurn" in q and 'isvc="churn"' in q for q in prom.queries)
+    assert value(rt.metrics, "modelops_slo_burn_rate_threshold", namespace="ns", isvc="churn", slo="availability",
+                 burn="fast") == pytest.approx(0.0144)
