@@ -119,6 +119,14 @@ class OperatorMetrics:
             with contextlib.suppress(KeyError):
                 metric.remove(*values)
 
+    def forget_all(self) -> None:
+        """Remove every object's series (this replica lost the leader Lease: a standby reports no rollout, so
+        `count by (phase)` never counts a deployment twice)."""
+        with self._lock:
+            keys = list(self._series)
+        for kind, namespace, name in keys:
+            self.forget(kind, namespace, name)
+
     # ------------------------------------------------------------------ the runtime
     def reconciled(self, kind: str, result: str, seconds: float) -> None:
         k = _bounded(kind, KINDS)

@@ -76,7 +76,7 @@ class Runtime:
                 self.kube, self.settings.lease_namespace or "default", self.settings.lease_name, self.identity,
                 Timing(self.settings.lease_duration_seconds, self.settings.lease_renew_deadline_seconds,
                        self.settings.lease_retry_period_seconds),
-                on_started=self._wake_all)
+                on_started=self._wake_all, on_stopped=self.metrics.forget_all)
         self.paused = False
         #: objects whose last reconcile failed (and was reported in their status)
         self._failed: set[tuple[str, str, str]] = set()

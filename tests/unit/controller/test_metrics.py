@@ -214,3 +214,14 @@ def test_a_reconcile_reads_the_fast_burn_alert_into_budget_exhausted(fires: bool
     assert any("ModelopsSLOFastBurn" in q and 'isvc="churn"' in q for q in prom.queries)
     assert value(rt.metrics, "modelops_slo_burn_rate_threshold", namespace="ns", isvc="churn", slo="availability",
                  burn="fast") == pytest.approx(0.0144)
+
+
+def test_a_replica_that_loses_the_lease_reports_no_object_series() -> None:
+    rt, _, _, _ = make_runtime(leader_election=True, lease_namespace="ns")
+    rt.metrics.rollout("ns", "churn", {"rollout": {"state": "Progressing", "weight": 10}}, None, [])
+    rt.metrics.retrain("ns", "nightly", {}, {"runs": [{"id": "a", "trigger": "manual", "state": "Pending"}]})
+    assert rt.elector is not None and rt.elector._on_stopped is not None
+    rt.elector._on_stopped()  # what LeaderElector.run calls when the Lease is lost
+    names = {s.name for fam in rt.metrics.registry.collect() for s in fam.samples}
+    assert not {n for n in names if n.startswith(("modelops_rollout_", "modelops_retrain_"))}, names
+    rt.pool.shutdown(wait=False)
