@@ -34,6 +34,9 @@ fi
 step "syncing the Python environment (uv.lock, all extras)"
 uv sync --frozen --all-extras
 
+step "promtool (the e2e Prometheus' version, built once from its Go module): the unit tier's alert tests"
+uv run --frozen modelops images promtool
+
 step "Kubernetes binaries (built once per version from the Go module proxy)"
 uv run --frozen modelops cluster build
 

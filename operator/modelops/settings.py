@@ -17,6 +17,8 @@ class OperatorSettings(BaseSettings):
                                          "(one replica, the chart's default).")
     liveness_host: str = Field("0.0.0.0", description="Address of the liveness endpoint.")
     liveness_port: int = Field(8080, description="Port of the liveness endpoint (GET /healthz).")
+    metrics_port: int = Field(8081, description="Port of the operator's Prometheus metrics (GET /metrics, on "
+                                                "liveness_host); 0 serves none.")
     log_format: str = Field("json", description="'json' (one object per line) or 'plain'.")
     log_level: str = Field("INFO", description="Python log level.")
     mlflow_tracking_uri: str = Field("http://mlflow.modelops.svc:5000",

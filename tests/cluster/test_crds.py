@@ -108,6 +108,22 @@ INVALID: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], dict[str, An
     ("md-metric-without-check", MD,
      lambda o: _set(o, "spec.rollout.analysis.metrics", [{"name": "m", "query": "up"}]),
      ["spec.rollout.analysis.metrics[0]", "needs thresholdRange, baseline or both"]),
+    ("md-metric-unknown-builtin", MD, lambda o: _set(o, "spec.rollout.analysis.metrics", [
+        {"name": "m", "builtin": "p99", "thresholdRange": {"max": 1}}]),
+     ["spec.rollout.analysis.metrics[0].builtin", "Unsupported value"]),
+    ("md-metric-query-and-builtin", MD, lambda o: _set(o, "spec.rollout.analysis.metrics", [
+        {"name": "m", "builtin": "error-rate", "query": "up", "thresholdRange": {"max": 1}}]),
+     ["spec.rollout.analysis.metrics[0]", "exactly one of query or builtin"]),
+    ("md-metric-neither-query-nor-builtin", MD, lambda o: _set(o, "spec.rollout.analysis.metrics", [
+        {"name": "m", "thresholdRange": {"max": 1}}]),
+     ["spec.rollout.analysis.metrics[0]", "exactly one of query or builtin"]),
+    ("md-slo-latency-without-threshold", MD, lambda o: _set(o, "spec.slos", [{"name": "latency", "objective": 99}]),
+     ["spec.slos[0].latency", "a latency SLO needs latency.thresholdSeconds"]),
+    ("md-slo-objective-100", MD, lambda o: _set(o, "spec.slos", [{"name": "availability", "objective": 100}]),
+     ["spec.slos[0].objective"]),
+    ("md-slo-threshold-not-a-bucket", MD, lambda o: _set(o, "spec.slos", [
+        {"name": "latency", "objective": 99, "latency": {"thresholdSeconds": 0.3}}]),
+     ["spec.slos[0].latency.thresholdSeconds", "Unsupported value"]),
     ("md-metric-bad-name", MD, lambda o: _set(o, "spec.rollout.analysis.metrics.0.name", "Bad_Name"),
      ["spec.rollout.analysis.metrics[0].name"]),
     ("md-metric-duplicate", MD, lambda o: _set(o, "spec.rollout.analysis.metrics", [

@@ -128,3 +128,27 @@ def test_logs_are_json_and_sigterm_shuts_down_cleanly(operator: Operator, namesp
     records = [json.loads(ln) for ln in lines if ln.startswith("{")]
     assert records and len(records) >= 0.9 * len(lines), lines[:5]
     assert any(r.get("object", {}).get("name") == "md" for r in records if isinstance(r.get("object"), dict))
+
+
+def test_the_operator_serves_its_prometheus_metrics(operator: Operator, namespace: str) -> None:
+    """Issue 14 / review M10: the operator process exports what the chart's alerts and dashboard read."""
+    import urllib.request
+
+    kube = operator.kube
+    kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "modeldeployments", _md("md"))
+    kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "retrainschedules", _rs("rs"))
+    _wait_ack(kube, namespace, "modeldeployments", "md", 5)
+    _wait_ack(kube, namespace, "retrainschedules", "rs", 5)
+    url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
+    deadline, text = time.monotonic() + 30, ""
+    while time.monotonic() < deadline:
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        if f'modelops_rollout_phase{{modeldeployment="md",namespace="{namespace}",phase="Stable"}} 1.0' in text:
+            break
+        time.sleep(0.5)
+    assert f'modelops_rollout_phase{{modeldeployment="md",namespace="{namespace}",phase="Stable"}} 1.0' in text, text
+    assert f'modelops_rollout_rollbacks_total{{modeldeployment="md",namespace="{namespace}"}} 0.0' in text
+    assert 'modelops_reconcile_total{kind="ModelDeployment",result="ok"}' in text
+    assert 'modelops_reconcile_total{kind="RetrainSchedule",result="ok"}' in text
+    assert 'modelops_reconcile_queue_depth{kind="ModelDeployment"}' in text
+    assert "# TYPE modelops_retrain_runs_total counter" in text

@@ -83,3 +83,21 @@ def test_prometheus_side_relabelling() -> None:
     canary = re.compile(f"^(?:{rule['regex']})$")  # Prometheus anchors relabel regexes
     assert canary.match("churn-v2-predictor") and canary.match("churn-u1a2b3c4d-predictor")
     assert not canary.match("churn-predictor") and not canary.match("my-v2-model-predictor-x")
+
+
+def test_e2e_prometheus_uses_the_charts_label_convention_and_scrapes_the_operator() -> None:
+    """Issue 14: the e2e scrape config and the chart's PodMonitor put the same labels on model-server series,
+    and the operator's /metrics (the chart's container port named metrics) is scraped with its own labels."""
+    docs = list(yaml.safe_load_all((REPO / "manifests/e2e/prometheus.yaml").read_text()))
+    cfg = yaml.safe_load(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["prometheus.yml"])
+    jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
+    e2e_side = next(r["regex"] for r in jobs["kserve-predictors"]["relabel_configs"] if r.get("replacement") == "canary")
+    chart = (REPO / "charts/modelops/templates/monitoring.yaml").read_text()
+    assert f"regex: {e2e_side}" in chart
+    assert {r["target_label"] for r in jobs["kserve-predictors"]["relabel_configs"] if "target_label" in r} >= {
+        "namespace", "isvc", "side"}
+    op = jobs["modelops-operator"]
+    assert op["honor_labels"] is True
+    keep = {r["regex"] for r in op["relabel_configs"] if r.get("action") == "keep"}
+    assert keep == {"operator", "metrics"}
+    assert "- name: metrics" in (REPO / "charts/modelops/templates/operator-deployment.yaml").read_text()

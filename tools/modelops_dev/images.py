@@ -229,6 +229,38 @@ def prometheus_binary(progress: object = typer.echo) -> Path:
     return binary
 
 
+PROMTOOL_MODULE = "github.com/prometheus/prometheus/cmd/promtool"
+
+
+def promtool_path() -> Path:
+    """Where `promtool_binary` caches promtool (the e2e Prometheus' version)."""
+    return Path.home() / ".cache" / "modelops" / "promtool" / PROMETHEUS_VERSION / "promtool"
+
+
+def promtool_binary() -> Path:
+    """promtool from the same Prometheus Go module and version as the e2e Prometheus, cached by version
+    (~/.cache/modelops/promtool/<version>): `promtool test rules` runs the chart's alert tests (unit tier)."""
+    binary = promtool_path()
+    if binary.exists():
+        return binary
+    if shutil.which("go") is None:
+        raise typer.BadParameter("building promtool needs Go (scripts/bootstrap.sh installs it)")
+    typer.echo(f"building promtool {PROMETHEUS_VERSION} from the Go module proxy (tags {PROMETHEUS_TAGS}; "
+               "minutes on 2 cores the first time, cached afterwards)")
+    t0 = time.monotonic()
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    run(["nice", "-n", "10", "go", "install", "-p", "2", "-trimpath", "-tags", PROMETHEUS_TAGS,
+         f"{PROMTOOL_MODULE}@{PROMETHEUS_VERSION}"],
+        env={**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0", "GOBIN": str(binary.parent)}, cwd="/")
+    typer.echo(f"  promtool built in {time.monotonic() - t0:.0f}s")
+    return binary
+
+
+def promtool() -> None:
+    """Build promtool (the e2e Prometheus' version, from its Go module) once and print its path."""
+    typer.echo(str(promtool_binary()))
+
+
 def _stage_prometheus(root: Path) -> None:
     """Copy the Prometheus binary into the build context (build/prometheus/, see .dockerignore)."""
     dest = root / "build" / "prometheus"
@@ -396,7 +428,8 @@ def verify(
         kc.chmod(0o644)  # the container's user 10001 reads it through the bind mount
         subprocess.run(["docker", "run", "-d", "--rm", "--name", name, *RESTRICTED_RUN,
                         "-v", f"{kc}:/etc/modelops/kubeconfig:ro", "-e", "KUBECONFIG=/etc/modelops/kubeconfig",
-                        "-e", f"MODELOPS_LIVENESS_PORT={port}", "-e", "MODELOPS_LIVENESS_HOST=127.0.0.1", ref],
+                        "-e", f"MODELOPS_LIVENESS_PORT={port}", "-e", "MODELOPS_LIVENESS_HOST=127.0.0.1",
+                        "-e", "MODELOPS_METRICS_PORT=0", ref],
                        check=True, capture_output=True)
         _wait_http(f"http://127.0.0.1:{port}/healthz", 90, name)
         report[ref] = "/healthz ok against the local API server"
@@ -457,6 +490,7 @@ images_app = typer.Typer(help="Container images of the four runtimes (offline-ca
                          no_args_is_help=True)
 images_app.command("build")(build)
 images_app.command("verify")(verify)
+images_app.command("promtool")(promtool)
 
 
 @images_app.callback()

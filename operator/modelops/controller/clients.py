@@ -86,6 +86,8 @@ class Clients:
         self.prometheis: Lru[str, Prometheus] = Lru(limit)
         self._uris: Lru[tuple[str, str, str], str] = Lru(limit * 16)
         self.notifier = notifier or Notifier(timeout=timeout)
+        #: (adapter, reason) of every registry failure; the runtime counts them (controller/metrics.py)
+        self.on_error: Callable[[str, str], None] | None = None
 
     def registry(self, tracking_uri: str, namespace: str, secret: str) -> MlflowRegistry:
         """The client for one MLflow server with the credentials in `secret` (in `namespace`), if any.
@@ -107,7 +109,9 @@ class Clients:
         return self.registries.put(key, client)
 
     def registry_failed(self, tracking_uri: str, namespace: str, secret: str, exc: RegistryError) -> None:
-        """Drop the client after an authorization failure, so the Secret is read again next time."""
+        """Count the failure; drop the client after an authorization failure, so the Secret is read again."""
+        if self.on_error is not None:
+            self.on_error("registry", exc.reason)
         if exc.reason == "RegistryUnauthorized":
             self.registries.pop((tracking_uri, namespace if secret else "", secret))
 

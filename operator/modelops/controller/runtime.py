@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,7 @@ from modelops.controller.budget import Budget
 from modelops.controller.cache import WatchCache
 from modelops.controller.clients import Clients
 from modelops.controller.leader import LeaderElector, Timing
+from modelops.controller.metrics import OperatorMetrics
 from modelops.controller.scheduler import Scheduler
 from modelops.controller.status import StatusWriter
 from modelops.decide.conditions import Condition, merge_conditions
@@ -50,12 +52,16 @@ class Kind:
 
 class Runtime:
     def __init__(self, settings: OperatorSettings | None = None, kube: Kube | None = None,
-                 clients: Clients | None = None, clock: Clock | None = None) -> None:
+                 clients: Clients | None = None, clock: Clock | None = None,
+                 metrics: OperatorMetrics | None = None) -> None:
         self.settings = settings or OperatorSettings()
+        #: the operator's own Prometheus metrics (controller/metrics.py), served by `serve_metrics`
+        self.metrics = metrics or OperatorMetrics()
         self.kube = kube or Kube()
         self.clients = clients or Clients(self.kube, timeout=self.settings.http_timeout_seconds,
                                           artifacts_destination=self.settings.mlflow_artifacts_destination,
                                           credentials_ttl=self.settings.credentials_ttl_seconds)
+        self.clients.on_error = self.metrics.adapter_error
         self.clock = clock or Clock(self.settings.test_clock_file)
         self.cache = WatchCache()
         self.pool = ThreadPoolExecutor(max_workers=self.settings.reconcile_workers, thread_name_prefix="reconcile")
@@ -70,7 +76,7 @@ class Runtime:
                 self.kube, self.settings.lease_namespace or "default", self.settings.lease_name, self.identity,
                 Timing(self.settings.lease_duration_seconds, self.settings.lease_renew_deadline_seconds,
                        self.settings.lease_retry_period_seconds),
-                on_started=self._wake_all)
+                on_started=self._wake_all, on_stopped=self.metrics.forget_all)
         self.paused = False
         #: objects whose last reconcile failed (and was reported in their status)
         self._failed: set[tuple[str, str, str]] = set()
@@ -99,26 +105,36 @@ class Runtime:
         async def run(namespace: str, name: str) -> float | None:
             return await self.reconcile_async(kind, namespace, name)
 
-        kind.scheduler = Scheduler(run, concurrency=kind.concurrency or self.settings.reconcile_workers * 2,
-                                   gate=self.may_act)
+        scheduler = Scheduler(run, concurrency=kind.concurrency or self.settings.reconcile_workers * 2,
+                              gate=self.may_act)
+        kind.scheduler = scheduler
         self.kinds[kind.name] = kind
-        return kind.scheduler
+        self.metrics.queues[kind.name] = lambda: (scheduler.waiting(), scheduler.known())
+        return scheduler
 
     async def reconcile_async(self, kind: Kind, namespace: str, name: str) -> float | None:
         budget = Budget(self.settings.reconcile_budget_seconds)
         loop = asyncio.get_running_loop()
         self.counters["reconciles"] += 1
+        t0, outcome = time.monotonic(), "error"
         try:
             result = await loop.run_in_executor(self.pool, kind.reconcile, self, namespace, name, budget)
+            outcome = "ok" if result is not None else "gone"
+            if result is None:
+                self.metrics.forget(kind.name, namespace, name)
             if (kind.name, namespace, name) in self._failed and result is not None:
                 self._failed.discard((kind.name, namespace, name))
                 self._report(kind, namespace, name, None)  # Reconciled=True again
             return result
         except Conflict:
+            outcome = "conflict"
             return 0.2  # someone else wrote first: decide again on the fresh object
         except NotLeader:
+            outcome = "not_leader"
             return 1.0  # stays known; runs again once this replica leads
         except KubeError as exc:
+            outcome = "kube_error"
+            self.metrics.adapter_error("kube", f"HTTP{exc.status}" if getattr(exc, "status", None) else "KubeError")
             log.warning("%s %s/%s: reconcile failed: %s", kind.name, namespace, name, exc)
             self._report(kind, namespace, name, f"Kubernetes API: {exc}")
             return 5.0
@@ -126,6 +142,8 @@ class Runtime:
             log.exception("%s %s/%s: reconcile failed", kind.name, namespace, name)
             self._report(kind, namespace, name, f"{type(exc).__name__}: {exc}")
             return 10.0
+        finally:
+            self.metrics.reconciled(kind.name, outcome, time.monotonic() - t0)
 
     def _report(self, kind: Kind, namespace: str, name: str, message: str | None) -> None:
         """Say in the object's status that its reconcile failed (`message`) or works again (None)."""

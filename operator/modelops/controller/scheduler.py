@@ -62,6 +62,16 @@ class Scheduler:
     def running(self) -> int:
         return len(self._running)
 
+    def waiting(self) -> int:
+        """Objects due now that have not started (the queue depth; read from the /metrics thread too)."""
+        now = time.monotonic()
+        for _ in range(3):  # the event loop may change the map while another thread reads it
+            try:
+                return sum(1 for k, t in list(self._due.items()) if t <= now and k not in self._running)
+            except RuntimeError:
+                continue
+        return 0
+
     def _next(self, now: float) -> list[Key]:
         """The due objects to start now, most urgent first, within the free slots."""
         free = self._concurrency - len(self._running)

@@ -1,6 +1,7 @@
 """Canary analysis, purely: PromQL templates in, per-metric verdicts out.
 
-A query is a template over {{namespace}}, {{name}}, {{side}}, {{revision}} and {{interval}}. Each metric
+A query is a template over {{namespace}}, {{name}}, {{side}}, {{revision}} and {{interval}}; a metric with
+`builtin: <name>` uses the built-in template of that name (`decide.builtin_metrics`). Each metric
 is queried for the canary side (and for the stable side when it has a baseline check). The adapter that
 talks to Prometheus reports one `Sample` per query: a value, no data, or an error. Verdicts:
 
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from modelops.api.types import Sample
+from modelops.decide.builtin_metrics import query_of
 
 Result = Literal["Pass", "Fail", "Inconclusive", "Error"]
 Side = Literal["canary", "stable"]
@@ -80,9 +82,10 @@ def queries(metrics: Sequence[Mapping[str, Any]], context: Mapping[Side, Mapping
     the canary's traffic count of metrics with `minSamples`."""
     out: list[Query] = []
     for m in metrics:
-        out.append(Query(m["name"], "canary", render(m["query"], context["canary"])))
+        template = query_of(m)  # its own query, or a built-in metric's (decide/builtin_metrics.py)
+        out.append(Query(m["name"], "canary", render(template, context["canary"])))
         if m.get("baseline"):
-            out.append(Query(m["name"], "stable", render(m["query"], context["stable"])))
+            out.append(Query(m["name"], "stable", render(template, context["stable"])))
         if m.get("minSamples"):
             out.append(Query(samples_key(m["name"]), "canary", render(m["minSamples"]["query"], context["canary"])))
     return out

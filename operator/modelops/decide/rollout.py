@@ -48,6 +48,7 @@ from modelops.api.vocabulary import (
 from modelops.decide import analysis
 from modelops.decide.conditions import Condition, merge_conditions
 from modelops.decide.finite import finite
+from modelops.decide.slo import BudgetState
 
 #: Alias the operator tracks when the spec names neither alias nor version.
 DEFAULT_ALIAS = CHAMPION_ALIAS
@@ -93,6 +94,8 @@ class Observed:
     #: the object's namespace and name (they name the audit records' MLflow tags)
     namespace: str = ""
     name: str = ""
+    #: [issue 14] the SLO fast-burn gate (decide/slo.py); None: the spec declares no SLO
+    budget: BudgetState | None = None
 
 
 @dataclass
@@ -365,6 +368,12 @@ class _Tick:
             return self.finish(phase="Failed")
         self.conds.append(Condition("Accepted", "True", "SpecValid",
                                     f"generation {self.obs.generation} accepted"))
+        budget = self.obs.budget
+        if budget is not None:
+            self.conds.append({"exhausted": Condition("BudgetExhausted", "True", "FastBurn", budget.message),
+                               "unknown": Condition("BudgetExhausted", "Unknown", "PrometheusUnavailable",
+                                                    budget.message)}.get(
+                budget.state, Condition("BudgetExhausted", "False", "WithinBudget", budget.message)))
         target = self.resolve()
         if not self.st.get("stable"):
             if target is None or target.rejected:
@@ -455,6 +464,9 @@ class _Tick:
         if not self.obs.canary_supported:
             self.progressing("False", "CanaryUnsupported", self.obs.canary_unsupported)
             self.events.append(Event("Warning", "CanaryUnsupported", self.obs.canary_unsupported))
+            return
+        if self.budget_hold():
+            self.progressing("False", "BudgetExhausted", f"{target.label()} is waiting: {self.budget_hold()}")
             return
         self.start(target)
         self.progressing("True", "RolloutStarted", self.st["rollout"]["message"])
@@ -637,6 +649,8 @@ class _Tick:
                                       f"canary {_label(self.st.get('canary'))} yet")
         if not isvc.canary_ready:
             return "CanaryNotReady", f"holding at {ro['weight']}%: the canary predictor is not ready yet"
+        if self.budget_hold():
+            return "BudgetExhausted", f"holding at {ro['weight']}%: {self.budget_hold()}"
         if int(ro.get("consecutiveErrors", 0)) > int(limits.get("consecutiveErrorLimit", 3)):
             return ("MetricsUnavailable", f"holding at {ro['weight']}%: {ro['consecutiveErrors']} analyses in a "
                     f"row could not query Prometheus ({ro.get('message', '')}); no promotion without data")
@@ -644,6 +658,12 @@ class _Tick:
             return ("NoData", f"holding at {ro['weight']}% for a person: {ro['inconclusive']} inconclusive "
                     f"analyses in a row ({ro.get('message', '')})")
         return None
+
+    def budget_hold(self) -> str:
+        """Why the SLO gate holds traffic changes now ("" when it does not): the fast-burn alert fires, or
+        Prometheus cannot say whether it does (never a pass)."""
+        budget = self.obs.budget
+        return budget.message if budget is not None and budget.state != "ok" else ""
 
     def settle_rollback(self) -> None:
         ro = self.st["rollout"]

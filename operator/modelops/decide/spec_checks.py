@@ -14,6 +14,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from modelops.decide.builtin_metrics import UnknownBuiltin, query_of
+from modelops.decide.slo import slo_problems
+
 #: storageOptions keys that carry credentials (issue 16, L7); the CRD's CEL rule uses the same pattern
 SECRET_KEY = re.compile(r"(?i)(secret|passw|token|credential|access_key|session|private_key|api_key)")
 
@@ -43,8 +46,14 @@ def model_deployment_problems(spec: Mapping[str, Any]) -> list[str]:
     problems: list[str] = []
     analysis = ((spec.get("rollout") or {}).get("analysis") or {})
     for metric in analysis.get("metrics") or []:
-        query = metric.get("query", "")
+        if metric.get("builtin") and metric.get("query"):
+            problems.append(f"spec.rollout.analysis.metrics[{metric.get('name')}]: set query or builtin, not both")
+        try:
+            query = query_of(metric)
+        except UnknownBuiltin as exc:
+            problems.append(f"spec.rollout.analysis.metrics[{metric.get('name')}].builtin: {exc}")
+            continue
         if query.count("{{") != query.count("}}"):
             problems.append(f"spec.rollout.analysis.metrics[{metric.get('name')}].query: unbalanced "
                             "template braces")
-    return problems
+    return problems + slo_problems(spec)

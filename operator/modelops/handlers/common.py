@@ -43,12 +43,18 @@ async def controller_start(**_: Any) -> None:
     for kind in (modeldeployment.KIND, retrainschedule.KIND):
         if kind.name not in rt.kinds:
             rt.register(kind)
+    if rt.settings.metrics_port:
+        port = rt.metrics.serve(rt.settings.metrics_port, rt.settings.liveness_host)
+        logging.getLogger("modelops.controller").info("serving metrics on %s:%d/metrics",
+                                                      rt.settings.liveness_host, port)
     rt.start()
 
 
 @kopf.on.cleanup()
 async def controller_stop(**_: Any) -> None:
-    await runtime().stop()
+    rt = runtime()
+    await rt.stop()
+    rt.metrics.shutdown()
 
 
 @kopf.on.probe(id="version")

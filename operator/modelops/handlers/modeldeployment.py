@@ -52,6 +52,7 @@ from modelops.decide.rollout import (
     tracked_alias,
     uses_candidate_alias,
 )
+from modelops.decide.slo import BudgetState, budget_verdict, fast_burn_query, slos_of
 from modelops.decide.spec_checks import model_deployment_problems
 from modelops.desired.inference_service import (
     ANN_DESIRED_HASH,
@@ -165,8 +166,27 @@ def run_analysis(rt: Runtime, spec: Mapping[str, Any], namespace: str, name: str
             msg = f"reconcile time budget of {budget.seconds:g}s spent before this query"
             samples[(q.metric, q.side)] = Sample(None, "BudgetExhausted", msg, error=msg)
         else:
-            samples[(q.metric, q.side)] = prom.query(q.promql, timeout=budget.timeout(rt.settings.http_timeout_seconds))
+            sample = prom.query(q.promql, timeout=budget.timeout(rt.settings.http_timeout_seconds))
+            if sample.error is not None:
+                rt.metrics.adapter_error("prometheus", sample.reason or "QueryFailed")
+            samples[(q.metric, q.side)] = sample
     return analysis.evaluate_all(metrics, samples)
+
+
+def slo_budget(rt: Runtime, spec: Mapping[str, Any], namespace: str, name: str,
+               budget: Budget) -> BudgetState | None:
+    """[issue 14] Whether the fast-burn alert of this deployment's SLOs fires (None: it declares no SLO)."""
+    slos = slos_of(spec)
+    if not slos:
+        return None
+    if budget.exhausted:
+        return budget_verdict(slos, None, f"reconcile time budget of {budget.seconds:g}s spent")
+    an = (spec.get("rollout") or {}).get("analysis") or {}
+    prom = rt.clients.prometheus(an.get("prometheusUrl") or rt.settings.prometheus_url)
+    sample = prom.query(fast_burn_query(namespace, name), timeout=budget.timeout(rt.settings.http_timeout_seconds))
+    if sample.error is not None:
+        rt.metrics.adapter_error("prometheus", sample.reason or "QueryFailed")
+    return budget_verdict(slos, sample.value if sample.has_value else None, sample.error)
 
 
 def webhooks(rt: Runtime, spec: Mapping[str, Any], namespace: str) -> list[Webhook]:
@@ -303,11 +323,13 @@ def reconcile(rt: Runtime, namespace: str, name: str, budget: Budget) -> float |
     problems = model_deployment_problems(spec)
     pending = [i for i in status.get("outbox") or [] if i.get("kind") in REGISTRY_KINDS]
     resolution = resolve(rt, spec, namespace, pending) if not problems else Resolution()
-    checks = run_analysis(rt, spec, namespace, name, isvc, budget) if analysis_due(spec, status, now) else None
+    checks = (run_analysis(rt, spec, namespace, name, isvc, budget)
+              if not problems and analysis_due(spec, status, now) else None)
+    budget_state = slo_budget(rt, spec, namespace, name, budget) if not problems else None
     observed = Observed(generation=generation, resolution=resolution, isvc=isvc, mode=mode,
                         canary_supported=supported, canary_unsupported=why,
                         annotations=dict(meta.get("annotations") or {}), checks=checks, spec_problems=problems,
-                        allowed_storage_uris=rt.settings.allowed_storage_uri_list(),
+                        allowed_storage_uris=rt.settings.allowed_storage_uri_list(), budget=budget_state,
                         namespace=str(meta.get("namespace") or ""), name=str(meta.get("name") or ""))
     decision = tick(spec, status, observed, now)
     new_status = decision.status
@@ -330,6 +352,8 @@ def reconcile(rt: Runtime, namespace: str, name: str, budget: Budget) -> float |
                                                     if traffic.route is not None else ""))
     rt.ensure_acting()
     body = writer.write(body, body.get("status") or {}, new_status)
+    rt.metrics.rollout(namespace, name, new_status, checks, [e.reason for e in decision.events])
+    rt.metrics.slos(namespace, name, slos_of(spec) if not problems else [])
 
     if decision.plan is not None:
         settings = rt.settings
@@ -410,6 +434,7 @@ async def modeldeployment_event(type: str, body: kopf.Body, name: str, namespace
         _SEEN.pop(key, None)
         _ISVC_SEEN.pop(key, None)
         rt.cache.forget(key, MODEL_DEPLOYMENT, ISVC)
+        rt.metrics.forget(MODEL_DEPLOYMENT, namespace, name)
         scheduler.forget(key)
         return
     rt.cache.remember(MODEL_DEPLOYMENT, key, body)

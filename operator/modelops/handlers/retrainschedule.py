@@ -80,6 +80,8 @@ def reconcile(rt: Runtime, namespace: str, name: str, budget: Budget) -> float |
         drift = spec["triggers"]["drift"]
         sample = rt.clients.prometheus(drift.get("prometheusUrl") or rt.settings.prometheus_url).query_value(
             drift["query"], timeout=budget.timeout(rt.settings.http_timeout_seconds))
+        if sample.error is not None:
+            rt.metrics.adapter_error("prometheus", sample.reason or "QueryFailed")
     # after reading the object: see decide/retrain.py
     jobs, pods = rt.kube.list_jobs_and_pods(namespace, f"{LABEL_OWNER_KIND}={RETRAIN_SCHEDULE},"
                                                        f"{LABEL_OWNER_NAME}={name}")
@@ -94,7 +96,9 @@ def reconcile(rt: Runtime, namespace: str, name: str, budget: Budget) -> float |
         status.pop("outbox")
     writer = _writer(rt)
     rt.ensure_acting()
-    obj = writer.write(obj, obj.get("status") or {}, status)  # the intent is recorded before any Job exists
+    before = obj.get("status") or {}
+    obj = writer.write(obj, before, status)  # the intent is recorded before any Job exists
+    rt.metrics.retrain(namespace, name, before, status)
     soon = False
     for run in plan.create:
         rt.ensure_acting()
@@ -214,6 +218,7 @@ async def retrainschedule_event(event: kopf.RawEvent, body: kopf.Body, name: str
         scheduler.forget(key)
         _SEEN.pop(key, None)
         runtime().create_failures.pop(key, None)
+        runtime().metrics.forget(RETRAIN_SCHEDULE, namespace, name)
         return
     sig = _signature(body)
     if _SEEN.get(key) != sig:  # our own status writes do not wake the controller

@@ -1,0 +1,93 @@
+"""Built-in analysis metrics by name (issue 14): resolved to PromQL over the one label convention, rendered
+like a custom query, the same names in the CRD's enum, and the samples use them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modelops.decide import analysis
+from modelops.decide.builtin_metrics import NAMES, UnknownBuiltin, builtin_query, query_of
+from modelops.decide.spec_checks import model_deployment_problems
+
+pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[3]
+CONTEXT: dict[analysis.Side, dict[str, str]] = {
+    side: {"namespace": "ml", "name": "churn", "side": side, "revision": "", "interval": "30s"}
+    for side in ("canary", "stable")}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_builtin_selects_one_side_of_one_inferenceservice_by_the_label_convention(name: str) -> None:
+    q = analysis.render(builtin_query(name), CONTEXT["canary"])
+    assert "{{" not in q and "}}" not in q
+    assert q.count('namespace="ml",isvc="churn",side="canary"') >= 1
+    assert "[30s]" in q
+    assert "modelops_serving_request" in q  # the model server's own series, which the REST fast path updates
+    assert q.count("(") == q.count(")")
+
+
+def test_success_rate_is_the_former_sample_query_and_latency_reads_the_histogram() -> None:
+    former = ('(sum(rate(modelops_serving_requests_total{namespace="{{namespace}}",isvc="{{name}}",side="{{side}}",'
+              'status!~"5.."}[{{interval}}])) or vector(0)) / sum(rate(modelops_serving_requests_total{namespace='
+              '"{{namespace}}",isvc="{{name}}",side="{{side}}"}[{{interval}}]))')
+    assert builtin_query("success-rate") == former
+    assert builtin_query("latency-p99").startswith("histogram_quantile(0.99, sum by (le) (rate("
+                                                   "modelops_serving_request_duration_seconds_bucket{")
+    assert 'status=~"5.."' in builtin_query("error-rate")
+
+
+def test_a_builtin_with_a_baseline_is_queried_on_both_sides_and_a_query_still_wins() -> None:
+    metrics = [{"name": "lat", "builtin": "latency-p99", "thresholdRange": {"max": 0.1}, "baseline": {"maxRatio": 2}},
+               {"name": "custom", "query": 'up{side="{{side}}"}', "thresholdRange": {"min": 1}}]
+    qs = analysis.queries(metrics, CONTEXT)
+    assert [(q.metric, q.side) for q in qs] == [("lat", "canary"), ("lat", "stable"), ("custom", "canary")]
+    assert 'side="stable"' in qs[1].promql and 'side="canary"' in qs[0].promql
+    assert qs[2].promql == 'up{side="canary"}'
+    assert query_of({"name": "x", "query": "q", "builtin": "error-rate"}) == "q"
+
+
+def test_unknown_or_doubled_builtins_are_spec_problems_naming_the_field() -> None:
+    with pytest.raises(UnknownBuiltin, match="known: success-rate"):
+        builtin_query("request-success-rate")
+    spec: dict[str, Any] = {"rollout": {"analysis": {"metrics": [
+        {"name": "a", "builtin": "p99", "thresholdRange": {"max": 1}},
+        {"name": "b", "builtin": "error-rate", "query": "up", "thresholdRange": {"max": 1}},
+        {"name": "c", "thresholdRange": {"max": 1}}]}}}
+    problems = model_deployment_problems(spec)
+    assert any(p.startswith("spec.rollout.analysis.metrics[a].builtin: unknown built-in") for p in problems)
+    assert any("metrics[b]: set query or builtin, not both" in p for p in problems)
+    assert any("metrics[c]" in p and "neither query nor builtin" in p for p in problems)
+    ok = {"rollout": {"analysis": {"metrics": [{"name": "a", "builtin": "success-rate",
+                                                "thresholdRange": {"min": 0.99}}]}}}
+    assert model_deployment_problems(ok) == []
+
+
+def _metric_item_schema() -> dict[str, Any]:
+    crd = yaml.safe_load((ROOT / "manifests" / "crds" / "modelops.dev_modeldeployments.yaml").read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    item: dict[str, Any] = spec["properties"]["rollout"]["properties"]["analysis"]["properties"]["metrics"]["items"]
+    return item
+
+
+def test_the_crd_offers_exactly_the_builtins_the_operator_knows_and_needs_query_or_builtin() -> None:
+    item = _metric_item_schema()
+    assert tuple(item["properties"]["builtin"]["enum"]) == NAMES
+    assert item["required"] == ["name"]
+    rules = [r["rule"] for r in item["x-kubernetes-validations"]]
+    assert "has(self.query) != has(self.builtin)" in rules
+    desc = item["properties"]["builtin"]["description"]
+    assert all(label in desc for label in ("namespace", "isvc", "side"))
+
+
+def test_the_canary_samples_use_builtin_metrics() -> None:
+    docs = [yaml.safe_load(p.read_text()) for p in sorted((ROOT / "manifests" / "samples").glob("modeldeployment-*"))]
+    metrics = [m for d in docs for m in ((d["spec"].get("rollout") or {}).get("analysis") or {}).get("metrics") or []]
+    builtins = {m["builtin"] for m in metrics if "builtin" in m}
+    assert {"success-rate", "latency-p99", "error-rate"} <= builtins
+    for m in metrics:  # every sample metric resolves and renders with the label convention
+        q = analysis.render(query_of(m), CONTEXT["canary"])
+        assert 'isvc="churn",side="canary"' in q, m["name"]
