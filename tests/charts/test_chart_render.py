@@ -332,3 +332,15 @@ def test_invalid_console_values_fail_rendering(bad: str) -> None:
     proc = helm(*template_args(sets=[bad]), check=False)
     assert proc.returncode != 0, f"--set {bad} rendered"
     assert "values don't meet the specifications of the schema" in proc.stderr, proc.stderr
+
+
+def test_secret_names_limit_every_secret_rule() -> None:
+    """Review M8: with rbac.secretNames the operator may get only those Secrets, in its watched namespaces
+    and in rbac.secretNamespaces alike (resourceNames on every Secret rule); unset, nothing changes."""
+    objs = render([CHART / "ci" / "02-namespaced-values.yaml"], ["rbac.secretNames={mlflow-credentials,hooks}"])
+    rules = [r for o in objs if o["kind"] in ("Role", "ClusterRole") for r in o["rules"] if "secrets" in r["resources"]]
+    assert len(rules) >= 3  # team-a, team-b and the shared secret-reader
+    assert all(r.get("resourceNames") == ["mlflow-credentials", "hooks"] and r["verbs"] == ["get"] for r in rules)
+    default = render([CHART / "ci" / "02-namespaced-values.yaml"])
+    assert all("resourceNames" not in r for o in default if o["kind"] in ("Role", "ClusterRole")
+               for r in o["rules"] if "secrets" in r["resources"])
