@@ -16,9 +16,9 @@ import pytest
 from kubernetes import client
 
 from modelops.adapters.kube import Kube, KubeError
+from modelops.adapters.registry import RegistryError
 from modelops.api.vocabulary import LABEL_SECRET_READABLE
 from modelops.controller.clients import Clients
-from modelops.adapters.registry import RegistryError
 from tests.charts.chart import render
 
 pytestmark = pytest.mark.cluster
