@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.rollout_latency import IsvcWatch, md, rss_mb  # noqa: E402
+
 from modelops.api import GROUP, VERSION  # noqa: E402
 from modelops_dev.cluster.build import binaries_ready  # noqa: E402
 from modelops_dev.cluster.local import LocalCluster  # noqa: E402
