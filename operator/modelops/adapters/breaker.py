@@ -8,9 +8,12 @@ for `cooldown` seconds, then one trial call is let through (half-open). Its succ
 failure opens it again with twice the cooldown (up to `max_cooldown`). Answers that are not outages (4xx: a
 bad query, a missing model, a refused credential) reset the count: the dependency is up.
 
-An open breaker is an error for the caller, never a guess: analysis samples become errors (a verdict of
-Error holds a rollout, never promotes it), registry calls raise, notifications stay in the outbox with their
-backoff. `open_circuits()` lists what is open, for a status condition.
+An open breaker is an error for the caller, never a guess, with the reason of the outage itself
+(PrometheusUnreachable, RegistryUnreachable, webhook unavailable) and a message saying the circuit is open:
+analysis samples become errors (a verdict of Error holds a rollout, never promotes it), registry calls raise,
+notifications stay in the outbox with their backoff. `open_circuits()` lists what is open, for a status
+condition. The cooldown stays short (5 s, doubling to at most 30 s), so a dependency that is back is used
+again within half a minute.
 """
 
 from __future__ import annotations
@@ -43,8 +46,7 @@ class CircuitOpen(Exception):
     """The dependency's breaker is open: no request was made."""
 
     def __init__(self, dependency: str, retry_in: float) -> None:
-        super().__init__(f"{dependency} is unavailable (circuit open after repeated failures; next try in "
-                         f"{retry_in:.0f}s)")
+        super().__init__(f"circuit open after repeated failures, not asked again for {retry_in:.0f}s")
         self.dependency = dependency
         self.retry_in = retry_in
 
@@ -52,7 +54,7 @@ class CircuitOpen(Exception):
 class Breaker:
     """Per-dependency breakers, shared by every client of the process; thread-safe."""
 
-    def __init__(self, threshold: int = 3, cooldown: float = 10.0, max_cooldown: float = 120.0,
+    def __init__(self, threshold: int = 3, cooldown: float = 5.0, max_cooldown: float = 30.0,
                  clock: Callable[[], float] = time.monotonic, limit: int = 1024) -> None:
         self.threshold, self.cooldown, self.max_cooldown = threshold, cooldown, max_cooldown
         self._clock = clock

@@ -28,7 +28,8 @@ class Prometheus:
     - several series, a non-success status, an odd answer, a timeout or a refused connection ->
       `Sample(error=..., reason=...)`;
     - with a `breaker`, a Prometheus that keeps timing out, refusing or answering 5xx is not asked at all
-      while its breaker is open: `Sample(error=..., reason="CircuitOpen")` at once (review M12).
+      while its breaker is open: `Sample(error=..., reason="PrometheusUnreachable")` at once, saying the circuit
+      is open (review M12).
     """
 
     def __init__(self, base_url: str, timeout: float = 5.0, transport: httpx.BaseTransport | None = None,
@@ -48,7 +49,7 @@ class Prometheus:
             try:
                 self.breaker.before(self.dependency)
             except CircuitOpen as exc:
-                return _error("CircuitOpen", f"Prometheus at {exc}")
+                return _error("PrometheusUnreachable", f"Prometheus at {self.base_url} unreachable: {exc}")
         try:
             resp = self._http.get("/api/v1/query", params={"query": promql},
                                   timeout=min(self.timeout, timeout) if timeout is not None else self.timeout)

@@ -96,7 +96,8 @@ class MlflowRegistry:
             try:
                 self.breaker.before(self.dependency)
             except CircuitOpen as exc:
-                raise RegistryError("CircuitOpen", f"MLflow at {exc}") from None
+                raise RegistryError("RegistryUnreachable", f"MLflow at {self.tracking_uri} is unreachable: {exc}") \
+                    from None
         try:
             resp = self._http.request(method, f"/api/2.0/mlflow/{path}", params=params, json=body)
         except httpx.HTTPError as exc:
