@@ -1,5 +1,6 @@
 """Benchmark: memory of the watch cache for N ModelDeployments and their InferenceServices, side by side:
-objects kept as Python dicts (the cache before, `lean` deep copies) against compact JSON bytes (now).
+objects kept as Python dicts (the first cache, `lean` deep copies), as compact JSON bytes (the second), and
+as the WatchCache keeps them now (compact JSON, zlib-compressed).
 
 The objects are what the operator really caches: a ModelDeployment with the status a serving object has
 (conditions, stable version, history) and the InferenceService the builder makes, with a KServe-like
@@ -71,6 +72,11 @@ def measure(n: int, store: str) -> dict[str, Any]:
         for md, isvc in pairs:
             kept[("md", md["metadata"]["name"])] = lean(md)
             kept[("isvc", md["metadata"]["name"])] = lean(isvc)
+    elif store == "json":
+        kept = {}
+        for md, isvc in pairs:
+            kept[("md", md["metadata"]["name"])] = json.dumps(lean(md), separators=(",", ":")).encode()
+            kept[("isvc", md["metadata"]["name"])] = json.dumps(lean(isvc), separators=(",", ":")).encode()
     else:
         kept = WatchCache()
         for md, isvc in pairs:
@@ -84,6 +90,8 @@ def measure(n: int, store: str) -> dict[str, Any]:
     for md, _ in pairs[:2000]:
         if store == "dicts":
             copy.deepcopy(kept[("md", md["metadata"]["name"])])
+        elif store == "json":
+            json.loads(kept[("md", md["metadata"]["name"])])
         else:
             kept.get("ModelDeployment", ("bench", md["metadata"]["name"]))
     per_get = (time.perf_counter() - t0) / min(n, 2000)
@@ -97,7 +105,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--objects", type=int, default=10000)
     args = ap.parse_args()
-    results = [measure(args.objects, "dicts"), measure(args.objects, "json")]
+    results = [measure(args.objects, store) for store in ("dicts", "json", "watchcache")]
     print(json.dumps({"benchmark": "cache_memory", "load_avg_1m": round(os.getloadavg()[0], 1),
                       "results": results}, indent=1))
 

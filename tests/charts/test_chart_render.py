@@ -390,3 +390,15 @@ def test_every_modelops_series_the_dashboard_and_alerts_read_is_exported_or_reco
     known |= {m + s for m in re.findall(r'"(modelops_[a-z0-9_]+)"', sources) for s in suffixes}
     known |= {r["record"] for g in rule["spec"]["groups"] for r in g["rules"] if "record" in r}
     assert read and not read - known, sorted(read - known)
+
+
+def test_secret_names_limit_every_secret_rule() -> None:
+    """Review M8: with rbac.secretNames the operator may get only those Secrets, in its watched namespaces
+    and in rbac.secretNamespaces alike (resourceNames on every Secret rule); unset, nothing changes."""
+    objs = render([CHART / "ci" / "02-namespaced-values.yaml"], ["rbac.secretNames={mlflow-credentials,hooks}"])
+    rules = [r for o in objs if o["kind"] in ("Role", "ClusterRole") for r in o["rules"] if "secrets" in r["resources"]]
+    assert len(rules) >= 3  # team-a, team-b and the shared secret-reader
+    assert all(r.get("resourceNames") == ["mlflow-credentials", "hooks"] and r["verbs"] == ["get"] for r in rules)
+    default = render([CHART / "ci" / "02-namespaced-values.yaml"])
+    assert all("resourceNames" not in r for o in default if o["kind"] in ("Role", "ClusterRole")
+               for r in o["rules"] if "secrets" in r["resources"])

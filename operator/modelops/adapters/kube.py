@@ -24,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 
 from modelops.adapters import kube_rest
 from modelops.api.times import format_time
-from modelops.api.vocabulary import EVENT_COMPONENT, MANAGER
+from modelops.api.vocabulary import EVENT_COMPONENT, LABEL_SECRET_READABLE, MANAGER
 
 #: Field manager of every server-side apply the operator makes.
 FIELD_MANAGER = MANAGER
@@ -168,15 +168,18 @@ class Kube:
 
     # ------------------------------------------------------------------------------ secrets (never kept)
     def secret_values(self, namespace: str, name: str) -> dict[str, str]:
-        """The Secret's data, decoded; KubeError (404 included) when it cannot be read."""
+        """The Secret's data, decoded; KubeError (404 included) when it cannot be read, 403 when it is not
+        labelled for modelops (`readable_secret_data`)."""
         secret = self.request("GET", kube_rest.path("namespaces", namespace, "secrets", name))
-        return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+        return readable_secret_data(secret, namespace, name)
 
     def secret_value(self, namespace: str, name: str, key: str) -> str | None:
-        """One key of a Secret; None when the Secret or the key is missing."""
+        """One key of a Secret; None when the Secret or the key is missing; KubeError(403) when the Secret is
+        not labelled for modelops."""
         secret = self._get_or_none(kube_rest.path("namespaces", namespace, "secrets", name))
-        raw = ((secret or {}).get("data") or {}).get(key)
-        return base64.b64decode(raw).decode() if raw is not None else None
+        if secret is None:
+            return None
+        return readable_secret_data(secret, namespace, name).get(key)
 
     # ------------------------------------------------------------------------------ custom objects
     def get(self, group: str, version: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -285,6 +288,18 @@ class Kube:
                                   "metadata": {"name": meta["name"], "namespace": meta["namespace"],
                                                "resourceVersion": meta["resourceVersion"]},
                                   "spec": dict(spec)})
+
+
+def readable_secret_data(secret: Mapping[str, Any], namespace: str, name: str) -> dict[str, str]:
+    """A Secret's data, decoded, if the Secret is labelled `modelops.dev/operator-readable: "true"`; else
+    KubeError(403) naming the label, and nothing of the Secret is kept. Whoever may create a ModelDeployment
+    or RetrainSchedule can name any Secret of the namespace; only those an administrator labelled for
+    modelops are ever used (sent to MLflow as credentials or posted to as a webhook URL)."""
+    labels = (secret.get("metadata") or {}).get("labels") or {}
+    if labels.get(LABEL_SECRET_READABLE) != "true":
+        raise KubeError(403, f"Secret {namespace}/{name} is not labelled {LABEL_SECRET_READABLE}=true; the "
+                             "operator uses only Secrets labelled for it")
+    return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
 
 def micro_time(t: datetime) -> str:

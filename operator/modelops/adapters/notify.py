@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import httpx
 
+from modelops.adapters.breaker import Breaker, CircuitOpen, dependency_of
 from modelops.desired.notification import event_payload
 
 Format = Literal["json", "slack"]
@@ -35,8 +36,12 @@ class NotifyError(Exception):
 class Notifier:
     """Posts JSON to webhooks, with one client (connection pool) for all of them."""
 
-    def __init__(self, timeout: float = 5.0, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, timeout: float = 5.0, transport: httpx.BaseTransport | None = None,
+                 breaker: Breaker | None = None) -> None:
         self.timeout = timeout
+        #: per webhook host: a host that keeps failing is not posted to while its breaker is open (review
+        #: M12); the item stays in the outbox with its backoff
+        self.breaker = breaker
         self._http = httpx.Client(timeout=timeout, transport=transport)
 
     def close(self) -> None:
@@ -44,11 +49,22 @@ class Notifier:
 
     def post_json(self, url: str, payload: Mapping[str, Any], timeout: float | None = None) -> None:
         """One POST; NotifyError (without the URL) unless the webhook answers 2xx."""
+        dependency = dependency_of(url)
+        if self.breaker is not None:
+            try:
+                self.breaker.before(dependency)
+            except CircuitOpen as exc:  # without the host: the error reaches logs and status
+                raise NotifyError(f"webhook unavailable (circuit open after repeated failures; next try in "
+                                  f"{exc.retry_in:.0f}s)") from None
         try:
             resp = self._http.post(url, json=dict(payload),
                                    timeout=min(self.timeout, timeout) if timeout is not None else self.timeout)
         except httpx.HTTPError as exc:
+            if self.breaker is not None:
+                self.breaker.failure(dependency)
             raise NotifyError(f"webhook unreachable ({type(exc).__name__})") from None
+        if self.breaker is not None:
+            (self.breaker.failure if resp.status_code >= 500 else self.breaker.success)(dependency)
         if not 200 <= resp.status_code < 300:
             raise NotifyError(f"webhook answered HTTP {resp.status_code}")
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from modelops.adapters.breaker import Breaker, CircuitOpen, dependency_of
 from modelops.api.types import Sample
 
 
@@ -25,12 +26,18 @@ class Prometheus:
       status has no Inf);
     - an empty vector -> `Sample()` (no data; `query_value` gives it reason NoData);
     - several series, a non-success status, an odd answer, a timeout or a refused connection ->
-      `Sample(error=..., reason=...)`.
+      `Sample(error=..., reason=...)`;
+    - with a `breaker`, a Prometheus that keeps timing out, refusing or answering 5xx is not asked at all
+      while its breaker is open: `Sample(error=..., reason="PrometheusUnreachable")` at once, saying the circuit
+      is open (review M12).
     """
 
-    def __init__(self, base_url: str, timeout: float = 5.0, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, base_url: str, timeout: float = 5.0, transport: httpx.BaseTransport | None = None,
+                 breaker: Breaker | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.breaker = breaker
+        self.dependency = dependency_of(self.base_url)
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
 
     def close(self) -> None:
@@ -38,12 +45,21 @@ class Prometheus:
 
     def query(self, promql: str, timeout: float | None = None) -> Sample:
         """`timeout` (seconds) lowers the client's own for this query, e.g. to what is left of a budget."""
+        if self.breaker is not None:
+            try:
+                self.breaker.before(self.dependency)
+            except CircuitOpen as exc:
+                return _error("PrometheusUnreachable", f"Prometheus at {self.base_url} unreachable: {exc}")
         try:
             resp = self._http.get("/api/v1/query", params={"query": promql},
                                   timeout=min(self.timeout, timeout) if timeout is not None else self.timeout)
         except httpx.HTTPError as exc:
+            if self.breaker is not None:
+                self.breaker.failure(self.dependency)
             return _error("PrometheusUnreachable",
                           f"Prometheus at {self.base_url} unreachable: {type(exc).__name__}: {exc}")
+        if self.breaker is not None:
+            (self.breaker.failure if resp.status_code >= 500 else self.breaker.success)(self.dependency)
         try:
             body = resp.json()
         except ValueError:

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from modelops.adapters.breaker import Breaker, CircuitOpen, dependency_of
 from modelops.api.vocabulary import TAG_STORAGE_URI
 
 #: Schemes KServe's storage initializer downloads (KSERVE.md).
@@ -73,8 +74,11 @@ class MlflowRegistry:
 
     def __init__(self, tracking_uri: str, *, username: str | None = None, password: str | None = None,
                  token: str | None = None, timeout: float = 5.0, artifacts_destination: str | None = None,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, breaker: Breaker | None = None) -> None:
         self.tracking_uri = tracking_uri.rstrip("/")
+        #: with a breaker, an MLflow that keeps failing is not asked while the breaker is open (review M12)
+        self.breaker = breaker
+        self.dependency = dependency_of(self.tracking_uri)
         self.artifacts_destination = (artifacts_destination or "").rstrip("/") or None
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         auth = httpx.BasicAuth(username, password or "") if username else None
@@ -88,11 +92,21 @@ class MlflowRegistry:
     def _call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
               body: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """The JSON answer, None for RESOURCE_DOES_NOT_EXIST, RegistryError for anything else."""
+        if self.breaker is not None:
+            try:
+                self.breaker.before(self.dependency)
+            except CircuitOpen as exc:
+                raise RegistryError("RegistryUnreachable", f"MLflow at {self.tracking_uri} is unreachable: {exc}") \
+                    from None
         try:
             resp = self._http.request(method, f"/api/2.0/mlflow/{path}", params=params, json=body)
         except httpx.HTTPError as exc:
+            if self.breaker is not None:
+                self.breaker.failure(self.dependency)
             raise RegistryError("RegistryUnreachable", f"MLflow at {self.tracking_uri} is unreachable "
                                 f"({type(exc).__name__}: {exc})") from exc
+        if self.breaker is not None:
+            (self.breaker.failure if resp.status_code >= 500 else self.breaker.success)(self.dependency)
         if resp.status_code == 404 or (resp.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in resp.text):
             return None
         if resp.status_code in (401, 403):

@@ -35,3 +35,8 @@ TRAINER_CONTAINER = "trainer"
 MANAGER = "modelops"
 #: The Event source (`source.component`, `reportingComponent`) of both kinds.
 EVENT_COMPONENT = "modelops"
+
+#: Label a Secret must carry (value "true") before the operator uses it (MLflow credentials, webhook URLs):
+#: a resource author can name any Secret, but only those an administrator labelled for modelops are read
+#: (issue 16, reliability review M8).
+LABEL_SECRET_READABLE = f"{GROUP}/operator-readable"

@@ -11,18 +11,22 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
+from modelops.adapters.breaker import Breaker, dependency_of
 from modelops.adapters.kube import Kube, KubeError
 from modelops.adapters.notify import Notifier
 from modelops.adapters.prometheus import Prometheus
 from modelops.adapters.registry import MlflowRegistry, ModelVersion, RegistryError
 from modelops.api.vocabulary import TAG_STORAGE_URI
+from modelops.decide.conditions import Condition
 
 K = TypeVar("K")
 V = TypeVar("V")
 RegistryKey = tuple[str, str, str]  # (tracking URI, namespace of the Secret, Secret name)
+#: Condition type saying whether the dependencies an object needs (MLflow, Prometheus) are available.
+DEPENDENCIES_CONDITION = "DependenciesAvailable"
 
 
 class Lru(Generic[K, V]):
@@ -76,8 +80,10 @@ class Clients:
                  credentials_ttl: float = 300.0, limit: int = 256,
                  registry_factory: Callable[..., MlflowRegistry] = MlflowRegistry,
                  prometheus_factory: Callable[..., Prometheus] = Prometheus,
-                 notifier: Notifier | None = None) -> None:
+                 notifier: Notifier | None = None, breaker: Breaker | None = None) -> None:
         self.kube = kube
+        #: one circuit breaker per dependency (MLflow, Prometheus, webhook host), shared by every client
+        self.breaker = breaker or Breaker()
         self.timeout = timeout
         self.artifacts_destination = artifacts_destination
         self._registry_factory = registry_factory
@@ -85,7 +91,7 @@ class Clients:
         self.registries: Lru[RegistryKey, MlflowRegistry] = Lru(limit, credentials_ttl)
         self.prometheis: Lru[str, Prometheus] = Lru(limit)
         self._uris: Lru[tuple[str, str, str], str] = Lru(limit * 16)
-        self.notifier = notifier or Notifier(timeout=timeout)
+        self.notifier = notifier or Notifier(timeout=timeout, breaker=self.breaker)
         #: (adapter, reason) of every registry failure; the runtime counts them (controller/metrics.py)
         self.on_error: Callable[[str, str], None] | None = None
 
@@ -105,7 +111,7 @@ class Clients:
         client = self._registry_factory(
             tracking_uri, username=creds.get("MLFLOW_TRACKING_USERNAME"),
             password=creds.get("MLFLOW_TRACKING_PASSWORD"), token=creds.get("MLFLOW_TRACKING_TOKEN"),
-            timeout=self.timeout, artifacts_destination=self.artifacts_destination or None)
+            timeout=self.timeout, artifacts_destination=self.artifacts_destination or None, breaker=self.breaker)
         return self.registries.put(key, client)
 
     def registry_failed(self, tracking_uri: str, namespace: str, secret: str, exc: RegistryError) -> None:
@@ -117,10 +123,26 @@ class Clients:
 
     def prometheus(self, url: str) -> Prometheus:
         hit = self.prometheis.get(url)
-        return hit if hit is not None else self.prometheis.put(url, self._prometheus_factory(url, timeout=self.timeout))
+        return hit if hit is not None else self.prometheis.put(
+            url, self._prometheus_factory(url, timeout=self.timeout, breaker=self.breaker))
 
     def storage_uri(self, reg: MlflowRegistry, mv: ModelVersion) -> str:
         """A version's artifact location never changes; its storage-uri tag may, so it is part of the key."""
         key = (reg.tracking_uri, f"{mv.name}/{mv.version}", mv.tags.get(TAG_STORAGE_URI, ""))
         hit = self._uris.get(key)
         return hit if hit is not None else self._uris.put(key, reg.storage_uri(mv))
+
+    def dependency_condition(self, urls: Iterable[str],
+                             conditions: Sequence[Mapping[str, Any]] | None) -> Condition | None:
+        """DependenciesAvailable=False/CircuitOpen naming the open breakers among `urls` (scheme://host
+        only), True again once they close; None while nothing was ever open for the object (no noise in
+        every status)."""
+        deps = sorted({dependency_of(u) for u in urls if u})
+        down = self.breaker.open_circuits(deps)
+        if down:
+            return Condition(DEPENDENCIES_CONDITION, "False", "CircuitOpen",
+                             f"paused: {', '.join(down)} failed repeatedly and is not asked until it answers "
+                             "again (analysis, registry writes and notifications wait)")
+        if any(c.get("type") == DEPENDENCIES_CONDITION for c in conditions or []):
+            return Condition(DEPENDENCIES_CONDITION, "True", "Available", "every dependency answers")
+        return None

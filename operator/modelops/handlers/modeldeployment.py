@@ -189,6 +189,15 @@ def slo_budget(rt: Runtime, spec: Mapping[str, Any], namespace: str, name: str,
     return budget_verdict(slos, sample.value if sample.has_value else None, sample.error)
 
 
+def _dependency_urls(rt: Runtime, spec: Mapping[str, Any]) -> list[str]:
+    """The MLflow and Prometheus this object talks to (webhook hosts are not named in status)."""
+    an = (spec.get("rollout") or {}).get("analysis") or {}
+    urls = [an.get("prometheusUrl") or rt.settings.prometheus_url]
+    if not (spec.get("model") or {}).get("storageUri"):
+        urls.append((spec.get("registry") or {}).get("trackingUri") or rt.settings.mlflow_tracking_uri)
+    return urls
+
+
 def webhooks(rt: Runtime, spec: Mapping[str, Any], namespace: str) -> list[Webhook]:
     out = []
     for hook in (spec.get("notifications") or {}).get("webhooks") or []:
@@ -336,9 +345,11 @@ def reconcile(rt: Runtime, namespace: str, name: str, budget: Budget) -> float |
     new_status["inferenceService"] = name
     new_status["deploymentMode"] = mode
     # [issue 13] Knative mode on a cluster without Knative Serving: a clear condition, not a silent wait
+    # [issue 16, M12] a dependency whose circuit breaker is open: said in a condition, work waits
+    deps = rt.clients.dependency_condition(_dependency_urls(rt, spec), new_status.get("conditions"))
     new_status["conditions"] = merge_conditions(new_status.get("conditions"), [
-        mode_condition(mode, mode != "Knative" or kube.group_version_served("serving.knative.dev", "v1"))],
-        generation, now)
+        mode_condition(mode, mode != "Knative" or kube.group_version_served("serving.knative.dev", "v1")),
+        *([deps] if deps else [])], generation, now)
     new_status["outbox"] = [*list(status.get("outbox") or []), *new_items(spec, decision, generation, now)]
     new_status.pop("pendingActions", None)
     if not new_status["outbox"]:
