@@ -217,11 +217,11 @@ class Exporter:
         layout = self._layout_for(key, event.version or ev.UNKNOWN_VERSION, now)
         # decode outside the lock: the expensive part
         if event.kind == "request":
-            rows, cols = ev.request_columns(event.payload, layout.features, self.cfg.max_event_rows)
+            rows, cols = ev.request_arrays(event.payload, layout.features, self.cfg.max_event_rows)
             decoded: Any = layout.batch(rows, cols)
             nbytes = decoded.nbytes
         else:
-            decoded = layout.predictions(ev.response_predictions(event.payload, layout.classification))
+            decoded = layout.predictions(ev.prediction_array(event.payload, layout.classification))
             nbytes = int(decoded.nbytes) + 64
         with self.lock:
             self.join.expire(now)
@@ -286,10 +286,10 @@ class Exporter:
             with self.lock:
                 self.events_received["batch"] += 1
             layout = self._layout_for(key, version, now)
-            rows, cols = ev.request_columns(body, layout.features, self.cfg.max_event_rows)
+            rows, cols = ev.request_arrays(body, layout.features, self.cfg.max_event_rows)
             preds = None
             if "predictions" in body or "outputs" in body:
-                preds = ev.response_predictions(body, layout.classification)
+                preds = ev.prediction_array(body, layout.classification)
                 if len(preds) != rows:
                     raise ev.EventError("invalid_payload", f"{len(preds)} predictions for {rows} rows")
             batch = layout.batch(rows, cols, preds)
