@@ -35,6 +35,8 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+Column = Sequence[Any] | npt.NDArray[Any]  # a list or a 1-d numpy array of one feature's raw values
+
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 # InferenceService annotation carrying the served model version (listed in logger.metadataAnnotations).
@@ -187,7 +189,8 @@ def is_log_request_batch(content_type: str, body: bytes) -> bool:
 def _url_text(value: Any) -> str | None:
     """Go's encoding/json writes a ``*url.URL`` as the struct (Scheme, Host, Path, ...); senders may use text."""
     if isinstance(value, dict):
-        return f"{value.get('Scheme', '')}://{value.get('Host', '')}{value.get('Path', '')}" or None
+        return f"{value.get('Scheme', '')}://{value.get('Host', '')}{value.get('Path', '')}" \
+            if value.get("Host") else None
     return str(value) if value else None
 
 
@@ -242,7 +245,7 @@ def _structured(envelope: Any) -> LoggedEvent:
 
 # --- payloads -> columns --------------------------------------------------------------------------------
 
-def _tensor_rows(tensor: Mapping[str, Any]) -> tuple[list[int], Sequence[Any]]:
+def _tensor_rows(tensor: Mapping[str, Any]) -> tuple[list[int], Column]:
     shape = tensor.get("shape")
     data = tensor.get("data")
     if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape) or not shape:
@@ -258,7 +261,7 @@ def _tensor_rows(tensor: Mapping[str, Any]) -> tuple[list[int], Sequence[Any]]:
     return shape, flat
 
 
-def _flatten(data: list[Any], shape: Sequence[int] | None = None) -> Sequence[Any]:
+def _flatten(data: list[Any], shape: Sequence[int] | None = None) -> Column:
     if not data or not isinstance(data[0], list):
         return data
     if shape is not None:
@@ -267,7 +270,8 @@ def _flatten(data: list[Any], shape: Sequence[int] | None = None) -> Sequence[An
         except ValueError:  # ragged
             arr = None
         if arr is not None and arr.shape == tuple(shape):
-            return arr.reshape(-1)  # type: ignore[no-any-return]
+            flat: npt.NDArray[Any] = arr.reshape(-1)
+            return flat
     out: list[Any] = []
     stack = [data]
     while stack:  # iterative, row-major
@@ -291,9 +295,6 @@ def request_columns(payload: Any, features: Sequence[str], max_rows: int) -> tup
     """
     n, cols = request_arrays(payload, features, max_rows)
     return n, {f: c.tolist() if isinstance(c, np.ndarray) else list(c) for f, c in cols.items()}
-
-
-Column = Sequence[Any]  # a list or a 1-d numpy array (object or numeric) of one feature's raw values
 
 
 def request_arrays(payload: Any, features: Sequence[str], max_rows: int) -> tuple[int, dict[str, Column]]:
@@ -408,7 +409,8 @@ def _label(value: Any, classification: bool) -> Any:
 
 def response_predictions(payload: Any, classification: bool) -> list[Any]:
     """Predictions of a V1 (``predictions``) or V2 (first output tensor) response, one per row."""
-    return prediction_array(payload, classification).tolist()
+    values: list[Any] = prediction_array(payload, classification).tolist()
+    return values
 
 
 def _numeric_labels(values: Any, classification: bool) -> npt.NDArray[Any] | None:
@@ -421,9 +423,8 @@ def _numeric_labels(values: Any, classification: bool) -> npt.NDArray[Any] | Non
         return np.asarray(values)  # keep ints ints: categorical predictions are keyed by their text
     if block.ndim != 2 or block.shape[1] == 0:
         return None
-    if classification and block.shape[1] > 1:
-        return np.argmax(block, axis=1)
-    return block[:, 0]
+    labels: npt.NDArray[Any] = np.argmax(block, axis=1) if classification and block.shape[1] > 1 else block[:, 0]
+    return labels
 
 
 def prediction_array(payload: Any, classification: bool) -> npt.NDArray[Any]:
@@ -447,7 +448,7 @@ def prediction_array(payload: Any, classification: bool) -> npt.NDArray[Any]:
     return out
 
 
-def _prediction_values(payload: Any) -> Sequence[Any] | tuple[Sequence[Any], int]:
+def _prediction_values(payload: Any) -> Column | tuple[Column, int]:
     """The raw per-row predictions, or (flat values, row width) of a V2 [N, C] tensor."""
     if not isinstance(payload, dict):
         raise EventError("invalid_payload", "the inference response body must be a JSON object")

@@ -45,7 +45,7 @@ def to_category(value: Any) -> str | None:
 VECTOR_MIN = 16
 
 
-def floats(values: Sequence[Any]) -> npt.NDArray[np.float64]:
+def floats(values: Sequence[Any] | npt.NDArray[Any]) -> npt.NDArray[np.float64]:
     """`to_float` of every value, in C when the values allow it (numbers, None, numeric strings)."""
     n = len(values)
     if n >= VECTOR_MIN or isinstance(values, np.ndarray):
@@ -58,7 +58,7 @@ def floats(values: Sequence[Any]) -> npt.NDArray[np.float64]:
     return np.fromiter((to_float(v) for v in values), dtype=np.float64, count=n)
 
 
-def categories(values: Sequence[Any]) -> npt.NDArray[np.object_]:
+def categories(values: Sequence[Any] | npt.NDArray[Any]) -> npt.NDArray[np.object_]:
     """`to_category` of every value; computed once per distinct value (pandas' hash table), not per row."""
     n = len(values)
     out = np.empty(n, dtype=object)
@@ -108,8 +108,8 @@ class Layout:
         self.prediction_kind: str | None = pred.get("type") if pred else None
         self.classification = profile.get("task") == "classification"
 
-    def batch(self, rows: int, columns: Mapping[str, Sequence[Any]],
-              predictions: Sequence[Any] | None = None) -> Batch:
+    def batch(self, rows: int, columns: Mapping[str, Sequence[Any] | npt.NDArray[Any]],
+              predictions: Sequence[Any] | npt.NDArray[Any] | None = None) -> Batch:
         num = np.empty((rows, len(self.numeric)), dtype=np.float64)
         for j, f in enumerate(self.numeric):
             num[:, j] = floats(columns[f])
@@ -118,7 +118,7 @@ class Layout:
             cat[:, j] = categories(columns[f])
         return Batch(rows, num, cat, self.predictions(predictions) if predictions is not None else None)
 
-    def predictions(self, values: Sequence[Any]) -> npt.NDArray[Any]:
+    def predictions(self, values: Sequence[Any] | npt.NDArray[Any]) -> npt.NDArray[Any]:
         if self.prediction_kind == "categorical":
             return categories(values)
         return floats(values)
