@@ -301,6 +301,7 @@ def main() -> None:
                               "settings": vars(args)}
     with tempfile.TemporaryDirectory() as tmp:
         profile_dir = Path(tmp) / "profile"
+        profile_dir.mkdir()
         write_profile(profile, profile_dir)
         trees = {"ours": None}
         if not args.skip_baseline:

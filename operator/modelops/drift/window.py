@@ -110,12 +110,24 @@ class Layout:
 
     def batch(self, rows: int, columns: Mapping[str, Sequence[Any] | npt.NDArray[Any]],
               predictions: Sequence[Any] | npt.NDArray[Any] | None = None) -> Batch:
-        num = np.empty((rows, len(self.numeric)), dtype=np.float64)
-        for j, f in enumerate(self.numeric):
-            num[:, j] = floats(columns[f])
+        num: npt.NDArray[np.float64] | None = None
+        if self.numeric:
+            try:  # every numeric column in one C call (numbers, None -> NaN, numeric strings)
+                block = np.array([columns[f] for f in self.numeric], dtype=np.float64)
+                if block.shape == (len(self.numeric), rows):
+                    num = block.T
+            except (TypeError, ValueError, OverflowError):
+                pass  # a column needs to_float's leniency: column by column
+        if num is None:
+            num = np.empty((rows, len(self.numeric)), dtype=np.float64)
+            for j, f in enumerate(self.numeric):
+                num[:, j] = floats(columns[f])
         cat = np.empty((rows, len(self.categorical)), dtype=object)
-        for j, f in enumerate(self.categorical):
-            cat[:, j] = categories(columns[f])
+        if rows < VECTOR_MIN and self.categorical:
+            cat[:] = [[to_category(columns[f][i]) for f in self.categorical] for i in range(rows)]
+        else:
+            for j, f in enumerate(self.categorical):
+                cat[:, j] = categories(columns[f])
         return Batch(rows, num, cat, self.predictions(predictions) if predictions is not None else None)
 
     def predictions(self, values: Sequence[Any] | npt.NDArray[Any]) -> npt.NDArray[Any]:
@@ -150,7 +162,11 @@ class Window:
         if n > self.max_rows:  # only the newest rows can stay
             start = n - self.max_rows
             n = self.max_rows
-        idx = (self.head + np.arange(n)) % self.max_rows
+        # contiguous slices (one or two, across the wrap), not fancy indexing: a single-row event costs
+        # a few slice assignments
+        first = min(n, self.max_rows - self.head)
+        idx: slice | npt.NDArray[np.int64] = slice(self.head, self.head + n) if first == n else \
+            (self.head + np.arange(n)) % self.max_rows
         self.numeric[idx] = batch.numeric[start:]
         self.categorical[idx] = batch.categorical[start:]
         if batch.predictions is not None and len(batch.predictions) == batch.rows:
