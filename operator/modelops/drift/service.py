@@ -288,7 +288,11 @@ class Exporter:
             decoded: Any = layout.batch(rows, cols)
             nbytes = decoded.nbytes
         else:
-            decoded = layout.predictions(ev.prediction_array(event.payload, layout.classification))
+            # the served predictions of this response, one per row, as an array (numeric, or object for
+            # labels); with event.id, the version and `now` this is the join point's output for per-prediction
+            # consumers (issue 17's label feedback hooks in here)
+            served = ev.prediction_array(event.payload, layout.classification)
+            decoded = layout.predictions(served)
             nbytes = int(decoded.nbytes) + 64
         with self.lock:
             self.join.expire(now)
@@ -371,6 +375,7 @@ class Exporter:
     # --- evaluation -------------------------------------------------------------------------------------
 
     def tracked(self) -> list[Tracked]:
+        self.refresh_shards(time.monotonic())  # a shard without events still drops what it no longer owns
         with self.lock:
             return [t for versions in self.models.values() for t in versions.values()]
 
