@@ -5,9 +5,13 @@ The exporter runs as N replicas of a StatefulSet; each owns the windows of the (
 the others (421 misdirected). The operator's exporter URL names the shard with ``{shard}``, e.g.
 ``http://modelops-drift-exporter-{shard}.modelops-drift-exporter-shards.modelops.svc:8080/events``.
 
-Resharding N -> N+1 moves ~1/(N+1) of the models; their windows refill on the new shard (see the exporter's
-``--shards-file`` and docs/drift-sharding in the chart README): rows logged between the old shard noticing the
-new count and the agent getting its new URL are refused, counted, and not re-sent.
+Resharding (the chart's ``driftExporter.shards``) N -> N+1 moves ~1/(N+1) of the models, all onto the new
+shard; the others keep their windows. The documented refill of a moved model: every exporter re-reads the
+shard count (its ConfigMap file, within the kubelet's sync period plus 5 s) and drops the windows it no longer
+owns; the operator (restarted by the chart's config checksum) rewrites the moved InferenceServices' logger
+URLs and KServe rolls their predictors; events sent to the old shard meanwhile are refused (421 misdirected,
+counted, not re-sent by the agent). The new shard's window then fills from empty: drift reads "insufficient
+data" until ``--min-rows`` rows arrived, and the window is whole after ``--window-rows`` rows.
 """
 
 from __future__ import annotations
