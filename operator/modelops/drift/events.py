@@ -432,10 +432,10 @@ def prediction_array(payload: Any, classification: bool) -> npt.NDArray[Any]:
     preds = _prediction_values(payload)
     if isinstance(preds, tuple):  # a V2 [N, C] tensor: (flat, width)
         flat, width = preds
-        labels = _numeric_labels(np.asarray(flat).reshape(-1, width) if width else [], classification) \
-            if len(flat) >= 2 and width else None
-        if labels is not None:
-            return labels
+        if width and len(flat) >= 2:
+            labels = _numeric_labels(np.asarray(flat).reshape(-1, width), classification)
+            if labels is not None:
+                return labels
         out = np.empty(len(flat) // width if width else 0, dtype=object)
         out[:] = [_label(list(flat[i * width:(i + 1) * width]), classification) for i in range(len(out))]
         return out
