@@ -26,7 +26,12 @@ class OperatorSettings(BaseSettings):
     prometheus_url: str = Field("http://prometheus.monitoring.svc:9090",
                                 description="Default Prometheus HTTP API for analysis and drift queries.")
     drift_exporter_url: str = Field("http://modelops-drift-exporter.modelops.svc:8080/events",
-                                    description="Default KServe logger target.")
+                                    description="Default KServe logger target; with drift_exporter_shards > 1 it "
+                                                "names the shard with {shard} (the exporter StatefulSet's pod "
+                                                "ordinal).")
+    drift_exporter_shards: int = Field(1, ge=1, description=(
+        "Drift exporter shards: each InferenceService logs to the shard that owns (namespace, name) by "
+        "rendezvous hashing (modelops.desired.drift_shards)."))
     drift_token: str = Field("", description=(
         "The drift exporter's shared secret (the chart's Secret). The operator writes each InferenceService's "
         "logger URL as <drift_exporter_url base>/events/ns/<namespace>/<HMAC of the namespace>, so the KServe "

@@ -402,3 +402,35 @@ def test_secret_names_limit_every_secret_rule() -> None:
     default = render([CHART / "ci" / "02-namespaced-values.yaml"])
     assert all("resourceNames" not in r for o in default if o["kind"] in ("Role", "ClusterRole")
                for r in o["rules"] if "secrets" in r["resources"])
+
+
+def test_sharded_exporter_is_a_statefulset_with_stable_names_and_one_scrape_per_shard() -> None:
+    """driftExporter.shards > 1 (issue 19): a StatefulSet (pod ordinal = shard id), a headless Service for the
+    per-shard URLs the operator writes, the shard count in a ConfigMap the pods re-read (no restart on a
+    reshard), and a ServiceMonitor that does not scrape the shards twice through the headless Service."""
+    objs = render(sets=[*EXPORTER, "driftExporter.shards=3"], namespace="mlops",
+                  api_versions=["monitoring.coreos.com/v1"])
+    by = {(o["kind"], o["metadata"]["name"]): o for o in objs}
+    sts = by[("StatefulSet", "modelops-drift-exporter")]
+    assert ("Deployment", "modelops-drift-exporter") not in by
+    assert sts["spec"]["replicas"] == 3 and sts["spec"]["serviceName"] == "modelops-drift-exporter-shards"
+    pod = sts["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert "--shards-file=/etc/modelops/drift-shards/shards" in container["args"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MODELOPS_DRIFT_SHARD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == \
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    assert "3" not in json.dumps(pod["containers"][0]["args"])  # the count is not in the pod template
+    assert by[("ConfigMap", "modelops-drift-exporter-shards")]["data"] == {"shards": "3"}
+    headless = by[("Service", "modelops-drift-exporter-shards")]
+    assert headless["spec"]["clusterIP"] == "None"
+    cfg = by[("ConfigMap", "modelops-operator")]["data"]
+    assert cfg["MODELOPS_DRIFT_EXPORTER_URL"] == \
+        "http://modelops-drift-exporter-{shard}.modelops-drift-exporter-shards.mlops.svc:8080/events"
+    assert cfg["MODELOPS_DRIFT_EXPORTER_SHARDS"] == "3"
+    monitor = by[("ServiceMonitor", "modelops-drift-exporter")]["spec"]["selector"]
+    labels = headless["metadata"]["labels"]
+    assert any(e["key"] in labels and e["operator"] == "DoesNotExist" for e in monitor["matchExpressions"])
+    main = by[("Service", "modelops-drift-exporter")]["metadata"]["labels"]
+    assert all(main.get(k) == v for k, v in monitor["matchLabels"].items())
+    assert not any(e["key"] in main for e in monitor["matchExpressions"])

@@ -35,6 +35,7 @@ from modelops.api import (
 )
 from modelops.api.types import ModelRef, ServingPlan, serving_name
 from modelops.api.vocabulary import MANAGER
+from modelops.desired.drift_shards import exporter_url
 from modelops.formats.artifacts import ENV_MODEL_SHA256
 from modelops.formats.drift_url import logger_url
 
@@ -125,6 +126,8 @@ class Defaults:
     drift_exporter_url: str
     #: the drift exporter's shared secret (MODELOPS_DRIFT_TOKEN); the logger URL carries the namespace's HMAC
     drift_token: str = ""
+    #: drift exporter shards (MODELOPS_DRIFT_EXPORTER_SHARDS); drift_exporter_url names the shard with {shard}
+    drift_exporter_shards: int = 1
 
 
 def _predictor(name: str, spec: Mapping[str, Any], ref: ModelRef, defaults: Defaults, *, canary: bool,
@@ -185,7 +188,9 @@ def _predictor(name: str, spec: Mapping[str, Any], ref: ModelRef, defaults: Defa
     if logger.get("enabled", True):
         # the default exporter URL gets the namespace-bound token (modelops.drift.auth); a URL from the spec
         # is the author's own receiver and is used as given
-        url = logger.get("url") or logger_url(defaults.drift_exporter_url, defaults.drift_token, namespace)
+        url = logger.get("url") or logger_url(
+            exporter_url(defaults.drift_exporter_url, defaults.drift_exporter_shards, namespace, name),
+            defaults.drift_token, namespace)
         pred["logger"] = {"mode": logger.get("mode", "all"), "url": url}
     return pred
 

@@ -13,6 +13,15 @@ GET  /reports/{model}/drift.png   drift scores bar chart plus histograms of the 
 GET  /healthz, /readyz
 
 Authentication: see modelops.drift.auth (401 without a valid token).
+
+Event POSTs (the first two routes) do not go through FastAPI: `EventIngress` takes them straight from ASGI,
+decodes bodies up to `INLINE_BYTES` on the event loop (a thread hop costs more than decoding one event) and
+larger ones in a worker thread, and bounds the bodies in flight (`IngressLimits`): beyond them an event is
+answered 429 with ``Retry-After`` and counted (``modelops_drift_events_rejected_total{reason="overloaded"}``)
+instead of queueing without bound (issue 19). KServe's agent sends its batched logger output (a JSON array of
+LogRequest records, agent ``--log-marshaller-url`` pointed at the namespace URL) to the same routes; the
+answer to such a batch is what KServe's own JSON marshaller answers (the records as JSON, header
+``X-Log-Marshal-Extension: json``), so the agent's blob store keeps receiving them.
 """
 
 from __future__ import annotations
@@ -20,23 +29,26 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
+import orjson
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from modelops.drift import report as rp
 from modelops.drift.auth import Auth
-from modelops.drift.events import EventError
+from modelops.drift.events import EventError, is_log_request_batch
 from modelops.drift.metrics import DriftCollector
 from modelops.drift.service import Exporter, Tracked
+from modelops.formats.drift_url import NAMESPACE_PATH
 
 log = logging.getLogger(__name__)
 
@@ -142,10 +154,148 @@ def _find(exporter: Exporter, model: str, version: str | None, namespace: str | 
     return tracked
 
 
-def create_app(exporter: Exporter, settings: ReportSettings | None = None, auth: Auth | None = None) -> FastAPI:
-    """The app. `auth` None or with an empty secret: no authentication (the CLI needs --no-auth for that)."""
-    settings = settings or ReportSettings()
+# Bodies up to this size are decoded on the event loop: ~50 us of work, less than a hop to a thread.
+INLINE_BYTES = 64 << 10
+
+
+@dataclass(frozen=True)
+class IngressLimits:
+    """Backpressure: event bodies being read or decoded at once, and their bytes. Beyond either: 429."""
+
+    max_inflight: int = 64
+    max_inflight_bytes: int = 64 << 20
+    retry_after_seconds: int = 1
+
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class EventIngress:
+    """ASGI front for event POSTs: auth, bounded bodies in flight, decoding; everything else goes to `app`."""
+
+    def __init__(self, app: Any, exporter: Exporter, auth: Auth, limits: IngressLimits) -> None:
+        self.app = app
+        self.exporter = exporter
+        self.auth = auth
+        self.limits = limits
+        self.inflight = 0
+        self.inflight_bytes = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        namespace: str | None = None
+        model: str | None = None  # POST /ingest/{model}: rows posted directly
+        if path in ("/", "/events"):
+            pass
+        elif path.startswith(NAMESPACE_PATH + "/") and path.count("/") == 4:
+            namespace, token = path[len(NAMESPACE_PATH) + 1:].split("/")
+        elif path.startswith("/ingest/") and path.count("/") == 2 and len(path) > len("/ingest/"):
+            model = path[len("/ingest/"):]
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            namespace = query.get("namespace", [""])[0]
+        else:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            if namespace is None or model is not None:
+                if not self.auth.bearer_ok(headers.get("authorization")):
+                    raise self._refuse("unauthorized", "no valid bearer token: send Authorization: Bearer <token> "
+                                       "(the chart's drift exporter Secret), or post to the namespace URL the "
+                                       "operator writes into the logger")
+            elif not self.auth.namespace_ok(namespace, token):
+                raise self._refuse("unauthorized", f"the token in the URL is not namespace {namespace!r}'s")
+            declared = headers.get("content-length", "")
+            size = int(declared) if declared.isdigit() else 0
+            limit = self.exporter.cfg.max_body_bytes
+            if size > limit:
+                raise self._refuse("body_too_large", f"{size} bytes; the limit is {limit} (--max-body-bytes)")
+            if self.inflight >= self.limits.max_inflight or (
+                    self.inflight and self.inflight_bytes + size > self.limits.max_inflight_bytes):
+                raise self._refuse("overloaded", f"{self.inflight} event bodies ({self.inflight_bytes} bytes) are "
+                                   f"being decoded; retry after {self.limits.retry_after_seconds}s")
+            self.inflight += 1
+            self.inflight_bytes += size
+            try:
+                body = await self._body(receive, limit)
+                if model is not None:
+                    result = await self._ingest(model, body, namespace or "")
+                elif len(body) <= INLINE_BYTES:
+                    result = self.exporter.handle_http(headers, body, namespace)
+                else:
+                    result = await run_in_threadpool(self.exporter.handle_http, headers, body, namespace)
+            finally:
+                self.inflight -= 1
+                self.inflight_bytes -= size
+        except EventError as exc:
+            extra = []
+            if exc.status == 401:
+                extra.append((b"www-authenticate", b"Bearer"))
+            if exc.status == 429:
+                extra.append((b"retry-after", str(self.limits.retry_after_seconds).encode()))
+            return await _respond(send, exc.status, orjson.dumps({"reason": exc.reason, "message": exc.message}),
+                                  extra)
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if model is None and not any(k.startswith("ce-") for k in headers) and is_log_request_batch(content_type, body):
+            # KServe's HTTPMarshaller contract: the marshalled batch back (one record: the object itself)
+            records = orjson.loads(body)
+            out = orjson.dumps(records[0]) if len(records) == 1 else body
+            return await _respond(send, 200, out, [(b"x-log-marshal-extension", b"json")])
+        return await _respond(send, 200, orjson.dumps(result), [])
+
+    async def _ingest(self, model: str, body: bytes, namespace: str) -> dict[str, Any]:
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise self._refuse("invalid_json", f"body is not valid JSON: {exc}") from None
+        if len(body) <= INLINE_BYTES:
+            return self.exporter.ingest_batch(model, payload, None, namespace)
+        return await run_in_threadpool(self.exporter.ingest_batch, model, payload, None, namespace)
+
+    def _refuse(self, reason: str, message: str) -> EventError:
+        self.exporter.reject(reason)
+        return EventError(reason, message)
+
+    async def _body(self, receive: Receive, limit: int) -> bytes:
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise EventError("invalid_payload", "the client went away before sending the whole body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                self.exporter.reject("body_too_large")
+                raise EventError("body_too_large", f"more than {limit} bytes (--max-body-bytes)")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(exporter: Exporter, settings: ReportSettings | None = None, auth: Auth | None = None,
+               limits: IngressLimits | None = None) -> EventIngress:
+    """The app. `auth` None or with an empty secret: no authentication (the CLI needs --no-auth for that).
+
+    `EventIngress` answers the POSTs (events, /ingest); the FastAPI app behind it everything else.
+    """
     auth = auth or Auth("")
+    return EventIngress(_reads_app(exporter, settings, auth), exporter, auth, limits or IngressLimits())
+
+
+def _reads_app(exporter: Exporter, settings: ReportSettings | None, auth: Auth) -> FastAPI:
+    """Metrics, drift, reports and probes."""
+    settings = settings or ReportSettings()
     registry = CollectorRegistry()
     registry.register(DriftCollector(exporter))
     reports = ReportCache(exporter, settings)
@@ -161,76 +311,9 @@ def create_app(exporter: Exporter, settings: ReportSettings | None = None, auth:
 
     app = FastAPI(title="modelops drift exporter", version="1", lifespan=lifespan)
 
-    async def read_body(request: Request) -> bytes:
-        limit = exporter.cfg.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            exporter.reject("body_too_large")
-            raise EventError("body_too_large", f"{declared} bytes; the limit is {limit} (--max-body-bytes)")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                exporter.reject("body_too_large")
-                raise EventError("body_too_large", f"more than {limit} bytes (--max-body-bytes)")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def refused(exc: EventError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse({"reason": exc.reason, "message": exc.message}, status_code=exc.status,
-                            headers=headers)
-
-    def unauthorized(what: str) -> EventError:
-        exporter.reject("unauthorized")
-        return EventError("unauthorized", f"{what}: send Authorization: Bearer <token> (the chart's drift "
-                          "exporter Secret), or post to the namespace URL the operator writes into the logger")
-
     def bearer(request: Request) -> None:
         if not auth.bearer_ok(request.headers.get("authorization")):
             raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-
-    async def events(request: Request, namespace: str | None) -> Any:
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        try:
-            body = await read_body(request)
-            # decoding a body of up to --max-body-bytes is CPU work: not on the event loop (M6)
-            return await run_in_threadpool(exporter.handle_http, headers, body, namespace)
-        except EventError as exc:
-            return refused(exc)
-
-    @app.post("/")
-    @app.post("/events")
-    async def cloudevents(request: Request) -> Any:
-        if not auth.bearer_ok(request.headers.get("authorization")):
-            return refused(unauthorized("no valid bearer token"))
-        return await events(request, None)
-
-    @app.post("/events/ns/{namespace}/{token}")
-    async def namespace_events(namespace: str, token: str, request: Request) -> Any:
-        if not auth.namespace_ok(namespace, token):
-            return refused(unauthorized(f"the token in the URL is not namespace {namespace!r}'s"))
-        return await events(request, namespace)
-
-    @app.post("/ingest/{model}")
-    async def ingest(model: str, request: Request, namespace: str = Query("")) -> Any:
-        import json
-
-        if not auth.bearer_ok(request.headers.get("authorization")):
-            return refused(unauthorized("no valid bearer token"))
-        try:
-            body = await read_body(request)
-        except EventError as exc:
-            return refused(exc)
-        try:
-            payload = json.loads(body)
-        except ValueError as exc:
-            exporter.reject("invalid_json")
-            return refused(EventError("invalid_json", f"body is not valid JSON: {exc}"))
-        try:
-            return await run_in_threadpool(exporter.ingest_batch, model, payload, None, namespace)
-        except EventError as exc:
-            return refused(exc)
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -75,6 +75,20 @@ def drift_exporter(
                                               "(local experiments only).")] = False,
     max_models_per_namespace: Annotated[int, typer.Option(
         rich_help_panel=LIMITS, help="Models tracked per namespace.")] = 10,
+    shard_id: Annotated[int, typer.Option(
+        rich_help_panel=IO, envvar="MODELOPS_DRIFT_SHARD_ID",
+        help="This exporter's shard number (the StatefulSet pod ordinal); see --shards.")] = 0,
+    shards: Annotated[int, typer.Option(
+        rich_help_panel=IO, help="Exporter shards: this one owns the (namespace, model) pairs that rendezvous "
+                                 "hashing gives --shard-id and answers others 421 (misdirected).")] = 1,
+    shards_file: Annotated[Path | None, typer.Option(
+        rich_help_panel=IO, help="File holding the shard count (the chart's ConfigMap), re-read every 5 s: a "
+                                 "reshard drops the windows now owned by another shard without a restart. "
+                                 "Overrides --shards.")] = None,
+    max_inflight: Annotated[int, typer.Option(
+        rich_help_panel=LIMITS, help="Event bodies read or decoded at once; more get 429 with Retry-After.")] = 64,
+    max_inflight_bytes: Annotated[int, typer.Option(
+        rich_help_panel=LIMITS, help="Bytes of event bodies read or decoded at once; more get 429.")] = 64 << 20,
     idle_seconds: Annotated[float, typer.Option(
         rich_help_panel=LIMITS, help="A model or version without rows for this long may give way to a new "
                                      "one when a cap is reached.")] = 600.0,
@@ -84,7 +98,7 @@ def drift_exporter(
 
     import uvicorn
 
-    from modelops.drift.app import ReportSettings, create_app
+    from modelops.drift.app import IngressLimits, ReportSettings, create_app
     from modelops.drift.auth import Auth
     from modelops.drift.reference import ReferenceSpec, ReferenceStore
     from modelops.drift.service import Exporter, ExporterConfig
@@ -106,10 +120,11 @@ def drift_exporter(
         max_models_per_namespace=max_models_per_namespace, idle_seconds=idle_seconds,
         max_versions=max_versions, max_features=max_features, max_event_rows=max_event_rows,
         max_body_bytes=max_body_bytes, max_pending=max_pending,
+        shard_id=shard_id, shards=shards, shards_file=str(shards_file) if shards_file else None,
         drift=DriftConfig(min_rows=min_rows, wasserstein_threshold=wasserstein_threshold,
                           jensenshannon_threshold=jensenshannon_threshold,
                           p_value_threshold=p_value_threshold, drift_share=drift_share))
     app = create_app(Exporter(store, cfg), ReportSettings(ttl=report_ttl, directory=report_dir,
                                                           interval=report_interval if report_dir else 0.0),
-                     Auth("" if no_auth else secret))
+                     Auth("" if no_auth else secret), IngressLimits(max_inflight, max_inflight_bytes))
     uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False)

@@ -31,6 +31,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeGuard
 
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+Column = Sequence[Any] | npt.NDArray[Any]  # a list or a 1-d numpy array of one feature's raw values
+
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 # InferenceService annotation carrying the served model version (listed in logger.metadataAnnotations).
@@ -54,6 +60,8 @@ REASONS: dict[str, int] = {
     "too_many_models": 429,  # the cap on tracked models is reached and none is idle
     "too_many_versions": 429,  # the cap on versions of a model is reached and none is idle
     "unauthorized": 401,  # no valid token (issue 16)
+    "overloaded": 429,  # more bodies in flight than --max-inflight(-bytes): retry after Retry-After (issue 19)
+    "misdirected": 421,  # this shard does not own the (namespace, model): the sender's URL is stale (issue 19)
 }
 
 
@@ -83,22 +91,29 @@ class LoggedEvent:
 
 def _json(data: bytes | str, what: str) -> Any:
     try:
+        return orjson.loads(data)  # C parser: the bulk of an event's cost with the stdlib one (issue 19)
+    except orjson.JSONDecodeError:
+        pass
+    try:  # NaN/Infinity (Python servers write them) and other stdlib-only leniencies
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise EventError("invalid_json", f"{what} is not valid JSON: {exc}") from None
 
 
-def _json_object(text: str | None) -> Mapping[str, Any]:
+def _json_object(text: str | Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if isinstance(text, Mapping):  # KServe's LogRequest batches carry metadata/annotations as objects
+        return text
     if not text:
         return {}
     try:
-        value = json.loads(text)
-    except ValueError:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
         return {}
     return value if isinstance(value, dict) else {}
 
 
-def _version_hint(annotations: str | None, metadata: str | None, payload: Any) -> str | None:
+def _version_hint(annotations: str | Mapping[str, Any] | None, metadata: str | Mapping[str, Any] | None,
+                  payload: Any) -> str | None:
     ann = _json_object(annotations)
     if isinstance(ann.get(VERSION_ANNOTATION), str | int) and str(ann[VERSION_ANNOTATION]):
         return str(ann[VERSION_ANNOTATION])
@@ -152,6 +167,8 @@ def parse_http(headers: Mapping[str, str], body: bytes) -> list[LoggedEvent]:
             raise EventError("not_a_cloudevent", "a CloudEvents batch must be a JSON array")
         return [_structured(e) for e in batch]
     attrs = {k[3:]: v for k, v in headers.items() if k.startswith("ce-")}
+    if not attrs and is_log_request_batch(content_type, body):
+        return log_request_batch(_json(body, "KServe logger batch"))
     if not attrs:
         raise EventError("not_a_cloudevent",
                          "no ce-* headers (binary mode) and Content-Type is not application/cloudevents+json")
@@ -162,6 +179,51 @@ def parse_http(headers: Mapping[str, str], body: bytes) -> list[LoggedEvent]:
     # The agent copies the inference request's Content-Type, which clients often leave empty or set to
     # form encoding (curl -d); the KServe server parses the body as JSON anyway, and so do we.
     return [_event(attrs, _json(body, "event data"))]
+
+
+def is_log_request_batch(content_type: str, body: bytes) -> bool:
+    """A KServe agent's batched logger output: a JSON array of ``LogRequest`` objects (see log_request_batch)."""
+    return content_type in ("application/json", "") and body.lstrip()[:1] == b"["
+
+
+def _url_text(value: Any) -> str | None:
+    """Go's encoding/json writes a ``*url.URL`` as the struct (Scheme, Host, Path, ...); senders may use text."""
+    if isinstance(value, dict):
+        return f"{value.get('Scheme', '')}://{value.get('Host', '')}{value.get('Path', '')}" \
+            if value.get("Host") else None
+    return str(value) if value else None
+
+
+def log_request_batch(batch: Any) -> list[LoggedEvent]:
+    """KServe's batched logger output (agent ``--log-store-path`` with ``--log-marshaller-url`` pointing here).
+
+    ``pkg/logger`` in kserve/kserve v0.20: the agent's batch strategy collects ``LogRequest`` records and its
+    ``HTTPMarshaller`` POSTs them as one JSON array (``Content-Type: application/json``, no ``ce-*`` headers):
+    ``{"url", "bytes" (the payload, base64: Go's []byte), "contentType", "reqType" (the CloudEvent type),
+    "id" (the CloudEvent id), "sourceUri", "inferenceService", "namespace", "component", "endpoint",
+    "metadata" ({header: [values]}), "annotations" ({name: value}), "occurrenceTime"}``.
+    """
+    if not isinstance(batch, list):
+        raise EventError("not_a_cloudevent", "a KServe logger batch must be a JSON array of LogRequest objects")
+    out = []
+    for record in batch:
+        if not isinstance(record, dict):
+            raise EventError("not_a_cloudevent", "a KServe logger batch must be a JSON array of LogRequest objects")
+        try:
+            raw = base64.b64decode(record.get("bytes") or "", validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise EventError("invalid_payload", "LogRequest.bytes is not valid base64") from None
+        content_type = str(record.get("contentType") or "").split(";")[0].strip().lower()
+        if content_type.startswith(_NON_JSON_PREFIXES):
+            raise EventError("unsupported_content_type",
+                             f"payload Content-Type {content_type!r}: only JSON inference payloads are analysed")
+        attrs = {"id": record.get("id"), "type": record.get("reqType"), "specversion": "1.0",
+                 "source": _url_text(record.get("sourceUri")) or "kserve-agent",
+                 "inferenceservicename": record.get("inferenceService"), "namespace": record.get("namespace"),
+                 "component": record.get("component"), "endpoint": record.get("endpoint"),
+                 "metadata": record.get("metadata"), "annotations": record.get("annotations")}
+        out.append(_event(attrs, _json(raw, "LogRequest.bytes")))
+    return out
 
 
 def _structured(envelope: Any) -> LoggedEvent:
@@ -183,14 +245,14 @@ def _structured(envelope: Any) -> LoggedEvent:
 
 # --- payloads -> columns --------------------------------------------------------------------------------
 
-def _tensor_rows(tensor: Mapping[str, Any]) -> tuple[list[int], list[Any]]:
+def _tensor_rows(tensor: Mapping[str, Any]) -> tuple[list[int], Column]:
     shape = tensor.get("shape")
     data = tensor.get("data")
     if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape) or not shape:
         raise EventError("invalid_payload", f"tensor {tensor.get('name')!r}: shape must be a list of sizes")
     if not isinstance(data, list):
         raise EventError("invalid_payload", f"tensor {tensor.get('name')!r}: data must be a list")
-    flat = _flatten(data)
+    flat = _flatten(data, shape)
     size = 1
     for s in shape:
         size *= s
@@ -199,9 +261,17 @@ def _tensor_rows(tensor: Mapping[str, Any]) -> tuple[list[int], list[Any]]:
     return shape, flat
 
 
-def _flatten(data: list[Any]) -> list[Any]:
+def _flatten(data: list[Any], shape: Sequence[int] | None = None) -> Column:
     if not data or not isinstance(data[0], list):
         return data
+    if shape is not None:
+        try:  # nested rows of the declared shape: numpy walks them in C
+            arr = np.array(data, dtype=object)
+        except ValueError:  # ragged
+            arr = None
+        if arr is not None and arr.shape == tuple(shape):
+            flat: npt.NDArray[Any] = arr.reshape(-1)
+            return flat
     out: list[Any] = []
     stack = [data]
     while stack:  # iterative, row-major
@@ -219,7 +289,19 @@ def _is_v2_tensors(value: Any) -> TypeGuard[list[dict[str, Any]]]:
 
 
 def request_columns(payload: Any, features: Sequence[str], max_rows: int) -> tuple[int, dict[str, list[Any]]]:
+    """Rows of a V1 or V2 request as raw columns (feature name -> list of values), in reference feature order.
+
+    The list form of `request_arrays` (tests and callers that want plain values).
+    """
+    n, cols = request_arrays(payload, features, max_rows)
+    return n, {f: c.tolist() if isinstance(c, np.ndarray) else list(c) for f, c in cols.items()}
+
+
+def request_arrays(payload: Any, features: Sequence[str], max_rows: int) -> tuple[int, dict[str, Column]]:
     """Rows of a V1 or V2 request as raw columns (feature name -> values), in reference feature order.
+
+    Columns are lists or numpy arrays: positional rows and nested tensors are split by numpy, not by a
+    Python loop per value (issue 19).
 
     Positional rows/tensors must have one value per reference feature; named ones (dict rows, one V2
     tensor per feature, TF-style column dicts) may omit features (missing values) and carry extra keys.
@@ -245,7 +327,7 @@ def _check_rows(n: int, max_rows: int) -> None:
         raise EventError("invalid_payload", "no rows in the payload")
 
 
-def _rows_to_columns(rows: Any, features: Sequence[str], max_rows: int) -> tuple[int, dict[str, list[Any]]]:
+def _rows_to_columns(rows: Any, features: Sequence[str], max_rows: int) -> tuple[int, dict[str, Column]]:
     if not isinstance(rows, list):
         raise EventError("invalid_payload", "instances must be a list of rows")
     _check_rows(len(rows), max_rows)
@@ -253,6 +335,13 @@ def _rows_to_columns(rows: Any, features: Sequence[str], max_rows: int) -> tuple
     if all(isinstance(r, dict) for r in rows):
         return len(rows), {f: [r.get(f) for r in rows] for f in features}
     if all(isinstance(r, list) for r in rows):
+        if len(rows) > 1:
+            try:
+                block = np.array(rows, dtype=object)
+            except ValueError:  # ragged: the loop below names the bad row
+                block = None
+            if block is not None and block.shape == (len(rows), nf):
+                return len(rows), {f: block[:, j] for j, f in enumerate(features)}
         for i, r in enumerate(rows):
             if len(r) != nf:
                 raise EventError("invalid_payload",
@@ -264,7 +353,7 @@ def _rows_to_columns(rows: Any, features: Sequence[str], max_rows: int) -> tuple
 
 
 def _named_columns(cols: Mapping[str, Any], features: Sequence[str],
-                   max_rows: int) -> tuple[int, dict[str, list[Any]]]:
+                   max_rows: int) -> tuple[int, dict[str, Column]]:
     lengths = {len(v) for v in cols.values() if isinstance(v, list)}
     if len(lengths) != 1 or not all(isinstance(v, list) for v in cols.values()):
         raise EventError("invalid_payload", "columnar inputs must be lists of one length")
@@ -276,7 +365,7 @@ def _named_columns(cols: Mapping[str, Any], features: Sequence[str],
 
 
 def _v2_columns(tensors: list[dict[str, Any]], features: Sequence[str],
-                max_rows: int) -> tuple[int, dict[str, list[Any]]]:
+                max_rows: int) -> tuple[int, dict[str, Column]]:
     nf = len(features)
     by_name = {str(t.get("name")): t for t in tensors}
     if len(tensors) == 1 and tensors[0].get("name") not in features:
@@ -291,7 +380,7 @@ def _v2_columns(tensors: list[dict[str, Any]], features: Sequence[str],
     named = [f for f in features if f in by_name]
     if not named:
         raise EventError("invalid_payload", "no input tensor is named after a reference feature")
-    cols: dict[str, list[Any]] = {}
+    cols: dict[str, Column] = {}
     n = -1
     for f in named:
         shape, flat = _tensor_rows(by_name[f])
@@ -320,20 +409,60 @@ def _label(value: Any, classification: bool) -> Any:
 
 def response_predictions(payload: Any, classification: bool) -> list[Any]:
     """Predictions of a V1 (``predictions``) or V2 (first output tensor) response, one per row."""
+    values: list[Any] = prediction_array(payload, classification).tolist()
+    return values
+
+
+def _numeric_labels(values: Any, classification: bool) -> npt.NDArray[Any] | None:
+    """Labels of a numeric block in C: a value per row, or per row the argmax (classifier) / first value."""
+    try:
+        block = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if block.ndim == 1:
+        return np.asarray(values)  # keep ints ints: categorical predictions are keyed by their text
+    if block.ndim != 2 or block.shape[1] == 0:
+        return None
+    labels: npt.NDArray[Any] = np.argmax(block, axis=1) if classification and block.shape[1] > 1 else block[:, 0]
+    return labels
+
+
+def prediction_array(payload: Any, classification: bool) -> npt.NDArray[Any]:
+    """`response_predictions` as an array; numeric blocks are labelled by numpy, not per row (issue 19)."""
+    preds = _prediction_values(payload)
+    if isinstance(preds, tuple):  # a V2 [N, C] tensor: (flat, width)
+        flat, width = preds
+        if width and len(flat) >= 2:
+            labels = _numeric_labels(np.asarray(flat).reshape(-1, width), classification)
+            if labels is not None:
+                return labels
+        out = np.empty(len(flat) // width if width else 0, dtype=object)
+        out[:] = [_label(list(flat[i * width:(i + 1) * width]), classification) for i in range(len(out))]
+        return out
+    if len(preds) >= 2 and not isinstance(preds[0], dict | str):
+        labels = _numeric_labels(preds, classification)
+        if labels is not None and labels.shape == (len(preds),):
+            return labels
+    out = np.empty(len(preds), dtype=object)
+    out[:] = [_label(p, classification) for p in preds]
+    return out
+
+
+def _prediction_values(payload: Any) -> Column | tuple[Column, int]:
+    """The raw per-row predictions, or (flat values, row width) of a V2 [N, C] tensor."""
     if not isinstance(payload, dict):
         raise EventError("invalid_payload", "the inference response body must be a JSON object")
     if "predictions" in payload:
         preds = payload["predictions"]
         if not isinstance(preds, list):
             raise EventError("invalid_payload", "predictions must be a list")
-        return [_label(p, classification) for p in preds]
+        return preds
     outputs = payload.get("outputs")
     if _is_v2_tensors(outputs):
         shape, flat = _tensor_rows(outputs[0])
         if len(shape) == 1:
-            return list(flat)
+            return flat
         if len(shape) == 2:
-            width = shape[1]
-            return [_label(flat[i * width:(i + 1) * width], classification) for i in range(shape[0])]
+            return flat, shape[1]
         raise EventError("invalid_payload", f"output tensor shape {shape}: expected [N] or [N, C]")
     raise EventError("invalid_payload", "response has neither 'predictions' (V1) nor 'outputs' (V2)")

@@ -7,6 +7,12 @@ Windows are keyed by (namespace, model) (issue 16, M7): two teams' InferenceServ
 windows and two sets of series (label `model_namespace`). The namespace of an event is the one its sender
 authenticated for (see `modelops.drift.auth`), else its `ce-namespace` attribute.
 
+Sharding (issue 19): with ``shards`` > 1 this process owns only the (namespace, model) keys that
+`modelops.formats.drift_url.shard_of` assigns to ``shard_id`` (the operator writes each InferenceService's
+logger URL to that shard) and refuses others with 421 ``misdirected``, so no model is counted by two shards.
+With ``shards_file`` the count is re-read while running: when it changes, the windows this shard no longer
+owns are dropped at once (their new owner starts filling its window when the agent gets its new URL).
+
 Sender-chosen names cannot evict or lock out real ones (issue 16, M6): each namespace may track at most
 `max_models_per_namespace` models, so a flood from one namespace only ever competes with itself; when a
 cap is reached, the least recently updated model (or version) is dropped only if it has been idle for
@@ -29,6 +35,7 @@ from modelops.drift import events as ev
 from modelops.drift.reference import ReferenceStore
 from modelops.drift.stats import DriftConfig, WindowDrift, window_drift
 from modelops.drift.window import Batch, JoinTable, Layout, Pending, Window
+from modelops.formats.drift_url import shard_of
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,11 @@ class ExporterConfig:
     max_event_rows: int = 10_000  # rows in one event
     max_body_bytes: int = 16 << 20
     drift: DriftConfig = field(default_factory=DriftConfig)
+    # sharding (issue 19): this exporter owns the (namespace, model) keys that
+    # modelops.formats.drift_url.shard_of gives `shard_id` among `shards`, and refuses the rest (misdirected).
+    shard_id: int = 0
+    shards: int = 1
+    shards_file: str | None = None  # when set, the shard count is read from it (re-read every 5 s)
 
 
 Key = tuple[str, str]  # (namespace, model); namespace "" when the sender named none
@@ -100,6 +112,60 @@ class Exporter:
         self.rows_ingested: Counter[tuple[str, str, str]] = Counter()  # (namespace, model, version)
         self.evaluation_buckets = [0] * (len(EVALUATION_BUCKETS) + 1)  # last: +Inf
         self.evaluation_sum = 0.0
+        self.shards = self.cfg.shards
+        self.resharded_models = 0  # windows dropped because another shard owns them now
+        self._shards_read_at = float("-inf")
+        self._owner: dict[Key, bool] = {}  # ownership cache for the current shard count
+        if self.cfg.shards_file:
+            self.refresh_shards(time.monotonic(), force=True)
+
+    # --- sharding ---------------------------------------------------------------------------------------
+
+    SHARDS_FILE_PERIOD = 5.0
+
+    def refresh_shards(self, now: float, force: bool = False) -> None:
+        """Re-read the shard count from cfg.shards_file (at most every 5 s); drop windows owned elsewhere."""
+        path = self.cfg.shards_file
+        if path is None or (not force and now - self._shards_read_at < self.SHARDS_FILE_PERIOD):
+            return
+        self._shards_read_at = now
+        try:
+            with open(path) as f:
+                shards = int(f.read().strip())
+            if shards < 1:
+                raise ValueError(shards)
+        except (OSError, ValueError) as exc:
+            log.warning("shards file %s unreadable (%s): keeping %d shards", path, exc, self.shards)
+            return
+        if shards == self.shards:
+            return
+        with self.lock:
+            log.info("shard %d: %d shards now (was %d)", self.cfg.shard_id, shards, self.shards)
+            self.shards = shards
+            self._owner.clear()
+            for key in [k for k in self.models if not self.owns(k)]:
+                for version in self.models.pop(key):
+                    self.rows_ingested.pop((*key, version), None)
+                self.resharded_models += 1
+                log.info("model %s/%s: window dropped, shard %d owns it now", key[0], key[1],
+                         shard_of(key[0], key[1], shards))
+
+    def owns(self, key: Key) -> bool:
+        if self.shards <= 1:
+            return True
+        owned = self._owner.get(key)
+        if owned is None:
+            if len(self._owner) > 4 * self.cfg.max_models + 1000:  # sender-chosen names: keep it bounded
+                self._owner.clear()
+            owned = self._owner[key] = shard_of(key[0], key[1], self.shards) == self.cfg.shard_id
+        return owned
+
+    def _check_owner(self, key: Key, now: float) -> None:
+        self.refresh_shards(now)
+        if not self.owns(key):
+            raise ev.EventError("misdirected", f"model {key[1]!r} of namespace {key[0]!r} belongs to drift exporter "
+                                f"shard {shard_of(key[0], key[1], self.shards)} of {self.shards}, this is shard "
+                                f"{self.cfg.shard_id}: the logger URL is stale (the operator rewrites it)")
 
     # --- reference and tracking -------------------------------------------------------------------------
 
@@ -214,14 +280,19 @@ class Exporter:
         key: Key = (event.namespace or "", event.model)
         with self.lock:
             self.events_received[event.kind] += 1
+        self._check_owner(key, now)
         layout = self._layout_for(key, event.version or ev.UNKNOWN_VERSION, now)
         # decode outside the lock: the expensive part
         if event.kind == "request":
-            rows, cols = ev.request_columns(event.payload, layout.features, self.cfg.max_event_rows)
+            rows, cols = ev.request_arrays(event.payload, layout.features, self.cfg.max_event_rows)
             decoded: Any = layout.batch(rows, cols)
             nbytes = decoded.nbytes
         else:
-            decoded = layout.predictions(ev.response_predictions(event.payload, layout.classification))
+            # the served predictions of this response, one per row, as an array (numeric, or object for
+            # labels); with event.id, the version and `now` this is the join point's output for per-prediction
+            # consumers (issue 17's label feedback hooks in here)
+            served = ev.prediction_array(event.payload, layout.classification)
+            decoded = layout.predictions(served)
             nbytes = int(decoded.nbytes) + 64
         with self.lock:
             self.join.expire(now)
@@ -285,11 +356,12 @@ class Exporter:
             version = str(body.get("version") or ev.UNKNOWN_VERSION)
             with self.lock:
                 self.events_received["batch"] += 1
+            self._check_owner(key, now)
             layout = self._layout_for(key, version, now)
-            rows, cols = ev.request_columns(body, layout.features, self.cfg.max_event_rows)
+            rows, cols = ev.request_arrays(body, layout.features, self.cfg.max_event_rows)
             preds = None
             if "predictions" in body or "outputs" in body:
-                preds = ev.response_predictions(body, layout.classification)
+                preds = ev.prediction_array(body, layout.classification)
                 if len(preds) != rows:
                     raise ev.EventError("invalid_payload", f"{len(preds)} predictions for {rows} rows")
             batch = layout.batch(rows, cols, preds)
@@ -303,6 +375,7 @@ class Exporter:
     # --- evaluation -------------------------------------------------------------------------------------
 
     def tracked(self) -> list[Tracked]:
+        self.refresh_shards(time.monotonic())  # a shard without events still drops what it no longer owns
         with self.lock:
             return [t for versions in self.models.values() for t in versions.values()]
 

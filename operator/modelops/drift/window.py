@@ -41,6 +41,47 @@ def to_category(value: Any) -> str | None:
     return key[:MAX_CATEGORY_CHARS] if key is not None else None
 
 
+# Below this many values a plain loop beats numpy's and pandas' per-call overhead (single-row events).
+VECTOR_MIN = 16
+
+
+def floats(values: Sequence[Any] | npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+    """`to_float` of every value, in C when the values allow it (numbers, None, numeric strings)."""
+    n = len(values)
+    if n >= VECTOR_MIN or isinstance(values, np.ndarray):
+        try:
+            out = np.asarray(values, dtype=np.float64)
+            if out.shape == (n,):
+                return out
+        except (TypeError, ValueError, OverflowError):
+            pass  # a non-numeric string, a list or an object somewhere: value by value below
+    return np.fromiter((to_float(v) for v in values), dtype=np.float64, count=n)
+
+
+def categories(values: Sequence[Any] | npt.NDArray[Any]) -> npt.NDArray[np.object_]:
+    """`to_category` of every value; computed once per distinct value (pandas' hash table), not per row."""
+    n = len(values)
+    out = np.empty(n, dtype=object)
+    if n >= VECTOR_MIN:
+        import pandas as pd
+
+        try:
+            codes, uniques = pd.factorize(np.asarray(values, dtype=object) if not isinstance(values, np.ndarray)
+                                          else values.astype(object, copy=False), use_na_sentinel=True)
+        except TypeError:  # unhashable values (lists, dicts)
+            codes = None
+        # Python hashes True == 1 and False == 0: a column mixing them must not merge "True" into "1"
+        if codes is not None and not any(isinstance(u, bool | np.bool_) or (
+                isinstance(u, int | float | np.number) and u in (0, 1)) for u in uniques):
+            keys = np.empty(len(uniques) + 1, dtype=object)
+            keys[:-1] = [to_category(u) for u in uniques]
+            keys[-1] = None  # code -1: missing
+            out[:] = keys[codes]
+            return out
+    out[:] = [to_category(v) for v in values]
+    return out
+
+
 @dataclass
 class Batch:
     """Rows decoded from one inference: numeric block, categorical block, optional predictions."""
@@ -67,22 +108,32 @@ class Layout:
         self.prediction_kind: str | None = pred.get("type") if pred else None
         self.classification = profile.get("task") == "classification"
 
-    def batch(self, rows: int, columns: Mapping[str, Sequence[Any]],
-              predictions: Sequence[Any] | None = None) -> Batch:
-        num = np.empty((rows, len(self.numeric)), dtype=np.float64)
-        for j, f in enumerate(self.numeric):
-            num[:, j] = [to_float(v) for v in columns[f]]
+    def batch(self, rows: int, columns: Mapping[str, Sequence[Any] | npt.NDArray[Any]],
+              predictions: Sequence[Any] | npt.NDArray[Any] | None = None) -> Batch:
+        num: npt.NDArray[np.float64] | None = None
+        if self.numeric:
+            try:  # every numeric column in one C call (numbers, None -> NaN, numeric strings)
+                block = np.array([columns[f] for f in self.numeric], dtype=np.float64)
+                if block.shape == (len(self.numeric), rows):
+                    num = block.T
+            except (TypeError, ValueError, OverflowError):
+                pass  # a column needs to_float's leniency: column by column
+        if num is None:
+            num = np.empty((rows, len(self.numeric)), dtype=np.float64)
+            for j, f in enumerate(self.numeric):
+                num[:, j] = floats(columns[f])
         cat = np.empty((rows, len(self.categorical)), dtype=object)
-        for j, f in enumerate(self.categorical):
-            cat[:, j] = [to_category(v) for v in columns[f]]
+        if rows < VECTOR_MIN and self.categorical:
+            cat[:] = [[to_category(columns[f][i]) for f in self.categorical] for i in range(rows)]
+        else:
+            for j, f in enumerate(self.categorical):
+                cat[:, j] = categories(columns[f])
         return Batch(rows, num, cat, self.predictions(predictions) if predictions is not None else None)
 
-    def predictions(self, values: Sequence[Any]) -> npt.NDArray[Any]:
+    def predictions(self, values: Sequence[Any] | npt.NDArray[Any]) -> npt.NDArray[Any]:
         if self.prediction_kind == "categorical":
-            out = np.empty(len(values), dtype=object)
-            out[:] = [to_category(v) for v in values]
-            return out
-        return np.asarray([to_float(v) for v in values], dtype=np.float64)
+            return categories(values)
+        return floats(values)
 
 
 class Window:
@@ -111,7 +162,11 @@ class Window:
         if n > self.max_rows:  # only the newest rows can stay
             start = n - self.max_rows
             n = self.max_rows
-        idx = (self.head + np.arange(n)) % self.max_rows
+        # contiguous slices (one or two, across the wrap), not fancy indexing: a single-row event costs
+        # a few slice assignments
+        first = min(n, self.max_rows - self.head)
+        idx: slice | npt.NDArray[np.int64] = slice(self.head, self.head + n) if first == n else \
+            (self.head + np.arange(n)) % self.max_rows
         self.numeric[idx] = batch.numeric[start:]
         self.categorical[idx] = batch.categorical[start:]
         if batch.predictions is not None and len(batch.predictions) == batch.rows:

@@ -30,3 +30,25 @@ def logger_url(base_url: str, secret: str, namespace: str) -> str:
     if root.endswith("/events"):
         root = root[: -len("/events")]
     return f"{root}{NAMESPACE_PATH}/{namespace}/{namespace_token(secret, namespace)}"
+
+
+# --- sharding (issue 19) ----------------------------------------------------------------------------------
+
+#: in the operator's drift exporter URL, replaced by the shard number (StatefulSet pod ordinal)
+SHARD_PLACEHOLDER = "{shard}"
+
+
+def shard_of(namespace: str, model: str, shards: int) -> int:
+    """The exporter shard (0..shards-1) that owns the windows of `model` in `namespace`.
+
+    Rendezvous (highest random weight) hashing: each shard scores the key, the highest score owns it. Going
+    from N to N+1 shards moves exactly the keys the new shard now wins (~1/(N+1) of them) and no key between
+    old shards; removing a shard moves only its own keys. The operator (which logger URL an InferenceService
+    gets) and every exporter (which events it owns) compute the same answer from the same inputs.
+    """
+    if shards < 1:
+        raise ValueError(f"shards must be at least 1, not {shards}")
+    if shards == 1:
+        return 0
+    key = f"{namespace}\x00{model}".encode()
+    return max(range(shards), key=lambda i: hashlib.blake2b(key, digest_size=8, salt=i.to_bytes(16, "big")).digest())

@@ -370,7 +370,8 @@ def reconcile(rt: Runtime, namespace: str, name: str, budget: Budget) -> float |
         settings = rt.settings
         manifest = inference_service(
             name=name, namespace=namespace, uid=meta["uid"], spec=spec, plan=decision.plan, mode=mode,
-            defaults=Defaults(settings.server_image, settings.drift_exporter_url, settings.drift_token),
+            defaults=Defaults(settings.server_image, settings.drift_exporter_url, settings.drift_token,
+                              settings.drift_exporter_shards),
             legacy_mode_names=not has_canary, modelops_route=traffic is not None and traffic.owner == "modelops")
         applied = ((isvc_obj or {}).get("metadata", {}).get("annotations") or {}).get(ANN_DESIRED_HASH)
         if applied != manifest["metadata"]["annotations"][ANN_DESIRED_HASH]:

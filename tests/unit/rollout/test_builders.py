@@ -241,3 +241,19 @@ def test_notifier_json_and_slack() -> None:
     assert got[1][1]["text"].startswith("*Promoted* ModelDeployment `ns/c`")
     with pytest.raises(NotifyError):
         n.send([Webhook("http://fail/")], "Promoted", "m", {})
+
+
+def test_logger_url_goes_to_the_drift_exporter_shard_that_owns_the_model() -> None:
+    """Issue 19: with N exporter shards the logger URL names the shard rendezvous hashing of (namespace,
+    InferenceService) gives; canary and stable predictors of one InferenceService log to the same shard."""
+    from modelops.formats.drift_url import namespace_token, shard_of
+
+    d = Defaults("img:1", "http://ex-{shard}.ex-shards.ml.svc:8080/events", "secret", drift_exporter_shards=3)
+    for ns in ("team-a", "team-b", "team-c", "team-d"):
+        isvc = inference_service(name="churn", namespace=ns, uid="u1", spec=SPEC, plan=ServingPlan(S, C, 30),
+                                 mode="RawDeployment", defaults=d)
+        shard = shard_of(ns, "churn", 3)
+        want = f"http://ex-{shard}.ex-shards.ml.svc:8080/events/ns/{ns}/{namespace_token('secret', ns)}"
+        loggers = [isvc["spec"]["predictor"]["logger"]["url"]]
+        loggers += [c["predictor"]["logger"]["url"] for c in isvc["spec"].get("canary", [])]
+        assert set(loggers) == {want}, loggers

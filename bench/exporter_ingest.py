@@ -1,0 +1,400 @@
+"""Benchmark: drift exporter ingestion over HTTP (issue 19), this tree side by side with a baseline tree.
+
+    uv run --frozen python bench/exporter_ingest.py [--baseline-ref main] [--seconds 8] [--flood-seconds 120]
+
+Prints one JSON object. Each server is the real `modelops drift-exporter` process (auth on, events posted to
+the namespace URLs the operator writes, as KServe's agent does), one process, fed by one asyncio client
+process over keep-alive connections (raw HTTP/1.1 written from pre-built bytes, so the client spends little
+per request; it shares the machine's cores with the server, so the rates are a lower bound). Measured:
+
+- single: single-row V1 binary-mode CloudEvents, a request and a response per inference (events/s);
+- batched: V2 binary-mode events of --batch-rows rows (30 features, 6 of them BYTES) and their responses
+  (rows/s, counted on the requests);
+- agent_batch: KServe's batched logger output (a JSON array of LogRequest records, 1 row each), rows/s;
+- p99 at 80%: each of the above paced at 80% of the rate just measured, latency from the scheduled send
+  time (no coordinated omission);
+- flood: single-row events at full speed for --flood-seconds, the server's RSS sampled every 5 s;
+- shards: the same single-row load hashed over 3 exporter processes (modelops.desired.drift_shards) against
+  1 process: events/s and the server CPU seconds per 1,000 events of each (from /proc), which is what
+  decides the scaling when each shard has its own cores.
+
+The baseline is the exporter of --baseline-ref (`git archive` of its operator/ and pipelines/ put first on
+PYTHONPATH, same virtualenv). Load average is reported before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from drift_window import frame
+
+from modelops.formats.drift_url import namespace_token, shard_of
+from modelops.formats.reference_profile import write_profile
+from modelops_pipelines.profile import build_reference_profile
+
+SECRET = "bench-secret"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_post(path: str, body: bytes, headers: dict[str, str]) -> bytes:
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return (f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {len(body)}\r\n{head}\r\n").encode() + body
+
+
+def ce_headers(event_id: str, kind: str, model: str, namespace: str) -> dict[str, str]:
+    return {"Content-Type": "application/json", "ce-specversion": "1.0", "ce-id": event_id,
+            "ce-source": "http://bench-predictor/", "ce-type": f"org.kubeflow.serving.inference.{kind}",
+            "ce-inferenceservicename": model, "ce-namespace": namespace, "ce-component": "predictor",
+            "ce-endpoint": "default", "ce-metadata": "{}"}
+
+
+def url(namespace: str) -> str:
+    return f"/events/ns/{namespace}/{namespace_token(SECRET, namespace)}"
+
+
+class Workload:
+    def __init__(self, current: Any, models: int) -> None:
+        self.records = current.to_numpy().tolist()
+        self.columns = list(current.columns)
+        self.models = [(f"ns{k}", f"model{k}") for k in range(models)]
+
+    def single(self, n: int) -> list[tuple[int, bytes]]:
+        """n inferences -> 2n (model index, request bytes), request and response alternating."""
+        out = []
+        for i in range(n):
+            k = i % len(self.models)
+            ns, model = self.models[k]
+            eid = str(uuid.uuid4())
+            row = self.records[i % len(self.records)]
+            out.append((k, http_post(url(ns), json.dumps({"instances": [row]}).encode(),
+                                     ce_headers(eid, "request", model, ns))))
+            out.append((k, http_post(url(ns), json.dumps({"predictions": [float(i % 7)]}).encode(),
+                                     ce_headers(eid, "response", model, ns))))
+        return out
+
+    def v2_request(self, start: int, rows: int) -> dict[str, Any]:
+        part = [self.records[(start + r) % len(self.records)] for r in range(rows)]
+        inputs = []
+        for j, name in enumerate(self.columns):
+            col = [row[j] for row in part]
+            cat = name.startswith("cat")
+            inputs.append({"name": name, "shape": [rows], "datatype": "BYTES" if cat else "FP64", "data": col})
+        return {"id": str(uuid.uuid4()), "inputs": inputs}
+
+    def batched(self, n: int, rows: int) -> list[tuple[int, bytes]]:
+        out = []
+        for i in range(n):
+            k = i % len(self.models)
+            ns, model = self.models[k]
+            eid = str(uuid.uuid4())
+            out.append((k, http_post(url(ns), json.dumps(self.v2_request(i * rows, rows)).encode(),
+                                     ce_headers(eid, "request", model, ns))))
+            resp = {"model_name": model, "model_version": "1", "outputs": [
+                {"name": "output-0", "shape": [rows], "datatype": "FP64", "data": [float(r % 5) for r in range(rows)]}]}
+            out.append((k, http_post(url(ns), json.dumps(resp).encode(), ce_headers(eid, "response", model, ns))))
+        return out
+
+    def agent_batch(self, n: int, records: int) -> list[tuple[int, bytes]]:
+        """KServe's HTTPMarshaller body: a JSON array of LogRequest (Go field names, bytes base64)."""
+        out = []
+        for i in range(n):
+            k = i % len(self.models)
+            ns, model = self.models[k]
+            batch = []
+            for r in range(records // 2):
+                eid = str(uuid.uuid4())
+                row = self.records[(i * records + r) % len(self.records)]
+                for kind, payload in (("request", {"instances": [row]}), ("response", {"predictions": [1.0]})):
+                    batch.append({
+                        "url": {"Scheme": "http", "Host": "exporter:8080", "Path": url(ns)},
+                        "bytes": base64.b64encode(json.dumps(payload).encode()).decode(),
+                        "contentType": "application/json", "reqType": f"org.kubeflow.serving.inference.{kind}",
+                        "id": eid, "sourceUri": {"Scheme": "http", "Host": "bench-predictor", "Path": "/"},
+                        "inferenceService": model, "namespace": ns, "component": "predictor",
+                        "endpoint": "default", "metadata": {}, "occurrenceTime": "2026-11-30T00:00:00Z"})
+            out.append((k, http_post(url(ns), json.dumps(batch).encode(), {"Content-Type": "application/json"})))
+        return out
+
+
+class Server:
+    def __init__(self, profile_dir: Path, pythonpath: str | None, extra: list[str] | None = None) -> None:
+        self.port = free_port()
+        env = {**os.environ, "MODELOPS_DRIFT_TOKEN": SECRET}
+        if pythonpath:
+            env["PYTHONPATH"] = pythonpath
+        code = "import sys; from modelops.cli import app; sys.argv[0] = 'modelops'; app()"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code, "drift-exporter", "--host", "127.0.0.1", "--port", str(self.port),
+             "--reference", str(profile_dir), "--log-level", "warning", "--window-rows", "10000",
+             "--max-models", "50", *(extra or [])],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+
+    def wait(self) -> None:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"exporter exited: {self.proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    if b"200" in s.recv(100):
+                        return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError("exporter did not start")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes) -> int:
+    writer.write(data)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def drive(ports: list[int], work: list[tuple[int, bytes]], route: Any, conns: int, seconds: float,
+                rate: float | None = None) -> dict[str, Any]:
+    """Send `work` (cycled) for `seconds`; closed loop, or paced at `rate` requests/s in all."""
+    statuses: dict[int, int] = {}
+    latencies: list[float] = []
+    sent = [0]
+    deadline = time.perf_counter() + seconds
+    per_port: dict[int, list[bytes]] = {p: [] for p in ports}
+    for k, data in work:
+        per_port[ports[route(k)]].append(data)
+    jobs = []
+    for port, items in per_port.items():
+        if not items:
+            continue
+        n = max(1, round(conns * len(items) / len(work)))
+        for c in range(n):
+            jobs.append((port, items[c::n] or items, n))
+
+    async def conn(port: int, items: list[bytes], share: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        interval = len(jobs) / rate if rate else 0.0
+        t0 = time.perf_counter()
+        i = 0
+        while True:
+            scheduled = t0 + i * interval if rate else time.perf_counter()
+            if scheduled >= deadline:
+                break
+            if rate:
+                delay = scheduled - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            status = await _exchange(reader, writer, items[i % len(items)])
+            latencies.append(time.perf_counter() - scheduled)
+            statuses[status] = statuses.get(status, 0) + 1
+            i += 1
+        sent[0] += i
+        writer.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(conn(p, items, n) for p, items, n in jobs))
+    elapsed = time.perf_counter() - t0
+    lat = np.array(latencies) * 1000
+    return {"requests": sent[0], "seconds": round(elapsed, 2), "requests_per_s": round(sent[0] / elapsed),
+            "statuses": {str(k): v for k, v in sorted(statuses.items())},
+            "p50_ms": round(float(np.percentile(lat, 50)), 2) if len(lat) else None,
+            "p99_ms": round(float(np.percentile(lat, 99)), 2) if len(lat) else None}
+
+
+def run(ports: list[int], work: list[tuple[int, bytes]], conns: int, seconds: float, rate: float | None = None,
+        route: Any = None) -> dict[str, Any]:
+    return asyncio.run(drive(ports, work, route or (lambda k: 0), conns, seconds, rate))
+
+
+def measure(server: Server, work: list[tuple[int, bytes]], rows_per_request: float, conns: int,
+            seconds: float) -> dict[str, Any]:
+    run([server.port], work[: min(len(work), 400)], conns, 1.0)  # warm-up: windows, references
+    cpu0 = server.cpu_seconds()
+    full = run([server.port], work, conns, seconds)
+    cpu = server.cpu_seconds() - cpu0
+    ok = full["statuses"].get("200", 0)
+    out: dict[str, Any] = {"max": full, "rows_per_s": round(full["requests_per_s"] * rows_per_request),
+                           "server_cpu_ms_per_request": round(1000 * cpu / max(1, full["requests"]), 3),
+                           "accepted_share": round(ok / max(1, full["requests"]), 4)}
+    if ok == full["requests"]:
+        paced = run([server.port], work, conns, seconds, rate=0.8 * full["requests_per_s"])
+        out["at_80_percent"] = paced
+    return out
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def baseline_tree(ref: str, into: Path) -> str:
+    for sub in ("operator", "pipelines"):
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, sub], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return f"{into / 'operator'}:{into / 'pipelines'}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--baseline-ref", default="main")
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--flood-seconds", type=float, default=120.0)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--batch-rows", type=int, default=500)
+    ap.add_argument("--agent-records", type=int, default=200)
+    ap.add_argument("--models", type=int, default=6)
+    ap.add_argument("--shards", type=int, default=3)
+    ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--flood-window-rows", type=int, default=1000,
+                    help="window rows of the flooded exporter: small, so the windows are full early and the "
+                         "rest of the flood shows the steady state")
+    ap.add_argument("--only", choices=["all", "flood"], default="all")
+    args = ap.parse_args()
+
+    rng = np.random.default_rng(0)
+    reference = frame(rng, 20_000, 30, 0.0)
+    current = frame(rng, 5_000, 30, 0.3)
+    profile = build_reference_profile(reference, task="regression",
+                                      categorical=[c for c in reference if c.startswith("cat")])
+    wl = Workload(current, args.models)
+    single = wl.single(4000)
+    batched = wl.batched(40, args.batch_rows)
+    agent = wl.agent_batch(40, args.agent_records)
+    result: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg_before": loadavg()},
+                              "settings": vars(args)}
+    with tempfile.TemporaryDirectory() as tmp:
+        profile_dir = Path(tmp) / "profile"
+        profile_dir.mkdir()
+        write_profile(profile, profile_dir)
+        trees = {"ours": None}
+        if not args.skip_baseline:
+            base = Path(tmp) / "baseline"
+            base.mkdir()
+            trees[f"baseline_{args.baseline_ref}"] = baseline_tree(args.baseline_ref, base)
+        for name, pythonpath in (trees if args.only == "all" else {}).items():
+            server = Server(profile_dir, pythonpath)
+            try:
+                server.wait()
+                r: dict[str, Any] = {
+                    "single_row_events": measure(server, single, 0.5, args.connections, args.seconds),
+                    "batched_events": measure(server, batched, args.batch_rows / 2, args.connections, args.seconds),
+                    "agent_batch": measure(server, agent, args.agent_records / 2, args.connections, args.seconds),
+                }
+                r["rss_mib_after"] = round(server.rss_mib(), 1)
+                result[name] = r
+            finally:
+                server.stop()
+        # the ratios the issue asks for, measured in this one run
+        if not args.skip_baseline and args.only == "all":
+            b = result[f"baseline_{args.baseline_ref}"]
+            result["speedup_x"] = {k: round(result["ours"][k]["max"]["requests_per_s"]
+                                            / max(1, b[k]["max"]["requests_per_s"]), 1)
+                                   for k in ("single_row_events", "batched_events")
+                                   if b[k]["accepted_share"] > 0.99}
+
+        # flood: memory over time
+        server = Server(profile_dir, None, ["--window-rows", str(args.flood_window_rows)])
+        try:
+            server.wait()
+            samples = []
+
+            async def flood() -> dict[str, Any]:
+                task = asyncio.create_task(drive([server.port], single, lambda k: 0, args.connections,
+                                                 args.flood_seconds))
+                t0 = time.monotonic()
+                while not task.done():
+                    samples.append((round(time.monotonic() - t0), round(server.rss_mib(), 1)))
+                    await asyncio.sleep(5)
+                return await task
+
+            fl = asyncio.run(flood())
+            rss = [m for _, m in samples[1:]] or [m for _, m in samples]
+            half = len(rss) // 2
+            result["flood"] = {"seconds": args.flood_seconds, "window_rows": args.flood_window_rows,
+                               "events": fl["requests"],
+                               "events_per_s": fl["requests_per_s"], "statuses": fl["statuses"],
+                               "rss_mib_samples": samples,
+                               "rss_mib_first_half_max": max(rss[:half] or rss),
+                               "rss_mib_second_half_max": max(rss[half:] or rss)}
+        finally:
+            server.stop()
+
+        # shards: one process against N, the same single-row load routed by consistent hashing
+        if args.only == "flood":
+            result["machine"]["loadavg_after"] = loadavg()
+            print(json.dumps(result, indent=1))
+            return
+        keys = [shard_of(ns, model, args.shards) for ns, model in wl.models]
+        shard_res: dict[str, Any] = {"models_per_shard": [keys.count(i) for i in range(args.shards)]}
+        for n in (1, args.shards):
+            servers = [Server(profile_dir, None) for _ in range(n)]
+            try:
+                for s in servers:
+                    s.wait()
+                ports = [s.port for s in servers]
+                route = (lambda k: 0) if n == 1 else (lambda k: keys[k])
+                run(ports, single[:400], args.connections, 1.0, route=route)
+                cpu0 = [s.cpu_seconds() for s in servers]
+                r = run(ports, single, args.connections, args.seconds, route=route)
+                cpu = [s.cpu_seconds() - c for s, c in zip(servers, cpu0, strict=True)]
+                shard_res[f"{n}_process"] = {
+                    "events_per_s": r["requests_per_s"], "statuses": r["statuses"],
+                    "server_cpu_s_per_1000_events": round(1000 * sum(cpu) / max(1, r["requests"]), 3),
+                    "server_cpu_share_per_process": [round(c / r["seconds"], 2) for c in cpu]}
+            finally:
+                for s in servers:
+                    s.stop()
+        one, many = shard_res["1_process"], shard_res[f"{args.shards}_process"]
+        shard_res["cpu_per_event_ratio_n_vs_1"] = round(
+            many["server_cpu_s_per_1000_events"] / max(1e-9, one["server_cpu_s_per_1000_events"]), 2)
+        shard_res["note"] = (f"{os.cpu_count()} cores shared with the load generator: {args.shards} processes "
+                             "cannot get more CPU than 1 here; with a core per shard each shard's rate is "
+                             "1000 / server_cpu_s_per_1000_events events/s")
+        result["shards"] = shard_res
+    result["machine"]["loadavg_after"] = loadavg()
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
