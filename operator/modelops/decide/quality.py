@@ -37,15 +37,22 @@ from typing import Any, Literal
 
 from modelops.api.times import format_time, parse_duration, parse_time
 from modelops.api.types import Sample
-from modelops.formats.quality import QUALITY_HIGHER_IS_BETTER
+from modelops.formats.quality import (
+    DEFAULT_QUALITY_MIN_LABELS,
+    ESTIMATED_SERIES,
+    JOINED_LABELS_SERIES,
+    QUALITY_HIGHER_IS_BETTER,
+    REALISED_SERIES,
+    WINDOW_ROWS_SERIES,
+)
 
-REALISED = "modelops_quality_realised"
-ESTIMATED = "modelops_quality_estimated"
-JOINED_LABELS = "modelops_quality_joined_labels"
-WINDOW_ROWS = "modelops_quality_window_rows"
+REALISED = REALISED_SERIES
+ESTIMATED = ESTIMATED_SERIES
+JOINED_LABELS = JOINED_LABELS_SERIES
+WINDOW_ROWS = WINDOW_ROWS_SERIES
 SERIES = {"realised": REALISED, "estimated": ESTIMATED}
 #: joined labels needed when a realised check or trigger names none (the exporter's --quality-min-labels default)
-DEFAULT_MIN_LABELS = 100
+DEFAULT_MIN_LABELS = DEFAULT_QUALITY_MIN_LABELS
 #: the trainer's metric names that the exporter spells otherwise
 TRAINING_METRIC_NAMES = {"logloss": "log_loss"}
 
