@@ -41,12 +41,12 @@ RS: dict[str, Any] = {
 }
 
 
-def QM(metric: str = "auc", **quality: Any) -> dict[str, Any]:  # noqa: N802
+def QM(metric: str = "auc", **quality: Any) -> dict[str, Any]:
     """A quality analysis metric (issue 17)."""
     return {"name": "quality", "quality": {"metric": metric, "maxDrop": 0.02, **quality}}
 
 
-def PERF(**kw: Any) -> dict[str, Any]:  # noqa: N802
+def PERF(**kw: Any) -> dict[str, Any]:
     """A performance trigger (issue 17); a value DELETE leaves the key out."""
     base = {"model": "churn", "metric": "auc", "threshold": 0.8, "minLabels": 200, "for": "10m", **kw}
     return {k: v for k, v in base.items() if v is not DELETE}
