@@ -37,7 +37,7 @@ def fit_classification(y: np.ndarray, proba: np.ndarray, classes: Sequence[Any])
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(score, truth)
     return {"kind": "classification", "method": "isotonic",
             "x": [float(v) for v in iso.X_thresholds_], "y": [float(v) for v in iso.y_thresholds_],
-            "positive_class": classes[1], "classes": list(classes), "threshold": 0.5, "rows": int(len(y))}
+            "positive_class": classes[1], "classes": list(classes), "threshold": 0.5, "rows": len(y)}
 
 
 def _ensemble(est: Any) -> dict[str, Any]:
@@ -81,4 +81,4 @@ def fit_regression(frame: pd.DataFrame, y: np.ndarray, prediction: np.ndarray, n
                                         subsample=0.8, random_state=seed).fit(X, target)
         models[name] = _ensemble(est)
     return {"kind": "regression", "method": "dle", "features": features, "fill": fill, **models,
-            "rows": int(len(y))}
+            "rows": len(y)}

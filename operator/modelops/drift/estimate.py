@@ -48,7 +48,8 @@ def calibrate(cal: Mapping[str, Any], score: F) -> F:
         y = np.asarray(cal["y"], dtype=float)
         if len(x) == 0 or len(x) != len(y):
             raise CalibrationError("isotonic calibration needs x and y of one non-zero length")
-        return np.clip(np.interp(score, x, y), 0.0, 1.0)
+        clipped: F = np.clip(np.interp(score, x, y), 0.0, 1.0)
+        return clipped
     if method == "platt":
         z = float(cal["coef"]) * score + float(cal["intercept"])
         out: F = 1.0 / (1.0 + np.exp(-z))

@@ -39,7 +39,9 @@ import numpy.typing as npt
 
 from modelops.drift import estimate, quality
 from modelops.drift.stats import category_key
-from modelops.formats.quality import CALIBRATION_KEY, FEEDBACK_OUTCOMES
+from modelops.formats.quality import CALIBRATION_KEY, FEEDBACK_EVENT_TYPE, FEEDBACK_OUTCOMES
+
+__all__ = ["FEEDBACK_EVENT_TYPE", "Feedback", "FeedbackError", "Quality", "served_labels"]
 
 F = npt.NDArray[np.float64]
 U = npt.NDArray[np.uint64]
@@ -50,6 +52,7 @@ DELAY_BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 3 * 3600.0, 6 * 3600.0, 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 ROW_BYTES = 8 + 4 + 8 + 8 + 8 + 1  # key, version code, score, prediction, time, state
 EMPTY, PENDING, LABELLED = 0, 1, 2
+LOAD = 4  # the id index is at most a quarter full: short probe chains
 
 
 class FeedbackError(ValueError):
@@ -66,7 +69,7 @@ class IdIndex:
     """uint64 key -> int32 value; open addressing with linear probing, every operation over a whole batch."""
 
     def __init__(self, capacity: int) -> None:
-        bits = max(4, int(math.ceil(math.log2(max(capacity, 8) * 2))))
+        bits = max(4, math.ceil(math.log2(max(capacity, 8) * LOAD)))
         self.bits = bits
         self.mask = np.uint64((1 << bits) - 1)
         self.keys = np.zeros(1 << bits, dtype=np.uint64)  # 0 empty, 1 deleted
@@ -110,7 +113,7 @@ class IdIndex:
 
     def insert(self, keys: U, vals: npt.NDArray[np.int64]) -> None:
         """Insert keys that are not in the index (the caller removed them first), distinct among themselves."""
-        if (self.used + self.deleted + len(keys)) * 2 > len(self.keys):
+        if (self.used + self.deleted + len(keys)) * LOAD > len(self.keys):
             self._rebuild(len(keys))
         pos = self._home(keys)
         active = np.arange(len(keys))
@@ -132,7 +135,7 @@ class IdIndex:
     def _rebuild(self, incoming: int) -> None:
         live = self.keys > 1
         keys, vals = self.keys[live], self.vals[live].astype(np.int64)
-        if (len(keys) + incoming) * 2 > len(self.keys):  # grow (the ring bounds how far)
+        if (len(keys) + incoming) * LOAD > len(self.keys):  # grow (the ring bounds how far)
             self.bits += 1
             self.mask = np.uint64((1 << self.bits) - 1)
         self.keys = np.zeros(1 << self.bits, dtype=np.uint64)
@@ -335,12 +338,32 @@ def feedback_items(body: Any) -> list[Any]:
                         "whose data is one of those")
 
 
+def numbers(values: Sequence[Any]) -> F:
+    """Values as floats; NaN for anything that is not an int or a float (booleans and strings included)."""
+    arr = np.asarray(values) if len(values) else np.empty(0)
+    if arr.ndim == 1 and arr.dtype.kind in "iuf":
+        out: F = arr.astype(float)
+        return out
+    return np.fromiter((float(v) if isinstance(v, int | float) and not isinstance(v, bool) else math.nan
+                        for v in values), dtype=float, count=len(values))
+
+
+def category_keys(values: Sequence[Any]) -> npt.NDArray[np.str_]:
+    """modelops.drift.stats.category_key of every value ("" for missing), computed once per distinct value."""
+    arr = np.asarray(values) if len(values) else np.empty(0, dtype=str)
+    if arr.ndim == 1 and arr.dtype.kind in "iufbU":
+        uniq, inverse = np.unique(arr, return_inverse=True)
+        keys = np.asarray([category_key(v) or "" for v in uniq.tolist()] or [""], dtype=str)
+        out: npt.NDArray[np.str_] = keys[inverse]
+        return out
+    return np.asarray([category_key(v) or "" for v in values], dtype=str)
+
+
 def _label_codes(vq: VersionQuality, labels: Sequence[Any]) -> F:
     """Labels as floats: class code (binary: 1 positive) or value; NaN where of the wrong type."""
     if vq.task == "regression":
-        return np.fromiter((float(v) if isinstance(v, int | float) and not isinstance(v, bool) else math.nan
-                            for v in labels), dtype=float, count=len(labels))
-    return _class_codes(vq, np.asarray([category_key(v) or "" for v in labels], dtype=str))
+        return numbers(labels)
+    return _class_codes(vq, category_keys(labels))
 
 
 def _class_codes(vq: VersionQuality, keys: npt.NDArray[np.str_]) -> F:
@@ -386,7 +409,7 @@ class Feedback:
         self.codes[key] = code
         self.versions[code] = vq = version_quality(key, profile, self.window_rows, self.window_age)
         while len(self.versions) > self.max_versions:
-            old_code, old = self.versions.popitem(last=False)
+            _, old = self.versions.popitem(last=False)
             self.codes.pop(old.key, None)
         return code, vq
 
@@ -395,9 +418,8 @@ class Feedback:
         with self.lock:
             _, vq = self._version(key, profile)
         if vq.task == "regression":
-            return vq, np.fromiter((float(v) if isinstance(v, int | float) and not isinstance(v, bool) else math.nan
-                                    for v in predictions), dtype=float, count=len(predictions))
-        return vq, _class_codes(vq, np.asarray([category_key(v) or "" for v in predictions], dtype=str))
+            return vq, numbers(predictions)
+        return vq, _class_codes(vq, category_keys(predictions))
 
     def record(self, key: tuple[str, str, str], profile: Mapping[str, Any], event_id: str | None,
                predictions: Sequence[Any], probabilities: Any = None, ids: Sequence[str] | None = None,
@@ -419,16 +441,13 @@ class Feedback:
         elif vq.task == "regression":
             score = pred
         ts = self.clock() if ts is None else ts
-        if ids is None:
-            if not event_id:
-                ids = []
-            else:
-                ids = [event_id] if n == 1 else [f"{event_id}#{i}" for i in range(n)]
+        if ids is None and event_id:
+            ids = [event_id] if n == 1 else [f"{event_id}#{i}" for i in range(n)]
         ns = key[0]
         with self.lock:
             code, vq = self._version(key, profile)
             vq.served.add(np.column_stack([score, pred]), np.full(n, ts))
-            if len(ids) == n:
+            if ids is not None and len(ids) == n:
                 ok = ~np.isnan(pred)
                 keys = id_keys(ns, ids)
                 self.store.add(keys[ok], code, score[ok], pred[ok], ts)
@@ -597,3 +616,16 @@ def response_probabilities(payload: Any) -> Any:
                 except (TypeError, ValueError):
                     return None
     return None
+
+
+def served_labels(payload: Any, predictions: Sequence[Any]) -> tuple[Sequence[Any], Any]:
+    """(served classes or values, [N, C] probabilities or None) of a response or an /ingest body.
+
+    When the predictions themselves are probability rows, the decoded predictions are argmax indices, not
+    classes: the classes then come from the probabilities (see ``Feedback.record``).
+    """
+    proba = response_probabilities(payload)
+    preds = payload.get("predictions") if isinstance(payload, dict) else None
+    if isinstance(preds, list) and preds and isinstance(preds[0], list):
+        return [None] * len(predictions), proba
+    return predictions, proba
