@@ -135,9 +135,9 @@ class IdIndex:
     def _rebuild(self, incoming: int) -> None:
         live = self.keys > 1
         keys, vals = self.keys[live], self.vals[live].astype(np.int64)
-        if (len(keys) + incoming) * LOAD > len(self.keys):  # grow (the ring bounds how far)
+        while (len(keys) + incoming) * LOAD > (1 << self.bits):  # grow (the ring bounds how far)
             self.bits += 1
-            self.mask = np.uint64((1 << self.bits) - 1)
+        self.mask = np.uint64((1 << self.bits) - 1)
         self.keys = np.zeros(1 << self.bits, dtype=np.uint64)
         self.vals = np.full(1 << self.bits, -1, dtype=np.int32)
         self.used = self.deleted = 0
@@ -338,24 +338,32 @@ def feedback_items(body: Any) -> list[Any]:
                         "whose data is one of those")
 
 
+def _one_type(values: Sequence[Any], allowed: tuple[type, ...]) -> bool:
+    """True when every value has the same type, one of ``allowed`` (numpy converts such lists faithfully)."""
+    types = set(map(type, values))
+    return len(types) == 1 and types.pop() in allowed
+
+
 def numbers(values: Sequence[Any]) -> F:
     """Values as floats; NaN for anything that is not an int or a float (booleans and strings included)."""
-    arr = np.asarray(values) if len(values) else np.empty(0)
-    if arr.ndim == 1 and arr.dtype.kind in "iuf":
-        out: F = arr.astype(float)
-        return out
+    if _one_type(values, (int, float)):  # numpy would turn True into 1 in a mixed list: not here
+        arr = np.asarray(values)
+        if arr.ndim == 1 and arr.dtype.kind in "iuf":
+            out: F = arr.astype(float)
+            return out
     return np.fromiter((float(v) if isinstance(v, int | float) and not isinstance(v, bool) else math.nan
                         for v in values), dtype=float, count=len(values))
 
 
 def category_keys(values: Sequence[Any]) -> npt.NDArray[np.str_]:
     """modelops.drift.stats.category_key of every value ("" for missing), computed once per distinct value."""
-    arr = np.asarray(values) if len(values) else np.empty(0, dtype=str)
-    if arr.ndim == 1 and arr.dtype.kind in "iufbU":
-        uniq, inverse = np.unique(arr, return_inverse=True)
-        keys = np.asarray([category_key(v) or "" for v in uniq.tolist()] or [""], dtype=str)
-        out: npt.NDArray[np.str_] = keys[inverse]
-        return out
+    if _one_type(values, (int, float, str, bool)):
+        arr = np.asarray(values)
+        if arr.ndim == 1 and arr.dtype.kind in "iufbU":
+            uniq, inverse = np.unique(arr, return_inverse=True)
+            keys = np.asarray([category_key(v) or "" for v in uniq.tolist()] or [""], dtype=str)
+            out: npt.NDArray[np.str_] = keys[inverse]
+            return out
     return np.asarray([category_key(v) or "" for v in values], dtype=str)
 
 
