@@ -4,6 +4,12 @@ POST /events/ns/{namespace}/{token}   KServe logger CloudEvents for one namespac
 POST /                      CloudEvents (binary or structured mode, or a batch), bearer token; also /events
 POST /ingest/{model}        rows posted directly: {"version", "instances"|"inputs", "predictions"|"outputs"}
                             (?namespace=), bearer token
+POST /feedback              ground truth by inference id (issue 17; modelops.drift.feedback): JSON
+                            {"id", "label", "ts"?}, a list of them, or a CloudEvent of type
+                            org.kubeflow.serving.feedback (binary or structured) whose data is one of those;
+                            bearer token (?namespace=); answers {"joined", "unmatched", "expired",
+                            "duplicate", "invalid"}; 400 for a body that is not JSON of that shape
+POST /feedback/ns/{namespace}/{token}   the same, for one namespace (the URL scheme of the event endpoint)
 GET  /metrics               Prometheus metrics (see modelops.drift.metrics for names and PromQL)
 GET  /drift/{model}         the current evaluation as JSON (?namespace=, ?version=; default: the latest
                             updated version), bearer token
@@ -35,6 +41,7 @@ from starlette.concurrency import run_in_threadpool
 from modelops.drift import report as rp
 from modelops.drift.auth import Auth
 from modelops.drift.events import EventError
+from modelops.drift.feedback import FeedbackError
 from modelops.drift.metrics import DriftCollector
 from modelops.drift.service import Exporter, Tracked
 
@@ -231,6 +238,29 @@ def create_app(exporter: Exporter, settings: ReportSettings | None = None, auth:
             return await run_in_threadpool(exporter.ingest_batch, model, payload, None, namespace)
         except EventError as exc:
             return refused(exc)
+
+    async def feedback(request: Request, namespace: str) -> Any:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            body = await read_body(request)
+            return await run_in_threadpool(exporter.handle_feedback, headers, body, namespace)
+        except EventError as exc:
+            return refused(exc)
+        except FeedbackError as exc:
+            exporter.reject("invalid_payload")
+            return JSONResponse({"reason": "invalid_feedback", "message": str(exc)}, status_code=400)
+
+    @app.post("/feedback")
+    async def feedback_bearer(request: Request, namespace: str = Query("")) -> Any:
+        if not auth.bearer_ok(request.headers.get("authorization")):
+            return refused(unauthorized("no valid bearer token"))
+        return await feedback(request, namespace)
+
+    @app.post("/feedback/ns/{namespace}/{token}")
+    async def feedback_namespace(namespace: str, token: str, request: Request) -> Any:
+        if not auth.namespace_ok(namespace, token):
+            return refused(unauthorized(f"the token in the URL is not namespace {namespace!r}'s"))
+        return await feedback(request, namespace)
 
     @app.get("/metrics")
     def metrics() -> Response:
