@@ -405,7 +405,9 @@ class Trainer:
                 importance = self._charts(pipeline, X_test, y_test, test_pred, data, n_classes, plots_dir)
                 model_files = work / "model_files"
                 model_files.mkdir()
-                self._model_files(pipeline, X_train, data, found.family, promo, value, model_files)
+                calibration = fit_calibration(data, X_test, y_test, test_pred, spec.search.seed)
+                self._model_files(pipeline, X_train, data, found.family, promo, value, model_files,
+                                  calibration)
             with self.timings.measure("mlflow"):
                 client.log_artifacts(run_id, str(plots_dir), "plots")
                 client.log_text(run_id, json.dumps(importance, indent=1), "feature_importance.json")
@@ -450,7 +452,8 @@ class Trainer:
         return importance
 
     def _model_files(self, pipeline: Any, X_train: pd.DataFrame, data: PreparedData, family: str, metric: str,
-                     value: float, out: Path) -> None:
+                     value: float, out: Path, calibration: dict[str, Any] | None = None) -> None:
+        from modelops.formats.quality import CALIBRATION_KEY
         from modelops.formats.reference_profile import write_profile
         from modelops_pipelines.profile import build_reference_profile
 
@@ -460,6 +463,8 @@ class Trainer:
             predicted = np.asarray([classes[int(i)] for i in predicted], dtype=object)
         profile = build_reference_profile(X_train[data.features], task=data.task, categorical=data.categorical,
                                           predictions=predicted)
+        if calibration is not None:  # fitted on the held-out split: the exporter's label-free estimates
+            profile[CALIBRATION_KEY] = calibration
         write_profile(profile, out)
         meta = {
             "task": data.task,
@@ -613,6 +618,16 @@ class Trainer:
             client.set_terminated(self._run_id, "FAILED")
         except Exception as inner:  # the server may be what failed
             self.say(f"could not mark run {self._run_id} failed: {inner}")
+
+
+def fit_calibration(data: PreparedData, X_test: pd.DataFrame, y_test: np.ndarray, test_pred: np.ndarray,
+                    seed: int) -> dict[str, Any] | None:
+    """The calibrator of the held-out split (modelops_pipelines.calibration), or None when it cannot be fitted."""
+    from modelops_pipelines import calibration as cal
+
+    if data.classes is not None:
+        return cal.fit_classification(y_test, test_pred, data.classes)
+    return cal.fit_regression(X_test, y_test, test_pred, data.numeric, seed=seed)
 
 
 def train(spec: TrainSpec, **kwargs: Any) -> tuple[dict[str, Any], int]:

@@ -41,6 +41,17 @@ RS: dict[str, Any] = {
 }
 
 
+def QM(metric: str = "auc", **quality: Any) -> dict[str, Any]:
+    """A quality analysis metric (issue 17)."""
+    return {"name": "quality", "quality": {"metric": metric, "maxDrop": 0.02, **quality}}
+
+
+def PERF(**kw: Any) -> dict[str, Any]:
+    """A performance trigger (issue 17); a value DELETE leaves the key out."""
+    base = {"model": "churn", "metric": "auc", "threshold": 0.8, "minLabels": 200, "for": "10m", **kw}
+    return {k: v for k, v in base.items() if v is not DELETE}
+
+
 def _set(obj: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     """Copy of obj with a dotted path set (value DELETE removes the key)."""
     out = copy.deepcopy(obj)
@@ -209,6 +220,51 @@ INVALID: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], dict[str, An
      ["spec.training.dataset.storageOptions", "must not carry credentials"]),
     ("rs-max-pending-approvals-zero", RS, lambda o: _set(o, "spec.maxPendingApprovals", 0),
      ["spec.maxPendingApprovals"]),
+    # quality analysis metrics and the performance trigger (issue 17)
+    ("md-quality-bad-metric", MD, lambda o: _set(o, "spec.rollout.analysis.metrics", [QM("r2")]),
+     ["spec.rollout.analysis.metrics[0].quality.metric", "Unsupported value"]),
+    ("md-quality-bad-source", MD, lambda o: _set(o, "spec.rollout.analysis.metrics", [QM(source="guessed")]),
+     ["spec.rollout.analysis.metrics[0].quality.source", "Unsupported value"]),
+    ("md-quality-negative-max-drop", MD, lambda o: _set(o, "spec.rollout.analysis.metrics", [QM(maxDrop=-0.1)]),
+     ["spec.rollout.analysis.metrics[0].quality.maxDrop"]),
+    ("md-quality-zero-min-labels", MD, lambda o: _set(o, "spec.rollout.analysis.metrics", [QM(minLabels=0)]),
+     ["spec.rollout.analysis.metrics[0].quality.minLabels"]),
+    ("md-quality-min-labels-on-estimate", MD,
+     lambda o: _set(o, "spec.rollout.analysis.metrics", [QM("accuracy", source="estimated", minLabels=50)]),
+     ["spec.rollout.analysis.metrics[0].quality.minLabels", "realised only"]),
+    ("md-quality-estimate-of-log-loss", MD,
+     lambda o: _set(o, "spec.rollout.analysis.metrics", [QM("log_loss", source="estimated")]),
+     ["spec.rollout.analysis.metrics[0].quality.metric", "estimates only"]),
+    ("md-quality-and-query", MD,
+     lambda o: _set(o, "spec.rollout.analysis.metrics", [{**QM(), "query": "up"}]),
+     ["spec.rollout.analysis.metrics[0]", "exactly one of query or quality"]),
+    ("md-neither-query-nor-quality", MD,
+     lambda o: _set(o, "spec.rollout.analysis.metrics", [{"name": "m", "thresholdRange": {"min": 1}}]),
+     ["spec.rollout.analysis.metrics[0]", "exactly one of query or quality"]),
+    ("md-quality-without-check", MD,
+     lambda o: _set(o, "spec.rollout.analysis.metrics", [{"name": "auc", "quality": {"metric": "auc"}}]),
+     ["spec.rollout.analysis.metrics[0]", "needs thresholdRange, baseline or both"]),
+    ("md-quality-with-baseline", MD,
+     lambda o: _set(o, "spec.rollout.analysis.metrics", [{**QM(), "baseline": {"minRatio": 0.9}}]),
+     ["spec.rollout.analysis.metrics[0]", "not baseline or minSamples"]),
+    ("md-quality-on-storage-uri", MD,
+     lambda o: _set(_set(o, "spec.model", {"storageUri": "s3://m/churn"}), "spec.rollout.analysis.metrics", [QM()]),
+     ["spec.rollout.analysis.metrics", "quality needs spec.model.name"]),
+    ("rs-performance-without-threshold", RS, lambda o: _set(o, "spec.triggers.performance", PERF(threshold=DELETE)),
+     ["spec.triggers.performance", "needs threshold, maxDrop or both"]),
+    ("rs-performance-bad-metric", RS, lambda o: _set(o, "spec.triggers.performance", PERF(metric="precision")),
+     ["spec.triggers.performance.metric", "Unsupported value"]),
+    ("rs-performance-without-model", RS, lambda o: _set(o, "spec.triggers.performance", PERF(model=DELETE)),
+     ["spec.triggers.performance.model", "Required"]),
+    ("rs-performance-negative-max-drop", RS, lambda o: _set(o, "spec.triggers.performance", PERF(maxDrop=-1)),
+     ["spec.triggers.performance.maxDrop"]),
+    ("rs-performance-min-labels-on-estimate", RS,
+     lambda o: _set(o, "spec.triggers.performance", PERF(source="estimated", minLabels=10)),
+     ["spec.triggers.performance.minLabels", "realised only"]),
+    ("rs-performance-bad-for", RS, lambda o: _set(o, "spec.triggers.performance", PERF(**{"for": "1 hour"})),
+     ["spec.triggers.performance.for"]),
+    ("rs-performance-bad-version", RS, lambda o: _set(o, "spec.triggers.performance", PERF(version="latest")),
+     ["spec.triggers.performance.version"]),
 ]
 
 
@@ -219,7 +275,12 @@ INVALID: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], dict[str, An
     (RS, "spec.triggers.schedule.timeZone", "America/Argentina/Buenos_Aires"),
     (RS, "spec.triggers.schedule.timeZone", "UTC"),
     (RS, "spec.training.dataset.storageOptions", {"endpoint_url": "http://minio:9000", "anon": "false"}),
-], ids=["md-name-41", "rs-name-63", "rs-cron-steps", "rs-tz-three-parts", "rs-tz-utc", "rs-storage-options"])
+    (MD, "spec.rollout.analysis.metrics", [QM(minLabels=500), QM("accuracy", source="estimated") | {"name": "est"},
+                                           {"name": "rmse", "quality": {"metric": "rmse"},
+                                            "thresholdRange": {"max": 3.5}}]),
+    (RS, "spec.triggers.performance", PERF(maxDrop=0.03, namespace="team-a", version="12", cooldown="2h")),
+], ids=["md-name-41", "rs-name-63", "rs-cron-steps", "rs-tz-three-parts", "rs-tz-utc", "rs-storage-options",
+        "md-quality-metrics", "rs-performance"])
 def test_valid_edge_cases_are_accepted(kube_crds: Any, namespace: str, base: dict[str, Any], path: str,
                                        value: Any) -> None:
     _create(kube_crds, namespace, _set(base, path, value))

@@ -100,13 +100,15 @@ def _decode(body: Any, status: int) -> Sample:
         return Sample()  # no data
     if len(result) > 1:
         return _error("AmbiguousResult", f"query returned {len(result)} series; aggregate it to one (sum, max, ...)")
-    return _point(result[0]["value"])
+    metric = result[0].get("metric") or {}
+    labels = tuple(sorted((str(k), str(v)) for k, v in metric.items())) if isinstance(metric, dict) else ()
+    return _point(result[0]["value"], labels)
 
 
-def _point(point: Any) -> Sample:
+def _point(point: Any, labels: tuple[tuple[str, str], ...] = ()) -> Sample:
     if not isinstance(point, list) or len(point) != 2:
         return _error("QueryFailed", f"unexpected sample {str(point)[:100]}")
     try:
-        return Sample(value=float(point[1]))
+        return Sample(value=float(point[1]), labels=labels)
     except (TypeError, ValueError):
         return _error("QueryFailed", f"sample value {str(point[1])[:50]!r} is not a number")

@@ -124,6 +124,11 @@ class Sample:
     reason: str = ""
     message: str = ""
     error: str | None = None
+    #: the labels of the one series a vector answer held (sorted name/value pairs; empty for a scalar)
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def label(self, name: str) -> str:
+        return next((v for k, v in self.labels if k == name), "")
 
     @property
     def has_value(self) -> bool:

@@ -1,8 +1,10 @@
 """Canary analysis, purely: PromQL templates in, per-metric verdicts out.
 
-A query is a template over {{namespace}}, {{name}}, {{side}}, {{revision}} and {{interval}}; a metric with
-`builtin: <name>` uses the built-in template of that name (`decide.builtin_metrics`). Each metric
-is queried for the canary side (and for the stable side when it has a baseline check). The adapter that
+A query is a template over {{namespace}}, {{name}}, {{side}}, {{revision}}, {{version}} (the side's MLflow
+model version) and {{interval}}; a metric with `builtin: <name>` uses the built-in template of that name
+(`decide.builtin_metrics`). Each metric is queried for the canary side (and for the stable side when it
+has a baseline check). A `quality` metric has no query of its own: its PromQL is built from the drift
+exporter's quality series (`decide.quality`) and judged by `evaluate_quality`. The adapter that
 talks to Prometheus reports one `Sample` per query: a value, no data, or an error. Verdicts:
 
 - Pass: every configured check holds.
@@ -15,6 +17,10 @@ talks to Prometheus reports one `Sample` per query: a value, no data, or an erro
   number never reaches status: `Check.as_status` leaves it out and says it in the message, because JSON has
   no Infinity and the API server refuses a body that contains one.
 - Error: Prometheus could not answer (unreachable, timeout, bad query). Never a pass either.
+- Quality (issue 17): a realised-quality check whose canary (or, for `maxDrop`, stable) version has fewer
+  joined labels than `minLabels` is Inconclusive, whatever its value; `maxDrop` fails when the canary is worse
+  than the stable version's same series by more than it (worse: lower auc/accuracy/f1, higher
+  log_loss/brier/rmse/mae); `thresholdRange` bounds the canary's value as for any metric.
 """
 
 from __future__ import annotations
@@ -25,13 +31,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from modelops.api.types import Sample
+from modelops.decide import quality as q
 from modelops.decide.builtin_metrics import query_of
 
 Result = Literal["Pass", "Fail", "Inconclusive", "Error"]
 Side = Literal["canary", "stable"]
 
 #: Placeholders a query may use.
-PLACEHOLDERS = ("namespace", "name", "side", "revision", "interval")
+PLACEHOLDERS = ("namespace", "name", "side", "revision", "version", "interval")
 
 
 @dataclass(frozen=True)
@@ -77,11 +84,30 @@ def samples_key(name: str) -> str:
     return f"{name}/minSamples"
 
 
+def labels_key(name: str) -> str:
+    """The query key of a quality metric's joined-label count."""
+    return f"{name}/joinedLabels"
+
+
+def _quality_queries(m: Mapping[str, Any], context: Mapping[Side, Mapping[str, str]]) -> list[Query]:
+    spec = m["quality"]
+    name = str(m["name"])
+    sides: tuple[Side, ...] = ("canary", "stable") if spec.get("maxDrop") is not None else ("canary",)
+    out = [Query(name, side, render(q.analysis_value_template(spec), context[side])) for side in sides]
+    if q.min_labels(spec) is not None:
+        out += [Query(labels_key(name), side, render(q.analysis_labels_template(), context[side])) for side in sides]
+    return out
+
+
 def queries(metrics: Sequence[Mapping[str, Any]], context: Mapping[Side, Mapping[str, str]]) -> list[Query]:
     """The queries an analysis needs: the canary side of every metric, the stable side of baseline ones, and
-    the canary's traffic count of metrics with `minSamples`."""
+    the canary's traffic count of metrics with `minSamples`; for a quality metric its value (and the stable
+    side's for `maxDrop`) and, when realised, the joined-label count of each side it reads."""
     out: list[Query] = []
     for m in metrics:
+        if m.get("quality"):
+            out += _quality_queries(m, context)
+            continue
         template = query_of(m)  # its own query, or a built-in metric's (decide/builtin_metrics.py)
         out.append(Query(m["name"], "canary", render(template, context["canary"])))
         if m.get("baseline"):
@@ -159,6 +185,61 @@ def evaluate(metric: Mapping[str, Any], canary: Sample, stable: Sample | None) -
     return Check(name, "Pass", value)
 
 
+def _labels_enough(name: str, side: Side, sample: Sample, need: int) -> Check | None:
+    if sample.error is not None:
+        return Check(name, "Error", message=f"joined-labels query of the {side} failed: {sample.error}")
+    got = sample.value if sample.has_value else None
+    if got is None or not math.isfinite(got) or got < need:
+        shown = "no" if got is None else f"{got:.0f}"
+        return Check(name, "Inconclusive", message=f"the {side} version has {shown} joined labels < minLabels "
+                     f"{need}: not judged")
+    return None
+
+
+def evaluate_quality(metric: Mapping[str, Any], samples: Mapping[tuple[str, Side], Sample]) -> Check:
+    """The verdict of a `quality` metric: realised or estimated quality of the canary version, bounded by
+    `thresholdRange` and compared with the stable version's same series by `maxDrop`."""
+    spec = metric["quality"]
+    name, what = str(metric["name"]), f"{spec.get('source', 'realised')} {spec['metric']}"
+    missing = Sample(error="not queried")
+    max_drop = spec.get("maxDrop")
+    sides: tuple[Side, ...] = ("canary", "stable") if max_drop is not None else ("canary",)
+    values = {side: samples.get((name, side), missing) for side in sides}
+    for side, sample in values.items():
+        if sample.error is not None:
+            return Check(name, "Error", message=f"{side} query failed: {sample.error}")
+    need = q.min_labels(spec)
+    if need is not None:  # too few labels: the value means nothing either way (a Fail included)
+        for side in sides:
+            low = _labels_enough(name, side, samples.get((labels_key(name), side), missing), need)
+            if low is not None:
+                return Check(name, low.result, values["canary"].value, message=low.message)
+    canary = values["canary"]
+    if not canary.has_value or canary.value is None:
+        return Check(name, "Inconclusive", message=f"no {what} for the canary version yet")
+    value = canary.value
+    if not math.isfinite(value):
+        return Check(name, "Inconclusive", value, message=f"canary {what} is {_fmt(value)}: never a pass")
+    rng = metric.get("thresholdRange")
+    if rng:
+        lo, hi = rng.get("min"), rng.get("max")
+        if lo is not None and value < float(lo):
+            return Check(name, "Fail", value, message=f"canary {what} {_fmt(value)} < min {_fmt(float(lo))}")
+        if hi is not None and value > float(hi):
+            return Check(name, "Fail", value, message=f"canary {what} {_fmt(value)} > max {_fmt(float(hi))}")
+    if max_drop is None:
+        return Check(name, "Pass", value)
+    stable = values["stable"]
+    if not stable.has_value or stable.value is None or not math.isfinite(stable.value):
+        return Check(name, "Inconclusive", value, message=f"no {what} for the stable version to compare with")
+    ref = stable.value
+    drop = q.worse_by(str(spec["metric"]), ref, value)
+    if drop > float(max_drop):
+        return Check(name, "Fail", value, ref, f"canary {what} {_fmt(value)} is {_fmt(drop)} worse than stable "
+                     f"{_fmt(ref)} (maxDrop {_fmt(float(max_drop))})")
+    return Check(name, "Pass", value, ref, f"canary {what} {_fmt(value)} vs stable {_fmt(ref)}")
+
+
 def overall(checks: Sequence[Check]) -> Result:
     """Fail beats Error beats Inconclusive beats Pass: an analysis passes only when every check passed.
 
@@ -175,6 +256,9 @@ def evaluate_all(metrics: Sequence[Mapping[str, Any]], samples: Mapping[tuple[st
     missing = Sample(error="not queried")
     out = []
     for m in metrics:
+        if m.get("quality"):
+            out.append(evaluate_quality(m, samples))
+            continue
         check = evaluate(m, samples.get((m["name"], "canary"), missing),
                          samples.get((m["name"], "stable"), missing) if m.get("baseline") else None)
         if check.result != "Error":  # a failure to query says more than a low count

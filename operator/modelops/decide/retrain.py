@@ -33,6 +33,16 @@ from modelops.api.vocabulary import CHALLENGER_ALIAS, TAG_APPROVAL
 from modelops.decide import outbox
 from modelops.decide.conditions import Condition, merge_conditions
 from modelops.decide.finite import finite, finite_number
+from modelops.decide.quality import (
+    PerformanceObservation,
+    PerformanceState,
+    evaluate_performance,
+    performance_check_due,
+    performance_config,
+    performance_state,
+    performance_status,
+    training_value,
+)
 from modelops.decide.triggers import (
     DriftConfig,
     DriftDecision,
@@ -92,6 +102,8 @@ class TickInput:
     drift_sample: DriftSample | None = None
     #: Pending runs whose Job the API server refused to create (run id -> its message): they fail
     create_failed: Mapping[str, str] = field(default_factory=dict)
+    #: what Prometheus said of the model's quality when the performance check was due (see `quality_check_due`)
+    performance: PerformanceObservation | None = None
 
 
 # --- small readers ----------------------------------------------------------------------------------------
@@ -131,6 +143,15 @@ def drift_check_due(obj: Mapping[str, Any], now: datetime, problems: Sequence[st
     if cfg is None or spec.get("suspend") or problems:
         return False
     return check_due(drift_state(obj.get("status") or {}), cfg, now)
+
+
+def quality_check_due(obj: Mapping[str, Any], now: datetime, problems: Sequence[str] = ()) -> bool:
+    """Whether the handler should query the performance trigger's quality series before this tick."""
+    spec = obj.get("spec") or {}
+    cfg = performance_config(spec, str((obj.get("metadata") or {}).get("namespace", "")))
+    if cfg is None or spec.get("suspend") or problems:
+        return False
+    return performance_check_due(performance_state(obj.get("status") or {}), cfg, now)
 
 
 def _no_constant(name: str) -> Any:
@@ -479,8 +500,43 @@ class _Tick:
             nxt = (state.last_check + timedelta(seconds=cfg.check_interval_seconds)) if state.last_check else now
             self._requeue((nxt - now).total_seconds())
 
+        self.evaluate_performance(firings, blocked, suspended)
         if firings and not blocked:
             self._start(firings, adm.replace)
+
+    def evaluate_performance(self, firings: list[Firing], blocked: str, suspended: bool) -> None:
+        now = self.now
+        cfg = performance_config(self.spec, str(self.meta.get("namespace", "")))
+        if cfg is None:
+            self.updates.append(Condition("PerformanceTrigger", "False", "NotConfigured",
+                                          "spec.triggers.performance is not set"))
+            return
+        state = performance_state(self.st)
+        if suspended:
+            self.st["performance"] = performance_status(PerformanceState(
+                state.last_check, state.version, state.value, state.joined_labels, state.training_value, None,
+                state.last_fired, "not evaluated while suspended"))
+            self.updates.append(Condition("PerformanceTrigger", "Unknown", "Suspended",
+                                          "spec.suspend is true; the model's quality is not evaluated"))
+            return
+        obs = self.inp.performance
+        if obs is not None:
+            trained = training_value(self.runs, obs.version, cfg.metric)
+            pd = evaluate_performance(state, cfg, obs, trained, now, blocked)
+            self.st["performance"] = performance_status(pd.state)
+            self.updates.append(Condition("PerformanceTrigger", pd.status, pd.reason, pd.message))
+            old: Mapping[str, Any] = next((c for c in self.old.get("conditions") or []
+                                           if c.get("type") == "PerformanceTrigger"), {})
+            if pd.reason != old.get("reason") and not pd.fire:  # why it fires or not, once per change
+                self.event("Warning" if pd.status == "True" else "Normal", f"Performance{pd.reason}", pd.message)
+            if pd.fire:
+                firings.append(Firing("performance", pd.key, pd.message))
+            state = pd.state
+        elif not any(c.get("type") == "PerformanceTrigger" for c in self.old.get("conditions") or []):
+            self.updates.append(Condition("PerformanceTrigger", "Unknown", "NotEvaluated",
+                                          "the model's quality has not been evaluated yet"))
+        nxt = (state.last_check + timedelta(seconds=cfg.check_interval_seconds)) if state.last_check else now
+        self._requeue((nxt - now).total_seconds())
 
     def _start(self, firings: list[Firing], replace: Sequence[str]) -> None:
         uid = str(self.meta.get("uid", ""))

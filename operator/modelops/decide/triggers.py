@@ -32,8 +32,11 @@ Manual (`metadata.annotations["modelops.dev/retrain-requested-at"]`)
     cannot start (Forbid while a Job runs, or suspend) it is skipped and an Event says so, it is not
     queued for later.
 
-One tick starts at most one run: when several triggers fire together (manual, then cron, then drift
-order), the first starts and the others are recorded on that run as coalesced into it.
+Performance (`spec.triggers.performance`): see `decide.quality` (the same holding/`for`/cooldown rules as
+drift, on the model's realised or estimated quality, with a minimum joined-label count).
+
+One tick starts at most one run: when several triggers fire together (manual, then cron, then drift, then
+performance order), the first starts and the others are recorded on that run as coalesced into it.
 
 Concurrency (`spec.concurrencyPolicy`), when a run is still Pending or Running: Allow starts the new
 one beside it; Forbid does not start it (see above); Replace stops the running Jobs (their runs end as
@@ -59,11 +62,11 @@ from modelops.api.types import Sample
 #: The drift query's result (one `api.types.Sample` for every PromQL answer).
 DriftSample = Sample
 
-Trigger = Literal["manual", "schedule", "drift"]
+Trigger = Literal["manual", "schedule", "drift", "performance"]
 #: order in which triggers that fire in the same tick are considered
-TRIGGER_ORDER: tuple[Trigger, ...] = ("manual", "schedule", "drift")
+TRIGGER_ORDER: tuple[Trigger, ...] = ("manual", "schedule", "drift", "performance")
 #: short form of each trigger in Job names
-TRIGGER_ABBREV: dict[str, str] = {"manual": "manual", "schedule": "cron", "drift": "drift"}
+TRIGGER_ABBREV: dict[str, str] = {"manual": "manual", "schedule": "cron", "drift": "drift", "performance": "perf"}
 #: longest Kubernetes object name that is also usable as a label value
 MAX_NAME = 63
 

@@ -4,6 +4,12 @@ POST /events/ns/{namespace}/{token}   KServe logger CloudEvents for one namespac
 POST /                      CloudEvents (binary or structured mode, or a batch), bearer token; also /events
 POST /ingest/{model}        rows posted directly: {"version", "instances"|"inputs", "predictions"|"outputs"}
                             (?namespace=), bearer token
+POST /feedback              ground truth by inference id (issue 17; modelops.drift.feedback): JSON
+                            {"id", "label", "ts"?}, a list of them, or a CloudEvent of type
+                            org.kubeflow.serving.feedback (binary or structured) whose data is one of those;
+                            bearer token (?namespace=); answers {"joined", "unmatched", "expired",
+                            "duplicate", "invalid"}; 400 for a body that is not JSON of that shape
+POST /feedback/ns/{namespace}/{token}   the same, for one namespace (the URL scheme of the event endpoint)
 GET  /metrics               Prometheus metrics (see modelops.drift.metrics for names and PromQL)
 GET  /drift/{model}         the current evaluation as JSON (?namespace=, ?version=; default: the latest
                             updated version), bearer token
@@ -39,13 +45,14 @@ from urllib.parse import parse_qs
 
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from modelops.drift import report as rp
 from modelops.drift.auth import Auth
 from modelops.drift.events import EventError, is_log_request_batch
+from modelops.drift.feedback import FeedbackError
 from modelops.drift.metrics import DriftCollector
 from modelops.drift.service import Exporter, Tracked
 from modelops.formats.drift_url import NAMESPACE_PATH
@@ -314,6 +321,55 @@ def _reads_app(exporter: Exporter, settings: ReportSettings | None, auth: Auth) 
     def bearer(request: Request) -> None:
         if not auth.bearer_ok(request.headers.get("authorization")):
             raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+
+    async def read_body(request: Request) -> bytes:
+        limit = exporter.cfg.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            exporter.reject("body_too_large")
+            raise EventError("body_too_large", f"{declared} bytes; the limit is {limit} (--max-body-bytes)")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                exporter.reject("body_too_large")
+                raise EventError("body_too_large", f"more than {limit} bytes (--max-body-bytes)")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def refused(exc: EventError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"reason": exc.reason, "message": exc.message}, status_code=exc.status,
+                            headers=headers)
+
+    def unauthorized(what: str) -> EventError:
+        exporter.reject("unauthorized")
+        return EventError("unauthorized", f"{what}: send Authorization: Bearer <token> (the chart's drift "
+                          "exporter Secret), or post to the feedback URL of the namespace")
+
+    # label feedback (issue 17); the event POSTs are answered by EventIngress before this app
+    async def feedback(request: Request, namespace: str) -> Any:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            body = await read_body(request)
+            return await run_in_threadpool(exporter.handle_feedback, headers, body, namespace)
+        except EventError as exc:
+            return refused(exc)
+        except FeedbackError as exc:
+            exporter.reject("invalid_payload")
+            return JSONResponse({"reason": "invalid_feedback", "message": str(exc)}, status_code=400)
+
+    @app.post("/feedback")
+    async def feedback_bearer(request: Request, namespace: str = Query("")) -> Any:
+        if not auth.bearer_ok(request.headers.get("authorization")):
+            return refused(unauthorized("no valid bearer token"))
+        return await feedback(request, namespace)
+
+    @app.post("/feedback/ns/{namespace}/{token}")
+    async def feedback_namespace(namespace: str, token: str, request: Request) -> Any:
+        if not auth.namespace_ok(namespace, token):
+            return refused(unauthorized(f"the token in the URL is not namespace {namespace!r}'s"))
+        return await feedback(request, namespace)
 
     @app.get("/metrics")
     def metrics() -> Response:

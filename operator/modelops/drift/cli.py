@@ -10,6 +10,7 @@ import typer
 
 # --help groups the options in tables, so that each table's help column is wide enough to read
 IO, LIMITS, TESTS, REPORTS = "Input and server", "Windows and limits", "Drift tests", "Reports"
+QUALITY = "Labels and quality"
 
 
 def register(app: typer.Typer) -> None:
@@ -92,6 +93,19 @@ def drift_exporter(
     idle_seconds: Annotated[float, typer.Option(
         rich_help_panel=LIMITS, help="A model or version without rows for this long may give way to a new "
                                      "one when a cap is reached.")] = 600.0,
+    quality_min_labels: Annotated[int, typer.Option(
+        rich_help_panel=QUALITY, help="Joined labels a model version needs before its realised quality is "
+                                      "exported (absent below).")] = 100,
+    quality_window_rows: Annotated[int, typer.Option(
+        rich_help_panel=QUALITY, help="Joined (prediction, label) rows kept per model version.")] = 10_000,
+    quality_window_age: Annotated[float, typer.Option(
+        rich_help_panel=QUALITY, help="Seconds a joined row stays in the quality window.")] = 86400.0,
+    feedback_max_pending: Annotated[int, typer.Option(
+        rich_help_panel=QUALITY, help="Predictions kept waiting for their label (about 60 bytes each; the "
+                                      "oldest are overwritten).")] = 1_000_000,
+    feedback_max_age: Annotated[float, typer.Option(
+        rich_help_panel=QUALITY, help="Seconds a prediction waits for its label; later labels count as "
+                                      "expired.")] = 3 * 86400.0,
 ) -> None:
     """Serve drift metrics for KServe payload logs: CloudEvents in, Prometheus metrics and reports out."""
     import logging
@@ -121,6 +135,9 @@ def drift_exporter(
         max_versions=max_versions, max_features=max_features, max_event_rows=max_event_rows,
         max_body_bytes=max_body_bytes, max_pending=max_pending,
         shard_id=shard_id, shards=shards, shards_file=str(shards_file) if shards_file else None,
+        quality_min_labels=quality_min_labels, quality_window_rows=quality_window_rows,
+        quality_window_age=quality_window_age, feedback_max_pending=feedback_max_pending,
+        feedback_max_age=feedback_max_age,
         drift=DriftConfig(min_rows=min_rows, wasserstein_threshold=wasserstein_threshold,
                           jensenshannon_threshold=jensenshannon_threshold,
                           p_value_threshold=p_value_threshold, drift_share=drift_share))

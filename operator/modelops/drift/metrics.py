@@ -41,6 +41,16 @@ Exporter
     modelops_drift_join_unmatched_total{side=request|response}   a request without response still counts
     modelops_drift_truncated_total{what=features|versions|pending}   what the caps cut off
     modelops_drift_evaluation_duration_seconds   histogram of window evaluations
+Model quality (issue 17; modelops.drift.feedback; labels ``model_namespace``, ``model``, ``version``)
+    modelops_quality_realised{metric}        auc, accuracy, f1, log_loss, brier (classifiers), rmse, mae
+                                             (regressors) over the joined (prediction, label) window;
+                                             absent below --quality-min-labels joined rows
+    modelops_quality_estimated{metric}       CBPE accuracy, auc, f1 / DLE mae, rmse without labels
+    modelops_quality_estimate_abs_error{metric}  |estimated - realised|
+    modelops_quality_joined_labels / modelops_quality_window_rows
+    modelops_feedback_labels_total{outcome=joined|unmatched|expired|duplicate|invalid}
+    modelops_feedback_label_delay_seconds    histogram; modelops_feedback_pending_predictions,
+    modelops_feedback_pending_bytes, modelops_feedback_pending_evicted_total
 
 PromQL for RetrainSchedule's drift trigger (the exporter evaluates on every scrape)::
 
@@ -65,8 +75,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from modelops.drift.events import REASONS
+from modelops.drift.feedback import DELAY_BUCKETS
 from modelops.drift.report import relative_score
 from modelops.drift.service import EVALUATION_BUCKETS, Exporter
+from modelops.formats import quality as fq
 
 #: `model_namespace`: the InferenceService's namespace (issue 16, M7); not `namespace`, which Prometheus
 #: sets from the scrape target (the exporter's own namespace)
@@ -223,6 +235,64 @@ class DriftCollector(Collector):
                                   "of one window.")
         h.add_metric([], out, eval_sum)
         yield h
+        yield from quality_families(ex)
+
+
+def quality_families(ex: Exporter) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
+    """The model-quality series of issue 17 (names and labels: modelops.formats.quality, QUALITY_CONTRACT)."""
+    MVM = [*MV, "metric"]
+    realised = GaugeMetricFamily(fq.REALISED_SERIES, "Realised model quality over the window of joined "
+                                 "(prediction, label) rows; absent below --quality-min-labels joined rows.", labels=MVM)
+    estimated = GaugeMetricFamily(fq.ESTIMATED_SERIES, "Label-free quality estimate over the window of "
+                                  "predictions (CBPE for classifiers, DLE for regressors); absent without a "
+                                  "calibrator in the reference profile or below --min-rows.", labels=MVM)
+    error = GaugeMetricFamily(fq.ESTIMATE_ERROR_SERIES, "|estimated - realised| on the same version, once "
+                              "realised quality exists.", labels=MVM)
+    joined = GaugeMetricFamily(fq.JOINED_LABELS_SERIES, "Joined (prediction, label) rows in the quality "
+                               "window now.", labels=MV)
+    window = GaugeMetricFamily(fq.WINDOW_ROWS_SERIES, "Predictions in the estimation window now.", labels=MV)
+    for tracked in ex.tracked():
+        labels = [tracked.namespace, tracked.model, tracked.version]
+        q = ex.quality(tracked)
+        joined.add_metric(labels, q.joined if q else 0)
+        window.add_metric(labels, q.window_rows if q else 0)
+        if q is None:
+            continue
+        for family, values in ((realised, q.realised), (estimated, q.estimated), (error, q.abs_error)):
+            for metric, value in sorted(values.items()):
+                family.add_metric([*labels, metric], value)
+    yield from (realised, estimated, error, joined, window)
+    f = ex.feedback
+    with f.lock:
+        outcomes = dict(f.outcomes)
+        buckets, delay_sum = list(f.delay_buckets), f.delay_sum
+        evicted = f.store.evicted
+    c = CounterMetricFamily(fq.FEEDBACK_LABELS_SERIES, "Labels received on POST /feedback, by outcome.",
+                            labels=["outcome"])
+    for outcome in fq.FEEDBACK_OUTCOMES:
+        c.add_metric([outcome], outcomes.get(outcome, 0))
+    yield c
+    cumulative = 0
+    points = []
+    for bound, count in zip([*DELAY_BUCKETS, float("inf")], buckets, strict=True):
+        cumulative += count
+        points.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+    h = HistogramMetricFamily(fq.FEEDBACK_DELAY_SERIES, "Label time minus prediction time of joined labels.")
+    h.add_metric([], points, delay_sum)
+    yield h
+    pending, nbytes = f.pending_gauges()
+    g = GaugeMetricFamily(fq.FEEDBACK_PENDING_SERIES, "Predictions waiting for their label (younger than "
+                          "--feedback-max-age).")
+    g.add_metric([], pending)
+    yield g
+    g = GaugeMetricFamily(fq.FEEDBACK_PENDING_BYTES_SERIES, "Memory preallocated by the pending-prediction "
+                          "store and its id index.")
+    g.add_metric([], nbytes)
+    yield g
+    c = CounterMetricFamily("modelops_feedback_pending_evicted", "Predictions overwritten in the full "
+                            "pending store before their label came (--feedback-max-pending).")
+    c.add_metric([], evicted)
+    yield c
 
 
 def _now() -> float:

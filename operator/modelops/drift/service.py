@@ -23,6 +23,7 @@ evicted by names that merely appear.
 from __future__ import annotations
 
 import bisect
+import json
 import logging
 import threading
 import time
@@ -31,7 +32,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from modelops.drift import events as ev
+from modelops.drift import feedback as fb
 from modelops.drift.reference import ReferenceStore
 from modelops.drift.stats import DriftConfig, WindowDrift, window_drift
 from modelops.drift.window import Batch, JoinTable, Layout, Pending, Window
@@ -63,6 +67,12 @@ class ExporterConfig:
     shard_id: int = 0
     shards: int = 1
     shards_file: str | None = None  # when set, the shard count is read from it (re-read every 5 s)
+    # label feedback and live quality (issue 17; modelops.drift.feedback)
+    feedback_max_pending: int = 1_000_000  # predictions waiting for a label (a ring: the oldest go first)
+    feedback_max_age: float = 3 * 86400.0  # seconds a prediction waits for its label; later labels: expired
+    quality_window_rows: int = 10_000  # joined rows per model version in the realised-quality window
+    quality_window_age: float = 86400.0  # seconds a joined row stays in that window (from its join)
+    quality_min_labels: int = 100  # joined rows before realised quality is exported
 
 
 Key = tuple[str, str]  # (namespace, model); namespace "" when the sender named none
@@ -104,6 +114,11 @@ class Exporter:
         self._layouts: dict[str, Layout] = {}
         self.join = JoinTable(self.cfg.join_timeout, self.cfg.max_pending, self.cfg.max_pending_bytes,
                               self._unmatched)
+        self.feedback = fb.Feedback(max_pending=self.cfg.feedback_max_pending, max_age=self.cfg.feedback_max_age,
+                                    window_rows=self.cfg.quality_window_rows,
+                                    window_age=self.cfg.quality_window_age, min_labels=self.cfg.quality_min_labels,
+                                    min_rows=self.cfg.drift.min_rows,
+                                    max_versions=self.cfg.max_models * self.cfg.max_versions)
         # counters (exported by the metrics collector; label values come from closed sets)
         self.events_received: Counter[str] = Counter()  # kind: request, response, batch
         self.events_rejected: Counter[str] = Counter()  # reason: events.REASONS
@@ -281,7 +296,7 @@ class Exporter:
         with self.lock:
             self.events_received[event.kind] += 1
         self._check_owner(key, now)
-        layout = self._layout_for(key, event.version or ev.UNKNOWN_VERSION, now)
+        profile, _, layout = self._reference(key, event.version or ev.UNKNOWN_VERSION, now)
         # decode outside the lock: the expensive part
         if event.kind == "request":
             rows, cols = ev.request_arrays(event.payload, layout.features, self.cfg.max_event_rows)
@@ -294,6 +309,9 @@ class Exporter:
             served = ev.prediction_array(event.payload, layout.classification)
             decoded = layout.predictions(served)
             nbytes = int(decoded.nbytes) + 64
+            # the prediction is known: it waits for its label by id (issue 17)
+            self.feedback.record((key[0], key[1], event.version or ev.UNKNOWN_VERSION), profile, event.id,
+                                 *fb.served_labels(event.payload, served.tolist()))
         with self.lock:
             self.join.expire(now)
             if self.cfg.join_timeout <= 0 and event.kind == "request":
@@ -367,6 +385,12 @@ class Exporter:
             batch = layout.batch(rows, cols, preds)
             with self.lock:
                 self._ingest(key, version, batch, now)
+            ids = body.get("ids")
+            if preds is not None and isinstance(ids, list) and len(ids) == rows:  # issue 17: labels may follow
+                profile, _ = self.references.get(model, version)
+                labels, proba = fb.served_labels(body, preds.tolist())
+                self.feedback.record((namespace, model, version), profile, None, labels, proba,
+                                     ids=[str(i) for i in ids])
             return {"accepted": rows, "model": model, "namespace": namespace, "version": version}
         except ev.EventError as exc:
             self.reject(exc.reason)
@@ -423,6 +447,37 @@ class Exporter:
                 self.evaluation_buckets[bisect.bisect_left(EVALUATION_BUCKETS, seconds)] += 1
                 self.evaluation_sum += seconds
         return evaluation
+
+    def quality(self, tracked: Tracked) -> fb.Quality | None:
+        """Realised and estimated quality of a tracked version (None before any prediction of it was seen)."""
+        key = (tracked.namespace, tracked.model, tracked.version)
+        vq = self.feedback.state(key)
+        if vq is None:
+            return None
+        numeric = preds = None
+        if vq.task == "regression":  # DLE reads the features and predictions of the drift window
+            with self.lock:
+                order = tracked.window._order(time.monotonic())
+                order = order[tracked.window.has_pred[order]]
+                preds = np.asarray(tracked.window.preds[order], dtype=float)
+                block = tracked.window.numeric[order]
+            where = {f: j for j, f in enumerate(tracked.layout.numeric)}
+            numeric = np.column_stack([block[:, where[f]] if f in where else np.full(len(order), np.nan)
+                                       for f in vq.numeric]) if vq.numeric else np.empty((len(order), 0))
+        return self.feedback.quality(key, numeric, preds)
+
+    def handle_feedback(self, headers: Mapping[str, str], body: bytes, namespace: str) -> dict[str, Any]:
+        """One POST /feedback (headers lower-case). FeedbackError (400) for a body of the wrong shape."""
+        ce_type = headers.get("ce-type")
+        if ce_type is not None and ce_type != fb.FEEDBACK_EVENT_TYPE:
+            raise fb.FeedbackError(f"ce-type {ce_type!r} is not {fb.FEEDBACK_EVENT_TYPE}")
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise fb.FeedbackError(f"the body is not valid JSON: {exc}") from None
+        if isinstance(payload, dict) and "specversion" in payload and payload.get("type") != fb.FEEDBACK_EVENT_TYPE:
+            raise fb.FeedbackError(f"CloudEvent type {payload.get('type')!r} is not {fb.FEEDBACK_EVENT_TYPE}")
+        return self.feedback.submit(namespace, payload)
 
     def evaluate_all(self) -> list[Evaluation]:
         return [self.evaluate(t) for t in self.tracked()]

@@ -150,14 +150,17 @@ def resolve(rt: Runtime, spec: Mapping[str, Any], namespace: str,
 
 
 def run_analysis(rt: Runtime, spec: Mapping[str, Any], namespace: str, name: str, observed_isvc: Any,
-                 budget: Budget) -> list[analysis.Check]:
+                 budget: Budget, status: Mapping[str, Any] | None = None) -> list[analysis.Check]:
     an = (spec.get("rollout") or {}).get("analysis") or {}
     prom = rt.clients.prometheus(an.get("prometheusUrl") or rt.settings.prometheus_url)
     window = format_duration(analysis_interval(spec))
     revision = {"canary": getattr(observed_isvc, "canary_revision", ""),
                 "stable": getattr(observed_isvc, "stable_revision", "")}
+    # the MLflow version of each side: the drift exporter labels its quality series with it
+    versions = {side: str(((status or {}).get(side) or {}).get("version") or "") for side in ("canary", "stable")}
     context: dict[analysis.Side, dict[str, str]] = {
-        side: {"namespace": namespace, "name": name, "side": side, "revision": revision[side], "interval": window}
+        side: {"namespace": namespace, "name": name, "side": side, "revision": revision[side],
+               "version": versions[side], "interval": window}
         for side in ("canary", "stable")}
     metrics = metrics_of(spec)
     samples: dict[tuple[str, analysis.Side], Sample] = {}
@@ -332,7 +335,7 @@ def reconcile(rt: Runtime, namespace: str, name: str, budget: Budget) -> float |
     problems = model_deployment_problems(spec)
     pending = [i for i in status.get("outbox") or [] if i.get("kind") in REGISTRY_KINDS]
     resolution = resolve(rt, spec, namespace, pending) if not problems else Resolution()
-    checks = (run_analysis(rt, spec, namespace, name, isvc, budget)
+    checks = (run_analysis(rt, spec, namespace, name, isvc, budget, status)
               if not problems and analysis_due(spec, status, now) else None)
     budget_state = slo_budget(rt, spec, namespace, name, budget) if not problems else None
     observed = Observed(generation=generation, resolution=resolution, isvc=isvc, mode=mode,

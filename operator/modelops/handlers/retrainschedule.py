@@ -38,16 +38,16 @@ from modelops.api import (
     VERSION,
 )
 from modelops.api.times import format_time, parse_time
-from modelops.api.types import EVENT_KIND, OutboxItem
+from modelops.api.types import EVENT_KIND, OutboxItem, Sample
 from modelops.api.vocabulary import CHALLENGER_ALIAS, TAG_APPROVAL
 from modelops.controller.budget import Budget
 from modelops.controller.outbox import drain
 from modelops.controller.runtime import Kind, Runtime, runtime
 from modelops.controller.scheduler import CHANGE, REPORT
 from modelops.controller.status import StatusWriter
-from modelops.decide import outbox
+from modelops.decide import outbox, quality
 from modelops.decide.job_status import job_views
-from modelops.decide.retrain import TickInput, drift_check_due, tick
+from modelops.decide.retrain import TickInput, drift_check_due, quality_check_due, tick
 from modelops.decide.spec_checks import retrain_schedule_problems
 from modelops.desired.notification import webhook_payload
 from modelops.desired.training_job import JobDefaults, spec_config_map, training_job
@@ -82,12 +82,15 @@ def reconcile(rt: Runtime, namespace: str, name: str, budget: Budget) -> float |
             drift["query"], timeout=budget.timeout(rt.settings.http_timeout_seconds))
         if sample.error is not None:
             rt.metrics.adapter_error("prometheus", sample.reason or "QueryFailed")
+    observation = (observe_quality(rt, spec, namespace, budget) if quality_check_due(obj, now, problems)
+                   else None)
     # after reading the object: see decide/retrain.py
     jobs, pods = rt.kube.list_jobs_and_pods(namespace, f"{LABEL_OWNER_KIND}={RETRAIN_SCHEDULE},"
                                                        f"{LABEL_OWNER_NAME}={name}")
     created = parse_time(obj["metadata"].get("creationTimestamp")) or now
     plan = tick(TickInput(obj, job_views(jobs, pods), now, anchor=now if rt.clock.overridden else created,
-                          problems=problems, drift_sample=sample, create_failed=rt.create_failures.pop(key, {})))
+                          problems=problems, drift_sample=sample, create_failed=rt.create_failures.pop(key, {}),
+                          performance=observation))
     status = dict(plan.status)
     status["outbox"] = [*list(status.get("outbox") or []),
                         *outbox.event_items(plan.events, f"{obj['metadata'].get('generation')}/{format_time(now)}/"
@@ -122,6 +125,32 @@ def reconcile(rt: Runtime, namespace: str, name: str, budget: Budget) -> float |
         nb = parse_time(item.get("notBefore"))
         wait = min(wait, 0.05 if nb is None else max(0.05, (nb - now).total_seconds() + 0.05))
     return 0.05 if soon else wait
+
+
+def observe_quality(rt: Runtime, spec: Mapping[str, Any], namespace: str,
+                    budget: Budget) -> quality.PerformanceObservation:
+    """The performance trigger's queries: which version to judge, its quality and its joined labels."""
+    cfg = quality.performance_config(spec, namespace)
+    assert cfg is not None
+    perf = spec["triggers"]["performance"]
+    prom = rt.clients.prometheus(perf.get("prometheusUrl") or rt.settings.prometheus_url)
+
+    def ask(promql: str) -> Sample:
+        if budget.exhausted:
+            msg = f"reconcile time budget of {budget.seconds:g}s spent before this query"
+            return Sample(None, "BudgetExhausted", msg, error=msg)
+        return prom.query(promql, timeout=budget.timeout(rt.settings.http_timeout_seconds))
+
+    if cfg.version:
+        found, version = Sample(), cfg.version
+    else:
+        found = ask(quality.busiest_version_promql(cfg.namespace, cfg.model))
+        version = found.label("version") if found.has_value else ""
+    if not version:
+        return quality.PerformanceObservation("", found)
+    value = ask(quality.value_promql(cfg.source, cfg.metric, cfg.namespace, cfg.model, version))
+    labels = ask(quality.labels_promql(cfg.namespace, cfg.model, version)) if cfg.source == "realised" else None
+    return quality.PerformanceObservation(version, found, value, labels)
 
 
 def _defaults(rt: Runtime) -> JobDefaults:

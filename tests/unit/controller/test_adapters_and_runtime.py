@@ -185,3 +185,47 @@ def test_a_failed_reconcile_is_reported_in_status_and_cleared_when_it_works_agai
     rt.pool.shutdown(wait=True)
     assert reconciled()["status"] == "True"
     assert rt.counters["reconcile_errors"] == rt.counters["errors_reported"] == 1
+
+
+class RecordingPrometheus:
+    """Answers each query from a table (by substring) and records the PromQL it was asked."""
+
+    def __init__(self, answers: dict[str, Sample]) -> None:
+        self.answers, self.asked = answers, []  # type: ignore[var-annotated]
+
+    def query(self, promql: str, timeout: float | None = None) -> Sample:
+        self.asked.append(promql)
+        return next((s for key, s in self.answers.items() if key in promql), Sample())
+
+
+def test_quality_analysis_queries_each_sides_mlflow_version() -> None:
+    prom = RecordingPrometheus({'realised{model_namespace="ns",model="churn",version="7"': Sample(0.8),
+                                'realised{model_namespace="ns",model="churn",version="6"': Sample(0.9),
+                                "joined_labels": Sample(500)})
+    rt, _, _, _ = make_runtime(prometheus=prom)  # type: ignore[arg-type]
+    spec = {"rollout": {"analysis": {"interval": "30s", "metrics": [
+        {"name": "auc", "quality": {"metric": "auc", "minLabels": 100, "maxDrop": 0.02}}]}}}
+    status = {"canary": {"version": "7"}, "stable": {"version": "6"}}
+    (check,) = md.run_analysis(rt, spec, "ns", "churn", IsvcState(), Budget(5), status)
+    assert check.result == "Fail" and check.value == 0.8 and check.baseline == 0.9
+    assert sum('version="7"' in p for p in prom.asked) == 2 and sum('version="6"' in p for p in prom.asked) == 2
+
+
+def test_performance_trigger_observes_the_busiest_version() -> None:
+    from modelops.handlers import retrainschedule as rs
+
+    prom = RecordingPrometheus({"topk": Sample(900.0, labels=(("version", "4"),)),
+                                'realised{model_namespace="team",model="churn",version="4"': Sample(0.7),
+                                'joined_labels{model_namespace="team",model="churn",version="4"': Sample(300)})
+    rt, _, _, _ = make_runtime(prometheus=prom)  # type: ignore[arg-type]
+    spec = {"triggers": {"performance": {"model": "churn", "namespace": "team", "metric": "auc", "threshold": 0.8}}}
+    o = rs.observe_quality(rt, spec, "ns", Budget(5))
+    assert (o.version, o.quality.value if o.quality else None, o.labels.value if o.labels else None) == ("4", 0.7, 300)
+    assert len(prom.asked) == 3
+    pinned = {"triggers": {"performance": {**spec["triggers"]["performance"], "version": "2", "source": "estimated",
+                                           "metric": "accuracy"}}}
+    prom.asked.clear()
+    o = rs.observe_quality(rt, pinned, "ns", Budget(5))
+    assert o.version == "2" and o.labels is None
+    assert prom.asked == ['max(modelops_quality_estimated{model_namespace="team",model="churn",version="2",'
+                          'metric="accuracy"})']

@@ -1,0 +1,151 @@
+"""Label-free quality estimates from the calibrator in the reference profile (key ``calibration``).
+
+CBPE (confidence-based performance estimation, classifiers): the training Job fits a calibrator of the
+positive-class score on its held-out split. Under covariate shift without concept shift P(y | x) is
+unchanged, so the calibrated probability p_i of each served row is the chance that its label is positive
+and the expected confusion matrix of a window is a sum over its rows:
+E[TP] = sum(yhat p), E[FP] = sum(yhat (1 - p)), E[FN] = sum((1 - yhat) p), E[TN] = sum((1 - yhat)(1 - p)).
+Accuracy and F1 follow from it; AUC from the expected ROC curve (expected TPR and FPR at every distinct
+score, trapezoids between them), as NannyML's CBPE does.
+
+DLE (direct loss estimation, regressors): the training Job fits two small gradient-boosted tree ensembles on
+the held-out split, one of |residual| and one of residual², on the numeric features and the prediction;
+the window's estimated MAE is the mean predicted |residual|, its RMSE the root of the mean predicted
+residual². The trees are stored as plain arrays (never pickle) and evaluated level by level in numpy.
+
+Calibration schema (profile["calibration"])::
+
+    classification: {"kind": "classification", "method": "isotonic", "x": [...], "y": [...],
+                     "positive_class": "1", "classes": ["0", "1"], "threshold": 0.5, "rows": n}
+                    method "platt": {"coef": a, "intercept": b} instead of x/y (p = 1/(1+exp(-(a s + b))))
+    regression:     {"kind": "regression", "method": "dle", "features": [numeric feature names...],
+                     "fill": [value for a missing feature...],
+                     "abs": Ensemble, "sq": Ensemble, "rows": n}
+    Ensemble:       {"base": float, "learning_rate": float, "trees": [Tree, ...]}
+    Tree:           {"feature": [int...], "threshold": [float...], "left": [int...], "right": [int...],
+                     "value": [float...]}    # feature index len(features) = the prediction; left -1 = leaf
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+F = npt.NDArray[np.float64]
+
+
+class CalibrationError(ValueError):
+    """A profile's calibration block that cannot be used (the exporter then publishes no estimates)."""
+
+
+def calibrate(cal: Mapping[str, Any], score: F) -> F:
+    method = cal.get("method")
+    if method == "isotonic":
+        x = np.asarray(cal["x"], dtype=float)
+        y = np.asarray(cal["y"], dtype=float)
+        if len(x) == 0 or len(x) != len(y):
+            raise CalibrationError("isotonic calibration needs x and y of one non-zero length")
+        clipped: F = np.clip(np.interp(score, x, y), 0.0, 1.0)
+        return clipped
+    if method == "platt":
+        z = float(cal["coef"]) * score + float(cal["intercept"])
+        out: F = 1.0 / (1.0 + np.exp(-z))
+        return out
+    raise CalibrationError(f"unknown calibration method {method!r}")
+
+
+def cbpe(cal: Mapping[str, Any], score: F, pred: F) -> dict[str, float]:
+    """Estimated accuracy, F1 and AUC of a window: ``score`` positive-class scores, ``pred`` 1/0 classes."""
+    if len(score) == 0:
+        return {}
+    p = calibrate(cal, score)
+    tp = float(np.sum(pred * p))
+    fp = float(np.sum(pred * (1 - p)))
+    fn = float(np.sum((1 - pred) * p))
+    tn = float(np.sum((1 - pred) * (1 - p)))
+    out = {"accuracy": (tp + tn) / len(p)}
+    denom = 2 * tp + fp + fn
+    out["f1"] = 2 * tp / denom if denom else 0.0
+    a = expected_auc(score, p)
+    if a is not None:
+        out["auc"] = a
+    return out
+
+
+def expected_auc(score: F, p: F) -> float | None:
+    """Area under the expected ROC curve: thresholds at the distinct scores, highest first."""
+    order = np.argsort(-score, kind="mergesort")
+    s, q = score[order], p[order]
+    last = np.r_[s[1:] != s[:-1], True]  # the last row of each run of equal scores
+    tps = np.cumsum(q)[last]
+    fps = np.cumsum(1 - q)[last]
+    if tps[-1] <= 0 or fps[-1] <= 0:
+        return None
+    tpr = np.r_[0.0, tps / tps[-1]]
+    fpr = np.r_[0.0, fps / fps[-1]]
+    return float(np.sum((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1]) / 2))
+
+
+# --- DLE ------------------------------------------------------------------------------------------------
+
+def tree_predict(tree: Mapping[str, Sequence[Any]], X: F) -> F:
+    """Evaluate one stored tree on all rows at once, one level per step."""
+    feature = np.asarray(tree["feature"], dtype=np.int64)
+    threshold = np.asarray(tree["threshold"], dtype=float)
+    left = np.asarray(tree["left"], dtype=np.int64)
+    right = np.asarray(tree["right"], dtype=np.int64)
+    value = np.asarray(tree["value"], dtype=float)
+    node = np.zeros(len(X), dtype=np.int64)
+    rows = np.arange(len(X))
+    for _ in range(len(feature)):  # depth bound; stops as soon as every row is at a leaf
+        inner = left[node] >= 0
+        if not inner.any():
+            break
+        f = np.where(inner, feature[node], 0)
+        x = X[rows, f]
+        # missing values (NaN) go left, as scikit-learn's trees send them where training had none
+        go_left = ~(x > threshold[node])
+        node = np.where(inner, np.where(go_left, left[node], right[node]), node)
+    out: F = value[node]
+    return out
+
+
+def ensemble_predict(ens: Mapping[str, Any], X: F) -> F:
+    total = np.full(len(X), float(ens["base"]))
+    rate = float(ens["learning_rate"])
+    for tree in ens["trees"]:
+        total += rate * tree_predict(tree, X)
+    return total
+
+
+def dle(cal: Mapping[str, Any], numeric: F, pred: F) -> dict[str, float]:
+    """Estimated MAE and RMSE of a window: ``numeric`` rows x cal["features"] (NaN = missing), ``pred``."""
+    if len(pred) == 0:
+        return {}
+    X = np.column_stack([numeric, pred]) if numeric.size else pred.reshape(-1, 1)
+    fill = np.asarray(cal.get("fill", []), dtype=float)
+    if len(fill):
+        X[:, : len(fill)] = np.where(np.isnan(X[:, : len(fill)]), fill, X[:, : len(fill)])
+    abs_err = np.maximum(ensemble_predict(cal["abs"], X), 0.0)
+    sq_err = np.maximum(ensemble_predict(cal["sq"], X), 0.0)
+    return {"mae": float(abs_err.mean()), "rmse": float(np.sqrt(sq_err.mean()))}
+
+
+def check(cal: Any) -> dict[str, Any] | None:
+    """The calibration block if usable, else None (old profiles have none; a broken one is ignored)."""
+    if not isinstance(cal, dict):
+        return None
+    try:
+        if cal.get("kind") == "classification":
+            calibrate(cal, np.asarray([0.0, 0.5, 1.0]))
+            return cal
+        if cal.get("kind") == "regression":
+            width = len(cal.get("features", [])) + 1
+            dle(cal, np.zeros((2, width - 1)), np.zeros(2))
+            return cal
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+    return None

@@ -1,0 +1,84 @@
+"""The calibrator the training Job fits on its held-out split, for the exporter's label-free estimates.
+
+Stored in the reference profile under ``modelops.formats.quality.CALIBRATION_KEY`` as plain numbers (the
+schema is in modelops.drift.estimate, which applies it without scikit-learn):
+
+- binary classifiers: an isotonic regression of "the label is the positive class" on the positive-class
+  score (CBPE reads the calibrated probability of each served row);
+- regressors (DLE): two small gradient-boosted tree ensembles of |residual| and residual² on the numeric
+  features and the prediction, exported tree by tree.
+
+Multi-class classifiers get none (the exporter then publishes realised accuracy only, no estimates).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# Below this many held-out rows a calibrator is noise: the profile carries none.
+MIN_ROWS = 50
+DLE_TREES = 60
+DLE_DEPTH = 3
+DLE_LEARNING_RATE = 0.1
+
+
+def fit_classification(y: np.ndarray, proba: np.ndarray, classes: Sequence[Any]) -> dict[str, Any] | None:
+    """``y`` class indices of the held-out rows, ``proba`` their [N, C] probabilities."""
+    from sklearn.isotonic import IsotonicRegression
+
+    if len(classes) != 2 or len(y) < MIN_ROWS or proba.ndim != 2 or proba.shape[1] != 2:
+        return None
+    score = np.asarray(proba[:, 1], dtype=float)
+    truth = (np.asarray(y) == 1).astype(float)
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(score, truth)
+    return {"kind": "classification", "method": "isotonic",
+            "x": [float(v) for v in iso.X_thresholds_], "y": [float(v) for v in iso.y_thresholds_],
+            "positive_class": classes[1], "classes": list(classes), "threshold": 0.5, "rows": len(y)}
+
+
+def _ensemble(est: Any) -> dict[str, Any]:
+    trees = []
+    for stage in est.estimators_[:, 0]:
+        t = stage.tree_
+        trees.append({"feature": [int(v) for v in t.feature], "threshold": [float(v) for v in t.threshold],
+                      "left": [int(v) for v in t.children_left], "right": [int(v) for v in t.children_right],
+                      "value": [float(v) for v in t.value[:, 0, 0]]})
+    return {"base": float(np.asarray(est.init_.constant_).ravel()[0]), "learning_rate": float(est.learning_rate),
+            "trees": trees}
+
+
+def dle_matrix(frame: pd.DataFrame, features: Sequence[str], fill: Sequence[float],
+               prediction: np.ndarray) -> np.ndarray:
+    cols = [pd.to_numeric(frame[f], errors="coerce").to_numpy(dtype=float) for f in features]
+    X = np.column_stack([*cols, np.asarray(prediction, dtype=float)])
+    for j, v in enumerate(fill):
+        X[np.isnan(X[:, j]), j] = v
+    return X
+
+
+def fit_regression(frame: pd.DataFrame, y: np.ndarray, prediction: np.ndarray, numeric: Sequence[str],
+                   seed: int = 0) -> dict[str, Any] | None:
+    """DLE models on the held-out rows: ``frame`` their features, ``prediction`` the model's values."""
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    if len(y) < MIN_ROWS:
+        return None
+    features = [str(f) for f in numeric]
+    fill = []
+    for f in features:
+        x = pd.to_numeric(frame[f], errors="coerce").to_numpy(dtype=float)
+        med = np.nanmedian(x) if np.isfinite(x).any() else 0.0
+        fill.append(float(med))
+    X = dle_matrix(frame, features, fill, prediction)
+    resid = np.asarray(y, dtype=float) - np.asarray(prediction, dtype=float)
+    models = {}
+    for name, target in (("abs", np.abs(resid)), ("sq", resid * resid)):
+        est = GradientBoostingRegressor(n_estimators=DLE_TREES, max_depth=DLE_DEPTH, learning_rate=DLE_LEARNING_RATE,
+                                        subsample=0.8, random_state=seed).fit(X, target)
+        models[name] = _ensemble(est)
+    return {"kind": "regression", "method": "dle", "features": features, "fill": fill, **models,
+            "rows": len(y)}

@@ -1,0 +1,408 @@
+"""Issue 17: label feedback, live realised quality, label-free estimates (exporter side).
+
+The realised metrics are held to scikit-learn's on the same joined rows (1e-9), the replay drives the
+real HTTP app with out-of-order labels up to 24 h late on a test clock, and bad input never loses a
+pending prediction.
+"""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from sklearn import metrics as skm
+from sklearn.datasets import make_classification, make_regression
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+from modelops.drift import estimate, quality
+from modelops.drift.app import create_app
+from modelops.drift.auth import Auth
+from modelops.drift.events import LoggedEvent
+from modelops.drift.feedback import Feedback, IdIndex, id_keys
+from modelops.drift.reference import ReferenceSpec, ReferenceStore
+from modelops.drift.service import Exporter, ExporterConfig
+from modelops.drift.stats import DriftConfig
+from modelops.formats.quality import CALIBRATION_KEY, QUALITY_HIGHER_IS_BETTER, REALISED_METRICS
+from modelops_pipelines import calibration
+from modelops_pipelines.profile import build_reference_profile
+
+pytestmark = pytest.mark.unit
+
+SECRET = "s3cret"
+HEADERS = {"Authorization": f"Bearer {SECRET}"}
+
+
+class Clock:
+    def __init__(self, t: float = 1_700_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+# --- the metric math against scikit-learn ------------------------------------------------------------
+
+@pytest.mark.parametrize("decimals", [2, 8])
+def test_classification_metrics_equal_scikit_learn(decimals):
+    rng = np.random.default_rng(decimals)
+    for n in (1, 2, 50, 5000):
+        s = np.round(rng.random(n), decimals)
+        s[: n // 10] = np.round(s[: n // 10])  # scores of exactly 0 and 1 (log loss clipping)
+        y = (rng.random(n) < s).astype(float)
+        pred = (s > 0.5).astype(float)
+        got = quality.classification_metrics(y, pred, s)
+        assert abs(got["accuracy"] - skm.accuracy_score(y, pred)) < 1e-9
+        assert abs(got["f1"] - skm.f1_score(y, pred, zero_division=0)) < 1e-9
+        assert abs(got["log_loss"] - skm.log_loss(y, s, labels=[0, 1])) < 1e-9
+        assert abs(got["brier"] - skm.brier_score_loss(y, s, pos_label=1)) < 1e-9
+        if len(set(y)) == 2:
+            assert abs(got["auc"] - skm.roc_auc_score(y, s)) < 1e-9
+        else:
+            assert "auc" not in got  # one class: AUC is undefined, so absent (never a fake value)
+
+
+def test_regression_metrics_equal_scikit_learn():
+    rng = np.random.default_rng(3)
+    y, p = rng.normal(0, 5, 7777), rng.normal(0, 5, 7777)
+    got = quality.regression_metrics(y, p)
+    assert abs(got["rmse"] - skm.root_mean_squared_error(y, p)) < 1e-9
+    assert abs(got["mae"] - skm.mean_absolute_error(y, p)) < 1e-9
+
+
+def test_quality_vocabulary_is_closed():
+    assert set(REALISED_METRICS["classification"]) | set(REALISED_METRICS["regression"]) == set(
+        QUALITY_HIGHER_IS_BETTER)
+    assert not QUALITY_HIGHER_IS_BETTER["log_loss"] and QUALITY_HIGHER_IS_BETTER["auc"]
+
+
+def test_id_index_finds_what_was_inserted_and_forgets_what_was_removed():
+    rng = np.random.default_rng(0)
+    index = IdIndex(16)
+    keys = np.unique(rng.integers(2, 2**63, 50_000, dtype=np.int64)).astype(np.uint64)
+    index.insert(keys, np.arange(len(keys)))  # grows on the way
+    vals, where = index.find(keys)
+    assert (vals == np.arange(len(keys))).all()
+    index.remove_at(where[::2])
+    vals, _ = index.find(keys)
+    assert (vals[::2] == -1).all() and (vals[1::2] == np.arange(len(keys))[1::2]).all()
+    assert (index.find(np.asarray([12345, 3], dtype=np.uint64))[0] == -1).all()
+    index.insert(keys[::2], np.arange(len(keys))[::2] + 7)  # reuses deleted slots
+    assert (index.find(keys)[0][::2] == np.arange(len(keys))[::2] + 7).all()
+
+
+def test_ids_of_different_namespaces_differ():
+    assert id_keys("a", ["x"])[0] != id_keys("b", ["x"])[0]
+
+
+# --- the calibrator: trainer fits, exporter applies without scikit-learn ----------------------------
+
+def test_stored_dle_trees_predict_what_scikit_learn_predicts():
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    X, y = make_regression(3000, 4, noise=5.0, random_state=0)
+    frame = pd.DataFrame(X, columns=list("abcd"))
+    frame.loc[::7, "b"] = np.nan
+    pred = LinearRegression().fit(np.nan_to_num(X), y).predict(np.nan_to_num(X))
+    cal = calibration.fit_regression(frame, y, pred, list("abcd"))
+    json.loads(json.dumps(cal))  # plain numbers only
+    Xm = calibration.dle_matrix(frame, list("abcd"), cal["fill"], pred)
+    ref = GradientBoostingRegressor(n_estimators=calibration.DLE_TREES, max_depth=calibration.DLE_DEPTH,
+                                    learning_rate=calibration.DLE_LEARNING_RATE, subsample=0.8,
+                                    random_state=0).fit(Xm, np.abs(y - pred))
+    ours = estimate.ensemble_predict(cal["abs"], Xm)
+    assert np.allclose(ours, ref.predict(Xm), atol=1e-9)
+    # missing values take the stored fill, as in training
+    est = estimate.dle(cal, frame.to_numpy(float), pred)
+    assert abs(est["mae"] - np.maximum(ref.predict(Xm), 0).mean()) < 1e-9
+
+
+def test_isotonic_calibrator_is_scikit_learns():
+    from sklearn.isotonic import IsotonicRegression
+
+    rng = np.random.default_rng(1)
+    s = rng.random(2000)
+    y = (rng.random(2000) < s**2).astype(int)
+    cal = calibration.fit_classification(y, np.column_stack([1 - s, s]), [0, 1])
+    iso = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(s, y)
+    grid = np.linspace(-0.2, 1.2, 301)
+    assert np.allclose(estimate.calibrate(cal, grid), iso.predict(grid), atol=1e-12)
+    assert calibration.fit_classification(y[:10], np.column_stack([1 - s, s])[:10], [0, 1]) is None  # too few
+    assert calibration.fit_classification(y, np.ones((2000, 3)) / 3, [0, 1, 2]) is None  # multi-class: none
+
+
+def test_cbpe_of_a_perfectly_calibrated_model_has_the_expected_confusion_matrix():
+    cal = {"kind": "classification", "method": "isotonic", "x": [0.0, 1.0], "y": [0.0, 1.0]}
+    score = np.asarray([0.9, 0.8, 0.3, 0.1])
+    pred = (score > 0.5).astype(float)
+    got = estimate.cbpe(cal, score, pred)
+    assert got["accuracy"] == pytest.approx((0.9 + 0.8 + 0.7 + 0.9) / 4)
+    tp, fp, fn = 1.7, 0.3, 0.4
+    assert got["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    assert 0.5 < got["auc"] <= 1.0
+
+
+# --- estimation accuracy under covariate shift (Must show) ------------------------------------------
+
+def _truth(X):
+    z = 1.2 * X[:, 0] - 0.8 * X[:, 1] + 0.6 * X[:, 2] * X[:, 3] + 0.5 * np.sin(2 * X[:, 4])
+    return 1 / (1 + np.exp(-z))
+
+
+def shifted_windows(seed=0, windows=30, rows=5000):
+    """Training rows, held-out rows, then windows whose inputs drift (no concept shift: P(y|x) is fixed)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(0, 1, (40_000, 5))
+    y = (rng.random(len(X)) < _truth(X)).astype(int)
+    model = HistGradientBoostingClassifier(max_iter=100, random_state=seed).fit(X[:30_000], y[:30_000])
+    cal = calibration.fit_classification(y[30_000:], model.predict_proba(X[30_000:]), [0, 1])
+    out = []
+    for w in range(windows):
+        shift = np.asarray([1.0, -0.7, 0.5, 0.0, 0.3]) * (w / windows) * 1.5
+        scale = 1.0 + 0.5 * w / windows
+        Xw = rng.normal(shift, scale, (rows, 5))
+        yw = (rng.random(rows) < _truth(Xw)).astype(float)
+        out.append((model.predict_proba(Xw)[:, 1], yw))
+    return cal, out
+
+
+def test_cbpe_tracks_realised_quality_under_covariate_shift():
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # one core: the suite runs beside other work
+        cal, windows = shifted_windows()
+    ok_acc = ok_auc = 0
+    for score, y in windows:
+        pred = (score > 0.5).astype(float)
+        est = estimate.cbpe(cal, score, pred)
+        ok_acc += abs(est["accuracy"] - skm.accuracy_score(y, pred)) <= 0.02
+        ok_auc += abs(est["auc"] - skm.roc_auc_score(y, score)) <= 0.03
+    assert ok_acc >= 0.9 * len(windows), ok_acc
+    assert ok_auc >= 0.9 * len(windows), ok_auc
+
+
+# --- the exporter end to end: replay (Must show) ---------------------------------------------------
+
+def _profiles():
+    """A binary classifier and a regressor (not the churn table), with calibrators and serving scores."""
+    Xc, yc = make_classification(130_000, 6, n_informative=4, flip_y=0.05, random_state=7)
+    clf = LogisticRegression(max_iter=500).fit(Xc[:20_000], yc[:20_000])
+    cols = [f"x{i}" for i in range(6)]
+    prof_c = build_reference_profile(pd.DataFrame(Xc[:20_000], columns=cols), task="classification",
+                                     predictions=clf.predict(Xc[:20_000]), sample_rows=0)
+    prof_c[CALIBRATION_KEY] = calibration.fit_classification(yc[20_000:30_000], clf.predict_proba(
+        Xc[20_000:30_000]), [0, 1])
+    Xr, yr = make_regression(130_000, 5, noise=10.0, random_state=8)
+    reg = LinearRegression().fit(Xr[:20_000], yr[:20_000])
+    rcols = [f"r{i}" for i in range(5)]
+    prof_r = build_reference_profile(pd.DataFrame(Xr[:20_000], columns=rcols), task="regression",
+                                     predictions=reg.predict(Xr[:20_000]), sample_rows=0)
+    prof_r[CALIBRATION_KEY] = calibration.fit_regression(pd.DataFrame(Xr[20_000:30_000], columns=rcols),
+                                                         yr[20_000:30_000], reg.predict(Xr[20_000:30_000]), rcols)
+    served_c = (Xc[30_000:], yc[30_000:], clf.predict_proba(Xc[30_000:]))
+    served_r = (Xr[30_000:], yr[30_000:], reg.predict(Xr[30_000:]))
+    return prof_c, prof_r, served_c, served_r
+
+
+@pytest.fixture(scope="module")
+def datasets():
+    return _profiles()
+
+
+def app_for(profiles, clock, **cfg):
+    store = ReferenceStore([ReferenceSpec.parse(f"{m}=mem-{m}") for m in profiles],
+                           loader=lambda source, uri: profiles[source.removeprefix("mem-")])
+    ex = Exporter(store, ExporterConfig(drift=DriftConfig(min_rows=200, min_feature_rows=20), **cfg))
+    ex.feedback.clock = clock
+    return ex, TestClient(create_app(ex, auth=Auth(SECRET)))
+
+
+def scrape(client):
+    out = {}
+    for fam in text_string_to_metric_families(client.get("/metrics").text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def realised(metrics, model, version="1"):
+    return {dict(k)["metric"]: v for (name, k), v in metrics.items() if name == "modelops_quality_realised"
+            and dict(k)["model"] == model and dict(k)["version"] == version}
+
+
+def test_replay_of_100k_predictions_with_labels_up_to_a_day_late_equals_scikit_learn(datasets):
+    prof_c, prof_r, served_c, served_r = datasets
+    clock = Clock()
+    window_rows, window_age = 20_000, 6 * 3600.0
+    _, client = app_for({"clf": prof_c, "reg": prof_r}, clock, quality_window_rows=window_rows,
+                         quality_window_age=window_age)
+    rng = np.random.default_rng(11)
+    n, step, horizon = 100_000, 1800.0, 2 * 86400.0
+    t0 = clock.t
+    for model, (X, y, out) in (("clf", served_c), ("reg", served_r)):
+        pred_t = t0 + np.sort(rng.uniform(0, horizon, n))
+        label_t = pred_t + rng.uniform(0, 86400.0, n)  # up to 24 h late, so out of order
+        ids = np.asarray([f"{model}-{i}" for i in range(n)])
+        joined_order: list[int] = []
+        joined_at: list[float] = []
+        checks = 0
+        estimated_seen: set[str] = set()
+        steps = int((horizon + 86400.0) / step) + 1
+        for k in range(steps):
+            lo, hi = t0 + k * step, t0 + (k + 1) * step
+            clock.t = lo
+            rows = np.flatnonzero((pred_t >= lo) & (pred_t < hi))
+            for chunk in np.array_split(rows, max(1, len(rows) // 500)) if len(rows) else []:
+                body = {"version": "1", "instances": X[chunk].tolist(), "ids": ids[chunk].tolist()}
+                if model == "clf":
+                    body["predictions"] = out[chunk].argmax(axis=1).tolist()
+                    body["probabilities"] = out[chunk].tolist()
+                else:
+                    body["predictions"] = out[chunk].tolist()
+                r = client.post(f"/ingest/{model}", json=body, headers=HEADERS)
+                assert r.status_code == 200, r.text
+            clock.t = hi
+            due = np.flatnonzero((label_t >= lo) & (label_t < hi))
+            due = due[rng.permutation(len(due))]
+            for chunk in np.array_split(due, max(1, len(due) // 1000)) if len(due) else []:
+                items = [{"id": ids[i], "label": int(y[i]) if model == "clf" else float(y[i]),
+                          "ts": float(label_t[i])} for i in chunk]
+                r = client.post("/feedback", json=items, headers=HEADERS)
+                assert r.status_code == 200, r.text
+                assert r.json()["joined"] == len(chunk), r.json()
+                joined_order.extend(chunk.tolist())
+                joined_at.extend([clock.t] * len(chunk))
+            if k % 8 == 7 and joined_order:
+                # the window: the newest window_rows joined rows within window_age of their join
+                order = np.asarray(joined_order[-window_rows:])
+                at = np.asarray(joined_at[-window_rows:])
+                rows_in = order[at >= clock.t - window_age]
+                scraped = scrape(client)
+                got = realised(scraped, model)
+                estimated_seen.update(dict(k)["metric"] for (name, k), _ in scraped.items()
+                                      if name == "modelops_quality_estimated" and dict(k)["model"] == model)
+                if len(rows_in) < 100:
+                    assert not got  # absent below --quality-min-labels, never a fake 0
+                    continue
+                if model == "clf":
+                    yt, p = y[rows_in], out[rows_in, 1]
+                    yhat = out[rows_in].argmax(axis=1)
+                    want = {"auc": skm.roc_auc_score(yt, p), "accuracy": skm.accuracy_score(yt, yhat),
+                            "f1": skm.f1_score(yt, yhat), "log_loss": skm.log_loss(yt, p, labels=[0, 1]),
+                            "brier": skm.brier_score_loss(yt, p)}
+                else:
+                    want = {"rmse": skm.root_mean_squared_error(y[rows_in], out[rows_in]),
+                            "mae": skm.mean_absolute_error(y[rows_in], out[rows_in])}
+                assert set(got) == set(want), (got, want)
+                for m, v in want.items():
+                    assert abs(got[m] - v) <= 1e-9, (model, m, got[m], v)
+                checks += 1
+        assert len(joined_order) == n and checks >= 10
+        # label-free estimates were published while predictions flowed
+        assert estimated_seen == ({"accuracy", "auc", "f1"} if model == "clf" else {"mae", "rmse"})
+    m = scrape(client)
+    assert m[("modelops_feedback_labels_total", (("outcome", "joined"),))] == 2 * n
+    assert m[("modelops_feedback_label_delay_seconds_count", ())] == 2 * n
+    for model in ("clf", "reg"):
+        labels = (("model", model), ("model_namespace", ""), ("version", "1"))
+        assert m[("modelops_quality_joined_labels", labels)] > 0
+
+
+# --- the logged-event path and bad input (Must show) -----------------------------------------------
+
+def _event_app(datasets):
+    prof_c = datasets[0]
+    clock = Clock()
+    ex, client = app_for({"clf": prof_c}, clock, quality_min_labels=1)
+    return ex, client, clock
+
+
+def _log(ex, i, rows, probs, version="1"):
+    ex.handle_event(LoggedEvent(id=str(i), kind="request", model="clf", version=version,
+                                payload={"instances": rows}))
+    ex.handle_event(LoggedEvent(id=str(i), kind="response", model="clf", version=version,
+                                payload={"predictions": [int(p[1] > 0.5) for p in probs], "probabilities": probs}))
+
+
+def test_logged_responses_wait_for_labels_by_ce_id(datasets):
+    ex, client, _ = _event_app(datasets)
+    X, _, out = datasets[2]
+    _log(ex, "one", X[:1].tolist(), out[:1].tolist())
+    _log(ex, "batch", X[1:4].tolist(), out[1:4].tolist())
+    assert ex.feedback.pending_gauges()[0] == 4
+    r = client.post("/feedback", headers=HEADERS, json=[
+        {"id": "one", "label": 1}, {"id": "batch#0", "label": 0}, {"id": "batch#2", "label": "1"}])
+    assert r.json() == {"joined": 3, "unmatched": 0, "expired": 0, "duplicate": 0, "invalid": 0}
+    rows = ex.feedback.joined_rows(("", "clf", "1"))
+    assert np.allclose(np.sort(rows[:, 0]), np.sort(out[[0, 1, 3], 1]))
+    assert ex.feedback.pending_gauges()[0] == 1
+
+
+def test_bad_feedback_is_refused_or_counted_and_loses_nothing(datasets):
+    ex, client, clock = _event_app(datasets)
+    X, _, out = datasets[2]
+    for i in range(5):
+        _log(ex, f"p{i}", X[i:i + 1].tolist(), out[i:i + 1].tolist())
+    pending = ex.feedback.pending_gauges()[0]
+    assert pending == 5
+    for body, ctype in ((b"{not json", "application/json"), (b"42", "application/json"),
+                        (b'"label"', "application/json"), (b"\xff\xfe", "application/json")):
+        r = client.post("/feedback", content=body, headers={**HEADERS, "content-type": ctype})
+        assert r.status_code == 400, (body, r.text)
+    assert client.post("/feedback", json={"id": "p0", "label": 1}).status_code == 401  # no token
+    r = client.post("/feedback", headers={**HEADERS, "ce-type": "org.kubeflow.serving.inference.request",
+                                          "ce-id": "x", "ce-source": "s", "ce-specversion": "1.0"},
+                    json={"id": "p0", "label": 1})
+    assert r.status_code == 400  # a CloudEvent of another type
+    r = client.post("/feedback", headers=HEADERS, json=[
+        {"id": "nobody", "label": 1},             # unknown id
+        {"id": "p0", "label": "maybe"},           # not a class of this model
+        {"id": "p1", "label": {"x": 1}},          # not a scalar
+        {"label": 1},                              # no id
+        {"id": "p2", "label": 1, "ts": "yesterday"},  # unreadable time
+        "p3",                                      # not an object
+    ])
+    assert r.status_code == 200
+    assert r.json() == {"joined": 0, "unmatched": 1, "expired": 0, "duplicate": 0, "invalid": 5}
+    assert ex.feedback.pending_gauges()[0] == pending  # nothing lost
+    # the corrected labels still join; a second label for the same id is a duplicate
+    r = client.post("/feedback", headers=HEADERS, json=[{"id": "p0", "label": 1}, {"id": "p0", "label": 0},
+                                                        {"id": "p1", "label": True}])
+    assert r.json()["joined"] == 1 and r.json()["duplicate"] == 1 and r.json()["invalid"] == 1
+    r = client.post("/feedback", headers=HEADERS, json={"id": "p0", "label": 0})
+    assert r.json()["duplicate"] == 1
+    # CloudEvents: binary mode and structured mode
+    ce = {"ce-type": "org.kubeflow.serving.feedback", "ce-id": "f1", "ce-source": "crm", "ce-specversion": "1.0"}
+    r = client.post("/feedback", headers={**HEADERS, **ce}, json={"id": "p2", "label": 0})
+    assert r.status_code == 200 and r.json()["joined"] == 1
+    r = client.post("/feedback", headers={**HEADERS, "content-type": "application/cloudevents+json"},
+                    content=json.dumps({"specversion": "1.0", "type": "org.kubeflow.serving.feedback", "id": "f2",
+                                        "source": "crm", "data": [{"id": "p3", "label": 1}]}))
+    assert r.status_code == 200 and r.json()["joined"] == 1
+    # a label later than --feedback-max-age is expired, and its prediction no longer pending
+    clock.t += ex.cfg.feedback_max_age + 1
+    r = client.post("/feedback", headers=HEADERS, json={"id": "p4", "label": 1})
+    assert r.json()["expired"] == 1 and ex.feedback.pending_gauges()[0] == 0
+    # the namespace URL binds labels to that namespace's predictions only
+    r = client.post("/feedback/ns/other/wrong-token", json={"id": "p4", "label": 1})
+    assert r.status_code == 401
+    m = scrape(client)
+    for outcome in ("joined", "unmatched", "expired", "duplicate", "invalid"):
+        assert ("modelops_feedback_labels_total", (("outcome", outcome),)) in m
+    assert m[("modelops_feedback_labels_total", (("outcome", "joined"),))] == 3
+
+
+def test_feedback_without_a_calibrator_exports_realised_quality_but_no_estimates():
+    prof = build_reference_profile(pd.DataFrame({"a": np.arange(100.0)}), task="classification",
+                                   predictions=np.arange(100) % 2, sample_rows=0)
+    clock = Clock()
+    fb = Feedback(clock=clock, min_labels=2, min_rows=2)
+    key = ("ns", "m", "1")
+    fb.record(key, prof, None, [1, 0, 1], [[0.2, 0.8], [0.7, 0.3], [0.4, 0.6]], ids=["a", "b", "c"])
+    assert fb.submit("ns", [{"id": "a", "label": 1}, {"id": "b", "label": 1}, {"id": "c", "label": 0}])[
+        "joined"] == 3
+    q = fb.quality(key)
+    assert q is not None and q.estimated == {} and q.realised["accuracy"] == pytest.approx(1 / 3)
+    assert fb.submit("other-ns", [{"id": "a", "label": 1}])["unmatched"] == 1
