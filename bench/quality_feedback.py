@@ -110,12 +110,14 @@ def bench_window(reps: int = 50) -> dict[str, Any]:
     cal = CLF_PROFILE["calibration"]
     X = rng.normal(size=(n, 10))
     yr, pr = rng.normal(size=n), rng.normal(size=n)
-    tree = {"feature": [0, 1, 2, -2, -2, -2, -2], "threshold": [0.0, 0.1, -0.1, 0, 0, 0, 0],
-            "left": [1, 3, 5, -1, -1, -1, -1], "right": [2, 4, 6, -1, -1, -1, -1],
-            "value": [0, 0, 0, 1.0, 2.0, 3.0, 4.0]}
-    ens = {"base": 1.0, "learning_rate": 0.1, "trees": [tree] * 60}  # the trainer's 60 trees (depth 3)
-    dle_cal = {"kind": "regression", "method": "dle", "features": [f"f{i}" for i in range(10)],
-               "fill": [0.0] * 10, "abs": ens, "sq": ens}
+    import pandas as pd
+
+    from modelops_pipelines import calibration
+
+    names = [f"f{i}" for i in range(10)]
+    hold = rng.normal(size=(5000, 10))
+    dle_cal = calibration.fit_regression(pd.DataFrame(hold, columns=names), hold[:, 0] + rng.normal(size=5000)
+                                         * (1 + np.abs(hold[:, 1])), hold[:, 0], names)  # what the trainer stores
 
     def timed(fn: Any) -> float:
         fn()

@@ -5,8 +5,8 @@ schema is in modelops.drift.estimate, which applies it without scikit-learn):
 
 - binary classifiers: an isotonic regression of "the label is the positive class" on the positive-class
   score (CBPE reads the calibrated probability of each served row);
-- regressors (DLE): two small gradient-boosted tree ensembles of |residual| and residual² on the numeric
-  features and the prediction, exported tree by tree.
+- regressors (DLE): two small tree models (scikit-learn gradient boosting, DLE_TREES trees) of |residual| and
+  residual² on the numeric features and the prediction, exported node by node.
 
 Multi-class classifiers get none (the exporter then publishes realised accuracy only, no estimates).
 """
@@ -21,9 +21,12 @@ import pandas as pd
 
 # Below this many held-out rows a calibrator is noise: the profile carries none.
 MIN_ROWS = 50
-DLE_TREES = 60
-DLE_DEPTH = 3
-DLE_LEARNING_RATE = 0.1
+# One tree of depth 6 per loss (64 leaves of at least 20 rows): the exporter walks it in 6 numpy steps, so
+# DLE on a 10,000-row window costs about a millisecond (bench/quality_feedback.py); more trees cost linearly.
+DLE_TREES = 1
+DLE_DEPTH = 6
+DLE_LEARNING_RATE = 1.0
+DLE_MIN_LEAF = 20
 
 
 def fit_classification(y: np.ndarray, proba: np.ndarray, classes: Sequence[Any]) -> dict[str, Any] | None:
@@ -60,11 +63,16 @@ def dle_matrix(frame: pd.DataFrame, features: Sequence[str], fill: Sequence[floa
     return X
 
 
+def dle_estimator(seed: int = 0) -> Any:
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    return GradientBoostingRegressor(n_estimators=DLE_TREES, max_depth=DLE_DEPTH, learning_rate=DLE_LEARNING_RATE,
+                                     min_samples_leaf=DLE_MIN_LEAF, random_state=seed)
+
+
 def fit_regression(frame: pd.DataFrame, y: np.ndarray, prediction: np.ndarray, numeric: Sequence[str],
                    seed: int = 0) -> dict[str, Any] | None:
     """DLE models on the held-out rows: ``frame`` their features, ``prediction`` the model's values."""
-    from sklearn.ensemble import GradientBoostingRegressor
-
     if len(y) < MIN_ROWS:
         return None
     features = [str(f) for f in numeric]
@@ -77,8 +85,7 @@ def fit_regression(frame: pd.DataFrame, y: np.ndarray, prediction: np.ndarray, n
     resid = np.asarray(y, dtype=float) - np.asarray(prediction, dtype=float)
     models = {}
     for name, target in (("abs", np.abs(resid)), ("sq", resid * resid)):
-        est = GradientBoostingRegressor(n_estimators=DLE_TREES, max_depth=DLE_DEPTH, learning_rate=DLE_LEARNING_RATE,
-                                        subsample=0.8, random_state=seed).fit(X, target)
+        est = dle_estimator(seed).fit(X, target)
         models[name] = _ensemble(est)
     return {"kind": "regression", "method": "dle", "features": features, "fill": fill, **models,
             "rows": len(y)}

@@ -8,7 +8,7 @@ E[TP] = sum(yhat p), E[FP] = sum(yhat (1 - p)), E[FN] = sum((1 - yhat) p), E[TN]
 Accuracy and F1 follow from it; AUC from the expected ROC curve (expected TPR and FPR at every distinct
 score, trapezoids between them), as NannyML's CBPE does.
 
-DLE (direct loss estimation, regressors): the training Job fits two small gradient-boosted tree ensembles on
+DLE (direct loss estimation, regressors): the training Job fits two small gradient-boosted tree models on
 the held-out split, one of |residual| and one of residual², on the numeric features and the prediction;
 the window's estimated MAE is the mean predicted |residual|, its RMSE the root of the mean predicted
 residual². The trees are stored as plain arrays (never pickle) and evaluated level by level in numpy.
@@ -113,12 +113,74 @@ def tree_predict(tree: Mapping[str, Sequence[Any]], X: F) -> F:
     return out
 
 
+class Forest:
+    """An ensemble's trees padded into [trees, nodes] arrays: every tree walks every row at once."""
+
+    def __init__(self, ens: Mapping[str, Any]) -> None:
+        trees = ens["trees"]
+        self.base = float(ens["base"])
+        self.rate = float(ens["learning_rate"])
+        width = max((len(t["feature"]) for t in trees), default=1)
+        shape = (len(trees), width)
+        self.feature = np.zeros(shape, dtype=np.int64)
+        self.threshold = np.zeros(shape)
+        self.left = np.full(shape, -1, dtype=np.int64)
+        self.right = np.full(shape, -1, dtype=np.int64)
+        self.value = np.zeros(shape)
+        for i, t in enumerate(trees):
+            k = len(t["feature"])
+            self.feature[i, :k] = np.maximum(np.asarray(t["feature"], dtype=np.int64), 0)
+            self.threshold[i, :k] = t["threshold"]
+            self.left[i, :k] = t["left"]
+            self.right[i, :k] = t["right"]
+            self.value[i, :k] = t["value"]
+        self.depth = _depth(self.left, self.right)
+
+    def predict(self, X: F) -> F:
+        n, t = len(X), len(self.feature)
+        if t == 0:
+            return np.full(n, self.base)
+        width = self.feature.shape[1]
+        feature, threshold = self.feature.ravel(), self.threshold.ravel()
+        left, right = self.left.ravel(), self.right.ravel()
+        flat_x = np.ascontiguousarray(X, dtype=float).ravel()
+        row_base = (np.arange(n) * X.shape[1])[:, None]
+        node = np.broadcast_to((np.arange(t) * width)[None, :], (n, t)).copy()  # flat index of each root
+        tree_base = node[0].copy()
+        for _ in range(self.depth):
+            lft = left.take(node)
+            x = flat_x.take(row_base + feature.take(node))
+            child = np.where(x > threshold.take(node), right.take(node), lft)
+            node = np.where(lft >= 0, tree_base + child, node)
+        out: F = self.base + self.rate * self.value.ravel().take(node).sum(axis=1)
+        return out
+
+
+def _depth(left: npt.NDArray[np.int64], right: npt.NDArray[np.int64]) -> int:
+    """Longest root-to-leaf path over all trees (nodes come parent first, as scikit-learn stores them)."""
+    depth = np.zeros(left.shape, dtype=np.int64)
+    for j in range(left.shape[1]):
+        for kids in (left[:, j], right[:, j]):
+            has = kids >= 0
+            depth[np.flatnonzero(has), kids[has]] = depth[has, j] + 1
+    return int(depth.max())
+
+
 def ensemble_predict(ens: Mapping[str, Any], X: F) -> F:
-    total = np.full(len(X), float(ens["base"]))
-    rate = float(ens["learning_rate"])
-    for tree in ens["trees"]:
-        total += rate * tree_predict(tree, X)
-    return total
+    return Forest(ens).predict(X)
+
+
+_FORESTS: dict[int, tuple[Mapping[str, Any], Forest]] = {}
+
+
+def forest(ens: Mapping[str, Any]) -> Forest:
+    """The compiled ensemble of a calibration block (cached by identity: profiles are loaded once)."""
+    hit = _FORESTS.get(id(ens))
+    if hit is None or hit[0] is not ens:
+        if len(_FORESTS) > 256:
+            _FORESTS.clear()
+        hit = _FORESTS[id(ens)] = (ens, Forest(ens))
+    return hit[1]
 
 
 def dle(cal: Mapping[str, Any], numeric: F, pred: F) -> dict[str, float]:
@@ -129,8 +191,8 @@ def dle(cal: Mapping[str, Any], numeric: F, pred: F) -> dict[str, float]:
     fill = np.asarray(cal.get("fill", []), dtype=float)
     if len(fill):
         X[:, : len(fill)] = np.where(np.isnan(X[:, : len(fill)]), fill, X[:, : len(fill)])
-    abs_err = np.maximum(ensemble_predict(cal["abs"], X), 0.0)
-    sq_err = np.maximum(ensemble_predict(cal["sq"], X), 0.0)
+    abs_err = np.maximum(forest(cal["abs"]).predict(X), 0.0)
+    sq_err = np.maximum(forest(cal["sq"]).predict(X), 0.0)
     return {"mae": float(abs_err.mean()), "rmse": float(np.sqrt(sq_err.mean()))}
 
 

@@ -52,7 +52,7 @@ DELAY_BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 3 * 3600.0, 6 * 3600.0, 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 ROW_BYTES = 8 + 4 + 8 + 8 + 8 + 1  # key, version code, score, prediction, time, state
 EMPTY, PENDING, LABELLED = 0, 1, 2
-LOAD = 4  # the id index is at most a quarter full: short probe chains
+LOAD = 2  # the id index is at most half full
 
 
 class FeedbackError(ValueError):
@@ -156,7 +156,7 @@ class PendingStore:
         self.pred = np.full(capacity, np.nan)
         self.ts = np.zeros(capacity)
         self.state = np.zeros(capacity, dtype=np.uint8)
-        self.index = IdIndex(min(capacity, 1 << 16))
+        self.index = IdIndex(capacity)  # full size up front: no rebuild to grow
         self.head = 0
         self.evicted = 0  # pending rows overwritten before a label came
 

@@ -101,6 +101,10 @@ def test_cli_train_registers_a_version_with_trial_runs_artifacts_tags_and_model_
     assert meta["metric"] == result["metric"] and meta["modelName"] == "bc-cli"
     profile = read_profile(model_dir)
     assert list(profile["features"]) == features and profile["prediction"]["type"] == "categorical"
+    # issue 17: the calibrator of the held-out split, for the exporter's label-free estimates (CBPE)
+    cal = profile["calibration"]
+    assert cal["kind"] == "classification" and cal["method"] == "isotonic" and cal["classes"] == [0, 1]
+    assert cal["positive_class"] == 1 and len(cal["x"]) == len(cal["y"]) >= 2
     requirements = (model_dir / "requirements.txt").read_text()
     assert "scikit-learn==" in requirements and "mlflow==" in requirements
     model = mlflow.sklearn.load_model(str(model_dir))

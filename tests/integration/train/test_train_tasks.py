@@ -56,6 +56,9 @@ def test_regression_over_http_with_time_ordered_split(mlflow_server, client, htt
     assert "visit_date" not in [f["name"] for f in meta["features"]]  # the time column is not a feature
     profile = json.loads((model_dir / "reference_profile.json").read_text())
     assert profile["task"] == "regression" and profile["prediction"]["type"] == "numeric"
+    cal = profile["calibration"]  # issue 17: DLE trees fitted on the held-out split, as plain numbers
+    assert cal["kind"] == "regression" and cal["method"] == "dle" and set(cal["features"]) <= set(profile["features"])
+    assert cal["abs"]["trees"] and cal["sq"]["trees"]
 
 
 def test_multiclass(mlflow_server, client, tmp_path):

@@ -109,9 +109,8 @@ def test_stored_dle_trees_predict_what_scikit_learn_predicts():
     cal = calibration.fit_regression(frame, y, pred, list("abcd"))
     json.loads(json.dumps(cal))  # plain numbers only
     Xm = calibration.dle_matrix(frame, list("abcd"), cal["fill"], pred)
-    ref = GradientBoostingRegressor(n_estimators=calibration.DLE_TREES, max_depth=calibration.DLE_DEPTH,
-                                    learning_rate=calibration.DLE_LEARNING_RATE, subsample=0.8,
-                                    random_state=0).fit(Xm, np.abs(y - pred))
+    ref = calibration.dle_estimator(0).fit(Xm, np.abs(y - pred))
+    assert isinstance(ref, GradientBoostingRegressor)
     ours = estimate.ensemble_predict(cal["abs"], Xm)
     assert np.allclose(ours, ref.predict(Xm), atol=1e-9)
     # missing values take the stored fill, as in training
