@@ -46,6 +46,11 @@ def model_deployment_problems(spec: Mapping[str, Any]) -> list[str]:
     problems: list[str] = []
     analysis = ((spec.get("rollout") or {}).get("analysis") or {})
     for metric in analysis.get("metrics") or []:
+        if metric.get("quality"):
+            if metric.get("builtin") or metric.get("query"):
+                problems.append(f"spec.rollout.analysis.metrics[{metric.get('name')}]: a quality metric has no "
+                                "query or builtin")
+            continue  # its PromQL is built from the exporter's quality series (decide/quality.py)
         if metric.get("builtin") and metric.get("query"):
             problems.append(f"spec.rollout.analysis.metrics[{metric.get('name')}]: set query or builtin, not both")
         try:

@@ -78,7 +78,8 @@ def test_the_crd_offers_exactly_the_builtins_the_operator_knows_and_needs_query_
     assert tuple(item["properties"]["builtin"]["enum"]) == NAMES
     assert item["required"] == ["name"]
     rules = [r["rule"] for r in item["x-kubernetes-validations"]]
-    assert "has(self.query) != has(self.builtin)" in rules
+    # exactly one of query, builtin and quality (issue 17's quality metrics share the item)
+    assert "[has(self.query), has(self.builtin), has(self.quality)].filter(x, x).size() == 1" in rules
     desc = item["properties"]["builtin"]["description"]
     assert all(label in desc for label in ("namespace", "isvc", "side"))
 
@@ -88,6 +89,17 @@ def test_the_canary_samples_use_builtin_metrics() -> None:
     metrics = [m for d in docs for m in ((d["spec"].get("rollout") or {}).get("analysis") or {}).get("metrics") or []]
     builtins = {m["builtin"] for m in metrics if "builtin" in m}
     assert {"success-rate", "latency-p99", "error-rate"} <= builtins
-    for m in metrics:  # every sample metric resolves and renders with the label convention
+    # every sample metric over the model server's series resolves and renders with the label convention (quality
+    # metrics read the drift exporter's series instead: tests/unit/rollout/test_quality_analysis.py)
+    for m in (m for m in metrics if "quality" not in m):
         q = analysis.render(query_of(m), CONTEXT["canary"])
         assert 'isvc="churn",side="canary"' in q, m["name"]
+
+
+def test_a_quality_metric_is_a_valid_spec_and_cannot_carry_a_query_too() -> None:
+    """Merging issues 14 and 17: the spec check that resolves built-ins leaves quality metrics to decide/quality."""
+    quality = {"name": "auc", "quality": {"metric": "auc", "maxDrop": 0.02}}
+    ok = {"rollout": {"analysis": {"metrics": [quality]}}}
+    assert model_deployment_problems(ok) == []
+    both = {"rollout": {"analysis": {"metrics": [{**quality, "builtin": "success-rate"}]}}}
+    assert any("a quality metric has no query or builtin" in p for p in model_deployment_problems(both))
