@@ -9,6 +9,7 @@ CPU affinity mask (cpuset, taskset) bounds it as well.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -183,8 +184,6 @@ def memory_budget(fs_root: str | Path = "/sys/fs/cgroup", proc_cgroup: str | Pat
             candidates.append(int(soft))
     except (ImportError, OSError, ValueError):
         pass
-    try:
+    with contextlib.suppress(ValueError, OSError, AttributeError):
         candidates.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        pass
     return min(candidates) if candidates else None
