@@ -53,6 +53,8 @@ SEARCH_ROWS = 200_000
 TEST_ROWS = 100_000
 #: rows per streamed chunk
 CHUNK_ROWS = 200_000
+#: bytes per CSV block read (a CSV's column types are inferred from its first block)
+CSV_BLOCK_BYTES = 16 << 20
 #: a DataFrame takes about this many times the CSV's bytes (parse buffers, object columns, typed copies)
 CSV_EXPANSION = 4.0
 #: bytes per cell of a loaded table (float64, plus the validated and preprocessed copies training makes)
@@ -219,7 +221,7 @@ def chunks(source: Source, rows: int = CHUNK_ROWS) -> Iterator[tuple[int, pd.Dat
             else:
                 import pyarrow.csv as pacsv
 
-                reader = pacsv.open_csv(fh, read_options=pacsv.ReadOptions(block_size=16 << 20))
+                reader = pacsv.open_csv(fh, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES))
                 batches = iter(reader)
             for batch in batches:
                 if batch.num_rows == 0:
@@ -352,6 +354,7 @@ def prepare_chunk(frame: pd.DataFrame, data: PreparedData, target: str) -> tuple
         codes = raw.map(lambda v: index.get(v.item() if isinstance(v, np.generic) else v, -1))
         if (codes < 0).any():
             bad = raw[(codes < 0).to_numpy()].iloc[0]
+            bad = bad.item() if isinstance(bad, np.generic) else bad
             raise DatasetError(f"classification target {target!r} has a class {bad!r} not seen while scanning")
         y = codes.to_numpy(dtype=np.float32)
     else:
