@@ -2,6 +2,7 @@
 out-of-core model against in-memory training on a subsample where both fit. Prints JSON.
 
     uv run python bench/train_large.py [--rows 5000000] [--memory-gib 2] [--subsample 400000] [--trials 10]
+                                       [--search-rows 50000]
 
 - The table (27 numeric + 3 categorical features, a binary target, 1% missing values) is generated in
   chunks straight to Parquet (never whole in memory) and cached under $MODELOPS_BENCH_DIR.
@@ -96,7 +97,9 @@ def _cgroup(limit: int) -> tuple[Path, str] | None:
 
 
 TRAIN = """
-import json, sys
+import json, os, sys
+from modelops_pipelines import outofcore
+outofcore.SEARCH_ROWS = int(os.environ.get("BENCH_SEARCH_ROWS", outofcore.SEARCH_ROWS))
 from modelops_pipelines.spec import TrainSpec
 from modelops_pipelines.train import train
 spec = TrainSpec.model_validate_json(sys.argv[1])
@@ -108,8 +111,10 @@ sys.exit(code)
 """
 
 
-def run_training(spec: dict[str, Any], uri: str, *, mode: str, memory: int | None, log: Path) -> dict[str, Any]:
+def run_training(spec: dict[str, Any], uri: str, *, mode: str, memory: int | None, log: Path,
+                 search_rows: int) -> dict[str, Any]:
     env = {**os.environ, "MODELOPS_OUT_OF_CORE": mode, "OMP_WAIT_POLICY": "PASSIVE",
+           "BENCH_SEARCH_ROWS": str(search_rows),
            "PYTHONPATH": f"{ROOT}:{ROOT / 'pipelines'}", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
     cmd = [sys.executable, "-c", TRAIN, json.dumps(spec), uri]
     group = _cgroup(memory) if memory else None
@@ -175,6 +180,8 @@ def main() -> None:
     parser.add_argument("--memory-gib", type=float, default=2.0)
     parser.add_argument("--subsample", type=int, default=400_000)
     parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--search-rows", type=int, default=50_000,
+                        help="training rows sampled for the search when out of core")
     parser.add_argument("--skip-large", action="store_true")
     args = parser.parse_args()
     from tests.fixtures.mlflow_server import MlflowServer
@@ -200,7 +207,7 @@ def main() -> None:
         try:
             if not args.skip_large:
                 run = run_training(spec("large", big), server.uri, mode="auto", memory=memory,
-                                   log=root / "large.log")
+                                   log=root / "large.log", search_rows=args.search_rows)
                 out["large"] = {"rows": args.rows, "columns": 30, "file_mib": round(big.stat().st_size / 2**20, 1),
                                 **run}
                 if run["exit_code"] == 0:
