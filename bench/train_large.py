@@ -183,6 +183,9 @@ def main() -> None:
     parser.add_argument("--search-rows", type=int, default=50_000,
                         help="training rows sampled for the search when out of core")
     parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--skip-pair", action="store_true", help="skip the in-memory vs out-of-core pair")
+    parser.add_argument("--mlflow-server", action="store_true",
+                        help="track to a real MLflow server (default: a local SQLite store, no server)")
     args = parser.parse_args()
     from tests.fixtures.mlflow_server import MlflowServer
 
@@ -202,30 +205,37 @@ def main() -> None:
                            "affinity": len(os.sched_getaffinity(0)), "trials": args.trials}
     with tempfile.TemporaryDirectory(prefix="modelops-bench-large-") as tmp:
         root = Path(tmp)
-        server = MlflowServer(root)
-        server.start()
+        server: Any = None
+        if args.mlflow_server:
+            server = MlflowServer(root)
+            server.start()
+            uri = server.uri
+        else:
+            uri = f"sqlite:///{root / 'mlflow.db'}"
         try:
             if not args.skip_large:
-                run = run_training(spec("large", big), server.uri, mode="auto", memory=memory,
+                run = run_training(spec("large", big), uri, mode="auto", memory=memory,
                                    log=root / "large.log", search_rows=args.search_rows)
                 out["large"] = {"rows": args.rows, "columns": 30, "file_mib": round(big.stat().st_size / 2**20, 1),
                                 **run}
                 if run["exit_code"] == 0:
-                    out["large"]["eval_auc"] = round(score_version(server.uri, "large", run["version"],
+                    out["large"]["eval_auc"] = round(score_version(uri, "large", run["version"],
                                                                    evaluation), 4)
-            pair = {}
-            for mode in ("never", "always"):
-                run = run_training(spec(f"sub-{mode}", small), server.uri, mode=mode, memory=None,
-                                   log=root / f"sub-{mode}.log")
+            pair: dict[str, Any] = {}
+            for mode in () if args.skip_pair else ("never", "always"):
+                run = run_training(spec(f"sub-{mode}", small), uri, mode=mode, memory=None,
+                                   log=root / f"sub-{mode}.log", search_rows=args.search_rows)
                 if run["exit_code"] == 0:
-                    run["eval_auc"] = round(score_version(server.uri, f"sub-{mode}", run["version"], evaluation), 4)
+                    run["eval_auc"] = round(score_version(uri, f"sub-{mode}", run["version"], evaluation), 4)
                 pair["in_memory" if mode == "never" else "out_of_core"] = run
-            out["subsample"] = {"rows": args.subsample, **pair}
-            if all("eval_auc" in r for r in pair.values()):
+            if pair:
+                out["subsample"] = {"rows": args.subsample, **pair}
+            if pair and all("eval_auc" in r for r in pair.values()):
                 out["subsample"]["eval_auc_difference"] = round(
                     abs(pair["in_memory"]["eval_auc"] - pair["out_of_core"]["eval_auc"]), 4)
         finally:
-            server.stop()
+            if server is not None:
+                server.stop()
     out["goal"] = {"large_under_memory_gib": args.memory_gib, "eval_auc_difference_max": 0.01}
     print(json.dumps(out, indent=1))
 
