@@ -369,7 +369,7 @@ def prepare_chunk(frame: pd.DataFrame, data: PreparedData, target: str) -> tuple
 def _train_iterator(scanned: Scanned, pre: Any, target: str, chunk_rows: int, cache_prefix: str | None) -> Any:
     import xgboost as xgb
 
-    class TrainRows(xgb.DataIter):  # type: ignore[misc]
+    class TrainRows(xgb.DataIter):
         """Every training row (not held out), chunk by chunk, preprocessed as the saved pipeline does."""
 
         def __init__(self) -> None:
@@ -422,6 +422,7 @@ def refit_xgboost(scanned: Scanned, spec: TrainSpec, params: dict[str, Any], *, 
         how = "external-memory pages on disk" if external else "a quantised in-memory matrix"
         say(f"refit: streaming {scanned.rows_train} training rows into {how} "
             f"(~{quantised / 2**20:.0f} MiB quantised), {rounds} rounds")
+        matrix: Any
         if external:
             matrix = xgb.ExtMemQuantileDMatrix(rows, max_bin=fam.XGB_MAX_BIN, nthread=n_jobs)
         else:
