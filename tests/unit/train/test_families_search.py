@@ -154,7 +154,7 @@ def test_xgboost_on_the_shared_quantised_matrix_matches_the_saved_wrapper(task):
 
 
 def test_xgboost_early_stopping_keeps_the_best_round_and_reports_it_as_the_last_stage():
-    X, y, cut, prepared = _prepared()
+    X, _y, cut, prepared = _prepared()
     params = {"n_estimators": 300, "max_depth": 6, "learning_rate": 0.3}  # overfits a 125-row fit set fast
     reported = []
     booster = fam.staged_fit_xgb("classification", params, prepared, lambda s, p: reported.append((s, p)),

@@ -124,7 +124,7 @@ def test_scan_rejects_what_it_cannot_stream_with_a_clear_message(tmp_path, monke
 def test_streamed_refit_trains_on_every_training_row_like_the_in_memory_fit(tmp_path, external):
     from modelops_pipelines import families as fam
 
-    path, frame = _table(tmp_path, rows=4000, fmt="parquet", seed=4)
+    path, _frame = _table(tmp_path, rows=4000, fmt="parquet", seed=4)
     spec = _spec(path)
     source = outofcore.plan(spec.dataset, env={outofcore.OUT_OF_CORE_ENV: "always"}).source
     # the sample holds every row here, so the streamed fit and an in-memory fit see the same training rows
