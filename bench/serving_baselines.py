@@ -2,9 +2,12 @@
 
     python bench/serving_baselines.py fastapi MODEL_FILE PORT   # bare FastAPI + XGBoost
     python bench/serving_baselines.py kserve  MODEL_FILE PORT   # stock KServe, a Model like KServe's xgbserver
+    python bench/serving_baselines.py echo    -          PORT   # minimal uvicorn app: the HTTP stack's limit
 
-Both take KServe V1 `{"instances": [[...]]}` on /v1/models/model:predict and call XGBoost the way KServe's
-xgbserver does (DMatrix, predict, one thread per request).
+FastAPI and KServe take KServe V1 `{"instances": [[...]]}` on /v1/models/model:predict and V2
+`{"inputs": [...]}` on /v2/models/model/infer, and call XGBoost the way KServe's xgbserver does (DMatrix,
+predict, one thread per request). The echo app answers every POST with a fixed small JSON body without
+parsing it: no server on the same uvicorn stack can beat it.
 """
 
 
@@ -30,6 +33,15 @@ def fastapi_app(model_file: str) -> Any:
         result = booster.predict(xgb.DMatrix(x, nthread=1), validate_features=False)
         return ORJSONResponse({"predictions": result.tolist()})
 
+    @app.post("/v2/models/model/infer")
+    async def infer(request: Request) -> ORJSONResponse:
+        body = orjson.loads(await request.body())
+        inp = body["inputs"][0]
+        x = np.asarray(inp["data"], dtype=np.float32).reshape(inp["shape"])
+        result = booster.predict(xgb.DMatrix(x, nthread=1), validate_features=False)
+        return ORJSONResponse({"model_name": "model", "outputs": [
+            {"name": "output-0", "datatype": "FP32", "shape": [len(result)], "data": result.tolist()}]})
+
     @app.get("/ready")
     async def ready() -> dict[str, bool]:
         return {"ready": True}
@@ -41,6 +53,7 @@ def kserve_main(model_file: str, port: int) -> None:
     argv, sys.argv = sys.argv, sys.argv[:1]
     import kserve
     import xgboost as xgb
+    from kserve import InferOutput, InferRequest, InferResponse
 
     sys.argv = argv
 
@@ -57,6 +70,12 @@ def kserve_main(model_file: str, port: int) -> None:
             return self.ready
 
         def predict(self, payload: Any, headers: Any = None) -> Any:
+            if isinstance(payload, InferRequest):  # V2, as xgbserver: inputs[0] as numpy
+                dmatrix = xgb.DMatrix(payload.inputs[0].as_numpy(), nthread=1)
+                result = self._booster.predict(dmatrix, validate_features=False)
+                return InferResponse(model_name=self.name, infer_outputs=[InferOutput(
+                    name="output-0", shape=list(result.shape), datatype="FP32", data=result)],
+                    response_id=payload.id)
             dmatrix = xgb.DMatrix(payload["instances"], nthread=1)
             result = self._booster.predict(dmatrix, validate_features=False)
             return {"predictions": result.tolist()}
@@ -66,12 +85,35 @@ def kserve_main(model_file: str, port: int) -> None:
     kserve.ModelServer(http_port=port, enable_grpc=False).start([model])
 
 
+def echo_app() -> Any:
+    """The smallest ASGI app: read the body, answer a constant JSON document."""
+    answer = b'{"predictions":[0.5]}'
+    start = {"type": "http.response.start", "status": 200,
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:
+            message = await receive()
+            more = message.get("more_body", False)
+        await send(start)
+        await send({"type": "http.response.body", "body": answer})
+
+    return app
+
+
 def main() -> None:
     kind, model_file, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if kind == "fastapi":
         import uvicorn
 
         uvicorn.run(fastapi_app(model_file), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    elif kind == "echo":
+        import uvicorn
+
+        uvicorn.run(echo_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False)
     elif kind == "kserve":
         kserve_main(model_file, port)
     else:

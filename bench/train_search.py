@@ -1,7 +1,7 @@
 """Benchmark: `modelops train` with 20 and 50 trials on 20k rows of the churn table, against a real MLflow
 server, printing JSON figures: wall time per phase and the share spent in MLflow logging.
 
-    uv run python bench/train_search.py [--rows 20000] [--trials 20 50] [--sync]
+    uv run python bench/train_search.py [--rows 20000] [--trials 20 50] [--sync] [--plain]
 
 Definitions (all seconds of wall-clock time, measured inside the training process):
 - train_s: one training from dataset load to registered version (spec parsed, modules already imported);
@@ -15,6 +15,12 @@ Definitions (all seconds of wall-clock time, measured inside the training proces
   (concurrent with training, so not part of train_s, but it does use CPU on the same machine).
 - mlflow_share: mlflow_blocking_s / train_s. Goal: <= 0.10. --sync also runs the 20-trial case with
   trial runs logged inline, to show what the background logger saves.
+--plain: the issue's ratio, in the same run: `modelops train` with search.families [xgboost] and N trials
+(everything: load, search with MLflow trial logging, refit, charts, model logging, gate, registry) against
+a plain Optuna + XGBoost loop over the same search space, sampler and seed (the same trials), on the same
+split and preprocessing, with no MLflow: XGBClassifier.fit on the fit rows and AUC on the validation rows
+per trial, then the best configuration refitted and scored on the test rows. Goal: ratio <= 1.3; each side
+runs twice, interleaved, and the faster of each is compared.
 The machine's load average is printed with the figures: other jobs on a shared host slow everything.
 """
 
@@ -53,13 +59,17 @@ def _import_heavy() -> float:
     return time.perf_counter() - start
 
 
-def _one(uri: str, data: Path, trials: int, sync: bool, name: str) -> dict[str, Any]:
+def _one(uri: str, data: Path, trials: int, sync: bool, name: str,
+         families: list[str] | None = None) -> dict[str, Any]:
     from modelops_pipelines.spec import TrainSpec
     from modelops_pipelines.train import train
 
+    search: dict[str, Any] = {"trials": trials, "timeoutSeconds": None, "seed": 0}
+    if families:
+        search["families"] = families
     spec = TrainSpec.model_validate({
         "modelName": name, "dataset": {"uri": str(data), "target": "churn", "task": "classification"},
-        "search": {"trials": trials, "timeoutSeconds": None, "seed": 0}, "mlflow": {"experiment": f"bench-{name}"},
+        "search": search, "mlflow": {"experiment": f"bench-{name}"},
     })
     load_before = os.getloadavg()[0]
     result, code = train(spec, tracking_uri=uri, synchronous_logging=sync, progress=lambda _m: None)
@@ -96,11 +106,56 @@ def _one(uri: str, data: Path, trials: int, sync: bool, name: str) -> dict[str, 
     }
 
 
+def _plain_loop(data: Path, trials: int) -> dict[str, Any]:
+    """What a user writes without modelops: Optuna + XGBoost, same space and sampler, no MLflow, no pruning."""
+    import optuna
+    from sklearn.metrics import roc_auc_score
+
+    from modelops_pipelines import families as fam
+    from modelops_pipelines.data import load_table, validate_and_prepare
+    from modelops_pipelines.resources import available_cpus
+    from modelops_pipelines.spec import TrainSpec
+    from modelops_pipelines.train import make_split
+
+    load_before = os.getloadavg()[0]
+    start = time.perf_counter()
+    spec = TrainSpec.model_validate({"modelName": "plain", "dataset": {"uri": str(data), "target": "churn",
+                                                                       "task": "classification"}})
+    frame = validate_and_prepare(load_table(spec.dataset).frame, spec)
+    split = make_split(frame, spec.split.test_fraction, spec.split.validation_fraction, spec.split.seed)
+    y = frame.y.to_numpy()
+    pre = fam.build_preprocessor("tree", frame.numeric, frame.categorical)
+    xf = pre.fit_transform(frame.X.iloc[split.fit])
+    xv = pre.transform(frame.X.iloc[split.valid])
+    n_jobs = available_cpus()
+
+    def objective(trial: Any) -> float:
+        params = fam.suggest_params(trial, "xgboost", "classification")
+        model = fam.build_estimator("xgboost", "classification", params, n_classes=2, n_jobs=n_jobs, seed=0)
+        model.fit(xf, y[split.fit])
+        return float(roc_auc_score(y[split.valid], model.predict_proba(xv)[:, 1]))
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(
+        seed=0, n_startup_trials=min(10, max(5, trials // 4))))
+    study.optimize(lambda t: (t.suggest_categorical("family", ["xgboost"]), objective(t))[1], n_trials=trials)
+    best = fam.strip_prefix("xgboost", study.best_params)
+    pipe = fam.build_pipeline("xgboost", "classification", best, numeric=frame.numeric,
+                              categorical=frame.categorical, n_classes=2, n_jobs=n_jobs, seed=0)
+    pipe.fit(frame.X.iloc[split.train], y[split.train])
+    test_auc = roc_auc_score(y[split.test], pipe.predict_proba(frame.X.iloc[split.test])[:, 1])
+    return {"trials": trials, "seconds": round(time.perf_counter() - start, 3), "test_auc": round(float(test_auc), 4),
+            "best_valid_auc": round(study.best_value, 4),
+            "loadavg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--trials", type=int, nargs="+", default=[20, 50])
     parser.add_argument("--sync", action="store_true", help="also run the first trial count with inline logging")
+    parser.add_argument("--plain", action="store_true",
+                        help="also compare xgboost-only training with a plain Optuna + XGBoost loop")
     args = parser.parse_args()
 
     from modelops_pipelines.generate import generate_churn, write_table
@@ -121,6 +176,19 @@ def main() -> None:
             runs = [_one(server.uri, data, n, False, f"bench-{n}") for n in args.trials]
             if args.sync:
                 runs.append(_one(server.uri, data, args.trials[0], True, f"bench-{args.trials[0]}-sync"))
+            plain: dict[str, Any] | None = None
+            if args.plain:
+                n = args.trials[0]
+                ours_runs, loops = [], []
+                for i in range(2):  # interleaved, so background load hits both alike
+                    ours_runs.append(_one(server.uri, data, n, False, f"bench-xgb-{n}-{i}", ["xgboost"]))
+                    loops.append(_plain_loop(data, n))
+                best_ours = min(ours_runs, key=lambda r: r["train_s"])
+                best_loop = min(loops, key=lambda r: r["seconds"])
+                plain = {"trials": n, "modelops_train_xgboost": ours_runs, "plain_optuna_xgboost": loops,
+                         "ratio": round(best_ours["train_s"] / best_loop["seconds"], 3),
+                         "search_only_ratio": round(best_ours["search_s"] / best_loop["seconds"], 3),
+                         "goal_ratio_le": 1.3}
         finally:
             server.stop()
     print(json.dumps({
@@ -133,6 +201,7 @@ def main() -> None:
         "warmup_train_s": warmup,
         "goal": {"train_s_20_trials": 30, "mlflow_share": 0.10},
         "runs": runs,
+        **({"plain_comparison": plain} if plain is not None else {}),
     }, indent=1))
 
 

@@ -37,7 +37,7 @@ def main() -> None:
     from modelops_pipelines.train import make_split
 
     import_s = time.perf_counter() - start
-    spec = TrainSpec.model_validate({"modelName": "bench", "dataset": {"uri": "-", "target": "churn",
+    spec = TrainSpec.model_validate({"modelName": "bench", "dataset": {"uri": "/bench.csv", "target": "churn",
                                                                        "task": "classification"}})
     data = validate_and_prepare(generate_churn(args.rows, seed=0), spec)
     split = make_split(data, spec.split.test_fraction, spec.split.validation_fraction, spec.split.seed)

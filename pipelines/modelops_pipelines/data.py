@@ -210,10 +210,10 @@ def validate_and_prepare(frame: pd.DataFrame, spec: TrainSpec) -> PreparedData:
                 raise DatasetError(f"categorical feature {name!r} has {n_unique} distinct values "
                                    f"(maxCategories {rules.max_categories}); is it an ID column?")
             categorical.append(name)
-            X[name] = col.astype("string").astype(object).where(col.notna(), np.nan)
+            X[name] = coerce_categorical(col)
         else:
             numeric.append(name)
-            X[name] = pd.to_numeric(col, errors="coerce").astype("float64")
+            X[name] = coerce_numeric(col)
 
     constant = [n for n in features if report_cols[n]["distinct"] <= 1]
     report: dict[str, Any] = {
@@ -263,6 +263,16 @@ def validate_and_prepare(frame: pd.DataFrame, spec: TrainSpec) -> PreparedData:
         time = parsed.reset_index(drop=True)
     return PreparedData(X=X, y=y.rename(ds.target), time=time, features=features, categorical=categorical,
                         numeric=numeric, classes=classes, report=report)
+
+
+def coerce_categorical(col: pd.Series) -> pd.Series:
+    """A categorical feature as the model sees it: strings, NaN for missing."""
+    return col.astype("string").astype(object).where(col.notna(), np.nan)
+
+
+def coerce_numeric(col: pd.Series) -> pd.Series:
+    """A numeric feature as the model sees it: float64, NaN for missing or unparseable."""
+    return pd.to_numeric(col, errors="coerce").astype("float64")
 
 
 def _class_sort_key(value: Any) -> tuple[int, Any]:

@@ -8,6 +8,11 @@ and one-hot encodes. During the search the preprocessing is fitted once per kind
 Staged fitting: the validation score is reported after a quarter of the boosting rounds / trees (and, for
 XGBoost, whose callback makes checkpoints free, after each further quarter) and at the end, so Optuna's
 pruner can stop a hopeless trial after a quarter of its work.
+
+XGBoost in the search: the fit and validation rows are quantised once into QuantileDMatrix objects
+(`XGBPrepared`) that every XGBoost trial trains on with the native `xgb.train`, stopped by the pruner
+(a training callback) or by XGBoost's own early stopping on the validation loss. The saved model is still
+an `XGBClassifier`/`XGBRegressor` (see `xgb_estimator_from_booster`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,10 @@ STAGES = 4
 #: categories above this many per column are grouped as "infrequent" (HistGradientBoosting allows <= 255)
 MAX_TREE_CATEGORIES = 250
 MAX_ONEHOT_CATEGORIES = 30
+#: histogram bins of XGBoost (the quantised matrices of the search and of out-of-core training use the same)
+XGB_MAX_BIN = 256
+#: early stopping: stop when the validation loss has not improved for this share of the rounds (at least 10)
+EARLY_STOPPING_SHARE = 0.1
 
 OnStage = Callable[[int, np.ndarray], None]
 
@@ -115,7 +124,7 @@ def build_estimator(family: str, task: str, params: dict[str, Any], *, n_classes
     if family == "xgboost":
         import xgboost as xgb
 
-        common = dict(tree_method="hist", n_jobs=n_jobs, random_state=seed, max_bin=256, **params)
+        common = dict(tree_method="hist", n_jobs=n_jobs, random_state=seed, max_bin=XGB_MAX_BIN, **params)
         if clf:
             return xgb.XGBClassifier(eval_metric="logloss", **common)
         return xgb.XGBRegressor(**common)
@@ -196,6 +205,77 @@ def staged_fit(family: str, task: str, params: dict[str, Any], X: np.ndarray, y:
         on_stage(step, predict_scores(est, X_valid, task))
     est.set_params(warm_start=False)
     return est
+
+
+class XGBPrepared:
+    """The search's rows for XGBoost, quantised once and shared by every XGBoost trial."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, X_valid: np.ndarray, y_valid: np.ndarray, *,
+                 n_jobs: int) -> None:
+        import xgboost as xgb
+
+        self.X_valid = np.ascontiguousarray(X_valid, dtype=np.float32)
+        self.dtrain = xgb.QuantileDMatrix(np.ascontiguousarray(X, dtype=np.float32), label=y,
+                                          max_bin=XGB_MAX_BIN, nthread=n_jobs)
+        self.dvalid = xgb.QuantileDMatrix(self.X_valid, label=y_valid, ref=self.dtrain, nthread=n_jobs)
+
+
+def xgb_native_params(task: str, params: dict[str, Any], *, n_classes: int | None, n_jobs: int,
+                      seed: int) -> tuple[dict[str, Any], int]:
+    """The `xgb.train` parameters and round count equal to what build_estimator's wrapper would fit."""
+    est = build_estimator("xgboost", task, params, n_classes=n_classes, n_jobs=n_jobs, seed=seed)
+    native = {k: v for k, v in est.get_xgb_params().items() if v is not None}
+    if task == "classification" and (n_classes or 2) > 2:
+        native.update(objective="multi:softprob", num_class=int(n_classes or 2))
+    return native, int(params["n_estimators"])
+
+
+def xgb_estimator_from_booster(booster: Any, task: str, params: dict[str, Any], *, n_classes: int | None,
+                               n_jobs: int, seed: int) -> Any:
+    """The scikit-learn wrapper (the saved form) around a booster trained with `xgb.train`."""
+    est = build_estimator("xgboost", task, params, n_classes=n_classes, n_jobs=n_jobs, seed=seed)
+    est.load_model(bytearray(booster.save_raw("json")))
+    est.set_params(n_estimators=booster.num_boosted_rounds(), n_jobs=n_jobs)
+    return est
+
+
+def staged_fit_xgb(task: str, params: dict[str, Any], prepared: XGBPrepared, on_stage: OnStage, *,
+                   n_classes: int | None, n_jobs: int, seed: int, early_stopping: bool = True) -> Any:
+    """XGBoost on the prepared (quantised once) matrices, with the same staged reports as `staged_fit`.
+
+    Two of XGBoost's own training callbacks stop a trial: the staged reports (which raise the pruner's
+    exception) and, when `early_stopping`, EarlyStopping on the validation loss. Returns the booster cut at
+    its best round; a trial stopped early reports its best round's predictions as the last stage.
+    """
+    import xgboost as xgb
+
+    native, rounds = xgb_native_params(task, params, n_classes=n_classes, n_jobs=n_jobs, seed=seed)
+    points = stage_points(rounds)
+    offset = STAGES - len(points)
+    reported: list[int] = []
+
+    def report(step: int, booster: Any, upto: int) -> None:
+        raw = booster.inplace_predict(prepared.X_valid, iteration_range=(0, upto))
+        pred = np.asarray(raw, dtype=float)
+        reported.append(step)
+        on_stage(step, pred if task == "regression" else _xgb_proba(pred, n_classes or 2))
+
+    class _Stages(xgb.callback.TrainingCallback):
+        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+            done = epoch + 1
+            if done in points:
+                report(offset + points.index(done), model, done)
+            return False
+
+    callbacks: list[Any] = [_Stages()]
+    if early_stopping:
+        patience = max(10, math.ceil(rounds * EARLY_STOPPING_SHARE))
+        callbacks.insert(0, xgb.callback.EarlyStopping(rounds=patience, save_best=True))
+    booster = xgb.train(native, prepared.dtrain, num_boost_round=rounds, callbacks=callbacks,
+                        evals=[(prepared.dvalid, "valid")] if early_stopping else (), verbose_eval=False)
+    if not reported or reported[-1] != STAGES - 1:  # stopped early: the best round is the result
+        report(STAGES - 1, booster, booster.num_boosted_rounds())
+    return booster
 
 
 def _xgb_proba(pred: np.ndarray, n_classes: int) -> np.ndarray:

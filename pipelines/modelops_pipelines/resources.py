@@ -9,6 +9,7 @@ CPU affinity mask (cpuset, taskset) bounds it as well.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -120,3 +121,69 @@ def available_cpus(fs_root: str | Path = "/sys/fs/cgroup", proc_cgroup: str | Pa
     if limit is None:
         return max(1, affinity)
     return max(1, min(affinity, math.ceil(limit - 1e-9)))
+
+
+#: cgroup memory limits at or above this are "unlimited" (v1 reports a huge page-rounded number)
+_UNLIMITED = 1 << 60
+
+
+def _int(raw: str | None) -> int | None:
+    if raw is None or raw == "max":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        return None
+    return value if 0 < value < _UNLIMITED else None
+
+
+def cgroup_memory_limit(fs_root: str | Path = "/sys/fs/cgroup",
+                        proc_cgroup: str | Path = "/proc/self/cgroup") -> int | None:
+    """The smallest memory limit in bytes on our cgroup's path (v2 memory.max, v1 memory.limit_in_bytes)."""
+    root = Path(fs_root)
+    text = _read(Path(proc_cgroup)) or ""
+    v2_path, v1_path = "/", "/"
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hier, controllers, path = parts
+        if hier == "0" and controllers == "":
+            v2_path = path
+        elif "memory" in controllers.split(","):
+            v1_path = path
+    limits: list[int] = []
+    if (root / "cgroup.controllers").exists():
+        rel = Path(v2_path.lstrip("/"))
+        for part in [rel, *rel.parents]:
+            value = _int(_read(root / part / "memory.max"))
+            if value is not None:
+                limits.append(value)
+    elif (root / "memory").is_dir():
+        for path in dict.fromkeys([v1_path, "/"]):
+            rel = Path(path.lstrip("/"))
+            for part in [rel, *rel.parents]:
+                value = _int(_read(root / "memory" / part / "memory.limit_in_bytes"))
+                if value is not None:
+                    limits.append(value)
+    return min(limits) if limits else None
+
+
+def memory_budget(fs_root: str | Path = "/sys/fs/cgroup", proc_cgroup: str | Path = "/proc/self/cgroup") -> int | None:
+    """Bytes this process may use: the cgroup limit, the address-space rlimit (`ulimit -v`) and the
+    machine's memory, whichever is smallest; None when none is known."""
+    candidates: list[int] = []
+    limit = cgroup_memory_limit(fs_root, proc_cgroup)
+    if limit is not None:
+        candidates.append(limit)
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+        if 0 < soft < _UNLIMITED and soft != resource.RLIM_INFINITY:
+            candidates.append(int(soft))
+    except (ImportError, OSError, ValueError):
+        pass
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        candidates.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    return min(candidates) if candidates else None

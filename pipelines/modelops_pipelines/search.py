@@ -3,6 +3,11 @@
 Trials run one after another (parallel trials would make the result depend on timing); each trial's
 estimator uses every CPU the container may use instead. Pruning: the median pruner compares a trial's
 staged validation score with the other trials' scores at the same stage.
+
+Data is prepared once per search, not per trial: each preprocessing kind is fitted once, and XGBoost
+trials share one quantised QuantileDMatrix of the fit rows (binned once) and stop through XGBoost's own
+training callbacks (the pruner's staged reports and early stopping on the validation loss). A trial that
+early stopping ends records the rounds it kept (user attribute `n_estimators`); the refit uses those.
 """
 
 from __future__ import annotations
@@ -67,6 +72,14 @@ def _pruner(spec: SearchSpec) -> Any:
     return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
 
 
+def _trial_params(family: str, ft: Any) -> dict[str, Any]:
+    """The estimator parameters a trial actually fitted (early stopping may have kept fewer rounds)."""
+    params = fam.strip_prefix(family, ft.params)
+    if "n_estimators" in ft.user_attrs and "n_estimators" in params:
+        params["n_estimators"] = int(ft.user_attrs["n_estimators"])
+    return params
+
+
 def run_search(data: SearchData, spec: SearchSpec, metric: str, *, n_jobs: int,
                on_trial: Callable[[TrialRecord], None] | None = None,
                progress: Callable[[str], None] | None = None) -> SearchResult:
@@ -76,6 +89,7 @@ def run_search(data: SearchData, spec: SearchSpec, metric: str, *, n_jobs: int,
     direction: Literal["maximize", "minimize"] = "maximize" if higher_is_better(metric) else "minimize"
     study = optuna.create_study(direction=direction, sampler=_sampler(spec), pruner=_pruner(spec))
     cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    xgb_cache: list[fam.XGBPrepared] = []
     records: list[TrialRecord] = []
     say = progress or (lambda _msg: None)
 
@@ -103,9 +117,18 @@ def run_search(data: SearchData, spec: SearchSpec, metric: str, *, n_jobs: int,
                 raise optuna.TrialPruned()
 
         try:
-            fam.staged_fit(family, data.task, params, xf, data.y_fit, xv, on_stage, n_classes=data.n_classes,
-                           n_jobs=n_jobs, seed=spec.seed, n_categorical=len(data.categorical),
-                           n_numeric=len(data.numeric))
+            if family == "xgboost":
+                if not xgb_cache:
+                    xgb_cache.append(fam.XGBPrepared(xf, data.y_fit, xv, data.y_valid, n_jobs=n_jobs))
+                booster = fam.staged_fit_xgb(data.task, params, xgb_cache[0], on_stage, n_classes=data.n_classes,
+                                             n_jobs=n_jobs, seed=spec.seed, early_stopping=spec.pruning)
+                kept = booster.num_boosted_rounds()
+                if kept < params["n_estimators"]:
+                    trial.set_user_attr("n_estimators", kept)
+            else:
+                fam.staged_fit(family, data.task, params, xf, data.y_fit, xv, on_stage, n_classes=data.n_classes,
+                               n_jobs=n_jobs, seed=spec.seed, n_categorical=len(data.categorical),
+                               n_numeric=len(data.numeric))
         except optuna.TrialPruned:
             raise
         except Exception as exc:
@@ -120,7 +143,7 @@ def run_search(data: SearchData, spec: SearchSpec, metric: str, *, n_jobs: int,
         state = ft.state.name
         start = ft.datetime_start.timestamp() if ft.datetime_start else time.time()
         end = ft.datetime_complete.timestamp() if ft.datetime_complete else time.time()
-        record = TrialRecord(number=ft.number, family=family, params=fam.strip_prefix(family, ft.params),
+        record = TrialRecord(number=ft.number, family=family, params=_trial_params(family, ft),
                              state=state, value=ft.value if state == "COMPLETE" else None,
                              intermediate=dict(ft.intermediate_values), start_ms=int(start * 1000),
                              end_ms=int(end * 1000), error=ft.user_attrs.get("error"))
@@ -157,6 +180,6 @@ def run_search(data: SearchData, spec: SearchSpec, metric: str, *, n_jobs: int,
     best = study.best_trial
     family = str(best.params["family"])
     stopped_by = "trials" if len(records) >= spec.trials else "timeout"
-    return SearchResult(family=family, params=fam.strip_prefix(family, best.params), value=float(best.value or 0.0),
+    return SearchResult(family=family, params=_trial_params(family, best), value=float(best.value or 0.0),
                         best_trial=best.number, trials=records, seconds=seconds, stopped_by=stopped_by,
                         counts={"complete": counts["COMPLETE"], "pruned": counts["PRUNED"], "failed": counts["FAIL"]})

@@ -142,6 +142,15 @@ def make_split(data: PreparedData, test_fraction: float, validation_fraction: fl
     return Split(train=train, test=test, fit=fit, valid=valid)
 
 
+def split_with_test(data: PreparedData, test_mask: np.ndarray, validation_fraction: float, seed: int) -> Split:
+    """The split of an out-of-core sample, whose held-out rows were chosen while streaming."""
+    idx = np.arange(len(data.X))
+    y = data.y.to_numpy() if data.classes is not None else None
+    train, test = idx[~test_mask], idx[test_mask]
+    fit, valid = _split_two(train, validation_fraction, y, None, seed + 1, "validation")
+    return Split(train=train, test=test, fit=fit, valid=valid)
+
+
 def _feature_meta(data: PreparedData) -> list[dict[str, Any]]:
     cats = set(data.categorical)
     return [{"name": f, "dtype": "string" if f in cats else "float64", "categorical": f in cats}
@@ -232,6 +241,8 @@ class Trainer:
         self.timings = Timings()
         self.result = base_result(spec.model_name, spec.dataset.uri)
         self._run_id: str | None = None
+        self._scanned: Any = None  # an outofcore.Scanned when the table is trained out of core
+        self._memory_budget: int | None = None
 
     # -- entry point -----------------------------------------------------------------------------------
     def run(self) -> tuple[dict[str, Any], int]:
@@ -255,12 +266,27 @@ class Trainer:
     # -- the steps -------------------------------------------------------------------------------------
     def _run(self) -> None:
         spec, say = self.spec, self.say
+        from modelops_pipelines import outofcore
+
         with self.timings.measure("load"):
-            say(f"loading {spec.dataset.uri}")
-            table = load_table(spec.dataset)
-            self.result["datasetHash"] = f"sha256:{table.sha256}"
-            data = validate_and_prepare(table.frame, spec)
-            split = make_split(data, spec.split.test_fraction, spec.split.validation_fraction, spec.split.seed)
+            plan = outofcore.plan(spec.dataset)
+            if plan.stream:
+                assert plan.source is not None
+                outofcore.require_xgboost(spec)
+                say(f"training {spec.dataset.uri} out of core: {plan.reason}")
+                self._scanned = outofcore.scan(spec, plan.source, say)
+                self._memory_budget = plan.memory_budget
+                table, data = self._scanned.table, self._scanned.data
+                self.result["datasetHash"] = f"sha256:{table.sha256}"
+                split = split_with_test(data, self._scanned.test_mask, spec.split.validation_fraction,
+                                        spec.split.seed)
+            else:
+                say(f"loading {spec.dataset.uri}")
+                table = load_table(spec.dataset)
+                self.result["datasetHash"] = f"sha256:{table.sha256}"
+                data = validate_and_prepare(table.frame, spec)
+                split = make_split(data, spec.split.test_fraction, spec.split.validation_fraction,
+                                   spec.split.seed)
         say(f"dataset ok: {describe_report(data.report)}; sha256 {table.sha256[:12]}; "
             f"split {len(split.fit)} fit / {len(split.valid)} valid / {len(split.test)} test"
             + (" (time-ordered)" if data.time is not None else ""))
@@ -352,7 +378,8 @@ class Trainer:
                 "trial_budget": spec.search.trials, "time_budget_s": spec.search.timeout_seconds,
                 "families": ",".join(spec.search.families), "sampler": spec.search.sampler,
                 "pruning": spec.search.pruning, "seed": spec.search.seed, "split_seed": spec.split.seed,
-                "test_fraction": spec.split.test_fraction, "n_jobs": n_jobs, "rows": len(X),
+                "test_fraction": spec.split.test_fraction, "n_jobs": n_jobs,
+                "rows": data.report.get("rows_used", len(X)), "out_of_core": self._scanned is not None,
                 "features": len(data.features), "categorical_features": len(data.categorical),
                 "classes": n_classes if n_classes is not None else "-",
             }
@@ -368,11 +395,15 @@ class Trainer:
         search_data = SearchData(X_fit=X.iloc[split.fit], y_fit=y[split.fit], X_valid=X.iloc[split.valid],
                                  y_valid=y[split.valid], numeric=data.numeric, categorical=data.categorical,
                                  task=data.task, n_classes=n_classes)
-        say(f"searching: {spec.search.trials} trials max, {spec.search.timeout_seconds or 'no'} s budget, "
-            f"families {', '.join(spec.search.families)}, {metric} on the validation split")
+        search_spec = spec.search
+        if self._scanned is not None:  # only XGBoost refits out of core
+            search_spec = spec.search.model_copy(update={"families": ["xgboost"]})
+        say(f"searching: {search_spec.trials} trials max, {search_spec.timeout_seconds or 'no'} s budget, "
+            f"families {', '.join(search_spec.families)}, {metric} on the validation split"
+            + (f" of a {len(X)}-row sample" if self._scanned is not None else ""))
         try:
             with self.timings.measure("search"):
-                found = run_search(search_data, spec.search, metric, n_jobs=n_jobs, on_trial=logger.submit,
+                found = run_search(search_data, search_spec, metric, n_jobs=n_jobs, on_trial=logger.submit,
                                    progress=say)
         finally:
             logger.flush()
@@ -383,12 +414,18 @@ class Trainer:
 
         # Refit the best configuration on all training rows (fit + valid); the test split stays unseen.
         with self.timings.measure("refit"):
-            pipeline = fam.build_pipeline(found.family, data.task, found.params, numeric=data.numeric,
-                                          categorical=data.categorical, n_classes=n_classes, n_jobs=n_jobs,
-                                          seed=spec.search.seed)
             X_train, y_train = X.iloc[split.train], y[split.train]
             X_test, y_test = X.iloc[split.test], y[split.test]
-            pipeline.fit(X_train, y_train)
+            if self._scanned is not None:
+                from modelops_pipelines import outofcore
+
+                pipeline = outofcore.refit_xgboost(self._scanned, spec, found.params, n_jobs=n_jobs,
+                                                   memory_budget=self._memory_budget, progress=say)
+            else:
+                pipeline = fam.build_pipeline(found.family, data.task, found.params, numeric=data.numeric,
+                                              categorical=data.categorical, n_classes=n_classes, n_jobs=n_jobs,
+                                              seed=spec.search.seed)
+                pipeline.fit(X_train, y_train)
             test_pred = fam.predict_scores(pipeline, X_test, data.task)
             test_scores = all_scores(data.task, y_test, test_pred, n_classes)
         promo = spec.promotion_metric

@@ -122,3 +122,62 @@ def test_search_fails_clearly_when_no_trial_completes():
 
     with pytest.raises(SearchError, match="no trial completed"):
         run_search(data, SearchSpec(trials=2, families=["linear"]), "auc", n_jobs=1)
+
+
+def _prepared(task="classification", n=600):
+    if task == "classification":
+        X, y = load_wine(return_X_y=True)
+        y = (y == 1).astype(int)
+    else:
+        X, y = load_diabetes(return_X_y=True)
+    order = np.random.default_rng(0).permutation(len(X))
+    X, y = X[order], y[order]
+    cut = int(len(X) * 0.7)
+    return X, y, cut, fam.XGBPrepared(X[:cut], y[:cut], X[cut:], y[cut:], n_jobs=1)
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_xgboost_on_the_shared_quantised_matrix_matches_the_saved_wrapper(task):
+    X, y, cut, prepared = _prepared(task)
+    params = {"n_estimators": 40, "max_depth": 3, "learning_rate": 0.1}
+    reported = []
+    booster = fam.staged_fit_xgb(task, params, prepared, lambda s, p: reported.append((s, p)),
+                                 n_classes=2 if task == "classification" else None, n_jobs=1, seed=0,
+                                 early_stopping=False)
+    assert [s for s, _ in reported] == [0, 1, 2, 3] and booster.num_boosted_rounds() == 40
+    # the wrapper fitted on the same rows (what the refit and the saved pipeline use) predicts the same
+    wrapper = fam.build_estimator("xgboost", task, params, n_classes=2, n_jobs=1, seed=0).fit(X[:cut], y[:cut])
+    ours = fam.xgb_estimator_from_booster(booster, task, params, n_classes=2, n_jobs=1, seed=0)
+    np.testing.assert_allclose(fam.predict_scores(ours, X[cut:], task), fam.predict_scores(wrapper, X[cut:], task),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(reported[-1][1], fam.predict_scores(wrapper, X[cut:], task), rtol=1e-5, atol=1e-6)
+
+
+def test_xgboost_early_stopping_keeps_the_best_round_and_reports_it_as_the_last_stage():
+    X, _y, cut, prepared = _prepared()
+    params = {"n_estimators": 300, "max_depth": 6, "learning_rate": 0.3}  # overfits a 125-row fit set fast
+    reported = []
+    booster = fam.staged_fit_xgb("classification", params, prepared, lambda s, p: reported.append((s, p)),
+                                 n_classes=2, n_jobs=1, seed=0)
+    kept = booster.num_boosted_rounds()
+    assert kept < 300 and reported[-1][0] == fam.STAGES - 1
+    np.testing.assert_allclose(reported[-1][1][:, 1], booster.inplace_predict(X[cut:]), rtol=1e-6)
+
+
+def test_search_reuses_one_quantised_matrix_and_records_the_rounds_early_stopping_kept(monkeypatch):
+    built = []
+    original = fam.XGBPrepared.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(fam.XGBPrepared, "__init__", counting)
+    data = _search_data()
+    res = run_search(data, SearchSpec(trials=8, seed=1, timeout_seconds=None, families=["xgboost"]), "auc",
+                     n_jobs=1)
+    assert len(built) == 1  # binned once for all 8 trials
+    complete = [t for t in res.trials if t.state == "COMPLETE"]
+    assert complete and all(1 <= t.params["n_estimators"] <= 300 for t in complete)
+    best = next(t for t in res.trials if t.number == res.best_trial)
+    assert res.params == best.params  # the refit uses what the best trial actually fitted

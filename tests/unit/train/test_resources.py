@@ -69,3 +69,43 @@ def test_env_override_wins_and_is_validated(tmp_path):
     assert available_cpus(tmp_path, tmp_path / "none", env={"MODELOPS_N_JOBS": "3"}) == 3
     with pytest.raises(ValueError, match="MODELOPS_N_JOBS"):
         available_cpus(tmp_path, tmp_path / "none", env={"MODELOPS_N_JOBS": "0"})
+
+
+def test_memory_limit_v2_smallest_on_the_path_and_max_is_unlimited(tmp_path):
+    from modelops_pipelines.resources import cgroup_memory_limit
+
+    root = tmp_path / "cg"
+    proc = _v2(root, "/kubepods/pod1/c1", {"/kubepods/pod1/c1": "max 100000"})
+    (root / "kubepods" / "pod1" / "c1" / "memory.max").write_text("max\n")
+    (root / "kubepods" / "pod1" / "memory.max").write_text(str(2 * 2**30))
+    assert cgroup_memory_limit(root, proc) == 2 * 2**30
+    (root / "kubepods" / "pod1" / "memory.max").write_text("max")
+    assert cgroup_memory_limit(root, proc) is None
+
+
+def test_memory_limit_v1_ignores_the_unlimited_sentinel(tmp_path):
+    from modelops_pipelines.resources import cgroup_memory_limit
+
+    root = tmp_path / "cg"
+    leaf = root / "memory" / "kubepods" / "pod9"
+    leaf.mkdir(parents=True)
+    (root / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712")
+    (leaf / "memory.limit_in_bytes").write_text(str(512 * 2**20))
+    proc = tmp_path / "proc-cgroup"
+    proc.write_text("4:memory:/kubepods/pod9\n2:cpu:/\n")
+    assert cgroup_memory_limit(root, proc) == 512 * 2**20
+    (leaf / "memory.limit_in_bytes").write_text("9223372036854771712")
+    assert cgroup_memory_limit(root, proc) is None
+
+
+def test_memory_budget_is_at_most_the_cgroup_limit_and_the_machine(tmp_path):
+    import os
+
+    from modelops_pipelines.resources import memory_budget
+
+    root = tmp_path / "cg"
+    proc = _v2(root, "/p", {"/p": "max 100000"})
+    (root / "p" / "memory.max").write_text(str(3 * 2**20))
+    assert memory_budget(root, proc) == 3 * 2**20
+    (root / "p" / "memory.max").write_text("max")
+    assert memory_budget(root, proc) <= os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
