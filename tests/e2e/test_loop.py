@@ -44,10 +44,17 @@ def test_full_loop(e2e_loop: Loop) -> None:
     pods = loop.kube.get("pods", namespace=loop.ns, selector=f"serving.kserve.io/inferenceservice={MODEL}")["items"]
     running = [p for p in pods if p["status"].get("phase") == "Running"]
     assert running, pods
-    containers = {c["name"] for c in running[0]["spec"]["containers"]}
-    init = {c["name"] for c in running[0]["spec"].get("initContainers") or []}
-    assert {"kserve-container", "agent"} <= containers and "storage-initializer" in init, (containers, init)
+    containers = {c["name"]: c for c in running[0]["spec"]["containers"]}
+    assert {"kserve-container", "agent"} <= set(containers), list(containers)
+    # pvc:// models: KServe mounts the claim's path at /mnt/models itself (no init container for a PVC)
+    mounts = {m["mountPath"] for m in containers["kserve-container"].get("volumeMounts") or []}
+    assert "/mnt/models" in mounts, mounts
     assert loop.kube.get("deployment", f"{MODEL}-v1-predictor", loop.ns), "KServe made no predictor Deployment"
+    # and an http:// model through KServe's injected storage initializer, admitted under `restricted`
+    fetched = loop.storage_initializer_check()
+    init = [c for c in fetched["pod"]["spec"]["initContainers"] if c["name"] == "storage-initializer"]
+    assert init and init[0]["image"].endswith("modelops/kserve-storage-initializer:dev"), init
+    assert fetched["log"].strip().startswith("3001 "), fetched["log"]
 
     try:
         v2 = loop.drift_and_retrain()

@@ -94,6 +94,8 @@ def test_inferenceservice_config() -> None:
     (csc,) = by_kind(docs, "ClusterStorageContainer")
     assert csc["spec"]["container"]["image"] == "modelops/kserve-storage-initializer:dev"
     assert csc["spec"]["container"]["imagePullPolicy"] == "IfNotPresent"
+    assert csc["spec"]["container"]["securityContext"]["allowPrivilegeEscalation"] is False
+    assert csc["spec"]["container"]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     # what modelops' operator reads back from it (the default deployment mode) still parses
     from modelops.desired.inference_service import cluster_default_mode
 

@@ -17,6 +17,8 @@ What is installed (KServe v0.20.0, its module's `config/`, built by `modelops cl
   * the manager's image is ours (built from KServe's Go module), `imagePullPolicy: IfNotPresent`, and the
     kube-rbac-proxy sidecar (quay.io image, metrics auth only) is left out: the manager serves metrics on
     127.0.0.1 only;
+  * the default ClusterStorageContainer (the storage initializer KServe injects for http(s)://, s3://, ...)
+    gets our image and a securityContext the `restricted` Pod Security Standard admits;
   * inferenceservice-config: Standard as the default deployment mode, Gateway API ingress on (the Gateway
     `kserve/kserve-ingress-gateway`, see modelops/e2e/gateway.py), the agent (logger, batcher) and the storage
     initializer images set to ours, and the agent's CPU request lowered to fit a 2-core node;
@@ -49,6 +51,9 @@ GATEWAY = "kserve/kserve-ingress-gateway"
 OVERLAY = "overlays/standalone/kserve"
 RUNTIMES = "runtimes"
 WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+#: What the `restricted` Pod Security Standard asks of a container (the Pod sets runAsNonRoot and seccomp too)
+RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True,
+                        "seccompProfile": {"type": "RuntimeDefault"}}
 
 
 @dataclass(frozen=True)
@@ -178,6 +183,9 @@ def kserve_manifests(docs: Iterable[Mapping[str, Any]], certs: Certs, opts: Opti
             c["image"] = opts.images.storage_initializer
             c["imagePullPolicy"] = "IfNotPresent"
             c.setdefault("resources", {}).setdefault("requests", {})["cpu"] = opts.storage_initializer_cpu_request
+            # KServe injects this container as written here: without a securityContext a namespace that
+            # enforces the `restricted` Pod Security Standard refuses every predictor Pod that downloads its model
+            c["securityContext"] = dict(RESTRICTED_CONTAINER)
         elif kind == "Service" and meta.get("name") in (WEBHOOK_SERVICE, f"{MANAGER}-metrics-service") \
                 and opts.manager == "host":
             continue

@@ -348,6 +348,48 @@ class Loop:
         self.tl.event("serve", "v1 serves: InferenceService churn Ready (Deployment churn-predictor)", version="1")
         self.tl.stage("serve_v1", t)
 
+    def storage_initializer_check(self) -> dict[str, Any]:
+        """KServe's storage initializer, injected by its pod mutator, admitted under the namespace's `restricted`
+        Pod Security Standard and downloading a model over http:// (the loop's own predictors mount their
+        pvc:// models directly, which KServe does without an init container). Returns the Pod."""
+        t = time.time()
+        name = "fetch-check"
+        pod_sec = {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}}
+        ctr_sec = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": True}
+        isvc = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                "metadata": {"name": name, "namespace": self.ns,
+                             "annotations": {"serving.kserve.io/deploymentMode": "Standard"},
+                             "labels": {"networking.kserve.io/visibility": "cluster-local"}},
+                "spec": {"predictor": {"minReplicas": 1, "maxReplicas": 1, "securityContext": pod_sec, "containers": [{
+                    "name": "kserve-container", "image": "modelops/trainer:dev",
+                    "command": ["sh", "-c", "wc -l /mnt/models/model.bin && exec sleep 3600"],
+                    "env": [{"name": "STORAGE_URI", "value": f"http://data.{self.ns}.svc:8000/model.bin"}],
+                    "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+                    "securityContext": ctr_sec}]}}}
+        self.kube.apply(isvc)
+
+        def fetched() -> dict[str, Any] | None:
+            pods = (self.kube.get("pods", namespace=self.ns, selector=f"serving.kserve.io/inferenceservice={name}")
+                    or {}).get("items") or []
+            for p in pods:
+                init = {s["name"]: s for s in p["status"].get("initContainerStatuses") or []}
+                done = ((init.get("storage-initializer") or {}).get("state") or {}).get("terminated") or {}
+                if done.get("exitCode") == 0 and p["status"].get("phase") == "Running":
+                    return dict(p)
+            return None
+
+        try:
+            pod = self.wait("the storage initializer to fetch http://data/model.bin under Pod Security restricted",
+                            fetched, 300, period=3)
+            log = self.kube.kubectl("logs", "-n", self.ns, pod["metadata"]["name"], "-c", "kserve-container")
+            self.tl.event("serve", f"KServe's storage initializer ran in Pod {pod['metadata']['name']} (restricted "
+                                   f"namespace) and fetched the model: {log.strip()[:80]}")
+            return {"pod": pod, "log": log}
+        finally:
+            self.kube.kubectl("delete", "inferenceservices.serving.kserve.io", name, "-n", self.ns, "--wait=false",
+                              check=False)
+            self.tl.stage("storage_initializer", t)
+
     def isvc(self) -> dict[str, Any]:
         return self.kube.get("inferenceservices.serving.kserve.io", MODEL, self.ns) or {}
 
