@@ -40,6 +40,7 @@ def rendered() -> list[dict[str, Any]]:
          "spec": {"template": {"spec": {"containers": [
              {"name": "kube-rbac-proxy", "image": "quay.io/brancz/kube-rbac-proxy:v0.18.0"},
              {"name": "manager", "image": "kserve/kserve-controller:latest", "imagePullPolicy": "Always",
+              "args": ["--metrics-addr=127.0.0.1:8080", "--leader-elect"],
               "resources": {"limits": {"cpu": "100m"}}}]}}}},
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": kserve.WEBHOOK_SERVICE, "namespace": "kserve"}},
         {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "ClusterStorageContainer", "metadata": {"name": "default"},
@@ -73,6 +74,8 @@ def test_pod_manager_no_cert_manager_our_images_and_ca_bundle() -> None:
     (dep,) = by_kind(docs, "Deployment")
     (manager,) = dep["spec"]["template"]["spec"]["containers"]
     assert manager["image"] == "modelops/kserve-controller:dev" and manager["imagePullPolicy"] == "IfNotPresent"
+    # one replica, no leader election (its lease renewals failed on a loaded node); other args kept
+    assert manager["args"] == ["--metrics-addr=127.0.0.1:8080"]
     secret = next(d for d in docs if d["kind"] == "Secret")
     assert secret["metadata"]["name"] == kserve.WEBHOOK_SECRET and secret["type"] == "kubernetes.io/tls"
     assert base64.b64decode(secret["data"]["tls.crt"]) == b"CERT-PEM"

@@ -16,7 +16,7 @@ What is installed (KServe v0.20.0, its module's `config/`, built by `modelops cl
     `inject-ca-from` annotations are dropped;
   * the manager's image is ours (built from KServe's Go module), `imagePullPolicy: IfNotPresent`, and the
     kube-rbac-proxy sidecar (quay.io image, metrics auth only) is left out: the manager serves metrics on
-    127.0.0.1 only;
+    127.0.0.1 only; its single replica runs without leader election (`Options.leader_elect`);
   * the default ClusterStorageContainer (the storage initializer KServe injects for http(s)://, s3://, ...)
     gets our image and a securityContext the `restricted` Pod Security Standard admits;
   * inferenceservice-config: Standard as the default deployment mode, Gateway API ingress on (the Gateway
@@ -86,6 +86,10 @@ class Options:
     #: for manager="host": the address the API server reaches the webhook server at
     host_webhook: str = ""
     agent_cpu_request: str = "10m"
+    #: KServe's manifests run the (single-replica) manager with --leader-elect. Its 5 s lease renewals failed on
+    #: a loaded 2-core node (API server answering in > 5 s), and the manager exited ("leader election lost") and
+    #: crash-looped; one replica needs no election, so it is off unless asked for.
+    leader_elect: bool = False
     storage_initializer_cpu_request: str = "10m"
 
 
@@ -172,6 +176,8 @@ def kserve_manifests(docs: Iterable[Mapping[str, Any]], certs: Certs, opts: Opti
                 if c.get("name") == "manager":
                     c["image"] = opts.images.controller
                     c["imagePullPolicy"] = "IfNotPresent"
+                    if not opts.leader_elect:
+                        c["args"] = [a for a in c.get("args") or [] if a != "--leader-elect"]
                     # the manifests give it 100m, which a busy 2-core node turns into minutes of start-up
                     c.setdefault("resources", {}).setdefault("limits", {})["cpu"] = "1"
         elif kind == "ConfigMap" and meta.get("name") == CONFIG_MAP:
@@ -252,10 +258,19 @@ class Installer:
     kubectl_run: Callable[..., Any]
     progress: Callable[[str], None] = print
 
-    def apply(self, docs: list[dict[str, Any]], what: str) -> None:
+    def apply(self, docs: list[dict[str, Any]], what: str, attempts: int = 3) -> None:
         body = "\n---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs)
-        self.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=modelops-e2e", "-f", "-",
-                     stdin=body, timeout=600)
+        for attempt in range(1, attempts + 1):
+            try:
+                self.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=modelops-e2e", "-f", "-",
+                             stdin=body, timeout=600)
+                break
+            except RuntimeError as exc:
+                # KServe's CRDs are megabytes: on a loaded API server one apply can pass its 60 s request timeout.
+                # Server-side apply is idempotent, so the same apply is tried again.
+                if attempt == attempts or "Timeout" not in str(exc):
+                    raise
+                self.progress(f"  {what}: the API server timed out (attempt {attempt}/{attempts}); applying again")
         self.progress(f"  {what}: {len(docs)} objects applied (server-side)")
 
     def wait_crds(self, crds: list[dict[str, Any]], timeout: float = 120) -> None:
