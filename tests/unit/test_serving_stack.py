@@ -220,3 +220,16 @@ def test_split_meter_per_weight_setting() -> None:
     m.record(few, few, "2", 200)
     assert "only 1 answers" in m.check(few)
     assert {r["requests"] for r in m.report()} == {400, 1}
+
+
+def test_unchanged_crds_are_not_applied_again() -> None:
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "a.serving.kserve.io"}, "spec": {"group": "serving.kserve.io"}}
+    a = kserve.with_hash(crd)
+    assert kserve.with_hash(a) == a  # hashing is stable and ignores its own annotation
+    h = a["metadata"]["annotations"][kserve.HASH_ANNOTATION]
+    b = kserve.with_hash({**crd, "metadata": {"name": "b.serving.kserve.io"}})
+    assert kserve.changed([a, b], {"a.serving.kserve.io": h}) == [b]
+    edited = kserve.with_hash({**crd, "spec": {"group": "serving.kserve.io", "scope": "Namespaced"}})
+    assert kserve.changed([edited], {"a.serving.kserve.io": h}) == [edited]
+    assert kserve.changed([a], {}) == [a]

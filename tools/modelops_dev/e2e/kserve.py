@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
 import subprocess
 import time
@@ -207,6 +208,23 @@ def kserve_manifests(docs: Iterable[Mapping[str, Any]], certs: Certs, opts: Opti
     return out
 
 
+HASH_ANNOTATION = "modelops.dev/manifest-hash"
+
+
+def with_hash(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """`doc` annotated with the sha256 of its content (pure), so an unchanged CRD can be recognised cheaply."""
+    out = copy.deepcopy(dict(doc))
+    ann = out.setdefault("metadata", {}).setdefault("annotations", {})
+    ann.pop(HASH_ANNOTATION, None)
+    ann[HASH_ANNOTATION] = hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest()[:20]
+    return out
+
+
+def changed(docs: list[dict[str, Any]], applied: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The docs whose hash differs from the one the cluster holds ({name: hash}) (pure)."""
+    return [d for d in docs if applied.get(d["metadata"]["name"]) != d["metadata"]["annotations"][HASH_ANNOTATION]]
+
+
 def split_crds(docs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     crds = [d for d in docs if d.get("kind") == "CustomResourceDefinition"]
     return crds, [d for d in docs if d.get("kind") != "CustomResourceDefinition"]
@@ -273,6 +291,14 @@ class Installer:
                 self.progress(f"  {what}: the API server timed out (attempt {attempt}/{attempts}); applying again")
         self.progress(f"  {what}: {len(docs)} objects applied (server-side)")
 
+    def applied_hashes(self, kind: str, names: list[str]) -> dict[str, str]:
+        """{name: modelops.dev/manifest-hash} of the objects of `kind` the cluster holds among `names`."""
+        path = "{.metadata.annotations." + HASH_ANNOTATION.replace(".", "\\.") + "}"
+        out = self.kubectl("get", kind, *names, "--ignore-not-found",
+                           "-o", "jsonpath={range .items[*]}{.metadata.name}{\"\\t\"}" + path + "{\"\\n\"}{end}",
+                           timeout=300)
+        return dict(ln.split("\t", 1) for ln in out.splitlines() if "\t" in ln)
+
     def wait_crds(self, crds: list[dict[str, Any]], timeout: float = 120) -> None:
         names = [c["metadata"]["name"] for c in crds]
         deadline = time.monotonic() + timeout
@@ -307,7 +333,14 @@ def install(installer: Installer, config_dir: Path, certs: Certs, opts: Options,
     docs = kserve_manifests(render(installer.kubectl, config_dir), certs, opts)
     runtimes = render(installer.kubectl, config_dir, RUNTIMES)
     crds, rest = split_crds(docs)
-    installer.apply(crds, "KServe CRDs")
+    crds = [with_hash(c) for c in crds]
+    # KServe's CRDs are megabytes of schema: a server-side apply of them costs the API server tens of seconds
+    # even when nothing changed, so the ones it already holds unchanged (same content hash) are not sent again
+    todo = changed(crds, installer.applied_hashes("crd", [c["metadata"]["name"] for c in crds]))
+    if todo:
+        installer.apply(todo, "KServe CRDs")
+    else:
+        installer.progress(f"  KServe CRDs: {len(crds)} unchanged")
     installer.wait_crds(crds)
     installer.apply(rest, f"KServe (manager as a {opts.manager} process, webhooks, RBAC, inferenceservice-config)")
     if opts.manager == "pod":
