@@ -9,11 +9,11 @@ no port-forwards and no routes from this machine to cluster IPs are needed.
 from __future__ import annotations
 
 import json
-import time
 import os
 import shutil
 import ssl
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
