@@ -125,7 +125,7 @@ def retrain_schedule(namespace: str, prometheus: str) -> dict[str, Any]:
     }
 
 
-def model_deployment(namespace: str, pause: str = "60s") -> dict[str, Any]:
+def model_deployment(namespace: str, pause: str = "90s") -> dict[str, Any]:
     # KServe names each predictor's Deployment `{isvc}-{predictor}-predictor` and modelops names predictors after
     # versions (v1, v2): the Pods of one side are those of its revision (the predictor name). Success is a 2xx
     # answer: a version that refuses what its clients send (4xx) is a bad canary too.
@@ -429,11 +429,11 @@ class Loop:
         local = self._forward.enter_context(port_forward(self.kube.kubectl_bin, self.kube.env, gateway.NAMESPACE,
                                                          gateway.NAME, gateway.WEB_PORT))
         self.traffic = GatewayTraffic(f"http://127.0.0.1:{local}", traffic["hostname"], MODEL, self._body,
-                                      lambda: route_weights(self.route(), MODEL), senders=3, pace=0.25,
+                                      lambda: route_weights(self.route(), MODEL), senders=4, pace=0.25,
                                       settle=5.0).start()
         self.tl.event("drift", f"traffic on to the gateway only (svc {gateway.NAMESPACE}/{gateway.NAME}, Host "
                                f"{traffic['hostname']}, route {traffic.get('route')} split by "
-                               f"{traffic.get('splitBy')}): 3 senders, 20 rows per request")
+                               f"{traffic.get('splitBy')}): 4 senders, 20 rows per request")
         return self.traffic
 
     def stop_traffic(self) -> None:
