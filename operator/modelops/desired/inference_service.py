@@ -36,7 +36,7 @@ from modelops.api import (
 from modelops.api.types import ModelRef, ServingPlan, serving_name
 from modelops.api.vocabulary import MANAGER
 from modelops.formats.artifacts import ENV_MODEL_SHA256
-from modelops.formats.drift_url import logger_url
+from modelops.formats.drift_url import VERSION_ANNOTATION, logger_url
 
 KSERVE_GROUP = "serving.kserve.io"
 KSERVE_VERSION = "v1beta1"
@@ -186,7 +186,10 @@ def _predictor(name: str, spec: Mapping[str, Any], ref: ModelRef, defaults: Defa
         # the default exporter URL gets the namespace-bound token (modelops.drift.auth); a URL from the spec
         # is the author's own receiver and is used as given
         url = logger.get("url") or logger_url(defaults.drift_exporter_url, defaults.drift_token, namespace)
-        pred["logger"] = {"mode": logger.get("mode", "all"), "url": url}
+        # KServe's agent copies the listed Pod annotations into each event's ce-annotations: the exporter learns
+        # which version answered a request (and so which reference profile to compare it with) from there
+        pred["logger"] = {"mode": logger.get("mode", "all"), "url": url, "metadataAnnotations": [VERSION_ANNOTATION]}
+        pred["annotations"] = {VERSION_ANNOTATION: ref.version or predictor_name(ref)}
     return pred
 
 

@@ -31,10 +31,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeGuard
 
+from modelops.formats.drift_url import VERSION_ANNOTATION as _VERSION_ANNOTATION
+
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
-# InferenceService annotation carrying the served model version (listed in logger.metadataAnnotations).
-VERSION_ANNOTATION = "modelops.dev/model-version"
+# Predictor annotation carrying the served model version (listed in logger.metadataAnnotations).
+VERSION_ANNOTATION = _VERSION_ANNOTATION
 # Metadata header (logger.metadataHeaders) carrying the version, for senders that cannot annotate.
 VERSION_HEADER = "model-version"
 UNKNOWN_VERSION = "unknown"
