@@ -345,7 +345,7 @@ class Loop:
         self.wait("v1 to serve (InferenceService Ready, ModelDeployment stable v1)",
                   lambda: self.md().get("status", {}).get("stable", {}).get("version") == "1" and self.isvc_ready(),
                   600, on_tick=None)
-        self.tl.event("serve", "v1 serves: InferenceService churn Ready (Deployment churn-predictor)", version="1")
+        self.tl.event("serve", f"v1 serves: InferenceService churn Ready (KServe Deployment {MODEL}-v1-predictor)", version="1")
         self.tl.stage("serve_v1", t)
 
     def storage_initializer_check(self) -> dict[str, Any]:
