@@ -54,6 +54,8 @@ KSERVE_CONTAINER = "kserve-container"
 KSERVE_VISIBILITY_LABEL = "networking.kserve.io/visibility"
 KSERVE_CLUSTER_LOCAL = "cluster-local"
 MODEL_DIR = "/mnt/models"
+#: The model server's REST port (`modelops serve` default, KServe's default for custom containers)
+SERVER_PORT = 8080
 
 #: The `restricted` Pod Security Standard for the predictor Pods (issue 16, L4); the model server image runs as
 #: UID 10001, and KServe's runtimes as non-root users too.
@@ -159,6 +161,10 @@ def _predictor(name: str, spec: Mapping[str, Any], ref: ModelRef, defaults: Defa
             "image": serving.get("image") or defaults.server_image,
             "command": ["modelops", "serve"],
             "args": ["--model-dir", MODEL_DIR],
+            # declared, as KServe's custom-container examples do: Pod-based scraping (Prometheus' pod role, a
+            # PodMonitor) finds the model server's /metrics by this port; undeclared, the real KServe's predictor
+            # Pods had no scrape target and every canary analysis stayed "no data" (seen on the node)
+            "ports": [{"containerPort": SERVER_PORT, "protocol": "TCP"}],
             "env": [{"name": "STORAGE_URI", "value": ref.storage_uri},
                     {"name": "MODELOPS_MODEL_NAME", "value": name},
                     {"name": "MODELOPS_MODEL_VERSION", "value": ref.version or predictor_name(ref)},
