@@ -1,7 +1,7 @@
 """The e2e tier: the whole loop against the *current kubeconfig* (`modelops cluster up --node` locally, or
 any real cluster with the images loaded). A missing cluster, node or image fails the test and names the
 command that provides it. Each test gets its own namespace; on failure the report gets a dump of the
-namespace's events and pods, the operator's and the KServe stand-in's logs (also written to build/e2e/)."""
+namespace's events and pods, the operator's, KServe's and Traefik's logs (also written to build/e2e/)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def e2e_loop(e2e_kube: Kube, request: pytest.FixtureRequest) -> Iterator[Loop]:
         yield loop
     finally:
         if os.environ.get("MODELOPS_E2E_KEEP"):
-            loop.stop_standin()
+            loop.stop_traffic()
         else:
             loop.uninstall()
 
@@ -62,16 +62,22 @@ def dump(loop: Loop) -> str:
                                            "--tail=300", "--all-containers"]),
                         ("drift exporter logs", ["logs", "-n", ns, "-l", "app.kubernetes.io/component=drift-exporter",
                                                  "--tail=100"]),
-                        ("mlflow logs", ["logs", "-n", ns, "-l", "app.kubernetes.io/component=mlflow", "--tail=100"])):
+                        ("mlflow logs", ["logs", "-n", ns, "-l", "app.kubernetes.io/component=mlflow", "--tail=100"]),
+                        ("predictor logs (model server and KServe's agent)",
+                         ["logs", "-n", ns, "-l", "serving.kserve.io/inferenceservice", "--tail=60", "--all-containers",
+                          "--prefix"]),
+                        ("httproutes", ["get", "httproutes", "-n", ns, "-o", "yaml"]),
+                        ("KServe manager logs", ["logs", "-n", "kserve", "deployment/kserve-controller-manager",
+                                                 "--tail=150"]),
+                        ("Traefik logs", ["logs", "-n", "traefik", "deployment/traefik", "--tail=60"])):
         try:
             out = k.kubectl(*args, check=False, timeout=30)
         except Exception as exc:
             out = repr(exc)
         parts.append(f"----- {title} -----\n{out}")
-    if loop.standin_log.exists():
-        parts.append("----- KServe stand-in log (tail) -----\n" + loop.standin_log.read_text(errors="replace")[-6000:])
     if loop.traffic:
-        parts.append(f"----- traffic -----\n{loop.traffic.stats}")
+        parts.append(f"----- traffic at the gateway -----\nanswers {dict(loop.traffic.answers)}\n"
+                     f"split {loop.traffic.meter.report()}\nlast error {loop.traffic.last_error}")
     parts.append("----- timeline -----\n" + "\n".join(f"+{e['t']:7.1f}s [{e['stage']}] {e['message']}"
                                                      for e in loop.tl.events))
     return "\n".join(parts)

@@ -1,8 +1,12 @@
-"""The whole loop for real on a node: train v1 in a Job -> serve -> shifted traffic -> drift -> a drift-
-triggered Job trains v2 -> canary with Prometheus analysis -> promoted (MLflow champion alias moves).
+"""The whole loop for real on a node, with KServe's own controller, webhooks, agent and storage initializer and
+Traefik as the Gateway API data plane: train v1 in a Job -> serve -> shifted traffic (to the gateway only; the
+payloads logged by KServe's agent) -> drift -> a drift-triggered Job trains v2 -> canary with Prometheus
+analysis, the split measured at the gateway at each step -> promoted (MLflow champion alias moves) -> a bad
+canary (a version its clients cannot use) rolled back through KServe.
 
-The same code runs `modelops demo` (modelops_dev.e2e.loop). Stand-ins, named in their modules: KServe's
-controller (modelops_dev.e2e.kserve_standin), the traffic split and the payload logger (modelops_dev.e2e.traffic).
+The same code runs `modelops demo` (modelops_dev.e2e.loop). The model namespace enforces the `restricted` Pod
+Security Standard, so every Pod of the loop (trainer Jobs, MLflow, the exporter, predictors with KServe's
+injected agent and storage initializer) is admitted under it.
 """
 
 from __future__ import annotations
@@ -12,15 +16,17 @@ import re
 
 import pytest
 
-from modelops_dev.e2e.loop import Loop
+from modelops_dev.e2e.loop import MODEL, NAMESPACE_LABELS, SPLIT_MIN_REQUESTS, Loop
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(5400)]
 
 
 def test_full_loop(e2e_loop: Loop) -> None:
     loop = e2e_loop
     loop.preflight()
     loop.install()
+    labels = loop.kube.get("namespace", loop.ns)["metadata"]["labels"]
+    assert {k: labels.get(k) for k in NAMESPACE_LABELS} == NAMESPACE_LABELS, labels
 
     v1 = loop.train_v1()
     logs = loop.job_logs(v1["job"])
@@ -34,29 +40,58 @@ def test_full_loop(e2e_loop: Loop) -> None:
     loop.serve_v1()
     isvc = loop.isvc()
     assert isvc["spec"]["predictor"]["name"] == "v1"
-    pods = loop.kube.get("pods", namespace=loop.ns, selector="serving.kserve.io/inferenceservice=churn")["items"]
-    assert any(p["status"].get("phase") == "Running" for p in pods)
+    # KServe's controller realised it: its Deployment, its pod mutator's agent sidecar and storage initializer
+    pods = loop.kube.get("pods", namespace=loop.ns, selector=f"serving.kserve.io/inferenceservice={MODEL}")["items"]
+    running = [p for p in pods if p["status"].get("phase") == "Running"]
+    assert running, pods
+    containers = {c["name"]: c for c in running[0]["spec"]["containers"]}
+    assert {"kserve-container", "agent"} <= set(containers), list(containers)
+    # pvc:// models: KServe mounts the claim's path at /mnt/models itself (no init container for a PVC)
+    mounts = {m["mountPath"] for m in containers["kserve-container"].get("volumeMounts") or []}
+    assert "/mnt/models" in mounts, mounts
+    assert loop.kube.get("deployment", f"{MODEL}-v1-predictor", loop.ns), "KServe made no predictor Deployment"
+    # and an http:// model through KServe's injected storage initializer, admitted under `restricted`
+    fetched = loop.storage_initializer_check()
+    init = [c for c in fetched["pod"]["spec"]["initContainers"] if c["name"] == "storage-initializer"]
+    assert init and init[0]["image"].endswith("modelops/kserve-storage-initializer:dev"), init
+    assert fetched["log"].strip().startswith("3001 "), fetched["log"]
 
     try:
         v2 = loop.drift_and_retrain()
         assert v2["trigger"] == "drift" and v2["version"] == "2", v2
-        # drift was really measured from the logged traffic and read from Prometheus
+        # drift was really measured from the traffic KServe's agent logged, and read from Prometheus
         assert max(s["drift_share"] or 0 for s in loop.tl.samples) >= 0.3, loop.tl.samples
         assert [v["version"] for v in loop.versions()] == ["1", "2"]
 
         loop.canary_and_promote("2")
+        md = loop.md()["status"]
+        assert md["stable"]["version"] == "2" and not (md.get("canary") or {}).get("version")
+        assert md["traffic"]["splitBy"] == "modelops", md["traffic"]
+        assert loop.alias("champion") == "2"
+        promoted = [h for h in md.get("history") or [] if h.get("version") == "2"]
+        assert promoted and promoted[0]["result"] == "Promoted", md.get("history")
+        # the rollout went through the canary weights
+        weights = {s["weight"] for s in loop.tl.samples}
+        assert {25, 60} <= weights, sorted(weights)
+        # at each canary step the gateway split the answers by the route's weights: >= 400, within 5 points
+        print(json.dumps({"measured_splits": loop.splits}))
+        assert len(loop.splits) == 2 and all(r["requests"] >= SPLIT_MIN_REQUESTS for r in loop.splits), loop.splits
+        assert [r["problem"] for r in loop.splits] == ["", ""], loop.splits
+        assert loop.isvc()["spec"]["predictor"]["name"] == "v2" and not loop.isvc()["spec"].get("canary")
+        # no request failed at the model servers of the good versions
+        assert loop.prom(f'sum(modelops_serving_requests_total{{namespace="{loop.ns}",status!~"2.."}})') in (None, 0.0)
+
+        bad = loop.bad_canary()
     finally:
-        if loop.traffic:
-            loop.traffic.stop()
-    md = loop.md()["status"]
-    assert md["stable"]["version"] == "2" and not (md.get("canary") or {}).get("version")
-    assert loop.alias("champion") == "2"
-    promoted = [h for h in md.get("history") or [] if h.get("version") == "2"]
-    assert promoted and promoted[0]["result"] == "Promoted", md.get("history")
-    # the rollout went through the canary weights while traffic was split by them
-    weights = {s["weight"] for s in loop.tl.samples}
-    assert {25, 60} <= weights, sorted(weights)
-    assert loop.traffic is not None and loop.traffic.stats.sent["canary"] > 0, loop.traffic.stats
-    assert loop.traffic.stats.errors == {"stable": 0, "canary": 0}, loop.traffic.stats
-    assert loop.isvc()["spec"]["predictor"]["name"] == "v2" and not loop.isvc()["spec"].get("canary")
+        loop.stop_traffic()
+    assert bad["version"] == "3" and bad["run"]["state"] == "GateFailed", bad
+    assert bad["history"]["result"] == "RolledBack", bad
+    # champion untouched, the version tagged rejected, the InferenceService back to v2 alone
+    assert bad["champion_before"] == "2" and loop.alias("champion") == "2"
+    assert loop.version_tags("3").get("modelops.dev/rejected"), loop.version_tags("3")
+    isvc = loop.isvc()
+    assert isvc["spec"]["predictor"]["name"] == "v2" and not isvc["spec"].get("canary"), isvc["spec"]
+    assert (loop.md()["status"].get("stable") or {}).get("version") == "2"
+    # the bad version's answers were the clients' own failures (422), seen at the gateway
+    assert loop.traffic is not None and loop.traffic.answers.get("HTTP 422", 0) > 0, loop.traffic.answers
     print(json.dumps(loop.tl.to_json()["stage_seconds"]))

@@ -1,78 +1,74 @@
-"""Pure parts of the e2e loop and the KServe stand-in: names, pvc:// mounts, status, the traffic split,
-and the Prometheus relabelling that gives predictor series their `side`."""
+"""Pure parts of the e2e loop: names, the analysis queries of the e2e ModelDeployment, the route weights the
+gateway traffic reads, the V2 request body, the data server's files, and the Prometheus relabelling that
+gives predictor series their `side`."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
-from modelops_dev.e2e import kserve_standin as ks
-from modelops_dev.e2e.loop import release_name
-from modelops_dev.e2e.traffic import logger_headers, split
+from modelops_dev.e2e.gateway_traffic import route_weights, v2_inputs
+from modelops_dev.e2e.loop import IMAGES, NAMESPACE_LABELS, model_deployment, release_name
 
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_names_follow_kserve() -> None:
-    assert ks.deployment_name("churn", None) == "churn-predictor"
-    assert ks.deployment_name("churn", "v2") == "churn-v2-predictor"
-    assert release_name("modelops-demo") == "modelops-demo" and release_name("t1") == "modelops-t1"
+def test_release_name() -> None:
+    assert release_name("modelops-demo") == "modelops-demo"
+    assert release_name("e2e") == "modelops-e2e"
 
 
-@pytest.mark.parametrize(("uri", "want"), [
-    ("pvc://mlflow/artifacts/1/m-a/artifacts", ("mlflow", "artifacts/1/m-a/artifacts")),
-    ("pvc://claim", ("claim", "")),
-    ("s3://bucket/model", None),
-    ("mlflow-artifacts:/1/x", None),
-])
-def test_storage_mount(uri: str, want: tuple[str, str] | None) -> None:
-    assert ks.storage_mount(uri) == want
+def test_route_weights_by_predictor() -> None:
+    route = {"spec": {"rules": [{"backendRefs": [
+        {"kind": "Service", "name": "churn-v1-predictor", "port": 80, "weight": 75},
+        {"kind": "Service", "name": "churn-v2-predictor", "port": 80, "weight": 25}]}]}}
+    assert route_weights(route, "churn") == {"v1": 75, "v2": 25}
+    # a ref without weight has weight 1 (Gateway API); refs to other Services are not predictors of this model
+    route["spec"]["rules"][0]["backendRefs"] = [{"name": "churn-v1-predictor"}, {"name": "other-v1-predictor"},
+                                                {"name": "churn-predictor"}]
+    assert route_weights(route, "churn") == {"v1": 1}
+    assert route_weights(None, "churn") == {} and route_weights({"spec": {}}, "churn") == {}
 
 
-def _isvc(canary: bool) -> dict:
-    spec: dict = {"predictor": {"name": "v1"}}
-    if canary:
-        spec["canary"] = [{"trafficPercent": 25, "predictor": {"name": "v2"}}]
-    return {"metadata": {"name": "churn", "namespace": "ns", "generation": 3, "uid": "u"}, "spec": spec}
+def test_v2_inputs_one_tensor_per_column() -> None:
+    frame = pd.DataFrame({"a": [1, 2], "b": [0.5, float("nan")], "c": ["x", float("nan")]})
+    got = {t["name"]: t for t in v2_inputs(frame)}
+    assert got["a"] == {"name": "a", "datatype": "INT64", "shape": [2], "data": [1, 2]}
+    assert got["b"]["datatype"] == "FP64" and got["b"]["data"] == [0.5, None]
+    assert got["c"]["datatype"] == "BYTES" and got["c"]["data"] == ["x", None]
 
 
-def test_status_shapes() -> None:
-    st = ks.isvc_status(_isvc(True), True, [("v2", 25, False)])
-    assert st["observedGeneration"] == 3 and st["deploymentMode"] == "Standard"
-    assert {c["type"]: c["status"] for c in st["conditions"]} == {
-        "IngressReady": "True", "PredictorReady": "True", "Ready": "True", "CanaryPredictorReady": "False"}
-    assert [(t["revisionName"], t["percent"]) for t in st["components"]["predictor"]["traffic"]] == [("v1", 75), ("v2", 25)]
-    assert st["url"] == "http://churn-predictor.ns.svc.cluster.local"
-    bad = ks.isvc_status(_isvc(False), False, [], "no", "StorageUriUnsupported")
-    assert bad["modelStatus"]["transitionStatus"] == "InvalidSpec" and "url" not in bad
+def test_analysis_selects_the_pods_of_each_side() -> None:
+    """KServe names every predictor's Deployment `{isvc}-{predictor}-predictor`, the stable one included, so a
+    side is selected by its revision (the predictor name), and success means a 2xx answer."""
+    md = model_deployment("ns")
+    metrics = {m["name"]: m["query"] for m in md["spec"]["rollout"]["analysis"]["metrics"]}
+    for q in metrics.values():
+        assert 'pod=~"{{name}}-{{revision}}-predictor-.*"' in q and "side=" not in q
+    assert 'status=~"2.."' in metrics["success-rate"]
+    pod = re.compile("^churn-v2-predictor-.*$")
+    assert pod.match("churn-v2-predictor-5d8f9c7b6d-x2x9z") and not pod.match("churn-v12-predictor-5d8f-x")
 
 
-def test_rolled_out() -> None:
-    dep = {"metadata": {"generation": 2}, "spec": {"replicas": 1},
-           "status": {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}}
-    assert ks.rolled_out(dep)
-    assert not ks.rolled_out({**dep, "status": {**dep["status"], "observedGeneration": 1}})
-    assert not ks.rolled_out({**dep, "status": {**dep["status"], "replicas": 2}})  # an old pod still there
-    assert not ks.rolled_out(None)
+def test_the_loop_needs_the_serving_images_and_a_restricted_namespace() -> None:
+    assert {"modelops/kserve-controller:dev", "modelops/kserve-agent:dev", "modelops/kserve-storage-initializer:dev",
+            "modelops/traefik:dev"} <= set(IMAGES)
+    assert NAMESPACE_LABELS["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
-def test_split_only_to_a_ready_canary() -> None:
-    isvc = _isvc(True)
-    assert split(isvc) == (None, 0)
-    isvc["status"] = {"canaryStatuses": [{"name": "v2", "ready": True, "trafficPercent": 25}]}
-    assert split(isvc) == ("v2", 25)
-    assert split(_isvc(False)) == (None, 0) and split(None) == (None, 0)
-
-
-def test_logger_headers_are_kserves() -> None:
-    h = logger_headers("id-1", "response", "churn", "ns", "canary", "2")
-    assert h["Ce-Type"] == "org.kubeflow.serving.inference.response" and h["Ce-Id"] == "id-1"
-    assert h["Ce-Endpoint"] == "canary" and '"modelops.dev/model-version": "2"' in h["Ce-Annotations"]
+def test_data_server_serves_an_incompatible_file() -> None:
+    """The bad canary's data: shifted.csv with its first column renamed (a model the clients cannot call)."""
+    doc = next(yaml.safe_load_all((REPO / "manifests/e2e/data-server.yaml").read_text()))
+    script = doc["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    assert "sed '1s/^customer_age,/age_years,/' /data/shifted.csv > /data/incompatible.csv" in script
+    header = "customer_age,gender,dependent_count"
+    assert re.sub(r"^customer_age,", "age_years,", header) == "age_years,gender,dependent_count"
 
 
 def test_prometheus_side_relabelling() -> None:

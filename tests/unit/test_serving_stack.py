@@ -40,6 +40,7 @@ def rendered() -> list[dict[str, Any]]:
          "spec": {"template": {"spec": {"containers": [
              {"name": "kube-rbac-proxy", "image": "quay.io/brancz/kube-rbac-proxy:v0.18.0"},
              {"name": "manager", "image": "kserve/kserve-controller:latest", "imagePullPolicy": "Always",
+              "args": ["--metrics-addr=127.0.0.1:8080", "--leader-elect"],
               "resources": {"limits": {"cpu": "100m"}}}]}}}},
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": kserve.WEBHOOK_SERVICE, "namespace": "kserve"}},
         {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "ClusterStorageContainer", "metadata": {"name": "default"},
@@ -73,6 +74,8 @@ def test_pod_manager_no_cert_manager_our_images_and_ca_bundle() -> None:
     (dep,) = by_kind(docs, "Deployment")
     (manager,) = dep["spec"]["template"]["spec"]["containers"]
     assert manager["image"] == "modelops/kserve-controller:dev" and manager["imagePullPolicy"] == "IfNotPresent"
+    # one replica, no leader election (its lease renewals failed on a loaded node); other args kept
+    assert manager["args"] == ["--metrics-addr=127.0.0.1:8080"]
     secret = next(d for d in docs if d["kind"] == "Secret")
     assert secret["metadata"]["name"] == kserve.WEBHOOK_SECRET and secret["type"] == "kubernetes.io/tls"
     assert base64.b64decode(secret["data"]["tls.crt"]) == b"CERT-PEM"
@@ -94,6 +97,8 @@ def test_inferenceservice_config() -> None:
     (csc,) = by_kind(docs, "ClusterStorageContainer")
     assert csc["spec"]["container"]["image"] == "modelops/kserve-storage-initializer:dev"
     assert csc["spec"]["container"]["imagePullPolicy"] == "IfNotPresent"
+    assert csc["spec"]["container"]["securityContext"]["allowPrivilegeEscalation"] is False
+    assert csc["spec"]["container"]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     # what modelops' operator reads back from it (the default deployment mode) still parses
     from modelops.desired.inference_service import cluster_default_mode
 
@@ -215,3 +220,16 @@ def test_split_meter_per_weight_setting() -> None:
     m.record(few, few, "2", 200)
     assert "only 1 answers" in m.check(few)
     assert {r["requests"] for r in m.report()} == {400, 1}
+
+
+def test_unchanged_crds_are_not_applied_again() -> None:
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "a.serving.kserve.io"}, "spec": {"group": "serving.kserve.io"}}
+    a = kserve.with_hash(crd)
+    assert kserve.with_hash(a) == a  # hashing is stable and ignores its own annotation
+    h = a["metadata"]["annotations"][kserve.HASH_ANNOTATION]
+    b = kserve.with_hash({**crd, "metadata": {"name": "b.serving.kserve.io"}})
+    assert kserve.changed([a, b], {"a.serving.kserve.io": h}) == [b]
+    edited = kserve.with_hash({**crd, "spec": {"group": "serving.kserve.io", "scope": "Namespaced"}})
+    assert kserve.changed([edited], {"a.serving.kserve.io": h}) == [edited]
+    assert kserve.changed([a], {}) == [a]

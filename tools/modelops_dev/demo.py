@@ -1,16 +1,20 @@
 """`modelops demo`: the README's main job, the whole loop running for real on a local node.
 
-1. Kubernetes binaries (built once from the Go module proxy), then the local cluster *with a node*
-   (`modelops cluster up --node`: control plane + kubelet, containerd, CNI, kube-proxy, CoreDNS).
-2. Images: the four runtimes and Prometheus, built offline when missing (`modelops images build`), loaded
-   into the node's containerd (`modelops cluster load-images`) when the node lacks them.
-3. The loop (modelops_dev.e2e.loop, the code the e2e tier tests): install the chart with MLflow, the drift
-   exporter, Prometheus and the KServe stand-in; train v1 -> serve -> shifted traffic -> drift -> retrain
-   v2 -> canary with Prometheus analysis -> promote. A timeline is printed as it happens, then written to
-   build/demo/timeline.json with a plot (build/demo/loop.png).
+1. Kubernetes binaries and the serving stack's Go builds (KServe v0.20.0 manager and agent, the Gateway API
+   CRDs, Traefik; built once from the Go module proxy, cached by version), then the local cluster *with a
+   node* (`modelops cluster up --node`: control plane + kubelet, containerd, CNI, kube-proxy, CoreDNS).
+2. Images: the four runtimes, Prometheus, KServe's manager, agent and storage initializer, and Traefik,
+   built offline when missing (`modelops images build`), loaded into the node's containerd (`modelops
+   cluster load-images`) when the node lacks them.
+3. The loop (modelops_dev.e2e.loop, the code the e2e tier tests): install the serving stack (real KServe with
+   its webhooks, Traefik as the Gateway API data plane), then the chart with MLflow, the drift exporter,
+   Prometheus; train v1 -> serve -> shifted traffic to the gateway (payloads logged by KServe's agent) ->
+   drift -> retrain v2 -> canary with Prometheus analysis, split at the gateway -> promote -> a bad canary
+   rolled back. A timeline is printed as it happens, then written to build/demo/timeline.json with a plot
+   (build/demo/loop.png).
 4. Where to look: MLflow UI, `kubectl get modelops`, the drift report.
 
-`modelops demo --down` stops the KServe stand-in, the node and the control plane and removes their data.
+`modelops demo --down` stops the node and the control plane and removes their data.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ def _work_dir() -> Path:
 
 
 def demo_up() -> None:
-    from modelops_dev.cluster.build import ensure_binaries
+    from modelops_dev.cluster.build import ensure_binaries, ensure_serving
     from modelops_dev.e2e.kube import Kube
     from modelops_dev.e2e.loop import IMAGES, Loop, Timeline
     from modelops_dev.e2e.plot import plot_timeline
@@ -70,6 +74,7 @@ def demo_up() -> None:
     _step("1/4 Kubernetes binaries and the local cluster with a node")
     t = time.monotonic()
     ensure_binaries(progress=typer.echo)
+    ensure_serving(progress=typer.echo)
     _modelops("cluster", "up", "--name", DEMO_CLUSTER, "--node")
     kubeconfig = subprocess.run([str(Path(sys.executable).with_name("modelops")), "cluster", "kubeconfig",
                                  "--name", DEMO_CLUSTER], capture_output=True, text=True, check=True).stdout.strip()
@@ -100,25 +105,26 @@ def demo_up() -> None:
         typer.echo(f"removing the previous run's namespace {DEMO_NAMESPACE}")
         Loop(kube, DEMO_NAMESPACE, Timeline(), work_dir=work).uninstall()
     timeline = Timeline(echo=typer.echo)
-    loop = Loop(kube, DEMO_NAMESPACE, timeline, work_dir=work, standin_log=work / "kserve-standin.log")
+    loop = Loop(kube, DEMO_NAMESPACE, timeline, work_dir=work)
     try:
         loop.run()
     finally:
-        data = {**timeline.to_json(), "setup_seconds": durations}
+        data = {**timeline.to_json(), "setup_seconds": durations, "measured_splits": loop.splits}
         (work / "timeline.json").write_text(json.dumps(data, indent=1))
         if timeline.samples:
             png = plot_timeline(data, work / "loop.png")
             typer.echo(f"plot: {png}")
         if loop.traffic:
-            typer.echo(f"traffic: {loop.traffic.stats}")
+            typer.echo(f"answers at the gateway: {dict(loop.traffic.answers)}")
 
     _step("4/4 done in {:.0f}s (cluster {}s, images {}s, loop stages {})".format(
         time.monotonic() - t0, durations["cluster"], durations["images"], timeline.stages))
     release = loop.release
     bin_dir = Path(kube.kubectl_bin).parent
-    typer.echo(f"""Look around (the KServe stand-in keeps running; `modelops demo --down` stops everything):
+    typer.echo(f"""Look around (`modelops demo --down` stops everything):
   export KUBECONFIG={kubeconfig} PATH={bin_dir}:$PATH
-  kubectl get modelops,inferenceservices,pods -n {DEMO_NAMESPACE}
+  kubectl get modelops,inferenceservices,httproutes,pods -n {DEMO_NAMESPACE}
+  kubectl logs -n kserve deployment/kserve-controller-manager     # KServe's controller
   kubectl describe modeldeployment churn -n {DEMO_NAMESPACE}
   # MLflow UI (experiments, trials, registered versions, the champion alias):
   kubectl port-forward -n {DEMO_NAMESPACE} svc/{release}-mlflow 5000:5000   # then http://127.0.0.1:5000
@@ -126,21 +132,14 @@ def demo_up() -> None:
   kubectl port-forward -n {DEMO_NAMESPACE} svc/{release}-drift-exporter 8080:8080
   #   http://127.0.0.1:8080/reports/churn   http://127.0.0.1:8080/drift/churn
   # Prometheus: kubectl port-forward -n {DEMO_NAMESPACE} svc/prometheus 9090:9090
-  timeline: {work / 'timeline.json'}   plot: {work / 'loop.png'}   stand-in log: {work / 'kserve-standin.log'}""")
+  # the gateway: kubectl port-forward -n traefik svc/traefik 8000:8000, Host: {(loop.md().get('status', {}).get('traffic') or {}).get('hostname')}
+  timeline: {work / 'timeline.json'}   plot: {work / 'loop.png'}""")
 
 
 def demo_down() -> None:
     from modelops_dev.cluster.local import LocalCluster
-    from modelops_dev.cluster.process import ProcessRecord, proc_start_time, terminate
+    from modelops_dev.cluster.process import ProcessRecord, terminate
 
-    work = _work_dir()
-    pid_file = work / "kserve-standin.pid"
-    if pid_file.exists():
-        pid = int(pid_file.read_text())
-        if proc_start_time(pid) is not None:
-            terminate(ProcessRecord(pid, proc_start_time(pid) or 0, 0, ""), grace=10)
-            typer.echo(f"  KServe stand-in (pid {pid}) stopped")
-        pid_file.unlink()
     cluster = LocalCluster(DEMO_CLUSTER)
     state_file = cluster.root / "operator.json"  # the operator process of earlier demo versions
     if state_file.exists():

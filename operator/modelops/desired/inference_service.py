@@ -37,7 +37,7 @@ from modelops.api.types import ModelRef, ServingPlan, serving_name
 from modelops.api.vocabulary import MANAGER
 from modelops.desired.drift_shards import exporter_url
 from modelops.formats.artifacts import ENV_MODEL_SHA256
-from modelops.formats.drift_url import logger_url
+from modelops.formats.drift_url import VERSION_ANNOTATION, logger_url
 
 KSERVE_GROUP = "serving.kserve.io"
 KSERVE_VERSION = "v1beta1"
@@ -55,6 +55,8 @@ KSERVE_CONTAINER = "kserve-container"
 KSERVE_VISIBILITY_LABEL = "networking.kserve.io/visibility"
 KSERVE_CLUSTER_LOCAL = "cluster-local"
 MODEL_DIR = "/mnt/models"
+#: The model server's REST port (`modelops serve` default, KServe's default for custom containers)
+SERVER_PORT = 8080
 
 #: The `restricted` Pod Security Standard for the predictor Pods (issue 16, L4); the model server image runs as
 #: UID 10001, and KServe's runtimes as non-root users too.
@@ -162,6 +164,10 @@ def _predictor(name: str, spec: Mapping[str, Any], ref: ModelRef, defaults: Defa
             "image": serving.get("image") or defaults.server_image,
             "command": ["modelops", "serve"],
             "args": ["--model-dir", MODEL_DIR],
+            # declared, as KServe's custom-container examples do: Pod-based scraping (Prometheus' pod role, a
+            # PodMonitor) finds the model server's /metrics by this port; undeclared, the real KServe's predictor
+            # Pods had no scrape target and every canary analysis stayed "no data" (seen on the node)
+            "ports": [{"containerPort": SERVER_PORT, "protocol": "TCP"}],
             "env": [{"name": "STORAGE_URI", "value": ref.storage_uri},
                     {"name": "MODELOPS_MODEL_NAME", "value": name},
                     {"name": "MODELOPS_MODEL_VERSION", "value": ref.version or predictor_name(ref)},
@@ -191,7 +197,10 @@ def _predictor(name: str, spec: Mapping[str, Any], ref: ModelRef, defaults: Defa
         url = logger.get("url") or logger_url(
             exporter_url(defaults.drift_exporter_url, defaults.drift_exporter_shards, namespace, name),
             defaults.drift_token, namespace)
-        pred["logger"] = {"mode": logger.get("mode", "all"), "url": url}
+        # KServe's agent copies the listed Pod annotations into each event's ce-annotations: the exporter learns
+        # which version answered a request (and so which reference profile to compare it with) from there
+        pred["logger"] = {"mode": logger.get("mode", "all"), "url": url, "metadataAnnotations": [VERSION_ANNOTATION]}
+        pred["annotations"] = {VERSION_ANNOTATION: ref.version or predictor_name(ref)}
     return pred
 
 

@@ -35,12 +35,14 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from modelops.formats.drift_url import VERSION_ANNOTATION as _VERSION_ANNOTATION
+
 Column = Sequence[Any] | npt.NDArray[Any]  # a list or a 1-d numpy array of one feature's raw values
 
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
-# InferenceService annotation carrying the served model version (listed in logger.metadataAnnotations).
-VERSION_ANNOTATION = "modelops.dev/model-version"
+# Predictor annotation carrying the served model version (listed in logger.metadataAnnotations).
+VERSION_ANNOTATION = _VERSION_ANNOTATION
 # Metadata header (logger.metadataHeaders) carrying the version, for senders that cannot annotate.
 VERSION_HEADER = "model-version"
 UNKNOWN_VERSION = "unknown"

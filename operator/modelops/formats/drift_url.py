@@ -11,6 +11,11 @@ import hmac
 
 #: the path prefix of namespace-bound event URLs
 NAMESPACE_PATH = "/events/ns"
+#: The predictor annotation that carries the served model version into KServe's payload logs: the operator
+#: sets it on each predictor and lists it in `logger.metadataAnnotations`, so KServe's agent sends it in the
+#: `ce-annotations` of every request and response event; the exporter reads the version from there (a request
+#: event has no other trace of the version that answered it).
+VERSION_ANNOTATION = "modelops.dev/model-version"
 
 
 def namespace_token(secret: str, namespace: str) -> str:

@@ -56,7 +56,11 @@ def test_knative_canary_is_canary_traffic_percent(plan: ServingPlan, uri: str, c
     assert env(pred)["STORAGE_URI"] == uri and pred.get("canaryTrafficPercent") == ctp
     assert pred["containers"][0]["name"] == "kserve-container"
     assert pred["containers"][0]["args"] == ["--model-dir", "/mnt/models"]
-    assert pred["logger"] == {"mode": "all", "url": "http://drift/v1/events"}
+    assert pred["containers"][0]["ports"] == [{"containerPort": 8080, "protocol": "TCP"}]
+    # KServe's agent sends the listed Pod annotation with every event: the exporter reads the version there
+    assert pred["logger"] == {"mode": "all", "url": "http://drift/v1/events",
+                              "metadataAnnotations": ["modelops.dev/model-version"]}
+    assert pred["annotations"] == {"modelops.dev/model-version": env(pred)["MODELOPS_MODEL_VERSION"]}
 
 
 def test_standard_canary_names_predictors_by_version_and_drops_autoscaling() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 import subprocess
 import threading
@@ -26,6 +27,35 @@ from dataclasses import dataclass, field
 from typing import Any
 
 WeightsKey = tuple[tuple[str, int], ...]
+
+
+def v2_inputs(frame: Any) -> list[dict[str, Any]]:
+    """Open Inference Protocol tensors, one per column (the pandas codec's layout)."""
+    out = []
+    for name in frame.columns:
+        col = frame[name]
+        if col.dtype == object:
+            out.append({"name": name, "datatype": "BYTES", "shape": [len(frame)],
+                        "data": [None if isinstance(v, float) else str(v) for v in col.tolist()]})
+        elif col.dtype.kind in "iu":
+            out.append({"name": name, "datatype": "INT64", "shape": [len(frame)], "data": [int(v) for v in col]})
+        else:
+            out.append({"name": name, "datatype": "FP64", "shape": [len(frame)],
+                        "data": [None if math.isnan(v) else float(v) for v in col.tolist()]})
+    return out
+
+
+def route_weights(route: Mapping[str, Any] | None, isvc: str) -> dict[str, int]:
+    """{predictor name: weight} of an HTTPRoute's backendRefs to KServe predictor Services
+    (`{isvc}-{predictor}-predictor`); a ref without a weight has weight 1, as Gateway API says."""
+    out: dict[str, int] = {}
+    prefix, suffix = f"{isvc}-", "-predictor"
+    for rule in ((route or {}).get("spec") or {}).get("rules") or []:
+        for ref in rule.get("backendRefs") or []:
+            name = str(ref.get("name") or "")
+            if name.startswith(prefix) and name.endswith(suffix) and len(name) > len(prefix) + len(suffix):
+                out[name[len(prefix):-len(suffix)]] = int(ref.get("weight", 1))
+    return out
 
 
 def weights_key(weights: Mapping[str, int]) -> WeightsKey:
@@ -111,14 +141,20 @@ class GatewayTraffic:
     re-read every `route_period` seconds by `read_weights` (e.g. the HTTPRoute's backendRefs)."""
 
     def __init__(self, base_url: str, host: str, isvc: str, body: Callable[[], dict[str, Any]],
-                 read_weights: Callable[[], Mapping[str, int]], *, senders: int = 4, route_period: float = 1.0) -> None:
+                 read_weights: Callable[[], Mapping[str, int]], *, senders: int = 4, route_period: float = 1.0,
+                 pace: float = 0.0, settle: float = 0.0) -> None:
+        """`pace`: each sender starts a request at most every `pace` seconds. `settle`: answers within this many
+        seconds after the route's weights changed count as straddling (the gateway takes the new route after
+        its provider's next sync), not for either setting."""
         import httpx
 
         self.url = f"{base_url}/v2/models/{isvc}/infer"
         self.host, self.body, self.read_weights = host, body, read_weights
         self.meter = SplitMeter()
-        self.route_period = route_period
+        self.route_period, self.pace, self.settle = route_period, pace, settle
+        self.answers: Counter[str] = Counter()
         self._weights: WeightsKey = ()
+        self._changed_at = 0.0
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._client = httpx.Client(timeout=15.0)
@@ -142,13 +178,17 @@ class GatewayTraffic:
     def _route_loop(self) -> None:
         while not self._stop.wait(self.route_period):
             try:
-                self._weights = weights_key(self.read_weights())
+                new = weights_key(self.read_weights())
+                if new != self._weights:
+                    self._weights, self._changed_at = new, time.monotonic()
             except Exception as exc:
                 self.last_error = f"reading the route: {exc!r}"
 
     def _send_loop(self) -> None:
         while not self._stop.is_set():
+            t0 = time.monotonic()
             before = self._weights
+            settling = t0 - self._changed_at < self.settle
             try:
                 resp = self._client.post(self.url, content=json.dumps(self.body()),
                                          headers={"Host": self.host, "Content-Type": "application/json"})
@@ -161,4 +201,7 @@ class GatewayTraffic:
                 status, version = 0, None
                 self.last_error = repr(exc)
             with self._lock:
-                self.meter.record(before, self._weights, version, status)
+                self.answers[version or f"HTTP {status}"] += 1
+                # an answer while the gateway may still route by the previous weights counts for neither
+                self.meter.record(before, () if settling else self._weights, version, status)
+            self._stop.wait(max(0.0, self.pace - (time.monotonic() - t0)))

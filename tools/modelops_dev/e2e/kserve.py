@@ -16,7 +16,9 @@ What is installed (KServe v0.20.0, its module's `config/`, built by `modelops cl
     `inject-ca-from` annotations are dropped;
   * the manager's image is ours (built from KServe's Go module), `imagePullPolicy: IfNotPresent`, and the
     kube-rbac-proxy sidecar (quay.io image, metrics auth only) is left out: the manager serves metrics on
-    127.0.0.1 only;
+    127.0.0.1 only; its single replica runs without leader election (`Options.leader_elect`);
+  * the default ClusterStorageContainer (the storage initializer KServe injects for http(s)://, s3://, ...)
+    gets our image and a securityContext the `restricted` Pod Security Standard admits;
   * inferenceservice-config: Standard as the default deployment mode, Gateway API ingress on (the Gateway
     `kserve/kserve-ingress-gateway`, see modelops/e2e/gateway.py), the agent (logger, batcher) and the storage
     initializer images set to ours, and the agent's CPU request lowered to fit a 2-core node;
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
 import subprocess
 import time
@@ -49,6 +52,9 @@ GATEWAY = "kserve/kserve-ingress-gateway"
 OVERLAY = "overlays/standalone/kserve"
 RUNTIMES = "runtimes"
 WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+#: What the `restricted` Pod Security Standard asks of a container (the Pod sets runAsNonRoot and seccomp too)
+RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True,
+                        "seccompProfile": {"type": "RuntimeDefault"}}
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,10 @@ class Options:
     #: for manager="host": the address the API server reaches the webhook server at
     host_webhook: str = ""
     agent_cpu_request: str = "10m"
+    #: KServe's manifests run the (single-replica) manager with --leader-elect. Its 5 s lease renewals failed on
+    #: a loaded 2-core node (API server answering in > 5 s), and the manager exited ("leader election lost") and
+    #: crash-looped; one replica needs no election, so it is off unless asked for.
+    leader_elect: bool = False
     storage_initializer_cpu_request: str = "10m"
 
 
@@ -167,6 +177,8 @@ def kserve_manifests(docs: Iterable[Mapping[str, Any]], certs: Certs, opts: Opti
                 if c.get("name") == "manager":
                     c["image"] = opts.images.controller
                     c["imagePullPolicy"] = "IfNotPresent"
+                    if not opts.leader_elect:
+                        c["args"] = [a for a in c.get("args") or [] if a != "--leader-elect"]
                     # the manifests give it 100m, which a busy 2-core node turns into minutes of start-up
                     c.setdefault("resources", {}).setdefault("limits", {})["cpu"] = "1"
         elif kind == "ConfigMap" and meta.get("name") == CONFIG_MAP:
@@ -178,6 +190,9 @@ def kserve_manifests(docs: Iterable[Mapping[str, Any]], certs: Certs, opts: Opti
             c["image"] = opts.images.storage_initializer
             c["imagePullPolicy"] = "IfNotPresent"
             c.setdefault("resources", {}).setdefault("requests", {})["cpu"] = opts.storage_initializer_cpu_request
+            # KServe injects this container as written here: without a securityContext a namespace that
+            # enforces the `restricted` Pod Security Standard refuses every predictor Pod that downloads its model
+            c["securityContext"] = dict(RESTRICTED_CONTAINER)
         elif kind == "Service" and meta.get("name") in (WEBHOOK_SERVICE, f"{MANAGER}-metrics-service") \
                 and opts.manager == "host":
             continue
@@ -191,6 +206,23 @@ def kserve_manifests(docs: Iterable[Mapping[str, Any]], certs: Certs, opts: Opti
                          "tls.key": base64.b64encode(certs.key.encode()).decode(),
                          "ca.crt": ca_b64}})
     return out
+
+
+HASH_ANNOTATION = "modelops.dev/manifest-hash"
+
+
+def with_hash(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """`doc` annotated with the sha256 of its content (pure), so an unchanged CRD can be recognised cheaply."""
+    out = copy.deepcopy(dict(doc))
+    ann = out.setdefault("metadata", {}).setdefault("annotations", {})
+    ann.pop(HASH_ANNOTATION, None)
+    ann[HASH_ANNOTATION] = hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest()[:20]
+    return out
+
+
+def changed(docs: list[dict[str, Any]], applied: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The docs whose hash differs from the one the cluster holds ({name: hash}) (pure)."""
+    return [d for d in docs if applied.get(d["metadata"]["name"]) != d["metadata"]["annotations"][HASH_ANNOTATION]]
 
 
 def split_crds(docs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -244,11 +276,28 @@ class Installer:
     kubectl_run: Callable[..., Any]
     progress: Callable[[str], None] = print
 
-    def apply(self, docs: list[dict[str, Any]], what: str) -> None:
+    def apply(self, docs: list[dict[str, Any]], what: str, attempts: int = 3) -> None:
         body = "\n---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs)
-        self.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=modelops-e2e", "-f", "-",
-                     stdin=body, timeout=600)
+        for attempt in range(1, attempts + 1):
+            try:
+                self.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=modelops-e2e", "-f", "-",
+                             stdin=body, timeout=600)
+                break
+            except RuntimeError as exc:
+                # KServe's CRDs are megabytes: on a loaded API server one apply can pass its 60 s request timeout.
+                # Server-side apply is idempotent, so the same apply is tried again.
+                if attempt == attempts or "Timeout" not in str(exc):
+                    raise
+                self.progress(f"  {what}: the API server timed out (attempt {attempt}/{attempts}); applying again")
         self.progress(f"  {what}: {len(docs)} objects applied (server-side)")
+
+    def applied_hashes(self, kind: str, names: list[str]) -> dict[str, str]:
+        """{name: modelops.dev/manifest-hash} of the objects of `kind` the cluster holds among `names`."""
+        path = "{.metadata.annotations." + HASH_ANNOTATION.replace(".", "\\.") + "}"
+        out = self.kubectl("get", kind, *names, "--ignore-not-found",
+                           "-o", "jsonpath={range .items[*]}{.metadata.name}{\"\\t\"}" + path + "{\"\\n\"}{end}",
+                           timeout=300)
+        return dict(ln.split("\t", 1) for ln in out.splitlines() if "\t" in ln)
 
     def wait_crds(self, crds: list[dict[str, Any]], timeout: float = 120) -> None:
         names = [c["metadata"]["name"] for c in crds]
@@ -284,7 +333,14 @@ def install(installer: Installer, config_dir: Path, certs: Certs, opts: Options,
     docs = kserve_manifests(render(installer.kubectl, config_dir), certs, opts)
     runtimes = render(installer.kubectl, config_dir, RUNTIMES)
     crds, rest = split_crds(docs)
-    installer.apply(crds, "KServe CRDs")
+    crds = [with_hash(c) for c in crds]
+    # KServe's CRDs are megabytes of schema: a server-side apply of them costs the API server tens of seconds
+    # even when nothing changed, so the ones it already holds unchanged (same content hash) are not sent again
+    todo = changed(crds, installer.applied_hashes("crd", [c["metadata"]["name"] for c in crds]))
+    if todo:
+        installer.apply(todo, "KServe CRDs")
+    else:
+        installer.progress(f"  KServe CRDs: {len(crds)} unchanged")
     installer.wait_crds(crds)
     installer.apply(rest, f"KServe (manager as a {opts.manager} process, webhooks, RBAC, inferenceservice-config)")
     if opts.manager == "pod":

@@ -13,6 +13,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,16 @@ class Kube:
         args = ["apply", "-f", "-"] + (["--server-side", "--field-manager=modelops-e2e"] if server_side else [])
         if namespace:
             args += ["-n", namespace]
-        return self.kubectl(*args, stdin=body)
+        for attempt in (1, 2, 3):
+            try:
+                return self.kubectl(*args, stdin=body)
+            except KubeError as exc:
+                # kubectl's schema download (/openapi) times out on a loaded API server right after large CRDs
+                # changed (it regenerates the spec); an apply is idempotent, so it is tried again
+                if attempt == 3 or "Timeout" not in str(exc):
+                    raise
+                time.sleep(10)
+        raise AssertionError("unreachable")
 
     # ---- HTTP through the API server's service proxy ----------------------------------------------------
     def _client(self) -> Any:

@@ -1,41 +1,60 @@
 """The whole modelops loop on a real node, shared by `modelops demo` and the e2e tier (tests/e2e).
 
-    install   namespace, storage, Prometheus, the data server, KServe's InferenceService CRD, the chart
-              (operator, bundled MLflow, drift exporter), the KServe stand-in controller
+    install   the serving stack (Gateway API CRDs, Traefik, KServe v0.20.0: manager, webhooks, agent and
+              storage initializer images; modelops_dev.e2e.serving, idempotent), the model namespace under the
+              `restricted` Pod Security Standard, storage, Prometheus, the data server, the chart (operator,
+              bundled MLflow, drift exporter)
     train v1  a RetrainSchedule; a manual request -> a Job running the trainer image -> MLflow version 1
-    serve     a ModelDeployment (Standard mode, canary rollout with Prometheus analysis) -> v1 serves
-    drift     traffic from `generate-data`'s generator, then shifted traffic -> drift exporter -> Prometheus
-              -> the RetrainSchedule's drift trigger -> a Job -> version 2 (challenger)
-    canary    the ModelDeployment rolls v2 out step by step, each analysed in Prometheus
+    serve     a ModelDeployment (Standard mode, canary rollout with Prometheus analysis) -> KServe realises
+              the InferenceService (its webhooks inject the agent and the storage initializer) -> v1 serves
+    drift     traffic from `generate-data`'s generator to the gateway only, then shifted traffic; KServe's
+              agent logs every request/response to the drift exporter -> Prometheus -> the RetrainSchedule's
+              drift trigger -> a Job -> version 2 (challenger)
+    canary    the ModelDeployment rolls v2 out step by step, each analysed in Prometheus; the operator's
+              weighted HTTPRoute splits at Traefik, and the split is measured there (which version answered)
     promote   MLflow's champion alias moves to 2; the InferenceService serves v2 alone
+    bad       (`bad_canary`) a version trained on data whose columns the clients do not send is rolled out:
+              its answers fail analysis, the operator rolls it back through KServe
 
 Every stage appends to a Timeline (timestamps, what happened, versions, weights) that the demo prints and
-plots and the tests assert on. Nothing here is pretend: the stand-ins (KServe's controller, the traffic
-split, the payload logger) are named in modelops_dev/e2e/kserve_standin.py and modelops_dev/e2e/traffic.py.
+plots and the tests assert on. Nothing here stands in for KServe: its controller, webhooks, agent, storage
+initializer and the gateway are the real ones (README "Real KServe").
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelops_dev.e2e.kserve_standin import KSERVE_RELEASE, kserve_crd_file
+from modelops_dev.e2e import gateway
+from modelops_dev.e2e.gateway_traffic import (
+    GatewayTraffic,
+    port_forward,
+    route_weights,
+    v2_inputs,
+    weights_key,
+)
 from modelops_dev.e2e.kube import Kube, KubeError
-from modelops_dev.e2e.traffic import TrafficClient
+from modelops_dev.e2e.serving import ServingImages
 
 MODEL = "churn"
-#: images the loop needs on the node
+#: images the loop needs on the node: modelops' own, then KServe's (manager, agent, storage initializer), Traefik
 IMAGES = ("modelops/operator:dev", "modelops/trainer:dev", "modelops/model-server:dev",
-          "modelops/drift-exporter:dev", "modelops/prometheus:dev")
+          "modelops/drift-exporter:dev", "modelops/prometheus:dev", *ServingImages().all())
 STORAGE_CLASS = "modelops-e2e"
 SHIFT = 0.8
+#: The model namespace runs under the `restricted` Pod Security Standard: the trainer, MLflow, the exporter
+#: and the predictor Pods with KServe's injected agent and storage initializer must all be admitted.
+NAMESPACE_LABELS = {"modelops.dev/e2e": "true", "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest"}
+#: Requests per canary step the split is measured over, and the tolerance (percentage points)
+SPLIT_MIN_REQUESTS, SPLIT_TOLERANCE_PP = 400, 5.0
 
 
 class LoopError(AssertionError):
@@ -106,8 +125,11 @@ def retrain_schedule(namespace: str, prometheus: str) -> dict[str, Any]:
     }
 
 
-def model_deployment(namespace: str) -> dict[str, Any]:
-    sel = 'namespace="{{namespace}}",isvc="{{name}}",side="{{side}}"'
+def model_deployment(namespace: str, pause: str = "90s") -> dict[str, Any]:
+    # KServe names each predictor's Deployment `{isvc}-{predictor}-predictor` and modelops names predictors after
+    # versions (v1, v2): the Pods of one side are those of its revision (the predictor name). Success is a 2xx
+    # answer: a version that refuses what its clients send (4xx) is a bad canary too.
+    sel = 'namespace="{{namespace}}",isvc="{{name}}",pod=~"{{name}}-{{revision}}-predictor-.*"'
     return {
         "apiVersion": "modelops.dev/v1alpha1", "kind": "ModelDeployment",
         "metadata": {"name": MODEL, "namespace": namespace},
@@ -119,12 +141,12 @@ def model_deployment(namespace: str) -> dict[str, Any]:
             "logger": {"enabled": True, "mode": "all"},
             "rollout": {
                 "strategy": "Canary",
-                "steps": [{"weight": 25, "pause": "30s"}, {"weight": 60, "pause": "30s"}],
+                "steps": [{"weight": 25, "pause": pause}, {"weight": 60, "pause": pause}],
                 "analysis": {
                     "interval": "15s", "failureLimit": 1, "inconclusiveLimit": 20,
                     "metrics": [
                         {"name": "success-rate",
-                         "query": (f'sum(rate(modelops_serving_requests_total{{{sel},status!~"5.."}}[1m])) / '
+                         "query": (f'sum(rate(modelops_serving_requests_total{{{sel},status=~"2.."}}[1m])) / '
                                    f"sum(rate(modelops_serving_requests_total{{{sel}}}[1m]))"),
                          "thresholdRange": {"min": 0.99}},
                         {"name": "latency-p99",
@@ -155,17 +177,20 @@ def storage(namespace: str, release: str, host_dir: Path) -> list[dict[str, Any]
 
 # ---- the loop -------------------------------------------------------------------------------------------
 class Loop:
-    def __init__(self, kube: Kube, namespace: str, timeline: Timeline, *, work_dir: Path,
-                 standin_log: Path | None = None) -> None:
+    def __init__(self, kube: Kube, namespace: str, timeline: Timeline, *, work_dir: Path) -> None:
         self.kube, self.ns, self.tl = kube, namespace, timeline
         self.release = release_name(namespace)
         self.mlflow_svc = f"{self.release}-mlflow"
         self.exporter_svc = f"{self.release}-drift-exporter"
         self.work = work_dir
         self.work.mkdir(parents=True, exist_ok=True)
-        self.standin_log = standin_log or self.work / "kserve-standin.log"
-        self.traffic: TrafficClient | None = None
-        self.standin: subprocess.Popen[bytes] | None = None
+        self.traffic: GatewayTraffic | None = None
+        self.shift = 0.0
+        #: what the gateway measured, one row per route setting (SplitMeter.report()) and per canary step
+        self.splits: list[dict[str, Any]] = []
+        self._forward: contextlib.ExitStack | None = None
+        self._pools: dict[float, Any] = {}
+        self._cursor = 0
         self.root = repo_root()
 
     # ---- helpers ----------------------------------------------------------------------------------------
@@ -231,18 +256,33 @@ class Loop:
                             f"uv run modelops images build prometheus && modelops cluster load-images {' '.join(IMAGES)}")
         self.tl.event("install", f"node(s) ready: {', '.join(ready)}; images present: {len(IMAGES)}")
 
+    def install_serving(self) -> None:
+        """The serving stack on whatever cluster the kubeconfig names (idempotent: server-side apply)."""
+        from modelops_dev.e2e import kserve
+        from modelops_dev.e2e.serving import install_serving
+
+        check, run = kserve.run_kubectl(self.kube.kubectl_bin, self.kube.env)
+        server = check("config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}").strip()
+        seconds = install_serving(check, run, kubeconfig=Path(self.kube.kubeconfig), server=server,
+                                  work=self.root / "build" / "e2e", progress=lambda m: self.tl.echo(m))
+        self.tl.event("install", f"serving stack ready in {seconds:.0f}s: Gateway API CRDs, Traefik (Gateway "
+                                 f"{gateway.GATEWAY_NAMESPACE}/{gateway.GATEWAY_NAME} Programmed), KServe v0.20.0 "
+                                 "manager Pod, webhooks answering")
+
     def install(self) -> None:
         t = time.time()
+        self.install_serving()
         self.kube.kubectl("create", "namespace", self.ns, check=False)
-        self.kube.kubectl("label", "namespace", self.ns, "modelops.dev/e2e=true", "--overwrite")
+        self.kube.kubectl("label", "namespace", self.ns, *(f"{k}={v}" for k, v in NAMESPACE_LABELS.items()),
+                          "--overwrite")
         host_dir = Path(os.environ.get("MODELOPS_E2E_STORAGE", "/var/lib/modelops/e2e")) / self.ns / "mlflow"
         host_dir.mkdir(parents=True, exist_ok=True)
         host_dir.chmod(0o777)  # the node is this machine (`cluster up --node`); MLflow runs as 10001
         self.kube.apply(storage(self.ns, self.release, host_dir))
         self.kube.kubectl("apply", "-n", self.ns, "-f", str(self.root / "manifests/e2e/prometheus.yaml"),
                           "-f", str(self.root / "manifests/e2e/data-server.yaml"))
-        self.tl.event("install", "Prometheus (pod discovery + relabelling) and the data server applied")
-        self.install_kserve_crd()
+        self.tl.event("install", f"namespace {self.ns} (Pod Security: restricted, enforced); Prometheus (pod "
+                                 "discovery + relabelling) and the data server applied")
         prometheus = f"http://prometheus.{self.ns}.svc:9090"
         extra_env = [{"name": "MODELOPS_MLFLOW_ARTIFACTS_DESTINATION", "value": f"pvc://{self.mlflow_svc}/artifacts"},
                      {"name": "MODELOPS_RETRAIN_RESYNC_SECONDS", "value": "5"}]
@@ -253,35 +293,11 @@ class Loop:
                        "--wait", "--timeout", "8m")
         self.tl.event("install", f"helm release {self.release}: operator, MLflow (SQLite, artifacts on a PV), "
                                  "drift exporter ready")
-        self.start_standin()
         self.kube.kubectl("rollout", "status", "-n", self.ns, "deployment/prometheus", "deployment/data",
                           "--timeout=300s", timeout=320)
         self.tl.event("install", "Prometheus and the data server ready")
         self.tl.stage("install", t)
 
-    def install_kserve_crd(self) -> None:
-        if self.kube.get("crd", "inferenceservices.serving.kserve.io"):
-            self.tl.event("install", "KServe InferenceService CRD already installed")
-            return
-        try:
-            crd = kserve_crd_file()
-        except RuntimeError as exc:
-            raise LoopError(str(exc)) from exc
-        self.kube.kubectl("apply", "--server-side", "--field-manager=modelops-e2e", "-f", str(crd), timeout=300)
-        # (kubectl wait fails at once while the new CRD has no status.conditions yet, so poll)
-        self.wait("the InferenceService CRD to be Established", lambda: any(
-            c["type"] == "Established" and c["status"] == "True"
-            for c in ((self.kube.get("crd", "inferenceservices.serving.kserve.io") or {}).get("status") or {})
-            .get("conditions") or []), 60, period=1)
-        self.tl.event("install", f"KServe {KSERVE_RELEASE} InferenceService CRD installed (server-side apply)")
-
-    def start_standin(self) -> None:
-        log = self.standin_log.open("ab")
-        self.standin = subprocess.Popen([sys.executable, "-m", "modelops_dev.e2e.kserve_standin", self.ns],
-                                        env=self.kube.env, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
-        (self.work / "kserve-standin.pid").write_text(str(self.standin.pid))
-        self.tl.event("install", f"KServe STAND-IN controller started (pid {self.standin.pid}, log {self.standin_log})")
 
     def train_v1(self) -> dict[str, Any]:
         t = time.time()
@@ -299,7 +315,8 @@ class Loop:
         self.tl.stage("train_v1", t)
         return run
 
-    def wait_run(self, match: Callable[[dict[str, Any]], bool], what: str, timeout: float) -> dict[str, Any]:
+    def wait_run(self, match: Callable[[dict[str, Any]], bool], what: str, timeout: float,
+                 ok: tuple[str, ...] = ("Succeeded",)) -> dict[str, Any]:
         seen: set[str] = set()
 
         def check() -> dict[str, Any] | None:
@@ -310,13 +327,13 @@ class Loop:
                     seen.add(r["job"])
                     self.tl.event("train", f"Job {r['job']} created (trigger {r['trigger']})")
                 if r.get("state") not in ("Pending", "Running", None):
-                    return r
+                    return dict(r)
             return None
 
         run = self.wait(what, check, timeout, period=3)
-        if run.get("state") != "Succeeded":
+        if run.get("state") not in ok:
             raise LoopError(f"{what}: run {run['job']} ended {run.get('state')}: {run.get('message')}")
-        return run
+        return dict(run)
 
     def job_logs(self, job: str) -> str:
         return self.kube.kubectl("logs", "-n", self.ns, f"job/{job}", "--tail=-1", check=False)
@@ -328,8 +345,50 @@ class Loop:
         self.wait("v1 to serve (InferenceService Ready, ModelDeployment stable v1)",
                   lambda: self.md().get("status", {}).get("stable", {}).get("version") == "1" and self.isvc_ready(),
                   600, on_tick=None)
-        self.tl.event("serve", "v1 serves: InferenceService churn Ready (Deployment churn-predictor)", version="1")
+        self.tl.event("serve", f"v1 serves: InferenceService churn Ready (KServe Deployment {MODEL}-v1-predictor)", version="1")
         self.tl.stage("serve_v1", t)
+
+    def storage_initializer_check(self) -> dict[str, Any]:
+        """KServe's storage initializer, injected by its pod mutator, admitted under the namespace's `restricted`
+        Pod Security Standard and downloading a model over http:// (the loop's own predictors mount their
+        pvc:// models directly, which KServe does without an init container). Returns the Pod."""
+        t = time.time()
+        name = "fetch-check"
+        pod_sec = {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}}
+        ctr_sec = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": True}
+        isvc = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                "metadata": {"name": name, "namespace": self.ns,
+                             "annotations": {"serving.kserve.io/deploymentMode": "Standard"},
+                             "labels": {"networking.kserve.io/visibility": "cluster-local"}},
+                "spec": {"predictor": {"minReplicas": 1, "maxReplicas": 1, "securityContext": pod_sec, "containers": [{
+                    "name": "kserve-container", "image": "modelops/trainer:dev",
+                    "command": ["sh", "-c", "wc -l /mnt/models/model.bin && exec sleep 3600"],
+                    "env": [{"name": "STORAGE_URI", "value": f"http://data.{self.ns}.svc:8000/model.bin"}],
+                    "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+                    "securityContext": ctr_sec}]}}}
+        self.kube.apply(isvc)
+
+        def fetched() -> dict[str, Any] | None:
+            pods = (self.kube.get("pods", namespace=self.ns, selector=f"serving.kserve.io/inferenceservice={name}")
+                    or {}).get("items") or []
+            for p in pods:
+                init = {s["name"]: s for s in p["status"].get("initContainerStatuses") or []}
+                done = ((init.get("storage-initializer") or {}).get("state") or {}).get("terminated") or {}
+                if done.get("exitCode") == 0 and p["status"].get("phase") == "Running":
+                    return dict(p)
+            return None
+
+        try:
+            pod = self.wait("the storage initializer to fetch http://data/model.bin under Pod Security restricted",
+                            fetched, 300, period=3)
+            log = self.kube.kubectl("logs", "-n", self.ns, pod["metadata"]["name"], "-c", "kserve-container")
+            self.tl.event("serve", f"KServe's storage initializer ran in Pod {pod['metadata']['name']} (restricted "
+                                   f"namespace) and fetched the model: {log.strip()[:80]}")
+            return {"pod": pod, "log": log}
+        finally:
+            self.kube.kubectl("delete", "inferenceservices.serving.kserve.io", name, "-n", self.ns, "--wait=false",
+                              check=False)
+            self.tl.stage("storage_initializer", t)
 
     def isvc(self) -> dict[str, Any]:
         return self.kube.get("inferenceservices.serving.kserve.io", MODEL, self.ns) or {}
@@ -338,8 +397,57 @@ class Loop:
         return any(c["type"] == "Ready" and c["status"] == "True"
                    for c in self.isvc().get("status", {}).get("conditions") or [])
 
+    # ---- traffic: to the gateway only --------------------------------------------------------------------
+    def _pool(self, shift: float) -> Any:
+        from modelops_pipelines.generate import TARGET, generate_churn
+
+        if shift not in self._pools:
+            # a different seed from the training data's, the same generator and shift knob
+            self._pools[shift] = generate_churn(rows=4000, seed=100, shift=shift).drop(columns=[TARGET])
+        return self._pools[shift]
+
+    def _body(self) -> dict[str, Any]:
+        """One V2 inference request of 20 rows at the current shift (called by the sender threads)."""
+        pool = self._pool(self.shift)
+        start = self._cursor % (len(pool) - 20)
+        self._cursor += 20
+        return {"inputs": v2_inputs(pool.iloc[start:start + 20])}
+
+    def route(self) -> dict[str, Any]:
+        name = (self.md().get("status", {}).get("traffic") or {}).get("route") or f"{MODEL}-traffic"
+        return self.kube.get("httproutes.gateway.networking.k8s.io", name, self.ns) or {}
+
+    def start_traffic(self) -> GatewayTraffic:
+        """Senders to Traefik's Service (the Gateway's data plane) with the InferenceService's host: the path a
+        client of the cluster takes (gateway -> modelops' HTTPRoute -> a predictor Service -> KServe's agent ->
+        the model server). The agent, not this client, logs the payloads to the drift exporter."""
+        traffic = self.wait("the operator's HTTPRoute (ModelDeployment status.traffic)", lambda: (
+            self.md().get("status", {}).get("traffic") or {}).get("hostname") and route_weights(self.route(), MODEL)
+            and (self.md().get("status", {}).get("traffic") or {}), 180)
+        self._pool(0.0), self._pool(SHIFT)
+        self._forward = contextlib.ExitStack()
+        local = self._forward.enter_context(port_forward(self.kube.kubectl_bin, self.kube.env, gateway.NAMESPACE,
+                                                         gateway.NAME, gateway.WEB_PORT))
+        self.traffic = GatewayTraffic(f"http://127.0.0.1:{local}", traffic["hostname"], MODEL, self._body,
+                                      lambda: route_weights(self.route(), MODEL), senders=4, pace=0.25,
+                                      settle=5.0).start()
+        self.tl.event("drift", f"traffic on to the gateway only (svc {gateway.NAMESPACE}/{gateway.NAME}, Host "
+                               f"{traffic['hostname']}, route {traffic.get('route')} split by "
+                               f"{traffic.get('splitBy')}): 4 senders, 20 rows per request")
+        return self.traffic
+
+    def stop_traffic(self) -> None:
+        if self.traffic:
+            self.traffic.stop()
+        if self._forward:
+            self._forward.close()
+            self._forward = None
+
+    def answered(self) -> dict[str, int]:
+        return dict(self.traffic.answers) if self.traffic else {}
+
     def record(self) -> None:
-        """One sample for the plot: drift share, canary weight, versions."""
+        """One sample for the plot: drift share, canary weight, versions, answers per version at the gateway."""
         try:
             drift = self.prom(f'max(modelops_drift_share{{namespace="{self.ns}", model="{MODEL}"}})')
             out = self.kube.proxy_json(self.ns, "prometheus", 9090, "api/v1/query", params={
@@ -350,25 +458,24 @@ class Loop:
         st = self.md().get("status", {})
         self.tl.sample(drift_share=drift, drift_by_version=per_version, weight=(st.get("rollout") or {}).get("weight") or 0,
                        stable=(st.get("stable") or {}).get("version"), canary=(st.get("canary") or {}).get("version"),
-                       sent=dict(self.traffic.stats.sent) if self.traffic else {})
+                       sent=self.answered())
 
     def drift_and_retrain(self, baseline_seconds: float = 45) -> dict[str, Any]:
         t = time.time()
-        self.traffic = TrafficClient(self.kube, self.ns, MODEL, self.exporter_svc).start()
-        self.tl.event("drift", "traffic on (shift 0): 20 rows every 0.3 s; request/response CloudEvents to the "
-                               "drift exporter")
+        self.start_traffic()
         end = time.monotonic() + baseline_seconds
         while time.monotonic() < end:
             self.record()
             time.sleep(5)
-        self.tl.event("drift", f"baseline: drift share {self.tl.samples[-1]['drift_share']}, "
-                               f"requests {self.traffic.stats.sent}, errors {self.traffic.stats.errors}")
-        if not sum(self.traffic.stats.sent.values()):
-            raise LoopError(f"no request reached the model server: {self.traffic.stats.last_error}")
+        assert self.traffic is not None
+        self.tl.event("drift", f"baseline: drift share {self.tl.samples[-1]['drift_share']}, answers "
+                               f"{self.answered()}, last error {self.traffic.last_error or '-'}")
+        if not any(k.isdigit() for k in self.answered()):
+            raise LoopError(f"no answer from the model server through the gateway: {self.traffic.last_error}")
         # new labelled data lands, and the live population shifts the same way
         patch = {"spec": {"training": {"dataset": {"uri": f"http://data.{self.ns}.svc:8000/shifted.csv"}}}}
         self.kube.kubectl("patch", "-n", self.ns, "retrainschedule", MODEL, "--type=merge", "-p", json.dumps(patch))
-        self.traffic.shift = SHIFT
+        self.shift = SHIFT
         self.tl.event("drift", f"traffic shifted (generate-data --shift {SHIFT}); RetrainSchedule dataset -> shifted.csv")
         fired = self.wait("the drift trigger to fire a run",
                           lambda: next((r for r in self.rs().get("status", {}).get("runs") or []
@@ -383,62 +490,118 @@ class Loop:
         self.tl.stage("drift_retrain", t)
         return run
 
-    def canary_and_promote(self, version: str) -> None:
-        t = time.time()
-        last: tuple[Any, ...] = ()
+    def _follow_rollout(self, version: str, stage: str) -> Callable[[], dict[str, Any] | None]:
+        """A check for `wait`: logs every rollout change, returns the history entry of `version` once there."""
+        last: list[tuple[Any, ...]] = [()]
 
-        def check() -> bool:
+        def check() -> dict[str, Any] | None:
             self.record()
             st = self.md().get("status", {})
             ro = st.get("rollout") or {}
             now = (ro.get("state"), ro.get("step"), ro.get("weight"), ro.get("lastResult"))
-            nonlocal last
-            if now != last and ro.get("state"):
-                last = now
+            if now != last[0] and ro.get("state"):
+                last[0] = now
                 checks = ", ".join(f"{c['name']}={c.get('value', '-'):.4g} {c['result']}" if isinstance(
                     c.get("value"), (int, float)) else f"{c['name']} {c['result']}" for c in ro.get("lastChecks") or [])
-                self.tl.event("canary", f"rollout {ro.get('state')} step {ro.get('step')} weight {ro.get('weight')}% "
-                                        f"canary v{(st.get('canary') or {}).get('version')} "
-                                        f"analysis {ro.get('lastResult')} {checks}".rstrip(),
-                              weight=ro.get("weight"))
-            hist = st.get("history") or []
-            done = next((h for h in hist if h.get("version") == version), None)
-            if done and done.get("result") != "Promoted":
-                raise LoopError(f"v{version} was not promoted: {done}")
-            return bool(done) and (st.get("stable") or {}).get("version") == version
+                self.tl.event(stage, f"rollout {ro.get('state')} step {ro.get('step')} weight {ro.get('weight')}% "
+                                     f"canary v{(st.get('canary') or {}).get('version')} "
+                                     f"analysis {ro.get('lastResult')} {checks}; route "
+                                     f"{route_weights(self.route(), MODEL)}".rstrip(), weight=ro.get("weight"))
+            return next((h for h in st.get("history") or [] if h.get("version") == version), None)
+        return check
 
-        self.wait(f"v{version} to be promoted", check, 900, period=3)
+    def measured_splits(self, stable: str, canary: str, weights: tuple[int, ...]) -> list[dict[str, Any]]:
+        """The split measured at the gateway for each canary step's route weights, and whether it matches."""
+        assert self.traffic is not None
+        rows = []
+        for w in weights:
+            key = weights_key({f"v{stable}": 100 - w, f"v{canary}": w})
+            c: dict[str, int] = self.traffic.meter.counts.get(key) or {}
+            rows.append({"weights": dict(key), "requests": sum(c.values()), "answers": dict(c),
+                         "measured": {k: round(v, 1) for k, v in self.traffic.meter.measured(key).items()},
+                         "problem": self.traffic.meter.check(key, SPLIT_TOLERANCE_PP, SPLIT_MIN_REQUESTS)})
+        return rows
+
+    def canary_and_promote(self, version: str, stable: str = "1") -> None:
+        t = time.time()
+        done = self.wait(f"v{version} to be promoted", self._follow_rollout(version, "canary"), 1200, period=3)
+        if done.get("result") != "Promoted":
+            raise LoopError(f"v{version} was not promoted: {done}")
+        self.wait(f"v{version} to be stable", lambda: (self.md().get("status", {}).get("stable") or {}).get(
+            "version") == version, 120)
         champion = self.wait("MLflow's champion alias to move", lambda: self.alias("champion") == version and version,
                              120)
+        steps = [int(s["weight"]) for s in model_deployment(self.ns)["spec"]["rollout"]["steps"]]
+        self.splits = self.measured_splits(stable, version, tuple(steps))
+        for row in self.splits:
+            self.tl.event("canary", f"split at the gateway for route weights {row['weights']}: measured "
+                                    f"{row['measured']} over {row['requests']} answers"
+                                    f"{' -- ' + row['problem'] if row['problem'] else ''}")
         self.tl.event("promote", f"v{version} promoted: MLflow alias champion -> {champion}; InferenceService "
                                  f"predictor {self.isvc().get('spec', {}).get('predictor', {}).get('name')}",
                       version=version)
         self.tl.stage("canary_promote", t)
 
-    def run(self) -> dict[str, Any]:
+    def bad_canary(self) -> dict[str, Any]:
+        """A version that fails analysis, rolled back through KServe. It is trained (for real, by the trainer
+        Job) on data whose first column is renamed, so its model requires an input the clients do not send:
+        its predictor answers them 422. The trainer's gate cannot score the champion on that data and holds the
+        version back (GateFailed); a person then points the `challenger` alias at it anyway (MLflow's API),
+        which is what starts a canary. Analysis (2xx share >= 0.99 per side) fails, the operator rolls it back."""
         t = time.time()
+        champion = self.alias("champion")
+        before = {r["job"] for r in self.rs().get("status", {}).get("runs") or []}
+        patch = {"spec": {"training": {"dataset": {"uri": f"http://data.{self.ns}.svc:8000/incompatible.csv"}}}}
+        self.kube.kubectl("patch", "-n", self.ns, "retrainschedule", MODEL, "--type=merge", "-p", json.dumps(patch))
+        self.kube.kubectl("annotate", "-n", self.ns, "retrainschedule", MODEL, "--overwrite",
+                          f"modelops.dev/retrain-requested-at={time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}")
+        self.tl.event("bad", "RetrainSchedule dataset -> incompatible.csv (customer_age renamed); manual run requested")
+        run = self.wait_run(lambda r: r["job"] not in before, "the run on incompatible data", 900,
+                            ok=("Succeeded", "GateFailed"))
+        bad = str(run.get("version") or "")
+        if not bad:
+            raise LoopError(f"the run on incompatible data registered no version: {run}")
+        self.tl.event("bad", f"v{bad} trained: {run.get('state')} ({run.get('verdict')}: {run.get('message', '')[:160]})",
+                      version=bad)
+        status, body = self.kube.proxy(self.ns, self.mlflow_svc, 5000, "api/2.0/mlflow/registered-models/alias",
+                                       method="POST", body={"name": MODEL, "alias": "challenger", "version": bad})
+        if status != 200:
+            raise LoopError(f"setting the challenger alias to v{bad}: HTTP {status}: {body[:300]!r}")
+        self.tl.event("bad", f"MLflow alias challenger -> {bad} (set by hand, as a person overriding the gate would)")
+        done = self.wait(f"v{bad} to be rolled back", self._follow_rollout(bad, "bad"), 900, period=3)
+        self.tl.event("bad", f"v{bad}: {done.get('result')} ({done.get('reason')}); champion {self.alias('champion')}",
+                      version=bad)
+        self.wait("the InferenceService back to one predictor (KServe: no canary in spec or status, the canary "
+                  "Deployment gone)", lambda: not self.isvc().get("spec", {}).get("canary")
+                  and not self.isvc().get("status", {}).get("canaryStatuses")
+                  and not self.kube.get("deployment", f"{MODEL}-v{bad}-predictor", self.ns), 300)
+        self.tl.stage("bad_canary", t)
+        return {"version": bad, "history": done, "champion_before": champion, "run": run}
+
+    def version_tags(self, version: str) -> dict[str, str]:
+        mv = self.mlflow("model-versions/get", name=MODEL, version=version)["model_version"]
+        return {t["key"]: t["value"] for t in mv.get("tags") or []}
+
+    def run(self, bad_canary: bool = True) -> dict[str, Any]:
+        t = time.time()
+        out: dict[str, Any] = {}
         try:
             self.preflight()
             self.install()
-            v1 = self.train_v1()
+            out["v1"] = self.train_v1()
             self.serve_v1()
-            v2 = self.drift_and_retrain()
-            self.canary_and_promote(str(v2["version"]))
+            out["v2"] = self.drift_and_retrain()
+            self.canary_and_promote(str(out["v2"]["version"]))
+            if bad_canary:
+                out["bad"] = self.bad_canary()
         finally:
-            if self.traffic:
-                self.traffic.stop()
+            self.stop_traffic()
         self.tl.stage("total", t)
-        return {"v1": v1, "v2": v2}
-
-    def stop_standin(self) -> None:
-        pid_file = self.work / "kserve-standin.pid"
-        if self.standin is not None and self.standin.poll() is None:
-            self.standin.terminate()
-            self.standin.wait(15)
-        pid_file.unlink(missing_ok=True)
+        return out
 
     def uninstall(self) -> None:
-        self.stop_standin()
+        """The model namespace and its volume; the serving stack (shared by every namespace) stays."""
+        self.stop_traffic()
         self.kube.helm("uninstall", self.release, "-n", self.ns, "--wait", "--timeout", "3m") if self.kube.get(
             "namespace", self.ns) else None
         self.kube.kubectl("delete", "namespace", self.ns, "--wait=true", "--timeout=180s", check=False, timeout=200)
