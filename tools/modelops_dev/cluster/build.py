@@ -41,7 +41,8 @@ def ensure_binaries(progress: Progress = print, heartbeat: float = 30.0) -> Path
 SERVING_OUTPUTS = {"kserve": ("bin/manager", "bin/agent", "config/crd/full"),
                    "gateway-api": ("standard/gateway.networking.k8s.io_httproutes.yaml",),
                    "traefik": ("bin/traefik",),
-                   "prometheus-operator": ("bin/operator", "crds/monitoring.coreos.com_prometheuses.yaml",
+                   "prometheus-operator": ("bin/operator", "bin/prometheus-config-reloader",
+                                           "crds/monitoring.coreos.com_prometheuses.yaml",
                                            "rbac/prometheus-operator-cluster-role.yaml")}
 
 

@@ -4,7 +4,7 @@
 #   - KServe's install manifests (config/, incl. the full CRDs) copied out of the same module;
 #   - the Gateway API CRDs (standard channel) from sigs.k8s.io/gateway-api at the version KServe requires;
 #   - Traefik v3 (cmd/traefik), the Gateway API implementation that serves the HTTPRoutes (pure Go, no Envoy);
-#   - the Prometheus Operator (cmd/operator) and its CRDs (example/prometheus-operator-crd) from
+#   - the Prometheus Operator (cmd/operator, cmd/prometheus-config-reloader) and its CRDs (example/prometheus-operator-crd) from
 #     github.com/prometheus-operator/prometheus-operator: it turns the chart's ServiceMonitor/PodMonitor/
 #     PrometheusRule objects into the Prometheus configuration the e2e tier scrapes with.
 #
@@ -18,7 +18,7 @@
 # Output ($MODELOPS_CACHE, default ~/.cache/modelops), each with a .complete stamp; a second run is a no-op:
 #   kserve/<v>/bin/{manager,agent}, kserve/<v>/config/...   gateway-api/<v>/standard/*.yaml
 #   traefik/<v>/bin/traefik
-#   prometheus-operator/<v>/bin/operator, prometheus-operator/<v>/{crds,rbac}/*.yaml
+#   prometheus-operator/<v>/bin/{operator,prometheus-config-reloader}, prometheus-operator/<v>/{crds,rbac}/*.yaml
 set -euo pipefail
 
 KSERVE_VERSION="${KSERVE_VERSION:-}"
@@ -134,7 +134,7 @@ build_traefik() {
 build_prometheus_operator() {
   need PROMETHEUS_OPERATOR_VERSION
   local v="$PROMETHEUS_OPERATOR_VERSION" out="$CACHE/prometheus-operator/$PROMETHEUS_OPERATOR_VERSION"
-  if [[ -f "$out/.complete" && -d "$out/rbac" ]]; then step "prometheus-operator $v: cached in $out"; return; fi
+  if [[ -f "$out/.complete" && -d "$out/rbac" && -x "$out/bin/prometheus-config-reloader" ]]; then step "prometheus-operator $v: cached in $out"; return; fi
   mkdir -p "$out/bin"
   # its go.mod replaces its own pkg/apis/monitoring and pkg/client with local directories: the wrapper drops
   # those replaces and gets both submodules from the proxy
@@ -154,16 +154,18 @@ build_prometheus_operator() {
   cp -r "$src/example/rbac/prometheus-operator" "$out/rbac"
   chmod -R u+w "$out/crds" "$out/rbac"
   step "prometheus-operator: CRDs ($(ls "$out/crds" | wc -l) files) and RBAC copied to $out/{crds,rbac}"
-  if [[ -x "$out/bin/operator" ]]; then
-    step "prometheus-operator operator: cached"
-  else
-    cd "$out/src"
-    step "building prometheus-operator $v cmd/operator (cold: the slow part)"
+  # cmd/operator, and cmd/prometheus-config-reloader: the sidecar the operator puts into every Prometheus Pod
+  # (it unpacks the generated prometheus.yaml.gz and reloads Prometheus when the configuration changes)
+  cd "$out/src"
+  local cmd
+  for cmd in operator prometheus-config-reloader; do
+    if [[ -x "$out/bin/$cmd" ]]; then step "prometheus-operator $cmd: cached"; continue; fi
+    step "building prometheus-operator $v cmd/$cmd (cold: the slow part)"
     CGO_ENABLED=0 GOFLAGS=-mod=mod go build -p "$JOBS" -trimpath \
       -ldflags "-s -w -X github.com/prometheus/common/version.Version=${v#v}" \
-      -o "$out/bin/operator.tmp" github.com/prometheus-operator/prometheus-operator/cmd/operator
-    mv "$out/bin/operator.tmp" "$out/bin/operator"
-  fi
+      -o "$out/bin/$cmd.tmp" "github.com/prometheus-operator/prometheus-operator/cmd/$cmd"
+    mv "$out/bin/$cmd.tmp" "$out/bin/$cmd"
+  done
   touch "$out/.complete"
   step "prometheus-operator $v: done ($out/bin/operator)"
 }
