@@ -119,13 +119,21 @@ def generated_config(secret: Mapping[str, Any]) -> dict[str, Any]:
     return parsed
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader reads a bare `=` (YAML 1.1's "value" tag) as a tag it cannot construct; the
+    operator's CRDs list `=` among enum values (relabel actions). YAML 1.2, which Kubernetes reads, has a string."""
+
+
+_Loader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
+
+
 # ---------------------------------------------------------------------------------------- side effects
 def load_dir(directory: Path) -> list[dict[str, Any]]:
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory} is missing; run: modelops cluster build-serving prometheus-operator")
     docs: list[dict[str, Any]] = []
     for f in sorted(directory.glob("*.yaml")):
-        docs += [d for d in yaml.safe_load_all(f.read_text()) if d]
+        docs += [d for d in yaml.load_all(f.read_text(), Loader=_Loader) if d]
     return docs
 
 
