@@ -140,13 +140,14 @@ def test_operator_turns_the_charts_monitors_and_rules_into_prometheus_configurat
     assert job["metrics_path"] == "/metrics" and job["scrape_interval"] == pme["interval"]
     assert [c["role"] for c in job["kubernetes_sd_configs"]] == ["pod"]
     relabels = job["relabel_configs"]
-    assert any(r.get("action") == "keep" and r.get("regex") == str(pme["portNumber"]) for r in relabels), relabels
+    assert any(r.get("action") == "keep" and r.get("source_labels") == ["__meta_kubernetes_pod_container_port_number"]
+               and str(r.get("regex")) == str(pme["portNumber"]) for r in relabels), json.dumps(relabels)
     assert any(r.get("action") == "keep" and
                "__meta_kubernetes_pod_labelpresent_serving_kserve_io_inferenceservice" in r.get("source_labels", [])
-               for r in relabels), relabels
+               for r in relabels), json.dumps(relabels)
     wanted = [_relabel(r) for r in pme["relabelings"]]
     assert {w.get("target_label") for w in wanted} >= {"namespace", "isvc", "side"}
-    assert _in_order(wanted, relabels), (wanted, relabels)
+    assert _in_order(wanted, relabels), json.dumps([wanted, relabels])
 
     # the rule files: every alert and recording rule of the chart's PrometheusRule, accepted by the operator
     rule = next(o for o in mon if o["kind"] == "PrometheusRule")
