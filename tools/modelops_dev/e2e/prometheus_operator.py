@@ -124,7 +124,11 @@ class _Loader(yaml.SafeLoader):
     operator's CRDs list `=` among enum values (relabel actions). YAML 1.2, which Kubernetes reads, has a string."""
 
 
-_Loader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
+def _value_as_string(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    return str(loader.construct_scalar(node)) if isinstance(node, yaml.ScalarNode) else str(node.value)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:value", _value_as_string)
 
 
 # ---------------------------------------------------------------------------------------- side effects
