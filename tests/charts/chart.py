@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from modelops_dev.cluster.versions import PROMETHEUS_OPERATOR_VERSION
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "modelops"
 SCENARIOS = sorted((CHART / "ci").glob("*-values.yaml"))
@@ -20,7 +22,8 @@ SCENARIOS = sorted((CHART / "ci").glob("*-values.yaml"))
 KUBE_VERSION = "1.37.2"
 #: The Go module whose example/ holds the Prometheus Operator CRDs the chart's monitoring objects need.
 PROM_OPERATOR_MODULE = "github.com/prometheus-operator/prometheus-operator"
-PROM_OPERATOR_VERSION = "v0.85.0"
+#: The version `modelops cluster build-serving prometheus-operator` builds (the CRDs the operator runs with).
+PROM_OPERATOR_VERSION = PROMETHEUS_OPERATOR_VERSION
 
 
 def helm_bin() -> str:

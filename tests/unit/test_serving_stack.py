@@ -158,7 +158,8 @@ def test_build_script_carries_replace_and_exclude_directives(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(("role", "binary"), [("kserve-controller", "manager"), ("kserve-agent", "agent"),
-                                              ("traefik", "traefik")])
+                                              ("traefik", "traefik"), ("prometheus-operator", "operator"),
+                                              ("prometheus-config-reloader", "prometheus-config-reloader")])
 def test_go_images_copy_the_staged_binary_and_run_non_root(role: str, binary: str) -> None:
     from modelops_dev import images
 

@@ -54,12 +54,19 @@ ROLES: dict[str, tuple[str, str | None]] = {
     "kserve-agent": ("modelops/kserve-agent", None),
     "kserve-storage-initializer": ("modelops/kserve-storage-initializer", "storage-initializer"),
     "traefik": ("modelops/traefik", None),
+    # The Prometheus Operator of the e2e tier and the demo, and the config reloader it puts into every
+    # Prometheus Pod: both built from the operator's Go module (`modelops cluster build-serving
+    # prometheus-operator`; installed by modelops_dev/e2e/prometheus_operator.py).
+    "prometheus-operator": ("modelops/prometheus-operator", None),
+    "prometheus-config-reloader": ("modelops/prometheus-config-reloader", None),
 }
 #: Roles whose packages are a dependency group of pyproject.toml (e2e images that are not modelops runtimes).
 GROUP_ROLES = frozenset({"kserve-storage-initializer"})
 #: Go binaries staged into build/serving/ for the serving roles: role -> (build part, path in its cache dir).
 SERVING_BINARIES = {"kserve-controller": ("kserve", "bin/manager"), "kserve-agent": ("kserve", "bin/agent"),
-                    "traefik": ("traefik", "bin/traefik")}
+                    "traefik": ("traefik", "bin/traefik"),
+                    "prometheus-operator": ("prometheus-operator", "bin/operator"),
+                    "prometheus-config-reloader": ("prometheus-operator", "bin/prometheus-config-reloader")}
 #: The roles `make images` builds by default (the four runtimes); the e2e roles are built on demand.
 RUNTIME_ROLES = ("operator", "trainer", "model-server", "drift-exporter")
 #: The roles built from the one Python Dockerfile (images/Dockerfile): the runtimes and the console.

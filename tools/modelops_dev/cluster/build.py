@@ -40,7 +40,10 @@ def ensure_binaries(progress: Progress = print, heartbeat: float = 30.0) -> Path
 #: What cluster/build_serving.sh leaves in the cache, per part (relative to versions.serving_dir(part)).
 SERVING_OUTPUTS = {"kserve": ("bin/manager", "bin/agent", "config/crd/full"),
                    "gateway-api": ("standard/gateway.networking.k8s.io_httproutes.yaml",),
-                   "traefik": ("bin/traefik",)}
+                   "traefik": ("bin/traefik",),
+                   "prometheus-operator": ("bin/operator", "bin/prometheus-config-reloader",
+                                           "crds/monitoring.coreos.com_prometheuses.yaml",
+                                           "rbac/prometheus-operator-cluster-role.yaml")}
 
 
 def serving_ready(part: str) -> bool:
@@ -50,23 +53,27 @@ def serving_ready(part: str) -> bool:
 
 def ensure_serving(parts: tuple[str, ...] = ("gateway-api", "kserve", "traefik"), progress: Progress = print,
                    heartbeat: float = 30.0) -> dict[str, Path]:
-    """Build (once per version) KServe's manager and agent, the Gateway API CRDs and Traefik; return their
-    cache directories. A warm cache returns at once."""
+    """Build (once per version) KServe's manager and agent, the Gateway API CRDs, Traefik and (asked for by
+    name) the Prometheus Operator with its CRDs; return their cache directories. A warm cache returns at once."""
     unknown = set(parts) - set(SERVING_OUTPUTS)
     if unknown:
         raise ClusterError(f"unknown serving parts {sorted(unknown)}; known: {list(SERVING_OUTPUTS)}")
     todo = [p for p in parts if not serving_ready(p)]
     if todo:
         if shutil.which("go") is None:
-            raise ClusterError("Go is required to build KServe, the Gateway API CRDs and Traefik from the Go "
-                               "module proxy; install Go >= 1.26")
+            raise ClusterError(f"Go is required to build {', '.join(todo)} from the Go module proxy; "
+                               "install Go >= 1.26")
         script = resources.files("modelops_dev.cluster").joinpath("build_serving.sh")
         env = {**os.environ, "KSERVE_VERSION": versions.KSERVE_VERSION,
                "GATEWAY_API_VERSION": versions.GATEWAY_API_VERSION, "TRAEFIK_VERSION": versions.TRAEFIK_VERSION,
+               "PROMETHEUS_OPERATOR_VERSION": versions.PROMETHEUS_OPERATOR_VERSION,
                "MODELOPS_CACHE": str(versions.cache_root()), "SERVING_PARTS": " ".join(todo)}
-        progress(f"building {', '.join(todo)} (KServe {versions.KSERVE_VERSION}, Gateway API "
-                 f"{versions.GATEWAY_API_VERSION}, Traefik {versions.TRAEFIK_VERSION}) from the Go module proxy "
-                 f"into {versions.cache_root()} (cold: tens of minutes on 2 cores; cached by version)")
+        pinned = {"kserve": f"KServe {versions.KSERVE_VERSION}",
+                  "gateway-api": f"Gateway API {versions.GATEWAY_API_VERSION}",
+                  "traefik": f"Traefik {versions.TRAEFIK_VERSION}",
+                  "prometheus-operator": f"Prometheus Operator {versions.PROMETHEUS_OPERATOR_VERSION}"}
+        progress(f"building {', '.join(pinned[p] for p in todo)} from the Go module proxy into "
+                 f"{versions.cache_root()} (cold: tens of minutes on 2 cores; cached by version)")
         _run_script(script, env, progress, heartbeat, "building the serving stack")
     return {p: versions.serving_dir(p) for p in parts}
 

@@ -3,7 +3,10 @@
 #   - KServe's controller manager (cmd/manager) and its agent (cmd/agent: the payload logger sidecar);
 #   - KServe's install manifests (config/, incl. the full CRDs) copied out of the same module;
 #   - the Gateway API CRDs (standard channel) from sigs.k8s.io/gateway-api at the version KServe requires;
-#   - Traefik v3 (cmd/traefik), the Gateway API implementation that serves the HTTPRoutes (pure Go, no Envoy).
+#   - Traefik v3 (cmd/traefik), the Gateway API implementation that serves the HTTPRoutes (pure Go, no Envoy);
+#   - the Prometheus Operator (cmd/operator, cmd/prometheus-config-reloader) and its CRDs (example/prometheus-operator-crd) from
+#     github.com/prometheus-operator/prometheus-operator: it turns the chart's ServiceMonitor/PodMonitor/
+#     PrometheusRule objects into the Prometheus configuration the e2e tier scrapes with.
 #
 # `go install github.com/kserve/kserve/cmd/manager@vX` fails because KServe's go.mod has replace directives
 # (controller-runtime and the k8s.io modules pinned back, grpc/expr CVE pins); Traefik's has some too (its
@@ -15,14 +18,19 @@
 # Output ($MODELOPS_CACHE, default ~/.cache/modelops), each with a .complete stamp; a second run is a no-op:
 #   kserve/<v>/bin/{manager,agent}, kserve/<v>/config/...   gateway-api/<v>/standard/*.yaml
 #   traefik/<v>/bin/traefik
+#   prometheus-operator/<v>/bin/{operator,prometheus-config-reloader}, prometheus-operator/<v>/{crds,rbac}/*.yaml
 set -euo pipefail
 
-KSERVE_VERSION="${KSERVE_VERSION:?set KSERVE_VERSION (modelops/cluster/versions.py pins it)}"
-GATEWAY_API_VERSION="${GATEWAY_API_VERSION:?set GATEWAY_API_VERSION (modelops/cluster/versions.py pins it)}"
-TRAEFIK_VERSION="${TRAEFIK_VERSION:?set TRAEFIK_VERSION (modelops/cluster/versions.py pins it)}"
+KSERVE_VERSION="${KSERVE_VERSION:-}"
+GATEWAY_API_VERSION="${GATEWAY_API_VERSION:-}"
+TRAEFIK_VERSION="${TRAEFIK_VERSION:-}"
+PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-}"
 CACHE="${MODELOPS_CACHE:-$HOME/.cache/modelops}"
 JOBS="${MODELOPS_BUILD_JOBS:-$(nproc)}"
 PARTS="${SERVING_PARTS:-kserve gateway-api traefik}"
+
+# need VAR: the pinned version a part is built at (modelops_dev/cluster/versions.py passes them all)
+need() { [[ -n "${!1}" ]] || { echo "set $1 (modelops_dev/cluster/versions.py pins it)" >&2; exit 2; }; }
 
 step() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
@@ -67,6 +75,7 @@ wrapper_module() {
 module_dir() { GOFLAGS= go mod download -json "$1@$2" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'; }
 
 build_kserve() {
+  need KSERVE_VERSION; need GATEWAY_API_VERSION
   local out="$CACHE/kserve/$KSERVE_VERSION"
   local stamp="$out/.complete"
   if [[ -f "$stamp" ]]; then step "kserve $KSERVE_VERSION: cached in $out"; return; fi
@@ -95,6 +104,7 @@ build_kserve() {
 }
 
 build_gateway_api() {
+  need GATEWAY_API_VERSION
   local out="$CACHE/gateway-api/$GATEWAY_API_VERSION"
   if [[ -f "$out/.complete" ]]; then step "gateway-api $GATEWAY_API_VERSION: cached in $out"; return; fi
   local src; src="$(module_dir sigs.k8s.io/gateway-api "$GATEWAY_API_VERSION")"
@@ -106,6 +116,7 @@ build_gateway_api() {
 }
 
 build_traefik() {
+  need TRAEFIK_VERSION
   local out="$CACHE/traefik/$TRAEFIK_VERSION"
   if [[ -f "$out/.complete" ]]; then step "traefik $TRAEFIK_VERSION: cached in $out"; return; fi
   mkdir -p "$out/bin"
@@ -120,13 +131,53 @@ build_traefik() {
   step "traefik $TRAEFIK_VERSION: done ($out/bin/traefik)"
 }
 
+build_prometheus_operator() {
+  need PROMETHEUS_OPERATOR_VERSION
+  local v="$PROMETHEUS_OPERATOR_VERSION" out="$CACHE/prometheus-operator/$PROMETHEUS_OPERATOR_VERSION"
+  if [[ -f "$out/.complete" && -d "$out/rbac" && -x "$out/bin/prometheus-config-reloader" ]]; then step "prometheus-operator $v: cached in $out"; return; fi
+  mkdir -p "$out/bin"
+  # its go.mod replaces its own pkg/apis/monitoring and pkg/client with local directories: the wrapper drops
+  # those replaces and gets both submodules from the proxy
+  wrapper_module "$out/src" github.com/prometheus-operator/prometheus-operator "$v" prometheus-operator-tools
+  # upstream builds the release with those two directories of the same tag: require them at the tag too
+  # (its go.mod may name an older patch release, which is what the proxy would give otherwise)
+  local sub
+  for sub in pkg/apis/monitoring pkg/client; do
+    ( cd "$out/src" && GOFLAGS=-mod=mod go mod edit -require "github.com/prometheus-operator/prometheus-operator/$sub@$v" )
+  done
+  local src; src="$(module_dir github.com/prometheus-operator/prometheus-operator "$v")"
+  [[ -d "$src/example/prometheus-operator-crd" ]] || { echo "prometheus-operator@$v has no example/prometheus-operator-crd" >&2; exit 1; }
+  rm -rf "$out/crds" "$out/rbac"
+  cp -r "$src/example/prometheus-operator-crd" "$out/crds"
+  # the release's own install manifests (ServiceAccount, ClusterRole(Binding), Deployment): the install step
+  # (modelops_dev/e2e/prometheus_operator.py) takes the RBAC from here
+  cp -r "$src/example/rbac/prometheus-operator" "$out/rbac"
+  chmod -R u+w "$out/crds" "$out/rbac"
+  step "prometheus-operator: CRDs ($(ls "$out/crds" | wc -l) files) and RBAC copied to $out/{crds,rbac}"
+  # cmd/operator, and cmd/prometheus-config-reloader: the sidecar the operator puts into every Prometheus Pod
+  # (it unpacks the generated prometheus.yaml.gz and reloads Prometheus when the configuration changes)
+  cd "$out/src"
+  local cmd
+  for cmd in operator prometheus-config-reloader; do
+    if [[ -x "$out/bin/$cmd" ]]; then step "prometheus-operator $cmd: cached"; continue; fi
+    step "building prometheus-operator $v cmd/$cmd (cold: the slow part)"
+    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -p "$JOBS" -trimpath \
+      -ldflags "-s -w -X github.com/prometheus/common/version.Version=${v#v}" \
+      -o "$out/bin/$cmd.tmp" "github.com/prometheus-operator/prometheus-operator/cmd/$cmd"
+    mv "$out/bin/$cmd.tmp" "$out/bin/$cmd"
+  done
+  touch "$out/.complete"
+  step "prometheus-operator $v: done ($out/bin/operator)"
+}
+
 for part in $PARTS; do
   t0=$(date +%s)
   case "$part" in
     kserve) build_kserve ;;
     gateway-api) build_gateway_api ;;
     traefik) build_traefik ;;
-    *) echo "unknown part $part (kserve, gateway-api, traefik)" >&2; exit 2 ;;
+    prometheus-operator) build_prometheus_operator ;;
+    *) echo "unknown part $part (kserve, gateway-api, traefik, prometheus-operator)" >&2; exit 2 ;;
   esac
   step "$part: $(( $(date +%s) - t0 ))s"
 done

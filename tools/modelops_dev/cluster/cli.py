@@ -20,15 +20,16 @@ def build() -> None:
     typer.echo(str(ensure_binaries(progress=typer.echo)))
 
 
-_PARTS = typer.Argument(None, help="kserve, gateway-api, traefik (default: all).")
+_PARTS = typer.Argument(None, help="kserve, gateway-api, traefik, prometheus-operator (default: all).")
 
 
 @cluster_app.command("build-serving")
 def build_serving(parts: list[str] = _PARTS) -> None:
-    """Build KServe's manager and agent, the Gateway API CRDs and Traefik from the Go module proxy (cached)."""
-    from modelops_dev.cluster.build import ensure_serving
+    """Build KServe's manager and agent, the Gateway API CRDs, Traefik and the Prometheus Operator with its CRDs
+    from the Go module proxy (cached by version)."""
+    from modelops_dev.cluster.build import SERVING_OUTPUTS, ensure_serving
 
-    dirs = ensure_serving(tuple(parts or ("gateway-api", "kserve", "traefik")), progress=typer.echo)
+    dirs = ensure_serving(tuple(parts or SERVING_OUTPUTS), progress=typer.echo)
     typer.echo(json.dumps({k: str(v) for k, v in dirs.items()}, indent=1))
 
 

@@ -42,9 +42,16 @@ GATEWAY_API_VERSION = os.environ.get("MODELOPS_GATEWAY_API_VERSION", "v1.5.1")
 #: go.mod replaces github.com/traefik/traefik/dynamic/ext with a directory that is its own module and is not
 #: published on the proxy.
 TRAEFIK_VERSION = os.environ.get("MODELOPS_TRAEFIK_VERSION", "v3.6.12")
+#: The Prometheus Operator (cmd/operator) and its CRDs (example/prometheus-operator-crd), from
+#: github.com/prometheus-operator/prometheus-operator. v0.93.1 is the newest release the Go module proxy serves
+#: whole here: v0.94.x and v0.95.x are served, but their pkg/client submodule (which the main module needs) is
+#: not (403 "not available"), and the proxy does not serve v0.95.x of the main module at all.
+PROMETHEUS_OPERATOR_VERSION = os.environ.get("MODELOPS_PROMETHEUS_OPERATOR_VERSION", "v0.93.1")
 
 
 def serving_dir(part: str) -> Path:
-    """Cache directory of one serving part (kserve, gateway-api, traefik) at its pinned version."""
-    version = {"kserve": KSERVE_VERSION, "gateway-api": GATEWAY_API_VERSION, "traefik": TRAEFIK_VERSION}[part]
+    """Cache directory of one serving part (kserve, gateway-api, traefik, prometheus-operator) at its pinned
+    version."""
+    version = {"kserve": KSERVE_VERSION, "gateway-api": GATEWAY_API_VERSION, "traefik": TRAEFIK_VERSION,
+               "prometheus-operator": PROMETHEUS_OPERATOR_VERSION}[part]
     return cache_root() / part / version

@@ -25,7 +25,28 @@ def install_serving(kubeconfig: str = typer.Option("", help="Kubeconfig of the t
             progress=typer.echo)
 
 
+def install_prometheus_operator(
+        kubeconfig: str = typer.Option("", help="Kubeconfig of the target cluster (default: $KUBECONFIG or "
+                                       "~/.kube/config); any cluster works."),
+        namespace: str = typer.Option("monitoring", help="Namespace of the operator's Deployment."),
+        image: str = typer.Option("modelops/prometheus-operator:dev", help="Operator image (`modelops images "
+                                  "build prometheus-operator`, then `modelops cluster load-images` on the local node)."),
+        reloader_image: str = typer.Option("modelops/prometheus-config-reloader:dev",
+                                           help="Config reloader image the operator puts into Prometheus Pods.")) -> None:
+    """Install the Prometheus Operator (its CRDs server-side, its RBAC, the operator as a Pod) from the build cache."""
+    from modelops_dev.cluster.build import ensure_serving
+    from modelops_dev.e2e import kserve, prometheus_operator
+    from modelops_dev.e2e.kube import Kube
+
+    cache = ensure_serving(("prometheus-operator",), progress=typer.echo)["prometheus-operator"]
+    kube = Kube(kubeconfig or None)
+    check, run = kserve.run_kubectl(kube.kubectl_bin, kube.env)
+    opts = prometheus_operator.Options(namespace=namespace, image=image, config_reloader_image=reloader_image)
+    prometheus_operator.install(kserve.Installer(check, run, progress=typer.echo), cache, opts)
+
+
 def register(app: typer.Typer) -> None:
     from modelops_dev.cluster.cli import cluster_app
 
     cluster_app.command("install-serving")(install_serving)
+    cluster_app.command("install-prometheus-operator")(install_prometheus_operator)
