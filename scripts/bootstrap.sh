@@ -43,5 +43,7 @@ uv run --frozen modelops cluster build
 # The cluster tier runs KServe's own manager and webhooks (tests/cluster/test_kserve_webhooks.py) on the
 # Gateway API CRDs: built once per version (~10 min cold). Traefik, the e2e data plane (~1 h cold), is built
 # by `make e2e` / `make demo` (tests/e2e/test_gateway_split.py), not here.
-step "KServe v0.20.0 (manager, agent, manifests) and the Gateway API CRDs (once per version, Go module proxy)"
-uv run --frozen modelops cluster build-serving gateway-api kserve
+# The Prometheus Operator (~15 min cold): tests/charts/test_prometheus_operator.py runs it against the chart's
+# ServiceMonitor/PodMonitor/PrometheusRule objects.
+step "KServe v0.20.0 (manager, agent, manifests), the Gateway API CRDs and the Prometheus Operator (once per version, Go module proxy)"
+uv run --frozen modelops cluster build-serving gateway-api kserve prometheus-operator
