@@ -62,23 +62,29 @@ def _v1_limit(cpu_dir: Path, cgroup_path: str) -> float | None:
     return best
 
 
-def cgroup_cpu_limit(fs_root: str | Path = "/sys/fs/cgroup", proc_cgroup: str | Path = "/proc/self/cgroup") -> float | None:
-    """The CPU limit in cores from cgroup v2 or v1, or None when no limit is set."""
-    root = Path(fs_root)
-    text = _read(Path(proc_cgroup)) or ""
-    v2_path, v1_path = None, None
-    for line in text.splitlines():
+def _cgroup_paths(proc_cgroup: str | Path, controller: str) -> tuple[str, str]:
+    """Our cgroup's path in the unified (v2) hierarchy and in `controller`'s v1 hierarchy, from
+    /proc/self/cgroup ("/" where it names none)."""
+    v2_path, v1_path = "/", "/"
+    for line in (_read(Path(proc_cgroup)) or "").splitlines():
         parts = line.split(":", 2)
         if len(parts) != 3:
             continue
         hier, controllers, path = parts
         if hier == "0" and controllers == "":
-            v2_path = path
-        elif "cpu" in controllers.split(","):
-            v1_path = path
+            v2_path = path or "/"
+        elif controller in controllers.split(","):
+            v1_path = path or "/"
+    return v2_path, v1_path
+
+
+def cgroup_cpu_limit(fs_root: str | Path = "/sys/fs/cgroup", proc_cgroup: str | Path = "/proc/self/cgroup") -> float | None:
+    """The CPU limit in cores from cgroup v2 or v1, or None when no limit is set."""
+    root = Path(fs_root)
+    v2_path, v1_path = _cgroup_paths(proc_cgroup, "cpu")
     limits: list[float] = []
     if (root / "cgroup.controllers").exists():  # unified (v2) hierarchy mounted at the root
-        lim = _v2_limit(root, v2_path or "/")
+        lim = _v2_limit(root, v2_path)
         if lim is not None:
             limits.append(lim)
     else:
@@ -86,7 +92,7 @@ def cgroup_cpu_limit(fs_root: str | Path = "/sys/fs/cgroup", proc_cgroup: str | 
             if cpu_dir.is_dir():
                 # Inside a container the cgroup namespace usually makes our own cgroup the mount root;
                 # try the path from /proc/self/cgroup first, then the mount root itself.
-                for path in dict.fromkeys([v1_path or "/", "/"]):
+                for path in dict.fromkeys([v1_path, "/"]):
                     lim = _v1_limit(cpu_dir, path)
                     if lim is not None:
                         limits.append(lim)
@@ -94,7 +100,7 @@ def cgroup_cpu_limit(fs_root: str | Path = "/sys/fs/cgroup", proc_cgroup: str | 
                 break
         unified = root / "unified"
         if not limits and (unified / "cgroup.controllers").exists():  # hybrid layout
-            lim = _v2_limit(unified, v2_path or "/")
+            lim = _v2_limit(unified, v2_path)
             if lim is not None:
                 limits.append(lim)
     return min(limits) if limits else None
@@ -141,17 +147,7 @@ def cgroup_memory_limit(fs_root: str | Path = "/sys/fs/cgroup",
                         proc_cgroup: str | Path = "/proc/self/cgroup") -> int | None:
     """The smallest memory limit in bytes on our cgroup's path (v2 memory.max, v1 memory.limit_in_bytes)."""
     root = Path(fs_root)
-    text = _read(Path(proc_cgroup)) or ""
-    v2_path, v1_path = "/", "/"
-    for line in text.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        hier, controllers, path = parts
-        if hier == "0" and controllers == "":
-            v2_path = path
-        elif "memory" in controllers.split(","):
-            v1_path = path
+    v2_path, v1_path = _cgroup_paths(proc_cgroup, "memory")
     limits: list[int] = []
     if (root / "cgroup.controllers").exists():
         rel = Path(v2_path.lstrip("/"))
