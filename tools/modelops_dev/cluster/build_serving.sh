@@ -115,6 +115,55 @@ build_gateway_api() {
   step "gateway-api $GATEWAY_API_VERSION: standard-channel CRDs in $out/standard"
 }
 
+# lego_protocol_dns_only DIR: Traefik's ACME provider imports lego's DNS-provider registry, which compiles
+# in every DNS-01 plugin lego ships (~180, each with its cloud SDK: 850 of the 2,500 packages of a Traefik
+# build, 30% of its source). The gateway here never requests certificates, so the wrapper replaces lego with a
+# copy of the same release whose registry keeps only the protocol-level providers (exec, httpreq, manual,
+# rfc2136); any other name fails at configuration time with an error that says so. Everything else in
+# Traefik, ACME's HTTP-01 and TLS-ALPN-01 challenges included, is the release's own code.
+LEGO_DNS_KEEP="exec httpreq manual rfc2136"
+lego_protocol_dns_only() {
+  local dir="$1" lego_version lego_src gen
+  lego_version="$(GOFLAGS=-mod=mod go list -m -f '{{.Version}}' github.com/go-acme/lego/v4)"
+  lego_src="$(module_dir github.com/go-acme/lego/v4 "$lego_version")"
+  [[ -d "$lego_src" ]] || { echo "could not download github.com/go-acme/lego/v4@$lego_version" >&2; exit 1; }
+  rm -rf "$dir/lego"; cp -r "$lego_src" "$dir/lego"; chmod -R u+w "$dir/lego"
+  gen="$dir/lego/providers/dns/zz_gen_dns_providers.go"
+  [[ -f "$gen" ]] || { echo "lego $lego_version has no providers/dns/zz_gen_dns_providers.go: update lego_protocol_dns_only" >&2; exit 1; }
+  python3 - "$gen" "$lego_version" $LEGO_DNS_KEEP <<'PY'
+import re, sys
+path, version, keep = sys.argv[1], sys.argv[2], sys.argv[3:]
+src = open(path).read()
+imports = [f'\t"github.com/go-acme/lego/v4/providers/dns/{name}"' for name in keep]
+for name in keep:
+    if f'case "{name}"' not in src:
+        sys.exit(f"lego {version} has no DNS provider {name!r}: update LEGO_DNS_KEEP")
+cases = "".join(f'\tcase "{name}":\n\t\treturn {name}.NewDNSProvider()\n' for name in keep)
+open(path, "w").write(f"""// Rewritten by modelops' build_serving.sh from lego {version}'s generated registry: only the
+// protocol-level DNS providers are compiled into this Traefik build.
+
+package dns
+
+import (
+\t"fmt"
+
+\t"github.com/go-acme/lego/v4/challenge"
+{chr(10).join(imports)}
+)
+
+// NewDNSChallengeProviderByName Factory for DNS providers.
+func NewDNSChallengeProviderByName(name string) (challenge.Provider, error) {{
+\tswitch name {{
+{cases}\tdefault:
+\t\treturn nil, fmt.Errorf("DNS provider %s is not compiled into this Traefik build (modelops builds only {', '.join(keep)}; use the upstream Traefik image for the others)", name)
+\t}}
+}}
+""")
+PY
+  GOFLAGS=-mod=mod go mod edit -replace "github.com/go-acme/lego/v4=./lego"
+  step "traefik: lego $lego_version with the protocol-level DNS providers only ($LEGO_DNS_KEEP)"
+}
+
 build_traefik() {
   need TRAEFIK_VERSION
   local out="$CACHE/traefik/$TRAEFIK_VERSION"
@@ -122,6 +171,7 @@ build_traefik() {
   mkdir -p "$out/bin"
   wrapper_module "$out/src" github.com/traefik/traefik/v3 "$TRAEFIK_VERSION" traefik-tools
   cd "$out/src"
+  lego_protocol_dns_only "$out/src"
   step "building traefik $TRAEFIK_VERSION (cold: the slow part)"
   CGO_ENABLED=0 GOFLAGS=-mod=mod go build -p "$JOBS" -trimpath \
     -ldflags "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION" \
