@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,41 @@ def test_build_script_carries_replace_and_exclude_directives(tmp_path: Path) -> 
                    "replace sigs.k8s.io/controller-runtime => sigs.k8s.io/controller-runtime v0.22.5",
                    "replace k8s.io/api => k8s.io/api v0.34.5",
                    "// dropped (local path): replace github.com/x/ext => ./ext"]
+
+
+def test_traefik_build_compiles_only_the_protocol_level_dns_providers(tmp_path: Path) -> None:
+    """The Traefik wrapper replaces lego with a copy whose DNS registry keeps exec/httpreq/manual/rfc2136."""
+    lego = tmp_path / "modcache" / "lego"
+    (lego / "providers" / "dns").mkdir(parents=True)
+    names = ["alidns", "exec", "httpreq", "manual", "rfc2136", "route53"]
+    (lego / "providers" / "dns" / "zz_gen_dns_providers.go").write_text(
+        "package dns\n\nimport (\n" + "".join(f'\t"github.com/go-acme/lego/v4/providers/dns/{n}"\n' for n in names)
+        + ")\n\nfunc NewDNSChallengeProviderByName(name string) (challenge.Provider, error) {\n\tswitch name {\n"
+        + "".join(f'\tcase "{n}":\n\t\treturn {n}.NewDNSProvider()\n' for n in names) + "\t}\n}\n")
+    fake_go = tmp_path / "bin" / "go"
+    fake_go.parent.mkdir()
+    fake_go.write_text(f"""#!/usr/bin/env bash
+case "$1 $2" in
+  "list -m") echo v4.33.0 ;;
+  "mod download") echo '{{"Dir": "{lego}"}}' ;;
+  "mod edit") echo "$@" >> {tmp_path}/edits ;;
+  *) exit 3 ;;
+esac
+""")
+    fake_go.chmod(0o755)
+    work = tmp_path / "wrapper"
+    work.mkdir()
+    script = REPO / "tools" / "modelops_dev" / "cluster" / "build_serving.sh"
+    subprocess.run(["bash", "-c", f'source "{script}" && cd {work} && lego_protocol_dns_only {work}'], check=True,
+                   capture_output=True, text=True, env={**os.environ, "PATH": f"{fake_go.parent}:{os.environ['PATH']}"})
+    gen = (work / "lego" / "providers" / "dns" / "zz_gen_dns_providers.go").read_text()
+    for kept in ("exec", "httpreq", "manual", "rfc2136"):
+        assert f'case "{kept}":' in gen and f'providers/dns/{kept}"' in gen
+    for dropped in ("alidns", "route53"):
+        assert dropped not in gen
+    assert "is not compiled into this Traefik build" in gen
+    assert (tmp_path / "edits").read_text().split() == ["mod", "edit", "-replace", "github.com/go-acme/lego/v4=./lego"]
+    assert (lego / "providers" / "dns" / "zz_gen_dns_providers.go").read_text().count("case") == len(names)
 
 
 @pytest.mark.parametrize(("role", "binary"), [("kserve-controller", "manager"), ("kserve-agent", "agent"),

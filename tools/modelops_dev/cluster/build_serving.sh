@@ -131,7 +131,7 @@ lego_protocol_dns_only() {
   gen="$dir/lego/providers/dns/zz_gen_dns_providers.go"
   [[ -f "$gen" ]] || { echo "lego $lego_version has no providers/dns/zz_gen_dns_providers.go: update lego_protocol_dns_only" >&2; exit 1; }
   python3 - "$gen" "$lego_version" $LEGO_DNS_KEEP <<'PY'
-import re, sys
+import sys
 path, version, keep = sys.argv[1], sys.argv[2], sys.argv[3:]
 src = open(path).read()
 imports = [f'\t"github.com/go-acme/lego/v4/providers/dns/{name}"' for name in keep]
@@ -220,14 +220,20 @@ build_prometheus_operator() {
   step "prometheus-operator $v: done ($out/bin/operator)"
 }
 
-for part in $PARTS; do
-  t0=$(date +%s)
-  case "$part" in
-    kserve) build_kserve ;;
-    gateway-api) build_gateway_api ;;
-    traefik) build_traefik ;;
-    prometheus-operator) build_prometheus_operator ;;
-    *) echo "unknown part $part (kserve, gateway-api, traefik, prometheus-operator)" >&2; exit 2 ;;
-  esac
-  step "$part: $(( $(date +%s) - t0 ))s"
-done
+main() {
+  local part t0
+  for part in $PARTS; do
+    t0=$(date +%s)
+    case "$part" in
+      kserve) build_kserve ;;
+      gateway-api) build_gateway_api ;;
+      traefik) build_traefik ;;
+      prometheus-operator) build_prometheus_operator ;;
+      *) echo "unknown part $part (kserve, gateway-api, traefik, prometheus-operator)" >&2; exit 2 ;;
+    esac
+    step "$part: $(( $(date +%s) - t0 ))s"
+  done
+}
+
+# run when executed; sourcing it (the unit tests) only defines the functions
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then main; fi
