@@ -86,3 +86,37 @@ def test_namespace_tokens_are_cached_only_once_verified(monkeypatch):
         assert auth.namespace_ok(ns, namespace_token("secret", ns))
         assert len(auth._verified) <= 2
     assert Auth("secret") == Auth("secret")  # the cache is not part of the value
+
+
+def test_events_ingest_and_feedback_share_one_auth_and_body_limit():
+    """Issue 19's code debt: /feedback goes through the same front as the events (EventIngress)."""
+    import numpy as np
+    import pandas as pd
+    from fastapi.testclient import TestClient
+
+    from modelops.drift.app import create_app
+    from modelops.drift.reference import ReferenceSpec, ReferenceStore
+    from modelops.drift.service import Exporter, ExporterConfig
+    from modelops_pipelines.profile import build_reference_profile
+
+    profile = build_reference_profile(pd.DataFrame({"x": np.random.default_rng(0).normal(0, 1, 500)}),
+                                      task="regression")
+    ex = Exporter(ReferenceStore([ReferenceSpec.parse("churn=mem")], loader=lambda s, u: profile),
+                  ExporterConfig(max_body_bytes=100))
+    client = TestClient(create_app(ex, auth=Auth("secret")))
+    bearer = {"Authorization": "Bearer secret", "Content-Type": "application/json"}
+    big = b'{"id": "x", "label": 1, "pad": "' + b"x" * 200 + b'"}'
+    token = namespace_token("secret", "team")
+    for path, forged in (("/events", "/events"), ("/ingest/churn", "/ingest/churn"), ("/feedback", "/feedback"),
+                         (f"/events/ns/team/{token}", "/events/ns/team/" + "0" * 64),
+                         (f"/feedback/ns/team/{token}", "/feedback/ns/team/" + "0" * 64)):
+        r = client.post(path, content=big, headers=bearer)
+        assert r.status_code == 413 and r.json()["reason"] == "body_too_large", (path, r.text)
+        r = client.post(forged, content=b"{}", headers={"Authorization": "Bearer nope"})
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", (forged, r.text)
+    assert ex.events_rejected["body_too_large"] == 5 and ex.events_rejected["unauthorized"] == 5
+    r = client.post("/feedback/ns/team/wrong", json={"id": "x", "label": 1})
+    assert r.status_code == 401 and "feedback URL of the namespace" in r.json()["message"]
+    assert client.get("/feedback").status_code == 405  # as FastAPI answered a GET on its POST route
+    assert client.post("/feedback", json=[], headers=bearer).json() == {
+        "joined": 0, "unmatched": 0, "expired": 0, "duplicate": 0, "invalid": 0}
