@@ -216,7 +216,8 @@ def _route(scope: dict[str, Any]) -> _Route | None:
 
 
 def _query_namespace(scope: dict[str, Any]) -> str:
-    return parse_qs(scope.get("query_string", b"").decode("latin-1")).get("namespace", [""])[0]
+    values: list[str] = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("namespace", [""])
+    return values[0]
 
 
 class EventIngress:
