@@ -370,6 +370,44 @@ def hey_measure(server: Server, bodies: list[tuple[list[str], Path]], rows_per_r
     return out
 
 
+def ab_runs(trees: dict[str, str | None], profile_dir: Path, wl: Workload, tmp: Path,
+            args: argparse.Namespace) -> dict[str, Any]:
+    """Every tree's server up at once; hey single-row and batched runs alternate between them."""
+    servers = {name: Server(profile_dir, pythonpath) for name, pythonpath in trees.items()}
+    kinds = {"single_row_events": (hey_bodies(wl, tmp, 1), 0.5),
+             "batched_events": (hey_bodies(wl, tmp, args.batch_rows), args.batch_rows / 2)}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {n: {k: [] for k in kinds} for n in servers}
+    try:
+        for s in servers.values():
+            s.wait()
+        for _ in range(args.repeat):
+            for kind, (bodies, rows) in kinds.items():
+                for name, s in servers.items():
+                    hey_run(s.port, bodies, args.hey_connections, 1.0)  # warm-up
+                    cpu0, gen0 = s.cpu_seconds(), children_cpu_seconds()
+                    r = hey_run(s.port, bodies, args.hey_connections, args.seconds)
+                    cpu, gen = s.cpu_seconds() - cpu0, children_cpu_seconds() - gen0
+                    n = max(1, r["requests"])
+                    runs[name][kind].append({
+                        "requests_per_s": r["requests_per_s"], "statuses": r["statuses"], "p99_ms": r["p99_ms"],
+                        "server_cpu_share_of_one_core": round(cpu / args.seconds, 2),
+                        "requests_per_server_cpu_s": round(n / max(cpu, 1e-9)),
+                        "rows_per_server_cpu_s": round(n * rows / max(cpu, 1e-9)),
+                        "hey_cpu_s_per_1000_requests": round(1000 * gen / n, 4), "loadavg": loadavg()})
+    finally:
+        for s in servers.values():
+            s.stop()
+    out: dict[str, Any] = {"runs": runs, "median_requests_per_server_cpu_s": {
+        n: {k: float(np.median([r["requests_per_server_cpu_s"] for r in v])) for k, v in per.items()}
+        for n, per in runs.items()}}
+    names = list(runs)
+    if len(names) == 2:
+        med = out["median_requests_per_server_cpu_s"]
+        out[f"cpu_efficiency_x_{names[0]}_vs_{names[1]}"] = {
+            k: round(med[names[0]][k] / max(1.0, med[names[1]][k]), 2) for k in kinds}
+    return out
+
+
 def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -393,8 +431,11 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=3)
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--hey-connections", type=int, default=8, help="hey workers per body (two bodies)")
-    ap.add_argument("--only", choices=["all", "flood", "ingest"], default="all",
-                    help="flood: only the memory flood; ingest: the per-tree rates, no flood and no shards")
+    ap.add_argument("--only", choices=["all", "flood", "ingest", "ab"], default="all",
+                    help="flood: only the memory flood; ingest: the per-tree rates, no flood and no shards; ab: "
+                         "both trees' servers up at once, hey runs alternating between them --repeat times "
+                         "(the fairest CPU-per-event ratio on a busy machine)")
+    ap.add_argument("--repeat", type=int, default=3, help="alternations of --only ab")
     ap.add_argument("--flood-window-rows", type=int, default=1000,
                     help="window rows of the flooded exporter: small, so the windows are full early and the "
                          "rest of the flood shows the steady state")
@@ -420,6 +461,11 @@ def main() -> None:
             base = Path(tmp) / "baseline"
             base.mkdir()
             trees[f"baseline_{args.baseline_ref}"] = baseline_tree(args.baseline_ref, base)
+        if args.only == "ab":
+            result["ab"] = ab_runs(trees, profile_dir, wl, Path(tmp), args)
+            result["machine"]["loadavg_after"] = loadavg()
+            print(json.dumps(result, indent=1))
+            return
         for name, pythonpath in (trees if args.only != "flood" else {}).items():
             server = Server(profile_dir, pythonpath)
             try:
