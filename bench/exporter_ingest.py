@@ -25,6 +25,9 @@ per request; it shares the machine's cores with the server, so the rates are a l
   exporter process sustains with a core to itself, i.e. on 2 idle cores with the load generator on the other.
   Then the same load paced at 80% of the measured rate (hey -q), for its p99.
 
+``--only ab`` starts both trees' exporters at once and alternates the hey runs between them (--repeat
+times): on a busy machine the fairest ratio of CPU per event, as both see the same load in turn.
+
 Every run records the client's CPU too (asyncio client: the bench process's own rusage), so a figure taken
 on a busy machine can be read as CPU cost rather than wall-clock luck.
 
