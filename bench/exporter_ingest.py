@@ -18,6 +18,19 @@ per request; it shares the machine's cores with the server, so the rates are a l
   1 process: events/s and the server CPU seconds per 1,000 events of each (from /proc), which is what
   decides the scaling when each shard has its own cores.
 
+- hey: the same single-row and batched events from hey (a compiled load generator, ~/.cache/modelops/hey;
+  two hey processes, one posting request events and one their responses, same ce-id), the rate, hey's p99,
+  and the CPU seconds of the exporter process (/proc/<pid>/stat, user + system) and of hey (rusage of the
+  reaped children) per 1,000 events. ``events_per_server_cpu_s`` is load-independent: it is the rate one
+  exporter process sustains with a core to itself, i.e. on 2 idle cores with the load generator on the other.
+  Then the same load paced at 80% of the measured rate (hey -q), for its p99.
+
+``--only ab`` starts both trees' exporters at once and alternates the hey runs between them (--repeat
+times): on a busy machine the fairest ratio of CPU per event, as both see the same load in turn.
+
+Every run records the client's CPU too (asyncio client: the bench process's own rusage), so a figure taken
+on a busy machine can be read as CPU cost rather than wall-clock luck.
+
 The baseline is the exporter of --baseline-ref (`git archive` of its operator/ and pipelines/ put first on
 PYTHONPATH, same virtualenv). Load average is reported before and after.
 """
@@ -29,6 +42,8 @@ import asyncio
 import base64
 import json
 import os
+import re
+import resource
 import socket
 import subprocess
 import sys
@@ -251,16 +266,148 @@ def run(ports: list[int], work: list[tuple[int, bytes]], conns: int, seconds: fl
 def measure(server: Server, work: list[tuple[int, bytes]], rows_per_request: float, conns: int,
             seconds: float) -> dict[str, Any]:
     run([server.port], work[: min(len(work), 400)], conns, 1.0)  # warm-up: windows, references
-    cpu0 = server.cpu_seconds()
+    cpu0, client0 = server.cpu_seconds(), own_cpu_seconds()
     full = run([server.port], work, conns, seconds)
-    cpu = server.cpu_seconds() - cpu0
+    cpu, client = server.cpu_seconds() - cpu0, own_cpu_seconds() - client0
     ok = full["statuses"].get("200", 0)
+    n = max(1, full["requests"])
     out: dict[str, Any] = {"max": full, "rows_per_s": round(full["requests_per_s"] * rows_per_request),
-                           "server_cpu_ms_per_request": round(1000 * cpu / max(1, full["requests"]), 3),
+                           "server_cpu_ms_per_request": round(1000 * cpu / n, 3),
+                           "client_cpu_ms_per_request": round(1000 * client / n, 3),
+                           "requests_per_server_cpu_s": round(n / max(cpu, 1e-9)),
+                           "rows_per_server_cpu_s": round(n * rows_per_request / max(cpu, 1e-9)),
                            "accepted_share": round(ok / max(1, full["requests"]), 4)}
     if ok == full["requests"]:
         paced = run([server.port], work, conns, seconds, rate=0.8 * full["requests_per_s"])
         out["at_80_percent"] = paced
+    return out
+
+
+def own_cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def children_cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)  # reaped children only: the hey runs, not the servers
+    return r.ru_utime + r.ru_stime
+
+
+HEY = Path.home() / ".cache/modelops/hey/v0.1.4/bin/hey"
+
+
+def hey_bodies(wl: Workload, tmp: Path, rows: int) -> list[tuple[list[str], Path]]:
+    """(hey header flags, body file) of a request event and of its response; rows 1: V1, else V2."""
+    ns, model = wl.models[0]
+    eid = str(uuid.uuid4())
+    if rows == 1:
+        request: Any = {"instances": [wl.records[0]]}
+        response: Any = {"predictions": [1.0]}
+    else:
+        request = wl.v2_request(0, rows)
+        response = {"model_name": model, "model_version": "1", "outputs": [
+            {"name": "output-0", "shape": [rows], "datatype": "FP64", "data": [float(r % 5) for r in range(rows)]}]}
+    out = []
+    for kind, body in (("request", request), ("response", response)):
+        path = tmp / f"hey-{rows}-{kind}.json"
+        path.write_bytes(json.dumps(body).encode())
+        flags = []
+        for k, v in ce_headers(eid, kind, model, ns).items():
+            if k != "Content-Type":
+                flags += ["-H", f"{k}: {v}"]
+        out.append((flags, path))
+    return out
+
+
+def _hey_summary(text: str) -> dict[str, Any]:
+    statuses = {m[0]: int(m[1]) for m in re.findall(r"\[(\d{3})\]\s+(\d+) responses", text)}
+    p99 = re.search(r"99% in ([0-9.]+) secs", text)
+    errors = re.search(r"Error distribution:(.*)", text, re.S)
+    return {"statuses": statuses, "p99_ms": round(1000 * float(p99.group(1)), 2) if p99 else None,
+            "errors": errors.group(1).strip()[:300] if errors else None}
+
+
+def hey_run(port: int, bodies: list[tuple[list[str], Path]], conns: int, seconds: float,
+            qps_per_worker: float | None = None) -> dict[str, Any]:
+    """One hey per body (request events, response events) at once, `conns` workers each."""
+    target = f"http://127.0.0.1:{port}{url('ns0')}"
+    procs = []
+    for flags, body in bodies:
+        cmd = [str(HEY), "-z", f"{seconds}s", "-c", str(conns), "-m", "POST", "-T", "application/json",
+               *flags, "-D", str(body)]
+        if qps_per_worker:
+            cmd += ["-q", str(max(1, round(qps_per_worker)))]
+        procs.append(subprocess.Popen([*cmd, target], stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    outs = [p.communicate()[0].decode() for p in procs]
+    parts = [_hey_summary(o) for o in outs]
+    statuses: dict[str, int] = {}
+    for part in parts:
+        for k, v in part["statuses"].items():
+            statuses[k] = statuses.get(k, 0) + v
+    total = sum(statuses.values())
+    return {"requests": total, "requests_per_s": round(total / seconds), "statuses": statuses,
+            "p99_ms": max((p["p99_ms"] for p in parts if p["p99_ms"] is not None), default=None),
+            "errors": [p["errors"] for p in parts if p["errors"]]}
+
+
+def hey_measure(server: Server, bodies: list[tuple[list[str], Path]], rows_per_request: float, conns: int,
+                seconds: float) -> dict[str, Any]:
+    hey_run(server.port, bodies, conns, 1.0)  # warm-up
+    cpu0, gen0, t0 = server.cpu_seconds(), children_cpu_seconds(), time.perf_counter()
+    full = hey_run(server.port, bodies, conns, seconds)
+    cpu, gen = server.cpu_seconds() - cpu0, children_cpu_seconds() - gen0
+    wall = time.perf_counter() - t0
+    n = max(1, full["requests"])
+    out: dict[str, Any] = {
+        "max": full, "rows_per_s": round(full["requests_per_s"] * rows_per_request),
+        "server_cpu_s_per_1000_requests": round(1000 * cpu / n, 4),
+        "server_cpu_share_of_one_core": round(cpu / wall, 2),
+        "hey_cpu_s_per_1000_requests": round(1000 * gen / n, 4),
+        "requests_per_server_cpu_s": round(n / max(cpu, 1e-9)),
+        "rows_per_server_cpu_s": round(n * rows_per_request / max(cpu, 1e-9)),
+    }
+    if full["statuses"].get("200", 0) == full["requests"] and full["requests"]:
+        rate = 0.8 * full["requests_per_s"]
+        paced = hey_run(server.port, bodies, conns, seconds, qps_per_worker=rate / (conns * len(bodies)))
+        out["at_80_percent"] = paced
+    return out
+
+
+def ab_runs(trees: dict[str, str | None], profile_dir: Path, wl: Workload, tmp: Path,
+            args: argparse.Namespace) -> dict[str, Any]:
+    """Every tree's server up at once; hey single-row and batched runs alternate between them."""
+    servers = {name: Server(profile_dir, pythonpath) for name, pythonpath in trees.items()}
+    kinds = {"single_row_events": (hey_bodies(wl, tmp, 1), 0.5),
+             "batched_events": (hey_bodies(wl, tmp, args.batch_rows), args.batch_rows / 2)}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {n: {k: [] for k in kinds} for n in servers}
+    try:
+        for s in servers.values():
+            s.wait()
+        for _ in range(args.repeat):
+            for kind, (bodies, rows) in kinds.items():
+                for name, s in servers.items():
+                    hey_run(s.port, bodies, args.hey_connections, 1.0)  # warm-up
+                    cpu0, gen0 = s.cpu_seconds(), children_cpu_seconds()
+                    r = hey_run(s.port, bodies, args.hey_connections, args.seconds)
+                    cpu, gen = s.cpu_seconds() - cpu0, children_cpu_seconds() - gen0
+                    n = max(1, r["requests"])
+                    runs[name][kind].append({
+                        "requests_per_s": r["requests_per_s"], "statuses": r["statuses"], "p99_ms": r["p99_ms"],
+                        "server_cpu_share_of_one_core": round(cpu / args.seconds, 2),
+                        "requests_per_server_cpu_s": round(n / max(cpu, 1e-9)),
+                        "rows_per_server_cpu_s": round(n * rows / max(cpu, 1e-9)),
+                        "hey_cpu_s_per_1000_requests": round(1000 * gen / n, 4), "loadavg": loadavg()})
+    finally:
+        for s in servers.values():
+            s.stop()
+    out: dict[str, Any] = {"runs": runs, "median_requests_per_server_cpu_s": {
+        n: {k: float(np.median([r["requests_per_server_cpu_s"] for r in v])) for k, v in per.items()}
+        for n, per in runs.items()}}
+    names = list(runs)
+    if len(names) == 2:
+        med = out["median_requests_per_server_cpu_s"]
+        out[f"cpu_efficiency_x_{names[0]}_vs_{names[1]}"] = {
+            k: round(med[names[0]][k] / max(1.0, med[names[1]][k]), 2) for k in kinds}
     return out
 
 
@@ -286,10 +433,15 @@ def main() -> None:
     ap.add_argument("--models", type=int, default=6)
     ap.add_argument("--shards", type=int, default=3)
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--hey-connections", type=int, default=8, help="hey workers per body (two bodies)")
+    ap.add_argument("--only", choices=["all", "flood", "ingest", "ab"], default="all",
+                    help="flood: only the memory flood; ingest: the per-tree rates, no flood and no shards; ab: "
+                         "both trees' servers up at once, hey runs alternating between them --repeat times "
+                         "(the fairest CPU-per-event ratio on a busy machine)")
+    ap.add_argument("--repeat", type=int, default=3, help="alternations of --only ab")
     ap.add_argument("--flood-window-rows", type=int, default=1000,
                     help="window rows of the flooded exporter: small, so the windows are full early and the "
                          "rest of the flood shows the steady state")
-    ap.add_argument("--only", choices=["all", "flood"], default="all")
     args = ap.parse_args()
 
     rng = np.random.default_rng(0)
@@ -312,7 +464,12 @@ def main() -> None:
             base = Path(tmp) / "baseline"
             base.mkdir()
             trees[f"baseline_{args.baseline_ref}"] = baseline_tree(args.baseline_ref, base)
-        for name, pythonpath in (trees if args.only == "all" else {}).items():
+        if args.only == "ab":
+            result["ab"] = ab_runs(trees, profile_dir, wl, Path(tmp), args)
+            result["machine"]["loadavg_after"] = loadavg()
+            print(json.dumps(result, indent=1))
+            return
+        for name, pythonpath in (trees if args.only != "flood" else {}).items():
             server = Server(profile_dir, pythonpath)
             try:
                 server.wait()
@@ -321,17 +478,33 @@ def main() -> None:
                     "batched_events": measure(server, batched, args.batch_rows / 2, args.connections, args.seconds),
                     "agent_batch": measure(server, agent, args.agent_records / 2, args.connections, args.seconds),
                 }
+                if HEY.exists():
+                    r["hey_single_row_events"] = hey_measure(server, hey_bodies(wl, Path(tmp), 1), 0.5,
+                                                             args.hey_connections, args.seconds)
+                    r["hey_batched_events"] = hey_measure(server, hey_bodies(wl, Path(tmp), args.batch_rows),
+                                                          args.batch_rows / 2, args.hey_connections, args.seconds)
+                else:
+                    r["hey"] = f"not run: {HEY} is missing (modelops bootstrap builds it)"
                 r["rss_mib_after"] = round(server.rss_mib(), 1)
                 result[name] = r
             finally:
                 server.stop()
         # the ratios the issue asks for, measured in this one run
-        if not args.skip_baseline and args.only == "all":
+        if not args.skip_baseline and args.only != "flood":
             b = result[f"baseline_{args.baseline_ref}"]
             result["speedup_x"] = {k: round(result["ours"][k]["max"]["requests_per_s"]
                                             / max(1, b[k]["max"]["requests_per_s"]), 1)
                                    for k in ("single_row_events", "batched_events")
                                    if b[k]["accepted_share"] > 0.99}
+            # the load-independent ratio: events per exporter CPU second, ours / baseline
+            result["cpu_efficiency_x"] = {
+                k: round(result["ours"][k]["requests_per_server_cpu_s"] / max(1, b[k]["requests_per_server_cpu_s"]), 2)
+                for k in ("single_row_events", "batched_events", "hey_single_row_events", "hey_batched_events")
+                if k in b and k in result["ours"]}
+        if args.only == "ingest":
+            result["machine"]["loadavg_after"] = loadavg()
+            print(json.dumps(result, indent=1))
+            return
 
         # flood: memory over time
         server = Server(profile_dir, None, ["--window-rows", str(args.flood_window_rows)])

@@ -20,9 +20,10 @@ GET  /healthz, /readyz
 
 Authentication: see modelops.drift.auth (401 without a valid token).
 
-Event POSTs (the first two routes) do not go through FastAPI: `EventIngress` takes them straight from ASGI,
-decodes bodies up to `INLINE_BYTES` on the event loop (a thread hop costs more than decoding one event) and
-larger ones in a worker thread, and bounds the bodies in flight (`IngressLimits`): beyond them an event is
+The POSTs that carry data (events, /ingest, /feedback) do not go through FastAPI: `EventIngress` takes them
+straight from ASGI, with one implementation of their authentication, body limit and refusals. For event
+POSTs it decodes bodies up to `INLINE_BYTES` on the event loop (a thread hop costs more than decoding one
+event) and larger ones in a worker thread, and bounds the bodies in flight (`IngressLimits`): beyond them an event is
 answered 429 with ``Retry-After`` and counted (``modelops_drift_events_rejected_total{reason="overloaded"}``)
 instead of queueing without bound (issue 19). KServe's agent sends its batched logger output (a JSON array of
 LogRequest records, agent ``--log-marshaller-url`` pointed at the namespace URL) to the same routes; the
@@ -45,7 +46,7 @@ from urllib.parse import parse_qs
 
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.concurrency import run_in_threadpool
 
@@ -178,8 +179,51 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 
+#: POST routes answered by EventIngress: the namespace URLs below these prefixes, and the bearer URLs
+EVENTS, INGEST, FEEDBACK = "events", "ingest", "feedback"
+FEEDBACK_PATH = "/feedback"
+_BEARER_HINT = {
+    EVENTS: "or post to the namespace URL the operator writes into the logger",
+    INGEST: "or post to the namespace URL the operator writes into the logger",
+    FEEDBACK: "or post to the feedback URL of the namespace",
+}
+
+
+@dataclass(frozen=True)
+class _Route:
+    kind: str  # EVENTS, INGEST or FEEDBACK
+    namespace: str | None  # None: bearer-authenticated events (the events' ce-namespace counts)
+    token: str | None  # the namespace token of the URL; None: bearer token
+    model: str | None = None  # POST /ingest/{model}
+
+
+def _route(scope: dict[str, Any]) -> _Route | None:
+    path: str = scope["path"]
+    if path in ("/", "/events"):
+        return _Route(EVENTS, None, None)
+    if path.startswith(NAMESPACE_PATH + "/") and path.count("/") == 4:
+        namespace, token = path[len(NAMESPACE_PATH) + 1:].split("/")
+        return _Route(EVENTS, namespace, token)
+    if path.startswith("/ingest/") and path.count("/") == 2 and len(path) > len("/ingest/"):
+        return _Route(INGEST, _query_namespace(scope), None, path[len("/ingest/"):])
+    if path == FEEDBACK_PATH:
+        return _Route(FEEDBACK, _query_namespace(scope), None)
+    if path.startswith(FEEDBACK_PATH + "/ns/") and path.count("/") == 4:
+        namespace, token = path[len(FEEDBACK_PATH) + 4:].split("/")
+        if namespace and token:
+            return _Route(FEEDBACK, namespace, token)
+    return None
+
+
+def _query_namespace(scope: dict[str, Any]) -> str:
+    values: list[str] = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("namespace", [""])
+    return values[0]
+
+
 class EventIngress:
-    """ASGI front for event POSTs: auth, bounded bodies in flight, decoding; everything else goes to `app`."""
+    """ASGI front for the POSTs that carry data (events, /ingest, /feedback): one implementation of their
+    authentication, body limit and refusals; event bodies are also bounded in flight and decoded here.
+    Everything else goes to `app`."""
 
     def __init__(self, app: Any, exporter: Exporter, auth: Auth, limits: IngressLimits) -> None:
         self.app = app
@@ -190,37 +234,18 @@ class EventIngress:
         self.inflight_bytes = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
+        route = _route(scope) if scope["type"] == "http" else None
+        if route is None or (scope["method"] != "POST" and route.kind != FEEDBACK):
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
-        namespace: str | None = None
-        model: str | None = None  # POST /ingest/{model}: rows posted directly
-        if path in ("/", "/events"):
-            pass
-        elif path.startswith(NAMESPACE_PATH + "/") and path.count("/") == 4:
-            namespace, token = path[len(NAMESPACE_PATH) + 1:].split("/")
-        elif path.startswith("/ingest/") and path.count("/") == 2 and len(path) > len("/ingest/"):
-            model = path[len("/ingest/"):]
-            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-            namespace = query.get("namespace", [""])[0]
-        else:
-            await self.app(scope, receive, send)
-            return
+        if scope["method"] != "POST":  # the feedback URLs take POST only
+            return await _respond(send, 405, b'{"detail":"Method Not Allowed"}', [(b"allow", b"POST")])
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         try:
-            if namespace is None or model is not None:
-                if not self.auth.bearer_ok(headers.get("authorization")):
-                    raise self._refuse("unauthorized", "no valid bearer token: send Authorization: Bearer <token> "
-                                       "(the chart's drift exporter Secret), or post to the namespace URL the "
-                                       "operator writes into the logger")
-            elif not self.auth.namespace_ok(namespace, token):
-                raise self._refuse("unauthorized", f"the token in the URL is not namespace {namespace!r}'s")
-            declared = headers.get("content-length", "")
-            size = int(declared) if declared.isdigit() else 0
-            limit = self.exporter.cfg.max_body_bytes
-            if size > limit:
-                raise self._refuse("body_too_large", f"{size} bytes; the limit is {limit} (--max-body-bytes)")
+            self._authenticate(route, headers)
+            size = self._declared_size(headers)
+            if route.kind == FEEDBACK:
+                return await self._feedback(route, headers, await self._body(receive), send)
             if self.inflight >= self.limits.max_inflight or (
                     self.inflight and self.inflight_bytes + size > self.limits.max_inflight_bytes):
                 raise self._refuse("overloaded", f"{self.inflight} event bodies ({self.inflight_bytes} bytes) are "
@@ -228,31 +253,63 @@ class EventIngress:
             self.inflight += 1
             self.inflight_bytes += size
             try:
-                body = await self._body(receive, limit)
-                if model is not None:
-                    result = await self._ingest(model, body, namespace or "")
+                body = await self._body(receive)
+                if route.model is not None:
+                    result = await self._ingest(route.model, body, route.namespace or "")
                 elif len(body) <= INLINE_BYTES:
-                    result = self.exporter.handle_http(headers, body, namespace)
+                    result = self.exporter.handle_http(headers, body, route.namespace)
                 else:
-                    result = await run_in_threadpool(self.exporter.handle_http, headers, body, namespace)
+                    result = await run_in_threadpool(self.exporter.handle_http, headers, body, route.namespace)
             finally:
                 self.inflight -= 1
                 self.inflight_bytes -= size
         except EventError as exc:
-            extra = []
-            if exc.status == 401:
-                extra.append((b"www-authenticate", b"Bearer"))
-            if exc.status == 429:
-                extra.append((b"retry-after", str(self.limits.retry_after_seconds).encode()))
-            return await _respond(send, exc.status, orjson.dumps({"reason": exc.reason, "message": exc.message}),
-                                  extra)
+            return await self._refused(send, exc)
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        if model is None and not any(k.startswith("ce-") for k in headers) and is_log_request_batch(content_type, body):
+        if route.model is None and not any(k.startswith("ce-") for k in headers) and \
+                is_log_request_batch(content_type, body):
             # KServe's HTTPMarshaller contract: the marshalled batch back (one record: the object itself)
             records = orjson.loads(body)
             out = orjson.dumps(records[0]) if len(records) == 1 else body
             return await _respond(send, 200, out, [(b"x-log-marshal-extension", b"json")])
         return await _respond(send, 200, orjson.dumps(result), [])
+
+    def _authenticate(self, route: _Route, headers: dict[str, str]) -> None:
+        """Raises EventError (401, counted) unless the request carries the credential its URL asks for."""
+        if route.token is None:
+            if not self.auth.bearer_ok(headers.get("authorization")):
+                raise self._refuse("unauthorized", "no valid bearer token: send Authorization: Bearer <token> (the "
+                                   f"chart's drift exporter Secret), {_BEARER_HINT[route.kind]}")
+        elif not self.auth.namespace_ok(route.namespace or "", route.token):
+            message = f"the token in the URL is not namespace {route.namespace!r}'s"
+            if route.kind == FEEDBACK:
+                message += f": send Authorization: Bearer <token> (the chart's drift exporter Secret), " \
+                           f"{_BEARER_HINT[FEEDBACK]}"
+            raise self._refuse("unauthorized", message)
+
+    def _declared_size(self, headers: dict[str, str]) -> int:
+        declared = headers.get("content-length", "")
+        size = int(declared) if declared.isdigit() else 0
+        limit = self.exporter.cfg.max_body_bytes
+        if size > limit:
+            raise self._refuse("body_too_large", f"{size} bytes; the limit is {limit} (--max-body-bytes)")
+        return size
+
+    async def _feedback(self, route: _Route, headers: dict[str, str], body: bytes, send: Send) -> None:
+        try:
+            result = await run_in_threadpool(self.exporter.handle_feedback, headers, body, route.namespace or "")
+        except FeedbackError as exc:
+            self.exporter.reject("invalid_payload")
+            return await _respond(send, 400, orjson.dumps({"reason": "invalid_feedback", "message": str(exc)}), [])
+        return await _respond(send, 200, orjson.dumps(result), [])
+
+    async def _refused(self, send: Send, exc: EventError) -> None:
+        extra = []
+        if exc.status == 401:
+            extra.append((b"www-authenticate", b"Bearer"))
+        if exc.status == 429:
+            extra.append((b"retry-after", str(self.limits.retry_after_seconds).encode()))
+        await _respond(send, exc.status, orjson.dumps({"reason": exc.reason, "message": exc.message}), extra)
 
     async def _ingest(self, model: str, body: bytes, namespace: str) -> dict[str, Any]:
         try:
@@ -267,7 +324,8 @@ class EventIngress:
         self.exporter.reject(reason)
         return EventError(reason, message)
 
-    async def _body(self, receive: Receive, limit: int) -> bytes:
+    async def _body(self, receive: Receive) -> bytes:
+        limit = self.exporter.cfg.max_body_bytes
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -276,8 +334,7 @@ class EventIngress:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                self.exporter.reject("body_too_large")
-                raise EventError("body_too_large", f"more than {limit} bytes (--max-body-bytes)")
+                raise self._refuse("body_too_large", f"more than {limit} bytes (--max-body-bytes)")
             chunks.append(chunk)
             if not message.get("more_body"):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -321,55 +378,6 @@ def _reads_app(exporter: Exporter, settings: ReportSettings | None, auth: Auth) 
     def bearer(request: Request) -> None:
         if not auth.bearer_ok(request.headers.get("authorization")):
             raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-
-    async def read_body(request: Request) -> bytes:
-        limit = exporter.cfg.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            exporter.reject("body_too_large")
-            raise EventError("body_too_large", f"{declared} bytes; the limit is {limit} (--max-body-bytes)")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                exporter.reject("body_too_large")
-                raise EventError("body_too_large", f"more than {limit} bytes (--max-body-bytes)")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def refused(exc: EventError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse({"reason": exc.reason, "message": exc.message}, status_code=exc.status,
-                            headers=headers)
-
-    def unauthorized(what: str) -> EventError:
-        exporter.reject("unauthorized")
-        return EventError("unauthorized", f"{what}: send Authorization: Bearer <token> (the chart's drift "
-                          "exporter Secret), or post to the feedback URL of the namespace")
-
-    # label feedback (issue 17); the event POSTs are answered by EventIngress before this app
-    async def feedback(request: Request, namespace: str) -> Any:
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        try:
-            body = await read_body(request)
-            return await run_in_threadpool(exporter.handle_feedback, headers, body, namespace)
-        except EventError as exc:
-            return refused(exc)
-        except FeedbackError as exc:
-            exporter.reject("invalid_payload")
-            return JSONResponse({"reason": "invalid_feedback", "message": str(exc)}, status_code=400)
-
-    @app.post("/feedback")
-    async def feedback_bearer(request: Request, namespace: str = Query("")) -> Any:
-        if not auth.bearer_ok(request.headers.get("authorization")):
-            return refused(unauthorized("no valid bearer token"))
-        return await feedback(request, namespace)
-
-    @app.post("/feedback/ns/{namespace}/{token}")
-    async def feedback_namespace(namespace: str, token: str, request: Request) -> Any:
-        if not auth.namespace_ok(namespace, token):
-            return refused(unauthorized(f"the token in the URL is not namespace {namespace!r}'s"))
-        return await feedback(request, namespace)
 
     @app.get("/metrics")
     def metrics() -> Response:

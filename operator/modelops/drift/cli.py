@@ -114,6 +114,7 @@ def drift_exporter(
 
     from modelops.drift.app import IngressLimits, ReportSettings, create_app
     from modelops.drift.auth import Auth
+    from modelops.drift.httpserver import CoalescingHttpToolsProtocol
     from modelops.drift.reference import ReferenceSpec, ReferenceStore
     from modelops.drift.service import Exporter, ExporterConfig
     from modelops.drift.stats import DriftConfig
@@ -144,4 +145,6 @@ def drift_exporter(
     app = create_app(Exporter(store, cfg), ReportSettings(ttl=report_ttl, directory=report_dir,
                                                           interval=report_interval if report_dir else 0.0),
                      Auth("" if no_auth else secret), IngressLimits(max_inflight, max_inflight_bytes))
-    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False)
+    # one write per response (modelops.drift.httpserver); no proxy-header rewriting (nothing reads the client)
+    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False,
+                http=CoalescingHttpToolsProtocol, proxy_headers=False)

@@ -171,7 +171,7 @@ class PendingStore:
         if len(keys) > self.capacity:
             keys, score, pred = keys[-self.capacity:], score[-self.capacity:], pred[-self.capacity:]
         # one row per id: the last of the batch wins, and a repeated id replaces its earlier prediction
-        _, last = np.unique(keys[::-1], return_index=True)
+        _, last = np.unique(keys[::-1], return_index=True) if len(keys) > 1 else (None, keys)
         if len(last) != len(keys):
             keep = np.sort(len(keys) - 1 - last)
             keys, score, pred = keys[keep], score[keep], pred[keep]
