@@ -1,24 +1,30 @@
 """Model-server saturation: requests/s and latency under concurrency, side by side, printed as JSON.
 
-    uv run python bench/serving_saturation.py [--seconds 3] [--concurrency 1 8 32 128] [--no-mlserver]
+    uv run python bench/serving_saturation.py [--seconds 3] [--concurrency 1 8 32 128] [--protocols v2 v1 grpc]
+        [--ours NAME='--serve --args'] [--servers NAME ...] [--no-mlserver] [--wait-load 4] [--out FILE]
 
-Load comes from `hey` (github.com/rakyll/hey, a compiled Go load generator), built once from its Go module
-with `nice -n 10` into ~/.cache/modelops/hey/<version>/bin (progress on stderr). Every server gets the same
-~5 MB XGBoost model as bench/serving_latency.py (900 trees, 30 features; that file's build_model/Server/
-start_servers are reused):
+Load generators are compiled Go programs built once from their Go modules with `nice -n 10` into
+~/.cache/modelops/<name>/<version>/bin (`go install -v` progress on stderr): `hey` (github.com/rakyll/hey) for
+REST, `ghz` (github.com/bojand/ghz) for gRPC, the latter with the KServe V2 proto as a FileDescriptorSet taken
+from the installed kserve package (no server here runs reflection) and one HTTP/2 connection per run. Every
+server gets the same ~6 MB XGBoost model as bench/serving_latency.py (900 trees, 30 features; that file's
+build_model/Server/start_servers are reused):
 
-- modelops serve (ours; ONNX Runtime fast path), as deployed (workers from the CPU limit, no batching) and
-  with micro-batching (--batch-max-rows 64), V1 and V2 REST;
-- stock KServe's Python model server with an xgbserver-like Model, V1 and V2 REST;
-- bare FastAPI + XGBoost, V1 and V2;
-- MLServer + mlserver-xgboost (in a throwaway venv; V2 only);
+- modelops serve (ours; ONNX Runtime fast path) as deployed (workers from the CPU limit, no batching) and with
+  micro-batching (--batch-max-rows 64 --batch-max-delay-ms 1); more variants side by side with --ours;
+- stock KServe's Python model server with kserve/python/xgbserver's Model (get_predict_input, DMatrix,
+  predict, get_predict_response), V1 and V2 REST and gRPC (KServe's defaults: one uvicorn worker, gRPC on);
+- bare FastAPI + XGBoost, V1 and V2 REST;
+- MLServer + mlserver-xgboost (in its own venv under the bench dir; V2 REST and gRPC);
 - a minimal uvicorn echo app (answers a constant body without parsing: the HTTP stack's limit).
 
-Matrix: concurrency x {1-row, 64-row} x {V1, V2}, `--seconds` of closed-loop load per point, servers
-interleaved within each point. Then the goal's figure, single-row V2 at concurrency 32: requests/s at
-p99 <= 10 ms, found by rate-limiting hey (-q) at falling shares of the server's closed-loop throughput until
-p99 <= 10 ms. gRPC is not measured: hey speaks HTTP only.
-Load average is printed with the figures (other jobs on a shared host slow every server alike).
+Matrix: protocol x {1-row, 64-row} x concurrency, `--seconds` of closed-loop load per point, servers
+interleaved within each point. Each point also records the CPU seconds the server process (and its children)
+used, per request answered: unlike the knee, that figure hardly moves with the host's load. Then the goal's
+figure, single-row V2 REST at concurrency 32: requests/s at p99 <= 10 ms, found by rate-limiting hey (-q) at
+falling shares of the server's closed-loop throughput until p99 <= 10 ms. Load averages are recorded with every
+point (other jobs on a shared host slow every server alike); --wait-load starts the matrix when the host is
+quiet.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import math
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -78,11 +79,11 @@ class ModelSpec:
     target: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
+    @cached_property  # per request on the hot path; a frozen dataclass, so computed once
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
 
-    @property
+    @cached_property
     def all_numeric(self) -> bool:
         return all(f.kind != "string" for f in self.features)
 

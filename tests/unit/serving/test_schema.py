@@ -218,6 +218,17 @@ def test_v2_numeric_block_fast_path_equals_per_column_path() -> None:
         assert err.value.field in ("a", "b"), (data, err.value.field)
 
 
+def test_micro_batching_stacks_numeric_blocks() -> None:
+    a = decode_v1({"instances": [[1.0, 2.0]]}, NUMERIC, LIMITS)
+    b = decode_v1({"instances": [[3.0, 4.0], [5.0, 6.0]]}, NUMERIC, LIMITS)
+    merged = concat([a, b])
+    assert merged.rows == 3 and merged.matrix is not None
+    assert merged.matrix.tolist() == [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]
+    assert merged.columns["a"].tolist() == [1.0, 3.0, 5.0] and merged.columns["b"].tolist() == [2.0, 4.0, 6.0]
+    mixed = concat([a, decode_v1({"instances": [[None, 7.0]]}, NUMERIC, LIMITS)])  # a null: per-column batch
+    assert mixed.matrix is None and mixed.columns["b"].tolist() == [2.0, 7.0] and np.isnan(mixed.columns["a"][1])
+
+
 def test_typed_tensor_nan_is_missing_only_where_allowed() -> None:
     from modelops.serving.schema import Tensor, decode_tensors
 
