@@ -176,7 +176,8 @@ def ghz(binary: Path, port: int, pset: Path, body: Path, concurrency: int, secon
               if "closed network connection" in e or "context canceled" in e.lower())
     cut = min(cut, concurrency, failed)
     out: dict[str, Any] = {
-        "rps": round(float(rep.get("rps") or 0), 1),
+        # answered calls per second (ghz's own rps counts the cancelled ones too)
+        "rps": round(ok / (float(rep["total"]) / 1e9), 1) if rep.get("total") else None,
         "p50_ms": round(lat[50] / 1e6, 2) if 50 in lat else None,
         "p99_ms": round(lat[99] / 1e6, 2) if 99 in lat else None,
         "ok": ok, "non_200": failed - cut, "cut_at_end": cut,
