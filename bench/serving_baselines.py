@@ -1,7 +1,7 @@
 """Competitor servers for bench/serving_latency.py, each the plain way people write it.
 
     python bench/serving_baselines.py fastapi MODEL_FILE PORT   # bare FastAPI + XGBoost
-    python bench/serving_baselines.py kserve  MODEL_FILE PORT   # stock KServe, a Model like KServe's xgbserver
+    python bench/serving_baselines.py kserve  MODEL_FILE PORT [GRPC_PORT]  # stock KServe, xgbserver's Model
     python bench/serving_baselines.py echo    -          PORT   # minimal uvicorn app: the HTTP stack's limit
 
 FastAPI and KServe take KServe V1 `{"instances": [[...]]}` on /v1/models/model:predict and V2
@@ -49,16 +49,18 @@ def fastapi_app(model_file: str) -> Any:
     return app
 
 
-def kserve_main(model_file: str, port: int) -> None:
+def kserve_main(model_file: str, port: int, grpc_port: int = 0) -> None:
     argv, sys.argv = sys.argv, sys.argv[:1]
     import kserve
     import xgboost as xgb
-    from kserve import InferOutput, InferRequest, InferResponse
+    from kserve.utils.utils import get_predict_input, get_predict_response
 
     sys.argv = argv
 
     class XGBoostModel(kserve.Model):  # type: ignore[misc]
-        """What kserve/python/xgbserver does: Booster(model_file), DMatrix(instances), predict, tolist."""
+        """kserve/python/xgbserver's model: Booster(model_file), then per request get_predict_input (V1 instances
+        or V2 inputs as numpy), DMatrix, predict, get_predict_response (which gives a V2 response the request's
+        id, or a fresh uuid when the request has none: InferResponse's id is required)."""
 
         def __init__(self, name: str) -> None:
             super().__init__(name)
@@ -70,19 +72,14 @@ def kserve_main(model_file: str, port: int) -> None:
             return self.ready
 
         def predict(self, payload: Any, headers: Any = None) -> Any:
-            if isinstance(payload, InferRequest):  # V2, as xgbserver: inputs[0] as numpy
-                dmatrix = xgb.DMatrix(payload.inputs[0].as_numpy(), nthread=1)
-                result = self._booster.predict(dmatrix, validate_features=False)
-                return InferResponse(model_name=self.name, infer_outputs=[InferOutput(
-                    name="output-0", shape=list(result.shape), datatype="FP32", data=result)],
-                    response_id=payload.id)
-            dmatrix = xgb.DMatrix(payload["instances"], nthread=1)
+            dmatrix = xgb.DMatrix(get_predict_input(payload), nthread=1)
             result = self._booster.predict(dmatrix, validate_features=False)
-            return {"predictions": result.tolist()}
+            return get_predict_response(payload, result, self.name)
 
     model = XGBoostModel("model")
     model.load()
-    kserve.ModelServer(http_port=port, enable_grpc=False).start([model])
+    # stock settings otherwise: one uvicorn worker, gRPC on (KServe's default) when given a port
+    kserve.ModelServer(http_port=port, grpc_port=grpc_port or 8081, enable_grpc=bool(grpc_port)).start([model])
 
 
 def echo_app() -> Any:
@@ -115,7 +112,7 @@ def main() -> None:
 
         uvicorn.run(echo_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False)
     elif kind == "kserve":
-        kserve_main(model_file, port)
+        kserve_main(model_file, port, int(sys.argv[4]) if len(sys.argv) > 4 else 0)
     else:
         raise SystemExit(f"unknown server kind {kind}")
 

@@ -239,7 +239,8 @@ def start_servers(model_dir: Path, with_mlserver: bool, install_timeout: float) 
     servers.append(Server("fastapi_xgboost", [py, str(ROOT / "bench/serving_baselines.py"), "fastapi", mfile, str(p)],
                           p, "/v1/models/model:predict", v1, "/ready"))
     p = free_port()
-    servers.append(Server("kserve_xgboost", [py, str(ROOT / "bench/serving_baselines.py"), "kserve", mfile, str(p)],
+    servers.append(Server("kserve_xgboost", [py, str(ROOT / "bench/serving_baselines.py"), "kserve", mfile, str(p),
+                                             str(free_port())],
                           p, "/v1/models/model:predict", v1, "/v1/models/model"))
     p = free_port()
     mlflow_body = json.dumps({"dataframe_split": {"columns": names, "data": [row]}}).encode()

@@ -58,6 +58,9 @@ def serve(
         rich_help_panel=SERVER, help="Largest HTTP body or gRPC message (413 above).")] = 8 * 1024 * 1024,
     max_rows: Annotated[int, typer.Option(
         rich_help_panel=SERVER, help="Most rows per request (422 above).")] = 10_000,
+    event_loop: Annotated[str, typer.Option(
+        "--loop", rich_help_panel=SERVER,
+        help="Event loop: uvloop, asyncio, or auto (uvloop when installed).")] = "auto",
     access_log: Annotated[bool, typer.Option(
         "--access-log/--no-access-log", rich_help_panel=SERVER, help="Log a line per HTTP request.")] = False,
     drain_seconds: Annotated[float, typer.Option(
@@ -91,6 +94,8 @@ def serve(
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("modelops.serving")
     log.setLevel(logging.INFO)
+    if event_loop not in ("auto", "uvloop", "asyncio"):
+        _fail(f"--loop {event_loop!r}: expected auto, uvloop or asyncio")
     directory, name, version, sha256 = _model_source(model_dir, model_uri, tracking_uri, cache_dir, model_version,
                                                      log)
     if not model_name and name and not _contract(directory).get("modelName"):
@@ -101,7 +106,8 @@ def serve(
         http_port=http_port, grpc_port=grpc_port, grpc=grpc,
         max_body_bytes=max_body_bytes, max_rows=max_rows, fast_path=fast_path, tolerance=tolerance,
         workers=workers or cpu_limit(), threads_per_request=threads_per_request, batch_max_rows=batch_max_rows,
-        batch_max_delay_ms=batch_max_delay_ms, drain_seconds=drain_seconds, grace_seconds=grace_seconds,
+        batch_max_delay_ms=batch_max_delay_ms, event_loop=event_loop, drain_seconds=drain_seconds,
+        grace_seconds=grace_seconds,
     )
     from modelops.serving.loader import ArtifactRefused
     from modelops.serving.server import run

@@ -36,6 +36,10 @@ class ServeConfig:
     inline_rows: int = 64  # fast-path batches up to this size run on the event loop (no thread hop)
     batch_max_rows: int = 0  # micro-batching off when 0
     batch_max_delay_ms: float = 2.0
+    # the asyncio loop of the REST and gRPC servers: "uvloop" (needs the uvloop package), "asyncio", or "auto"
+    # (uvloop when installed). KServe's ModelServer runs its servers under asyncio.run(), which ignores uvicorn's
+    # own loop setting, so without this the stock asyncio loop serves every request.
+    event_loop: str = "auto"
     drain_seconds: float = 0.0  # keep serving, not ready, this long after SIGTERM before closing listeners
     grace_seconds: int = 30  # then wait this long at most for in-flight requests
     warmup_iterations: int = 200

@@ -66,6 +66,29 @@ def run(config: ServeConfig, access_log: bool = False) -> None:
     app.build_middleware_stack = build_with_fast_path
     if not access_log:
         logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-    log.info("serving %s on http :%d, grpc :%s", model.name, config.http_port,
-             config.grpc_port if config.grpc else "off")
+    loop = use_event_loop(config.event_loop)
+    log.info("serving %s on http :%d, grpc :%s (%s loop)", model.name, config.http_port,
+             config.grpc_port if config.grpc else "off", loop)
     server.start([model])
+
+
+def use_event_loop(choice: str) -> str:
+    """Make asyncio.run() (which KServe's ModelServer.start calls) create a uvloop loop when asked or available.
+
+    uvicorn's own `loop` setting does not apply there: it is read only by uvicorn.run()/Server.run()."""
+    if choice not in ("auto", "uvloop", "asyncio"):
+        raise ValueError(f"event loop {choice!r}: expected auto, uvloop or asyncio")
+    if choice == "asyncio":
+        return "asyncio"
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise
+        return "asyncio"
+    import asyncio
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    # KServe's setup_event_loop() asks for the current loop first; uvloop's policy has none until one is set
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    return "uvloop"

@@ -199,6 +199,36 @@ def test_numeric_block_fast_path_equals_per_column_path() -> None:
     assert err.value.field == "b"
 
 
+def test_v2_numeric_block_fast_path_equals_per_column_path() -> None:
+    from modelops.serving.schema import Tensor, decode_tensors
+
+    spec = ModelSpec(name="n", task="regression", features=(Feature("a", "number"), Feature("b", "integer")))
+    for data in ([1.5, 2, 3.0, 4], np.asarray([1.5, 2, 3.0, 4], dtype=np.float32)):
+        fast = decode_tensors([Tensor("input-0", "FP32", [2, 2], data)], spec, LIMITS)
+        assert fast.matrix is not None and fast.matrix.shape == (2, 2) and fast.matrix.dtype == np.float64
+        assert fast.columns["a"].tolist() == [1.5, 3.0] and fast.columns["b"].tolist() == [2.0, 4.0]
+    # anything the block check refuses goes the per-column way: a null or NaN where allowed is missing ...
+    for data in ([None, 2, 3.0, 4], np.asarray([np.nan, 2, 3.0, 4])):
+        slow = decode_tensors([Tensor("input-0", "FP64", [2, 2], data)], spec, LIMITS)
+        assert slow.matrix is None and np.isnan(slow.columns["a"][0])
+    # ... and the errors still name the feature
+    for data in ([1.0, 2.5], [1.0, True], [1.0, "2"], [float("inf"), 2], np.asarray([1.0, 2.5])):
+        with pytest.raises(InputError) as err:
+            decode_tensors([Tensor("input-0", "FP64", [1, 2], data)], spec, LIMITS)
+        assert err.value.field in ("a", "b"), (data, err.value.field)
+
+
+def test_micro_batching_stacks_numeric_blocks() -> None:
+    a = decode_v1({"instances": [[1.0, 2.0]]}, NUMERIC, LIMITS)
+    b = decode_v1({"instances": [[3.0, 4.0], [5.0, 6.0]]}, NUMERIC, LIMITS)
+    merged = concat([a, b])
+    assert merged.rows == 3 and merged.matrix is not None
+    assert merged.matrix.tolist() == [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]
+    assert merged.columns["a"].tolist() == [1.0, 3.0, 5.0] and merged.columns["b"].tolist() == [2.0, 4.0, 6.0]
+    mixed = concat([a, decode_v1({"instances": [[None, 7.0]]}, NUMERIC, LIMITS)])  # a null: per-column batch
+    assert mixed.matrix is None and mixed.columns["b"].tolist() == [2.0, 7.0] and np.isnan(mixed.columns["a"][1])
+
+
 def test_typed_tensor_nan_is_missing_only_where_allowed() -> None:
     from modelops.serving.schema import Tensor, decode_tensors
 
