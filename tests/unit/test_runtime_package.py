@@ -116,12 +116,13 @@ def test_the_operator_process_never_loads_the_kubernetes_package() -> None:
     # kopf imports kubernetes.client (~28 MB of RSS) whenever it can; `modelops operator` keeps it out, so a
     # development environment (where the tests install the package) runs the operator as its image does
     code = ("import sys\n"
-            "from modelops.handlers.cli import keep_the_kubernetes_package_out\n"
-            "assert keep_the_kubernetes_package_out()\n"
+            "from modelops.handlers.cli import keep_unused_libraries_out\n"
+            "assert keep_unused_libraries_out()\n"
             "import kopf\n"
             "from modelops.handlers import common, modeldeployment, retrainschedule, run\n"
             "from modelops.controller.runtime import Runtime\n"
-            "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'kubernetes' and sys.modules[m])\n"
+            "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('kubernetes', 'rich', 'trio')\n"
+            "                and sys.modules[m])\n"
             "assert not loaded, loaded\n"
             "from kopf._core.intents import piggybacking\n"
             "assert not piggybacking.has_client(), 'kopf would log in through the kubernetes package'\n")

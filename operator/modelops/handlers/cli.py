@@ -16,16 +16,23 @@ NamespaceOpt = typer.Option(None, "--namespace", "-n", help="Namespace; default:
 KubeconfigOpt = typer.Option(None, "--kubeconfig", help="Kubeconfig file; default: KUBECONFIG or ~/.kube/config.")
 
 
-def keep_the_kubernetes_package_out() -> bool:
-    """Make `import kubernetes` fail in this process (True if it was not imported yet). Call it before kopf
-    is imported: kopf imports `kubernetes.client` (~28 MB of RSS) whenever it is importable and would log in
-    through it; without it kopf reads the same in-cluster ServiceAccount or kubeconfig itself. The operator
-    image does not install the package at all; this keeps a development environment (where the tests
-    install it) running the operator as the image does."""
-    if any(name == "kubernetes" or name.startswith("kubernetes.") for name in sys.modules):
-        return False
-    sys.modules["kubernetes"] = None  # type: ignore[assignment]  # the import system's "not importable"
-    return True
+#: Modules the operator process never needs but its libraries import when they can: `kubernetes` (kopf
+#: imports `kubernetes.client`, ~20-28 MB of RSS, and would log in through it; without it kopf reads the
+#: same in-cluster ServiceAccount or kubeconfig itself), `httpx._main` (httpx's command line, which loads
+#: `rich` and `click`, ~4 MB; both are installed for typer), `trio` (httpcore's optional backend; the
+#: operator is asyncio).
+KEPT_OUT = ("kubernetes", "httpx._main", "trio")
+
+
+def keep_unused_libraries_out() -> bool:
+    """Make the KEPT_OUT modules fail to import in this process; True if none was imported yet. Call it
+    before kopf or httpx is imported. The operator image does not install `kubernetes` at all; this keeps a
+    development environment (where the tests install it) running the operator as the image does."""
+    loaded = [m for m in sys.modules if any(m == k or m.startswith(f"{k}.") for k in KEPT_OUT)]
+    for name in KEPT_OUT:
+        if name not in sys.modules:
+            sys.modules[name] = None  # type: ignore[assignment]  # the import system's "not importable"
+    return not loaded
 
 
 def operator() -> None:
@@ -34,7 +41,7 @@ def operator() -> None:
     Settings come from MODELOPS_* environment variables (see modelops/settings.py); SIGTERM shuts down
     gracefully: running handlers finish, watches close, the liveness endpoint stops.
     """
-    keep_the_kubernetes_package_out()
+    keep_unused_libraries_out()
     from modelops.handlers.run import run_operator
 
     run_operator()
