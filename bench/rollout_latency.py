@@ -97,8 +97,14 @@ def run_size(b: OperatorBench, n: int, changes: int, rnd: random.Random) -> dict
     created = time.monotonic() - t0
     deadline = time.monotonic() + max(900, 0.5 * n)
     rss_at: dict[str, float] = {}
+    next_progress = time.monotonic() + 60
     while len(watcher.names) < n and time.monotonic() < deadline:
         time.sleep(0.5)
+        if time.monotonic() >= next_progress:  # a run cut short still leaves its figures on stderr
+            next_progress += 60
+            print(json.dumps({"progress_s": round(time.monotonic() - t0), "isvcs": len(watcher.names),
+                              "rss_mb": round(b.rss_mb(), 1), "smaps_mb": smaps_mb(b.proc),
+                              "load_avg_1m": load_avg()}), file=sys.stderr, flush=True)
         for mark in (n // 4, n // 2, 3 * n // 4):  # RSS along the creation wave
             if len(watcher.names) >= mark and str(mark) not in rss_at:
                 rss_at[str(mark)] = round(b.rss_mb(), 1)
