@@ -16,7 +16,7 @@ lint:
 	uv run --frozen ruff check .
 	uv run --frozen mypy operator/modelops/api operator/modelops/decide operator/modelops/desired \
 		operator/modelops/controller operator/modelops/adapters operator/modelops/handlers \
-		operator/modelops/settings.py operator/modelops/drift pipelines/modelops_pipelines \
+		operator/modelops/settings.py operator/modelops/kubeconfig.py operator/modelops/drift pipelines/modelops_pipelines \
 		operator/modelops/serving/config.py operator/modelops/serving/resources.py \
 		operator/modelops/serving/schema.py operator/modelops/serving/outputs.py \
 		operator/modelops/console

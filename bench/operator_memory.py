@@ -23,23 +23,14 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.rollout_latency import IsvcWatch, md, rss_mb  # noqa: E402
-
-from modelops.api import GROUP, VERSION  # noqa: E402
-from modelops_dev.cluster.build import binaries_ready  # noqa: E402
-from modelops_dev.cluster.local import LocalCluster  # noqa: E402
-from tests.fixtures.cluster import Kube  # noqa: E402
-from tests.fixtures.kserve import KServeStandIn, install_kserve_crd  # noqa: E402
-from tests.fixtures.operator import Operator  # noqa: E402
+from bench.harness import OperatorBench, load_avg  # noqa: E402
+from bench.rollout_latency import IsvcWatch  # noqa: E402
 
 SITECUSTOMIZE = '''
 import os, signal, tracemalloc
@@ -53,21 +44,10 @@ signal.signal(signal.SIGUSR1, lambda signum, frame: tracemalloc.start(1))
 '''
 
 
-def settle(kube: Kube, watcher: IsvcWatch, ns: str, n: int, deadline: float) -> None:
+def settle(b: OperatorBench, watcher: IsvcWatch, ns: str, n: int, deadline: float) -> None:
     while len(watcher.names) < n and time.monotonic() < deadline:
         time.sleep(1)
-    while time.monotonic() < deadline:
-        try:
-            items = kube.custom.list_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments")["items"]
-        except Exception:
-            time.sleep(10)
-            continue
-        ready = sum(1 for o in items if any(c.get("type") == "Ready" and c.get("status") == "True"
-                                            for c in (o.get("status") or {}).get("conditions") or []))
-        del items
-        if ready >= n:
-            return
-        time.sleep(5)
+    b.wait_ready(ns, n, deadline, period=5)
 
 
 def main() -> None:
@@ -77,51 +57,30 @@ def main() -> None:
     ap.add_argument("--trace", action="store_true", help="tracemalloc in the operator (per-line growth)")
     ap.add_argument("--standin-period", type=float, default=10.0)
     args = ap.parse_args()
-    if not binaries_ready():
-        sys.exit("the Kubernetes binaries are not built; run: uv run modelops cluster build")
-    root = Path(tempfile.mkdtemp(prefix="modelops-mem-"))
-    snaps = root / "snaps"
-    snaps.mkdir()
-    site = root / "site"
-    site.mkdir()
+    snaps = Path(tempfile.mkdtemp(prefix="modelops-mem-snaps-"))
+    site = Path(tempfile.mkdtemp(prefix="modelops-mem-site-"))
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE.format(out=str(snaps)))
-    cluster = LocalCluster(name="mem", root=root / "cluster")
-    cluster.up(progress=lambda _m: None)
     steps: list[dict[str, Any]] = []
     diffs: list[dict[str, Any]] = []
-    try:
-        kube = Kube(cluster)
-        kube.install_crds()
-        kube.wait_served(GROUP, VERSION, "modeldeployments")
-        install_kserve_crd(kube)
-        stand_in = KServeStandIn(kube, ready_delay=0.2, period=args.standin_period).start()
-        op = Operator(kube, root / "operator.log")
-        op.extra_env = {"MODELOPS_LOG_LEVEL": "WARNING"}
-        if args.trace:
-            op.extra_env.update({"PYTHONPATH": str(site)})
-        op.start()
-        proc = psutil.Process(op.proc.pid)  # type: ignore[union-attr]
+    with OperatorBench("mem", standin_period=args.standin_period, prefix="modelops-mem-",
+                       operator_env={"PYTHONPATH": str(site)} if args.trace else None) as b:
+        proc = b.proc
         if args.trace:
             os.kill(proc.pid, signal.SIGUSR1)
-        from kubernetes import client
-
         ns = "mem"
-        kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-        watcher = IsvcWatch(kube, ns)
+        b.namespace(ns)
+        watcher = IsvcWatch(b.kube, ns)
         watcher.start()
         made = 0
         try:
             for k, n in enumerate(int(s) for s in args.steps.split(",")):
                 t0 = time.monotonic()
-                with ThreadPoolExecutor(8) as pool:
-                    list(pool.map(lambda i: kube.custom.create_namespaced_custom_object(
-                        GROUP, VERSION, ns, "modeldeployments", md(f"m{i:05d}", f"s3://bench/m{i}/v0")),
-                        range(made, n)))
+                b.create(ns, range(made, n), width=5)
                 made = n
-                settle(kube, watcher, ns, n, time.monotonic() + max(900, n))
+                settle(b, watcher, ns, n, time.monotonic() + max(900, n))
                 time.sleep(20)  # a few stand-in reports and timers after the wave
                 step: dict[str, Any] = {"objects": n, "settled_s": round(time.monotonic() - t0, 1),
-                                        "rss_mb": round(rss_mb(proc), 1), "load_avg_1m": round(os.getloadavg()[0], 1)}
+                                        "rss_mb": round(b.rss_mb(), 1), "load_avg_1m": load_avg()}
                 if args.trace:
                     os.kill(proc.pid, signal.SIGUSR2)
                     done = snaps / f"snap-{k + 1}.done"
@@ -144,10 +103,6 @@ def main() -> None:
                 print(json.dumps({k: v for k, v in step.items() if k != "top_files"}), file=sys.stderr)
         finally:
             watcher.stop_flag = True
-            op.kill()
-            stand_in.stop()
-    finally:
-        cluster.down(progress=lambda _m: None)
     out: dict[str, Any] = {"benchmark": "operator_memory", "host_cpus": os.cpu_count(), "traced": args.trace,
                            "steps": steps}
     if len(steps) >= 2:

@@ -24,7 +24,6 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -35,12 +34,10 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.harness import OperatorBench, load_avg, rss_mb, smaps_mb  # noqa: E402
+
 from modelops.api import GROUP, VERSION  # noqa: E402
-from modelops_dev.cluster.build import binaries_ready  # noqa: E402
-from modelops_dev.cluster.local import LocalCluster  # noqa: E402
 from tests.fixtures.cluster import Kube  # noqa: E402
-from tests.fixtures.kserve import KServeStandIn, install_kserve_crd  # noqa: E402
-from tests.fixtures.operator import Operator  # noqa: E402
 
 
 def uri_of(isvc: dict[str, Any]) -> str:
@@ -90,57 +87,39 @@ class IsvcWatch(threading.Thread):
                 time.sleep(0.2)
 
 
-def md(name: str, uri: str) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelDeployment", "metadata": {"name": name},
-            "spec": {"model": {"storageUri": uri}, "serving": {"runtime": "kserve", "modelFormat": "sklearn",
-                                                                "deploymentMode": "Standard"},
-                     "logger": {"enabled": False}, "rollout": {"strategy": "Immediate"}}}
-
-
-def rss_mb(proc: psutil.Process) -> float:
-    return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
-
-
-def run_size(kube: Kube, op: Operator, n: int, changes: int, rnd: random.Random) -> dict[str, Any]:
+def run_size(b: OperatorBench, n: int, changes: int, rnd: random.Random) -> dict[str, Any]:
     ns = f"bench-{n}"
-    from kubernetes import client
-
-    kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-    watcher = IsvcWatch(kube, ns)
+    b.namespace(ns)
+    watcher = IsvcWatch(b.kube, ns)
     watcher.start()
     t0 = time.monotonic()
-    from concurrent.futures import ThreadPoolExecutor
-
-    def create(i: int) -> None:
-        kube.custom.create_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments",
-                                                    md(f"m{i:04d}", f"s3://bench/m{i}/v0"))
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(create, range(n)))
+    b.create(ns, range(n))
     created = time.monotonic() - t0
     deadline = time.monotonic() + max(900, 0.5 * n)
+    rss_at: dict[str, float] = {}
+    next_progress = time.monotonic() + 60
     while len(watcher.names) < n and time.monotonic() < deadline:
         time.sleep(0.5)
+        if time.monotonic() >= next_progress:  # a run cut short still leaves its figures on stderr
+            next_progress += 60
+            print(json.dumps({"progress_s": round(time.monotonic() - t0), "isvcs": len(watcher.names),
+                              "rss_mb": round(b.rss_mb(), 1), "smaps_mb": smaps_mb(b.proc),
+                              "load_avg_1m": load_avg()}), file=sys.stderr, flush=True)
+        for mark in (n // 4, n // 2, 3 * n // 4):  # RSS along the creation wave
+            if len(watcher.names) >= mark and str(mark) not in rss_at:
+                rss_at[str(mark)] = round(b.rss_mb(), 1)
     all_isvcs = time.monotonic() - t0
+    rss_at[str(n)] = round(b.rss_mb(), 1)
+    smaps_at = {"isvcs_written": smaps_mb(b.proc)}
     # let the initial wave settle: every ModelDeployment Ready (KServe stand-in reported, operator caught up)
-    while time.monotonic() < deadline:
-        try:  # at 10,000 objects one list is ~20 MB; a busy API server may break it off (IncompleteRead)
-            items = kube.custom.list_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments")["items"]
-        except Exception as exc:
-            print(f"listing for readiness failed, retrying: {type(exc).__name__}", file=sys.stderr)
-            time.sleep(15)
-            continue
-        ready = sum(1 for o in items if any(c.get("type") == "Ready" and c.get("status") == "True"
-                                            for c in (o.get("status") or {}).get("conditions") or []))
-        if ready >= n:
-            break
-        time.sleep(2 if n <= 1000 else 15)  # a full list of 10,000 objects is itself a load
+    b.wait_ready(ns, n, deadline, period=2 if n <= 1000 else 15)
     settled = time.monotonic() - t0
     time.sleep(3)
-    proc = psutil.Process(op.proc.pid)  # type: ignore[union-attr]
-    out = measure_edits(kube, ns, n, changes, rnd, proc, watcher)
+    out = measure_edits(b.kube, ns, n, changes, rnd, b.proc, watcher)
     out.update({"create_all_s": round(created, 1), "all_isvcs_written_s": round(all_isvcs, 1),
-                "all_ready_s": round(settled, 1)})
+                "all_ready_s": round(settled, 1), "rss_mb_at_isvcs_written": rss_at,
+                "smaps_mb": {**smaps_at, "end": smaps_mb(b.proc)},
+                "load_avg_1m_at_end": load_avg()})
     return out
 
 
@@ -228,33 +207,12 @@ def main() -> None:
         print(json.dumps({"benchmark": "rollout_latency", "host_cpus": os.cpu_count(),
                           "load_avg_1m": round(os.getloadavg()[0], 1), "results": [result]}, indent=1))
         return
-    if not binaries_ready():
-        sys.exit("the Kubernetes binaries are not built; run: uv run modelops cluster build")
     rnd = random.Random(1)
-    root = Path(tempfile.mkdtemp(prefix="modelops-bench-"))
-    cluster = LocalCluster(name="bench", root=root / "cluster")
-    cluster.up(progress=lambda _m: None)
     results: list[dict[str, Any]] = []
-    try:
-        kube = Kube(cluster)
-        kube.install_crds()
-        kube.wait_served(GROUP, VERSION, "modeldeployments")
-        install_kserve_crd(kube)
-        # The stand-in lists every InferenceService each period; at 1000 objects a 1 s period alone costs a
-        # core of JSON (de)serialisation on this 2-core host, so it reports every 3 s here.
-        stand_in = KServeStandIn(kube, ready_delay=0.2, period=args.standin_period).start()
-        op = Operator(kube, root / "operator.log")
-        op.extra_env = {"MODELOPS_LOG_LEVEL": "WARNING"}
-        op.start()
-        try:
-            for n in (int(s) for s in args.sizes.split(",")):
-                results.append(run_size(kube, op, n, args.changes, rnd))
-                print(json.dumps(results[-1]), file=sys.stderr)
-        finally:
-            op.kill()
-            stand_in.stop()
-    finally:
-        cluster.down(progress=lambda _m: None)
+    with OperatorBench("bench", standin_period=args.standin_period) as b:
+        for n in (int(s) for s in args.sizes.split(",")):
+            results.append(run_size(b, n, args.changes, rnd))
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     print(json.dumps({"benchmark": "rollout_latency", "host_cpus": os.cpu_count(),
                       "load_avg_1m": round(os.getloadavg()[0], 1), "results": results}, indent=1))
 

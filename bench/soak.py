@@ -23,26 +23,19 @@ import json
 import os
 import random
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.rollout_latency import md, rss_mb  # noqa: E402  (the same objects and the same RSS measure)
+from bench.harness import OperatorBench, is_ready, load_avg  # noqa: E402  (the shared set-up and measures)
 
 from modelops.api import GROUP, VERSION  # noqa: E402
-from modelops_dev.cluster.build import binaries_ready  # noqa: E402
-from modelops_dev.cluster.local import LocalCluster  # noqa: E402
 from tests.fixtures.cluster import Kube  # noqa: E402
-from tests.fixtures.kserve import KServeStandIn, install_kserve_crd  # noqa: E402
-from tests.fixtures.operator import Operator  # noqa: E402
 
 NS = "soak"
 
@@ -115,48 +108,22 @@ def main() -> None:
     ap.add_argument("--reports-per-s", type=float, default=2.0)
     ap.add_argument("--out", default=str(REPO / "bench" / "soak.last.json"))
     args = ap.parse_args()
-    if not binaries_ready():
-        sys.exit("the Kubernetes binaries are not built; run: uv run modelops cluster build")
-    root = Path(tempfile.mkdtemp(prefix="modelops-soak-"))
-    cluster = LocalCluster(name="soak", root=root / "cluster")
-    cluster.up(progress=lambda _m: None)
     result: dict[str, Any] = {"benchmark": "soak", "objects": args.objects, "minutes_planned": args.minutes,
                               "host_cpus": os.cpu_count(), "samples": []}
 
     def save() -> None:
-        result["load_avg_1m"] = round(os.getloadavg()[0], 1)
+        result["load_avg_1m"] = load_avg()
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
 
+    load: Load | None = None
     try:
-        kube = Kube(cluster)
-        kube.install_crds()
-        kube.wait_served(GROUP, VERSION, "modeldeployments")
-        install_kserve_crd(kube)
-        stand_in = KServeStandIn(kube, ready_delay=0.2, period=3.0).start()
-        op = Operator(kube, root / "operator.log")
-        op.extra_env = {"MODELOPS_LOG_LEVEL": "WARNING"}
-        op.start()
-        load: Load | None = None
-        try:
-            from kubernetes import client
-
-            kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
+        with OperatorBench("soak", standin_period=3.0, prefix="modelops-soak-") as b:
+            kube, op, proc = b.kube, b.op, b.proc
+            b.namespace(NS)
             t0 = time.monotonic()
-            for i in range(args.objects):
-                kube.custom.create_namespaced_custom_object(GROUP, VERSION, NS, "modeldeployments",
-                                                            md(f"m{i:04d}", f"s3://soak/m{i}/v0"))
-            deadline = time.monotonic() + 1800
-            ready = 0
-            while time.monotonic() < deadline:
-                items = kube.custom.list_namespaced_custom_object(GROUP, VERSION, NS, "modeldeployments")["items"]
-                ready = sum(1 for o in items if any(c.get("type") == "Ready" and c.get("status") == "True"
-                                                    for c in (o.get("status") or {}).get("conditions") or []))
-                if ready >= args.objects:
-                    break
-                time.sleep(5)
+            b.create(NS, range(args.objects), uri=lambda i: f"s3://soak/m{i}/v0", threads=1)
+            result["ready_at_start"] = b.wait_ready(NS, args.objects, time.monotonic() + 1800, period=5)
             result["setup_s"] = round(time.monotonic() - t0, 1)
-            result["ready_at_start"] = ready
-            proc = psutil.Process(op.proc.pid)  # type: ignore[union-attr]
             load = Load(kube, args.objects, args.edits_per_s, args.reports_per_s)
             load.start()
             start = time.monotonic()
@@ -165,12 +132,12 @@ def main() -> None:
                 minute += 1
                 time.sleep(max(0.0, start + 60 * minute - time.monotonic()))
                 stats = controller_stats(op.port)
-                sample = {"minute": minute, "rss_mb": round(rss_mb(proc), 1), "threads": proc.num_threads(),
+                sample = {"minute": minute, "rss_mb": round(b.rss_mb(), 1), "threads": proc.num_threads(),
                           "asyncio_tasks": stats.get("asyncio_tasks"), "reconciles": stats.get("reconciles"),
                           "reconcile_errors": stats.get("reconcile_errors"),
                           "errors_reported": stats.get("errors_reported"), "failing": stats.get("failing"),
                           "edits": load.edits, "reports": load.reports, "load_failures": load.failures,
-                          "load_avg_1m": round(os.getloadavg()[0], 1)}
+                          "load_avg_1m": load_avg()}
                 result["samples"].append(sample)
                 result["summary"] = summary(result["samples"], args.warmup_minutes)
                 print(json.dumps(sample), file=sys.stderr, flush=True)
@@ -181,20 +148,18 @@ def main() -> None:
             result["left_failing_in_status"] = sum(
                 1 for o in items if any(c.get("type") == "Reconciled" and c.get("status") == "False"
                                         for c in (o.get("status") or {}).get("conditions") or []))
+            result["ready_at_end"] = sum(1 for o in items if is_ready(o))
             stats = controller_stats(op.port)
             result["reconcile_errors"] = stats.get("reconcile_errors")
             result["errors_reported"] = stats.get("errors_reported")
-            log = (root / "operator.log").read_text(errors="replace")
+            log = (b.root / "operator.log").read_text(errors="replace")
             result["log_lines_reconcile_failed"] = log.count("reconcile failed")
             result["minutes_run"] = minute
-        finally:
-            if load is not None:
-                load.stop_flag.set()
-            op.kill()
-            stand_in.stop()
+            load = None
     finally:
+        if load is not None:
+            load.stop_flag.set()
         save()
-        cluster.down(progress=lambda _m: None)
     print(json.dumps(result, indent=1))
 
 

@@ -91,9 +91,12 @@ def test_skaffold_local_profile_patches_exist() -> None:
 
 
 def test_e2e_prometheus_dockerfile_runs_as_nobody_from_the_staged_binary() -> None:
-    text = (REPO / "images" / "prometheus" / "Dockerfile").read_text()
+    text = (REPO / images.GO_DOCKERFILE).read_text()
     assert images.ROLES["prometheus"][1] is None  # no Python packages
-    assert "COPY build/prometheus/prometheus /bin/prometheus" in text and "USER 65534:65534" in text
+    args = images.dockerfile_args(REPO, "prometheus")
+    assert {"BINARY=build/prometheus/prometheus", "DEST=/bin/prometheus", "RUN_AS=65534:65534"} <= set(args)
+    assert "COPY ${BINARY} ${DEST}" in text and "USER ${RUN_AS}" in text
+    assert 'ENTRYPOINT ["/bin/prometheus"]' in _stages(text)["prometheus"]
     assert "!build/prometheus/" in (REPO / ".dockerignore").read_text()
 
 
@@ -128,12 +131,18 @@ def test_dockerfile_installs_only_its_extra_as_non_root(role: str) -> None:
     assert 'ENTRYPOINT ["modelops"]' in final and re.search(r"^CMD \[", target, flags=re.M)
 
 
-def test_the_python_runtimes_share_one_dockerfile_the_e2e_images_have_their_own() -> None:
+def test_the_python_runtimes_share_one_dockerfile_the_go_images_another() -> None:
     own = {p.parent.name for p in (REPO / "images").glob("*/Dockerfile")}
     assert not own & set(images.PYTHON_ROLES), f"a Python role with a Dockerfile of its own: {own}"
+    assert not own & set(images.GO_ROLES), f"a Go-binary role with a Dockerfile of its own: {own}"
+    go_stages = _stages((REPO / images.GO_DOCKERFILE).read_text())
     for role in set(images.ROLES) - set(images.PYTHON_ROLES):
-        assert role in own, f"images/{role}/Dockerfile missing"
-        assert images.dockerfile_args(REPO, role) == ["-f", str(REPO / "images" / role / "Dockerfile")]
+        if role in images.GO_ROLES:
+            assert role in go_stages, f"images/go-binary/Dockerfile has no target {role}"
+            assert images.dockerfile_args(REPO, role)[:2] == ["-f", str(REPO / images.GO_DOCKERFILE)]
+        else:
+            assert role in own, f"images/{role}/Dockerfile missing"
+            assert images.dockerfile_args(REPO, role) == ["-f", str(REPO / "images" / role / "Dockerfile")]
 
 
 def test_dockerignore_sends_only_images_and_the_wheelhouse() -> None:

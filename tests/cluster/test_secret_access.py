@@ -8,6 +8,7 @@ the API server itself. The operator's ServiceAccount here holds exactly the Role
 
 from __future__ import annotations
 
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,12 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from modelops.adapters.kube import Kube, KubeError
+from modelops.adapters.kube import Kube, KubeError, connect
+from modelops.adapters.kube_rest import Transport
 from modelops.adapters.registry import RegistryError
 from modelops.api.vocabulary import LABEL_SECRET_READABLE
 from modelops.controller.clients import Clients
+from modelops.kubeconfig import Credentials
 from tests.charts.chart import render
 
 pytestmark = pytest.mark.cluster
@@ -34,17 +37,14 @@ def _secret(kube: Any, namespace: str, name: str, labelled: bool) -> None:
 def _as_service_account(kube: Any, namespace: str, sa: str) -> Kube:
     token = kube.core.create_namespaced_service_account_token(sa, namespace, client.AuthenticationV1TokenRequest(
         spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600))).status.token
-    cfg = client.Configuration()
-    cfg.host = kube.cluster.state().server
-    cfg.ssl_ca_cert = str(Path(kube.cluster.root) / "pki" / "ca.crt")
-    cfg.api_key = {"authorization": f"Bearer {token}"}
-    return Kube(client.ApiClient(cfg))
+    ca = ssl.create_default_context(cafile=str(Path(kube.cluster.root) / "pki" / "ca.crt"))
+    return Kube(Transport(Credentials(kube.cluster.state().server, ca, token=token)))
 
 
 def test_unlabelled_secrets_are_never_used(kube: Any, namespace: str) -> None:
     _secret(kube, namespace, "mlflow-credentials", labelled=True)
     _secret(kube, namespace, "team-db-password", labelled=False)
-    op = Kube(kube.api)  # even with every right, the adapter refuses what is not labelled for it
+    op = Kube(connect(kube.kubeconfig))  # even with every right, the adapter refuses what is not labelled for it
     assert op.secret_values(namespace, "mlflow-credentials")["MLFLOW_TRACKING_TOKEN"] == "token-of-mlflow-credentials"
     assert op.secret_value(namespace, "mlflow-credentials", "url") == "https://hooks.example/mlflow-credentials"
     with pytest.raises(KubeError) as err:

@@ -1,5 +1,6 @@
 """kube_rest against a local HTTP server: what goes on the wire (method, path, query, content type, body,
-auth) and what comes back (JSON, or the client's ApiException with status and body)."""
+auth) and what comes back (JSON, or ApiError with the status and the API server's message; through the
+Kube adapter, KubeError)."""
 
 from __future__ import annotations
 
@@ -44,34 +45,47 @@ def server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 
 def test_request_sends_json_and_returns_json(server: tuple[str, list[dict[str, Any]]]) -> None:
-    from kubernetes import client
-
     from modelops.adapters import kube_rest
+    from modelops.kubeconfig import Credentials
 
     host, seen = server
-    cfg = client.Configuration(host=host, api_key={"BearerToken": "Bearer t0k"})
-    api = client.ApiClient(cfg)
+    api = kube_rest.Transport(Credentials(host, token="t0k"))
     path = kube_rest.group_path("serving.kserve.io", "v1beta1", "namespaces", "ns", "inferenceservices", "a/b")
-    out = kube_rest.request(api, "PATCH", path, query={"fieldManager": "modelops", "force": "true"},
-                            body={"spec": {"x": 1}}, content_type="application/apply-patch+yaml")
+    out = api.request("PATCH", path, query={"fieldManager": "modelops", "force": "true"},
+                      body={"spec": {"x": 1}}, content_type="application/apply-patch+yaml")
     assert out == {"ok": 1}
     assert seen[-1] == {"method": "PATCH", "auth": "Bearer t0k", "ctype": "application/apply-patch+yaml",
                         "path": "/apis/serving.kserve.io/v1beta1/namespaces/ns/inferenceservices/a%2Fb"
                                 "?fieldManager=modelops&force=true",
                         "body": {"spec": {"x": 1}}}
-    assert kube_rest.request(api, "GET", kube_rest.path("namespaces", "ns", "configmaps", "c")) == {"ok": 1}
+    assert api.request("GET", kube_rest.path("namespaces", "ns", "configmaps", "c")) == {"ok": 1}
     assert seen[-1]["path"] == "/api/v1/namespaces/ns/configmaps/c" and seen[-1]["body"] is None
 
 
-def test_non_2xx_raises_the_clients_api_exception(server: tuple[str, list[dict[str, Any]]]) -> None:
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
+def test_non_2xx_raises_the_status_and_the_api_servers_message(server: tuple[str, list[dict[str, Any]]]) -> None:
     from modelops.adapters import kube_rest
-    from modelops.adapters.kube import api_error_message
+    from modelops.adapters.kube import Kube, KubeError
+    from modelops.kubeconfig import Credentials
 
-    host, _seen = server
-    api = client.ApiClient(client.Configuration(host=host))
-    with pytest.raises(ApiException) as err:
-        kube_rest.request(api, "GET", kube_rest.path("namespaces", "ns", "secrets", "missing"))
-    assert err.value.status == 404 and api_error_message(err.value) == "nope"
+    host, seen = server
+    api = kube_rest.Transport(Credentials(host))
+    with pytest.raises(kube_rest.ApiError) as err:
+        api.request("GET", kube_rest.path("namespaces", "ns", "secrets", "missing"))
+    assert err.value.status == 404 and err.value.message == "nope"
+    assert seen[-1]["auth"] is None  # no token, no header
+    with pytest.raises(KubeError) as kerr:
+        Kube(api).request("GET", kube_rest.path("namespaces", "ns", "secrets", "missing"))
+    assert kerr.value.status == 404 and str(kerr.value) == "nope"
+    assert Kube(api).get("modelops.dev", "v1alpha1", "modeldeployments", "ns", "missing") is None
+
+
+def test_no_answer_is_a_kube_error_with_status_0() -> None:
+    from modelops.adapters import kube_rest
+    from modelops.adapters.kube import Kube, KubeError
+    from modelops.kubeconfig import Credentials
+    from tests.fixtures.procs import free_port
+
+    kube = Kube(kube_rest.Transport(Credentials(f"http://127.0.0.1:{free_port()}")))
+    with pytest.raises(KubeError) as err:
+        kube.request("GET", kube_rest.path("namespaces"))
+    assert err.value.status == 0 and "ConnectError" in str(err.value)

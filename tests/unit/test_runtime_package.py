@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.abc
+import subprocess
 import sys
 import zipfile
 from email.parser import Parser
@@ -86,8 +87,8 @@ def test_a_broken_dev_package_is_an_error_not_silently_missing_commands(monkeypa
 
 #: role -> (packages its extra must bring, packages of other roles it must not install)
 ROLE_PACKAGES = {
-    "operator": ({"kopf", "kubernetes", "httpx", "croniter"},
-                 {"mlflow", "mlflow-skinny", "numpy", "pandas", "kserve", "evidently", "optuna", "xgboost",
+    "operator": ({"kopf", "httpx", "croniter"},
+                 {"kubernetes", "mlflow", "mlflow-skinny", "numpy", "pandas", "kserve", "evidently", "optuna", "xgboost",
                   "scikit-learn", "fastapi", "onnxruntime"}),
     "trainer": ({"mlflow", "optuna", "xgboost", "scikit-learn", "pandas"},
                 {"kopf", "kserve", "evidently", "onnxruntime", "croniter"}),
@@ -109,3 +110,21 @@ def test_each_image_installs_its_extra_only_and_no_dev_package(role: str) -> Non
     assert wanted <= names, f"{role} lacks {sorted(wanted - names)}"
     assert not names & foreign, f"{role} would install {sorted(names & foreign)}"
     assert not names & {"modelops", "modelops-dev"}, "the project wheel is installed on its own, without extras"
+
+
+def test_the_operator_process_never_loads_the_kubernetes_package() -> None:
+    # kopf imports kubernetes.client (~28 MB of RSS) whenever it can; `modelops operator` keeps it out, so a
+    # development environment (where the tests install the package) runs the operator as its image does
+    code = ("import sys\n"
+            "from modelops.handlers.cli import keep_unused_libraries_out\n"
+            "assert keep_unused_libraries_out()\n"
+            "import kopf\n"
+            "from modelops.handlers import common, modeldeployment, retrainschedule, run\n"
+            "from modelops.controller.runtime import Runtime\n"
+            "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('kubernetes', 'rich', 'trio')\n"
+            "                and sys.modules[m])\n"
+            "assert not loaded, loaded\n"
+            "from kopf._core.intents import piggybacking\n"
+            "assert not piggybacking.has_client(), 'kopf would log in through the kubernetes package'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

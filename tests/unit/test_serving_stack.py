@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -199,10 +200,18 @@ esac
 def test_go_images_copy_the_staged_binary_and_run_non_root(role: str, binary: str) -> None:
     from modelops_dev import images
 
-    text = (REPO / "images" / role / "Dockerfile").read_text()
+    dockerfile = REPO / images.GO_DOCKERFILE
+    text = dockerfile.read_text()
     assert images.ROLES[role][1] is None and images.SERVING_BINARIES[role][1] == f"bin/{binary}"
-    assert f"COPY build/serving/{binary} /{binary}" in text and "USER 65532:65532" in text
-    assert f'ENTRYPOINT ["/{binary}"]' in text
+    args = images.dockerfile_args(REPO, role)
+    assert args[:2] == ["-f", str(dockerfile)] and args[args.index("--target") + 1] == role
+    build_args = dict(a.split("=", 1) for a in args[3::2] if "=" in a)
+    assert build_args["BINARY"] == f"build/serving/{binary}" and build_args["DEST"] == f"/{binary}"
+    assert build_args["RUN_AS"] == "65532:65532"
+    assert "COPY ${BINARY} ${DEST}" in text and "USER ${RUN_AS}" in text
+    target = text.split(f"FROM binary AS {role}\n", 1)[1].split("\nFROM ", 1)[0]
+    assert f'ENTRYPOINT ["/{binary}"]' in target
+    assert not re.search(r"^(RUN|COPY|ADD|USER) ", target, flags=re.M), "a role target adds metadata only"
     assert "!build/serving/" in (REPO / ".dockerignore").read_text()
 
 

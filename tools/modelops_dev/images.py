@@ -11,8 +11,9 @@ Steps (each skipped when already done):
                local Debian bookworm image made with `debootstrap --variant=minbase` + python3 and
                `docker import` (the air-gapped path).
 4. images      images/Dockerfile with `--build-arg EXTRA=<its extra> --target <role>` for operator, trainer,
-               model-server and drift-exporter (images/<role>/Dockerfile for the e2e images); context = the
-               repository root (see .dockerignore: only images/ and build/wheelhouse/ are sent).
+               model-server and drift-exporter; images/go-binary/Dockerfile with the binary's build args and
+               `--target <role>` for the Go-binary e2e images (GO_ROLES); context = the repository root (see
+               .dockerignore: only images/, build/wheelhouse/ and the staged binaries are sent).
 
 Only the standard library and typer are imported at module level (see modelops/cli.py).
 """
@@ -67,6 +68,20 @@ SERVING_BINARIES = {"kserve-controller": ("kserve", "bin/manager"), "kserve-agen
                     "traefik": ("traefik", "bin/traefik"),
                     "prometheus-operator": ("prometheus-operator", "bin/operator"),
                     "prometheus-config-reloader": ("prometheus-operator", "bin/prometheus-config-reloader")}
+#: The e2e roles built from the one Go-binary Dockerfile (images/go-binary/Dockerfile): role -> (the staged
+#: binary in the build context, its path in the image, uid:gid, title, licence). The role is also the target.
+GO_ROLES: dict[str, tuple[str, str, str, str, str]] = {
+    "kserve-controller": ("build/serving/manager", "/manager", "65532:65532", "KServe controller manager",
+                          "Apache-2.0"),
+    "kserve-agent": ("build/serving/agent", "/agent", "65532:65532", "KServe agent", "Apache-2.0"),
+    "traefik": ("build/serving/traefik", "/traefik", "65532:65532", "Traefik", "MIT"),
+    "prometheus-operator": ("build/serving/operator", "/operator", "65532:65532", "Prometheus Operator",
+                            "Apache-2.0"),
+    "prometheus-config-reloader": ("build/serving/prometheus-config-reloader", "/prometheus-config-reloader",
+                                   "65532:65532", "Prometheus config reloader", "Apache-2.0"),
+    "prometheus": ("build/prometheus/prometheus", "/bin/prometheus", "65534:65534", "Prometheus", "Apache-2.0"),
+}
+GO_DOCKERFILE = Path("images") / "go-binary" / "Dockerfile"
 #: The roles `make images` builds by default (the four runtimes); the e2e roles are built on demand.
 RUNTIME_ROLES = ("operator", "trainer", "model-server", "drift-exporter")
 #: The roles built from the one Python Dockerfile (images/Dockerfile): the runtimes and the console.
@@ -294,8 +309,14 @@ def image_exists(ref: str) -> bool:
 
 def dockerfile_args(root: Path, role: str) -> list[str]:
     """`docker build` arguments selecting a role: for the Python roles the one Python Dockerfile with the
-    role's extra and its target; for the e2e images (Prometheus) their own Dockerfile."""
+    role's extra and its target; for the Go-binary e2e images the one Go Dockerfile with the binary, its
+    path, user and labels and the role's target; for the storage initializer its own Dockerfile."""
     extra = ROLES[role][1]
+    if role in GO_ROLES:
+        binary, dest, run_as, title, licence = GO_ROLES[role]
+        return ["-f", str(root / GO_DOCKERFILE), "--build-arg", f"BINARY={binary}", "--build-arg", f"DEST={dest}",
+                "--build-arg", f"RUN_AS={run_as}", "--build-arg", f"TITLE={title}",
+                "--build-arg", f"LICENSE={licence}", "--target", role]
     if role not in PYTHON_ROLES or extra is None:
         return ["-f", str(root / "images" / role / "Dockerfile")]
     return ["-f", str(root / "images" / "Dockerfile"), "--build-arg", f"EXTRA={extra}", "--target", role]

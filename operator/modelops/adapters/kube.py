@@ -1,27 +1,25 @@
 """The Kubernetes API, for both controllers: custom objects, server-side apply, status, Jobs, Secrets,
 Events, Leases and discovery.
 
-Blocking (the official `kubernetes` client's ApiClient: credentials, TLS, connection pool); the controller
-calls it from its bounded thread pool. Requests go through `kube_rest` as plain JSON, not through the
-generated API classes (see kube_rest for the memory that saves). Every failure leaves this module as a
-`KubeError` (status code and the API server's message), a write that lost a race as its subclass
-`Conflict`; callers never see the client library's exception type.
+Blocking (one httpx connection pool, credentials from modelops.kubeconfig); the controller calls it from
+its bounded thread pool. Requests go through `kube_rest` as plain JSON (see kube_rest for why not the
+`kubernetes` package). Every failure leaves this module as a `KubeError` (status code and the API
+server's message), a write that lost a race as its subclass `Conflict`; callers never see httpx's types.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
+import httpx
 
+from modelops import kubeconfig
 from modelops.adapters import kube_rest
 from modelops.api.times import format_time
 from modelops.api.vocabulary import EVENT_COMPONENT, LABEL_SECRET_READABLE, MANAGER
@@ -43,22 +41,9 @@ class Conflict(KubeError):
     """The object changed since it was read (optimistic concurrency): re-read and decide again."""
 
 
-def api_error_message(exc: ApiException) -> str:
-    try:
-        return str(json.loads(exc.body or "")["message"])
-    except (ValueError, KeyError, TypeError):
-        return f"{exc.status} {exc.reason}"
-
-
-def load_api_client(pool: int = 16) -> client.ApiClient:
+def connect(kubeconfig_file: str = "", pool: int = 16) -> kube_rest.Transport:
     """In-cluster credentials if present, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
-    cfg = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=cfg)
-    except config.ConfigException:
-        config.load_kube_config(client_configuration=cfg)
-    cfg.connection_pool_maxsize = pool
-    return client.ApiClient(cfg)
+    return kube_rest.Transport(kubeconfig.load(kubeconfig_file), pool=pool)
 
 
 _PATHS = {("batch/v1", "Job"): ("batch", "v1", "jobs"), ("v1", "ConfigMap"): ("", "v1", "configmaps"),
@@ -79,8 +64,8 @@ def event_name(involved_name: str, key: str) -> str:
 
 
 class Kube:
-    def __init__(self, api: client.ApiClient | None = None, cache_ttl: float = 60.0) -> None:
-        self.api = api or load_api_client()
+    def __init__(self, transport: kube_rest.Transport | None = None, cache_ttl: float = 60.0) -> None:
+        self.transport = transport or connect()
         self._ttl = cache_ttl
         self._cache: dict[str, tuple[float, Any]] = {}
         self._lock = threading.Lock()
@@ -89,12 +74,12 @@ class Kube:
     def request(self, method: str, resource_path: str, *, query: Mapping[str, str] | None = None,
                 body: Any = None, content_type: str = "application/json") -> dict[str, Any]:
         try:
-            return kube_rest.request(self.api, method, resource_path, query=query, body=body,
-                                     content_type=content_type)
-        except ApiException as exc:
+            return self.transport.request(method, resource_path, query=query, body=body,
+                                          content_type=content_type)
+        except kube_rest.ApiError as exc:
             cls = Conflict if exc.status == 409 else KubeError
-            raise cls(int(exc.status or 0), api_error_message(exc)) from None
-        except (OSError, ValueError) as exc:  # connection refused/reset, TLS, a non-JSON answer
+            raise cls(exc.status, exc.message) from None
+        except (httpx.TransportError, OSError, ValueError) as exc:  # refused/reset, TLS, timeout, not JSON
             raise KubeError(0, f"Kubernetes API: {type(exc).__name__}: {exc}") from None
 
     def _get_or_none(self, resource_path: str) -> dict[str, Any] | None:

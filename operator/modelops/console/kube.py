@@ -8,20 +8,18 @@ SubjectAccessReview).
 
 from __future__ import annotations
 
-import base64
 import os
 import ssl
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-import yaml
+
+from modelops import kubeconfig as credentials
 
 GROUP, VERSION = "modelops.dev", "v1alpha1"
-SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 class KubeError(Exception):
@@ -29,15 +27,6 @@ class KubeError(Exception):
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
         self.message = message
-
-
-def _material(entry: Mapping[str, Any], key: str, base: Path) -> bytes | None:
-    if entry.get(f"{key}-data"):
-        return base64.b64decode(entry[f"{key}-data"])
-    if entry.get(key):
-        p = Path(entry[key])
-        return (p if p.is_absolute() else base / p).read_bytes()
-    return None
 
 
 class Kube:
@@ -50,31 +39,9 @@ class Kube:
 
     @classmethod
     def from_env(cls, kubeconfig: str = "") -> Kube:
-        if not kubeconfig and (SA_DIR / "token").exists() and os.environ.get("KUBERNETES_SERVICE_HOST"):
-            host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-            host = f"[{host}]" if ":" in host else host
-            ctx = ssl.create_default_context(cafile=str(SA_DIR / "ca.crt"))
-            return cls(f"https://{host}:{port}", ctx, token_file=str(SA_DIR / "token"))
-        path = Path(kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or "~/.kube/config")
-        path = path.expanduser()
-        cfg = yaml.safe_load(path.read_text())
-        ctx_name = cfg.get("current-context")
-        context = next(c["context"] for c in cfg["contexts"] if c["name"] == ctx_name)
-        cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == context["cluster"])
-        user: dict[str, Any] = next((u["user"] for u in cfg.get("users") or [] if u["name"] == context.get("user")), {})
-        ctx = ssl.create_default_context()
-        ca = _material(cluster, "certificate-authority", path.parent)
-        if cluster.get("insecure-skip-tls-verify"):
-            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-        elif ca:
-            ctx.load_verify_locations(cadata=ca.decode())
-        cert, key = _material(user, "client-certificate", path.parent), _material(user, "client-key", path.parent)
-        if cert and key:
-            with tempfile.TemporaryDirectory() as d:
-                (Path(d) / "c.pem").write_bytes(cert)
-                (Path(d) / "k.pem").write_bytes(key)
-                ctx.load_cert_chain(str(Path(d) / "c.pem"), str(Path(d) / "k.pem"))
-        return cls(cluster["server"], ctx, token=user.get("token", ""), token_file=user.get("tokenFile", ""))
+        """In-cluster or kubeconfig credentials, as the operator reads them (modelops.kubeconfig)."""
+        creds = credentials.load(kubeconfig)
+        return cls(creds.server, creds.verify, token=creds.token, token_file=creds.token_file)
 
     async def close(self) -> None:
         await self.http.aclose()

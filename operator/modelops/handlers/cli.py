@@ -6,6 +6,7 @@ operator does the rest, so the CLI needs no MLflow access and every decision is 
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,50 +16,77 @@ NamespaceOpt = typer.Option(None, "--namespace", "-n", help="Namespace; default:
 KubeconfigOpt = typer.Option(None, "--kubeconfig", help="Kubeconfig file; default: KUBECONFIG or ~/.kube/config.")
 
 
+#: Modules the operator process never needs but its libraries import when they can: `kubernetes` (kopf
+#: imports `kubernetes.client`, ~20-28 MB of RSS, and would log in through it; without it kopf reads the
+#: same in-cluster ServiceAccount or kubeconfig itself), `httpx._main` (httpx's command line, which loads
+#: `rich` and `click`, ~4 MB; both are installed for typer), `trio` (httpcore's optional backend; the
+#: operator is asyncio).
+KEPT_OUT = ("kubernetes", "httpx._main", "trio")
+
+
+def keep_unused_libraries_out() -> bool:
+    """Make the KEPT_OUT modules fail to import in this process; True if none was imported yet. Call it
+    before kopf or httpx is imported. The operator image does not install `kubernetes` at all; this keeps a
+    development environment (where the tests install it) running the operator as the image does."""
+    loaded = [m for m in sys.modules if any(m == k or m.startswith(f"{k}.") for k in KEPT_OUT)]
+    for name in KEPT_OUT:
+        if name not in sys.modules:
+            sys.modules[name] = None  # type: ignore[assignment]  # the import system's "not importable"
+    return not loaded
+
+
 def operator() -> None:
     """Run the modelops operator (Kopf) against the current kubeconfig or in-cluster credentials.
 
     Settings come from MODELOPS_* environment variables (see modelops/settings.py); SIGTERM shuts down
     gracefully: running handlers finish, watches close, the liveness endpoint stops.
     """
+    keep_unused_libraries_out()
     from modelops.handlers.run import run_operator
 
     run_operator()
 
 
 def _client(kubeconfig: str | None, namespace: str | None) -> tuple[Any, str]:
-    from kubernetes import client, config
+    from modelops import kubeconfig as credentials
+    from modelops.adapters.kube import Kube
+    from modelops.adapters.kube_rest import Transport
 
     try:
-        _contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
-        ns = namespace or (active or {}).get("context", {}).get("namespace") or "default"
-        api = config.new_client_from_config(config_file=kubeconfig)
-    except config.ConfigException:
-        cfg = client.Configuration()
-        config.load_incluster_config(client_configuration=cfg)
-        api = client.ApiClient(cfg)
-        ns = namespace or "default"
-    return client.CustomObjectsApi(api), ns
-
-
-def _get(custom: Any, ns: str, name: str) -> dict[str, Any]:
-    from kubernetes.client.exceptions import ApiException
-
-    from modelops.api import GROUP, RETRAIN_SCHEDULES, VERSION
-
-    try:
-        obj: dict[str, Any] = custom.get_namespaced_custom_object(GROUP, VERSION, ns, RETRAIN_SCHEDULES, name)
-        return obj
-    except ApiException as exc:
-        typer.echo(f"error: retrainschedule {ns}/{name}: {exc.reason}", err=True)
+        creds = credentials.load(kubeconfig or "")
+    except credentials.KubeconfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    return Kube(Transport(creds, pool=1)), namespace or creds.namespace
 
 
-def _annotate(custom: Any, ns: str, name: str, key: str, value: str) -> None:
+def _get(kube: Any, ns: str, name: str) -> dict[str, Any]:
+    from modelops.adapters.kube import KubeError
     from modelops.api import GROUP, RETRAIN_SCHEDULES, VERSION
 
-    custom.patch_namespaced_custom_object(GROUP, VERSION, ns, RETRAIN_SCHEDULES, name,
-                                          {"metadata": {"annotations": {key: value}}})
+    try:
+        obj: dict[str, Any] | None = kube.get(GROUP, VERSION, RETRAIN_SCHEDULES, ns, name)
+    except KubeError as exc:
+        typer.echo(f"error: retrainschedule {ns}/{name}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if obj is None:
+        typer.echo(f"error: retrainschedule {ns}/{name}: Not Found", err=True)
+        raise typer.Exit(1)
+    return obj
+
+
+def _annotate(kube: Any, ns: str, name: str, key: str, value: str) -> None:
+    from modelops.adapters.kube import KubeError
+    from modelops.adapters.kube_rest import group_path
+    from modelops.api import GROUP, RETRAIN_SCHEDULES, VERSION
+
+    try:
+        kube.request("PATCH", group_path(GROUP, VERSION, "namespaces", ns, RETRAIN_SCHEDULES, name),
+                     body={"metadata": {"annotations": {key: value}}},
+                     content_type="application/merge-patch+json")
+    except KubeError as exc:
+        typer.echo(f"error: retrainschedule {ns}/{name}: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def retrain(name: str = typer.Argument(..., help="RetrainSchedule name."),

@@ -98,7 +98,7 @@ def test_both_kinds_write_one_timestamp_format_one_child_label_and_one_event_sou
             posted.append(kw["body"])
             return {}
 
-    kube_adapter = Capture(api=object())
+    kube_adapter = Capture(transport=object())  # type: ignore[arg-type]  # request is overridden
     for kind in ("ModelDeployment", "RetrainSchedule"):
         involved = {"apiVersion": "modelops.dev/v1alpha1", "kind": kind,
                     "metadata": {"name": "churn", "namespace": "ns", "uid": kind}}
