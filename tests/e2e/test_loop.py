@@ -2,7 +2,9 @@
 Traefik as the Gateway API data plane: train v1 in a Job -> serve -> shifted traffic (to the gateway only; the
 payloads logged by KServe's agent) -> drift -> a drift-triggered Job trains v2 -> canary with Prometheus
 analysis, the split measured at the gateway at each step -> promoted (MLflow champion alias moves) -> a bad
-canary (a version its clients cannot use) rolled back through KServe.
+canary (a version its clients cannot use: Ready, answering 422) fails the sample's built-in analysis and is
+rolled back through KServe. Prometheus is run by the Prometheus Operator from the chart's ServiceMonitors,
+PodMonitor and PrometheusRule only; the operator's own series and every dashboard panel are checked at the end.
 
 The same code runs `modelops demo` (modelops_dev.e2e.loop). The model namespace enforces the `restricted` Pod
 Security Standard, so every Pod of the loop (trainer Jobs, MLflow, the exporter, predictors with KServe's
@@ -94,4 +96,19 @@ def test_full_loop(e2e_loop: Loop) -> None:
     assert (loop.md()["status"].get("stable") or {}).get("version") == "2"
     # the bad version's answers were the clients' own failures (422), seen at the gateway
     assert loop.traffic is not None and loop.traffic.answers.get("HTTP 422", 0) > 0, loop.traffic.answers
+    # it served (Ready, answering) and failed the sample's built-in success-rate: an analysis failure, not a deadline
+    assert bad["history"]["reason"] == "AnalysisFailed", bad["history"]
+    assert "success-rate" in bad["history"].get("message", ""), bad["history"]
+
+    # issue 14: Prometheus is the Prometheus Operator's, configured only by the chart's monitoring objects
+    config = loop.prometheus_config()
+    jobs = sorted(j["job_name"] for j in config["scrape_configs"])
+    assert all(j.split("/")[0] in ("serviceMonitor", "podMonitor") for j in jobs), jobs
+    # the operator's own metrics, scraped through the chart's ServiceMonitor
+    found = loop.check_operator_metrics()
+    assert any("modelops_rollout_rollbacks_total" in n for n in found["modelops_rollout_"]), found
+    assert any("modelops_retrain_runs_total" in n for n in found["modelops_retrain_"]), found
+    # every panel of the shipped dashboard returns data from this Prometheus
+    rows = loop.check_dashboard()
+    print(json.dumps({"dashboard": rows}))
     print(json.dumps(loop.tl.to_json()["stage_seconds"]))

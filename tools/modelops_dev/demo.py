@@ -131,7 +131,7 @@ def demo_up() -> None:
   # drift report (Evidently HTML) and metrics of the drift exporter:
   kubectl port-forward -n {DEMO_NAMESPACE} svc/{release}-drift-exporter 8080:8080
   #   http://127.0.0.1:8080/reports/churn   http://127.0.0.1:8080/drift/churn
-  # Prometheus: kubectl port-forward -n {DEMO_NAMESPACE} svc/prometheus 9090:9090
+  # Prometheus (run by the Prometheus Operator from the chart's monitors): kubectl port-forward -n {DEMO_NAMESPACE} svc/prometheus-operated 9090:9090
   # the gateway: kubectl port-forward -n traefik svc/traefik 8000:8000, Host: {(loop.md().get('status', {}).get('traffic') or {}).get('hostname')}
   timeline: {work / 'timeline.json'}   plot: {work / 'loop.png'}""")
 
