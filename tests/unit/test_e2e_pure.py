@@ -58,6 +58,8 @@ def test_the_loops_analysis_is_the_samples_builtin_metrics_unchanged() -> None:
     sample = yaml.safe_load((REPO / "manifests/samples/modeldeployment-canary.yaml").read_text())
     md = model_deployment("ns")
     assert md["spec"]["rollout"]["analysis"]["metrics"] == sample["spec"]["rollout"]["analysis"]["metrics"]
+    assert {k: v for k, v in md["spec"]["rollout"]["analysis"].items() if k != "inconclusiveLimit"} == \
+        sample["spec"]["rollout"]["analysis"]
     assert {m.get("builtin") for m in md["spec"]["rollout"]["analysis"]["metrics"]} == {"success-rate", "latency-p99"}
     assert not any("query" in m for m in md["spec"]["rollout"]["analysis"]["metrics"])
 
