@@ -258,3 +258,24 @@ def test_gateway_traffic_sends_the_id_as_ce_id_and_reports_answers() -> None:
         server.shutdown()
     assert all(ce == body_id and ce is not None for ce, body_id in seen), seen
     assert answers[0] == ("k-0", 200, "1")
+
+
+def test_truth_book_hands_answered_truth_to_the_feed_and_forgets_failures() -> None:
+    from modelops_dev.e2e.labels import TruthBook
+
+    clock = Clock()
+    feed = LabelFeed(lambda items: {"joined": len(items)}, LabelDelay(share=1.0, median=1.0, sigma=0.0,
+                                                                       minimum=1.0, maximum=1.0), clock=clock)
+    book = TruthBook("run", feed)
+    a = book.request([{"name": "x"}], [1, 0])
+    b = book.request([{"name": "x"}], [0])
+    assert (a["id"], b["id"], a["inputs"]) == ("run-0", "run-1", [{"name": "x"}]) and book.open == 2
+    book.answered(a, 200, "1")
+    book.answered(b, 422, None)  # never predicted: no label for it
+    assert book.open == 0 and (book.answered_ok, book.failed) == (1, 1)
+    clock.now = 5.0
+    assert [(i, label) for _d, _s, i, (label, _at) in feed.due()] == [("run#0", 1), ("run#1", 0)]
+    # without a feed nothing is kept
+    off = TruthBook("off", None)
+    off.answered(off.request([], [1]), 200, "1")
+    assert off.open == 0 and off.answered_ok == 1

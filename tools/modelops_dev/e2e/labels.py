@@ -192,6 +192,41 @@ class LabelFeed:
                 "last_error": self.last_error}
 
 
+class TruthBook:
+    """Requests named by a business key, and the truth of their rows until the answer comes.
+
+    `request` makes a V2 request body with `id` `PREFIX-N` (GatewayTraffic sends it as `Ce-Id` too) and keeps
+    the rows' truth; `answered` (GatewayTraffic's `on_answer`) hands the truth of an answered inference to the
+    feed, and forgets that of a failed one (its prediction was never made, so no label can join it)."""
+
+    def __init__(self, prefix: str, feed: LabelFeed | None) -> None:
+        self.prefix, self.feed = prefix, feed
+        self._ids = itertools.count()
+        self._truth: dict[str, Sequence[Any]] = {}
+        self.answered_ok = 0
+        self.failed = 0
+
+    def request(self, inputs: list[dict[str, Any]], truth: Sequence[Any]) -> dict[str, Any]:
+        inference_id = f"{self.prefix}-{next(self._ids)}"
+        if self.feed is not None:
+            self._truth[inference_id] = truth
+        return {"id": inference_id, "inputs": inputs}
+
+    def answered(self, body: Mapping[str, Any], status: int, version: str | None) -> None:
+        truth = self._truth.pop(str(body.get("id")), None)
+        if status != 200:
+            self.failed += 1
+            return
+        self.answered_ok += 1
+        if truth is not None and self.feed is not None:
+            self.feed.predicted(str(body["id"]), truth)
+
+    @property
+    def open(self) -> int:
+        """Requests sent and not answered yet."""
+        return len(self._truth)
+
+
 # ---- where the labels go, and the quality read back ------------------------------------------------------
 def feedback_target(logger_url: str) -> tuple[str, str, str, int, str]:
     """(kind, namespace, name, port, path) of the exporter's /feedback endpoint for a logger URL's namespace.

@@ -28,7 +28,6 @@ initializer and the gateway are the real ones (README "Real KServe").
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import time
@@ -47,7 +46,7 @@ from modelops_dev.e2e.gateway_traffic import (
     weights_key,
 )
 from modelops_dev.e2e.kube import Kube, KubeError
-from modelops_dev.e2e.labels import LabelDelay, LabelFeed, feedback_target, quality_by_version
+from modelops_dev.e2e.labels import LabelDelay, LabelFeed, TruthBook, feedback_target, quality_by_version
 from modelops_dev.e2e.serving import ServingImages
 
 MODEL = "churn"
@@ -202,10 +201,8 @@ class Loop:
         #: labels of the answered predictions, sent late to the exporter's /feedback (None: not sending)
         self.labels: LabelFeed | None = None
         self.label_delay = LabelDelay()
-        self._truth: dict[str, list[int]] = {}
-        self._truths: dict[float, Any] = {}
-        self._ids = itertools.count()
-        self._run_key = uuid.uuid4().hex[:8]
+        self._truths: dict[float, list[int]] = {}
+        self.book = TruthBook(f"churn-{uuid.uuid4().hex[:8]}", None)
 
     # ---- helpers ----------------------------------------------------------------------------------------
     def wait(self, what: str, check: Callable[[], Any], timeout: float, period: float = 2.0,
@@ -430,16 +427,7 @@ class Loop:
         pool = self._pool(shift)
         start = self._cursor % (len(pool) - 20)
         self._cursor += 20
-        inference_id = f"churn-{self._run_key}-{next(self._ids)}"
-        if self.labels is not None:
-            self._truth[inference_id] = self._truths[shift][start:start + 20]
-        return {"id": inference_id, "inputs": v2_inputs(pool.iloc[start:start + 20])}
-
-    def _answered(self, body: dict[str, Any], status: int, version: str | None) -> None:
-        """A sender's answer: the rows of an answered inference will get their labels (some, later)."""
-        truth = self._truth.pop(str(body.get("id")), None)
-        if status == 200 and truth is not None and self.labels is not None:
-            self.labels.predicted(str(body["id"]), truth)
+        return self.book.request(v2_inputs(pool.iloc[start:start + 20]), self._truths[shift][start:start + 20])
 
     def start_labels(self) -> LabelFeed:
         """Labels to the drift exporter's /feedback, through the API server's service proxy (as every other
@@ -456,6 +444,7 @@ class Loop:
             return dict(json.loads(data))
 
         self.labels = LabelFeed(post, self.label_delay, seed=7).start()
+        self.book.feed = self.labels
         self.tl.event("labels", f"labels on: {self.label_delay.share:.0%} of the answered predictions, "
                                 f"median delay {self.label_delay.median:.0f}s (up to {self.label_delay.maximum:.0f}s, "
                                 f"out of order) -> {kind}/{name}:{port} /feedback/ns/{ns} (the logger URL's token)")
@@ -511,7 +500,7 @@ class Loop:
                                                          gateway.NAME, gateway.WEB_PORT))
         self.traffic = GatewayTraffic(f"http://127.0.0.1:{local}", traffic["hostname"], MODEL, self._body,
                                       lambda: route_weights(self.route(), MODEL), senders=4, pace=0.25,
-                                      settle=5.0, on_answer=self._answered).start()
+                                      settle=5.0, on_answer=self.book.answered).start()
         self.tl.event("drift", f"traffic on to the gateway only (svc {gateway.NAMESPACE}/{gateway.NAME}, Host "
                                f"{traffic['hostname']}, route {traffic.get('route')} split by "
                                f"{traffic.get('splitBy')}): 4 senders, 20 rows per request")
