@@ -274,7 +274,7 @@ def test_truth_book_hands_answered_truth_to_the_feed_and_forgets_failures() -> N
     book.answered(b, 422, None)  # never predicted: no label for it
     assert book.open == 0 and (book.answered_ok, book.failed) == (1, 1)
     clock.now = 5.0
-    assert [(i, label) for _d, _s, i, (label, _at) in feed.due()] == [("run#0", 1), ("run#1", 0)]
+    assert [(i, label) for _d, _s, i, (label, _at) in feed.due()] == [("run-0#0", 1), ("run-0#1", 0)]
     # without a feed nothing is kept
     off = TruthBook("off", None)
     off.answered(off.request([], [1]), 200, "1")
