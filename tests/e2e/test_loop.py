@@ -82,6 +82,19 @@ def test_full_loop(e2e_loop: Loop) -> None:
         assert loop.isvc()["spec"]["predictor"]["name"] == "v2" and not loop.isvc()["spec"].get("canary")
         # no request failed at the model servers of the good versions
         assert loop.prom(f'sum(modelops_serving_requests_total{{namespace="{loop.ns}",status!~"2.."}})') in (None, 0.0)
+        # labels (issue 17): the generator's truth for a share of the answered predictions, sent late and out
+        # of order by the Ce-Id the client set, joined at the exporter with what KServe's agent logged
+        fed = loop.label_report()
+        print(json.dumps({"labels": fed}))
+        # a failed post (the API server's proxy busy) is retried: nothing is lost, but most posts go through
+        assert fed["outcomes"].get("joined", 0) > 0 and fed["failed_posts"] <= fed["posts"], fed
+        # a label is unmatched only when the agent's response event never reached the exporter
+        assert fed["outcomes"].get("unmatched", 0) <= 0.02 * fed["sent"], fed
+        # realised (from the labels) and estimated (CBPE, no labels) quality per version, read from Prometheus
+        quality = [s.get("quality") or {} for s in loop.tl.samples]
+        assert any("auc" in (q.get("realised") or {}).get("1", {}) for q in quality), quality[-3:]
+        assert any("auc" in (q.get("estimated") or {}).get("1", {}) for q in quality), quality[-3:]
+        assert any((q.get("realised") or {}).get("2") for q in quality), quality[-3:]
 
         bad = loop.bad_canary()
     finally:

@@ -10,8 +10,10 @@
    its webhooks, Traefik as the Gateway API data plane), then the chart with MLflow, the drift exporter,
    Prometheus; train v1 -> serve -> shifted traffic to the gateway (payloads logged by KServe's agent) ->
    drift -> retrain v2 -> canary with Prometheus analysis, split at the gateway -> promote -> a bad canary
-   rolled back. A timeline is printed as it happens, then written to build/demo/timeline.json with a plot
-   (build/demo/loop.png).
+   rolled back. Labels for half the answered predictions follow, late and out of order, by inference id
+   (the generator knows the truth). A timeline is printed as it happens, then written to
+   build/demo/timeline.json with plots (build/demo/loop.png; build/demo/quality.png: realised and estimated
+   quality per version).
 4. Where to look: MLflow UI, `kubectl get modelops`, the drift report.
 
 `modelops demo --down` stops the node and the control plane and removes their data.
@@ -61,7 +63,7 @@ def demo_up() -> None:
     from modelops_dev.cluster.build import ensure_binaries, ensure_serving
     from modelops_dev.e2e.kube import Kube
     from modelops_dev.e2e.loop import IMAGES, Loop, Timeline
-    from modelops_dev.e2e.plot import plot_timeline
+    from modelops_dev.e2e.plot import plot_quality, plot_timeline
     from modelops_dev.host import docker_ready, ensure_daemon
     from modelops_dev.images import ROLES, image_exists
 
@@ -109,11 +111,13 @@ def demo_up() -> None:
     try:
         loop.run()
     finally:
-        data = {**timeline.to_json(), "setup_seconds": durations, "measured_splits": loop.splits}
+        data = {**timeline.to_json(), "setup_seconds": durations, "measured_splits": loop.splits,
+                "labels": loop.label_report()}
         (work / "timeline.json").write_text(json.dumps(data, indent=1))
         if timeline.samples:
             png = plot_timeline(data, work / "loop.png")
             typer.echo(f"plot: {png}")
+            typer.echo(f"quality plot: {plot_quality(data, work / 'quality.png')}")
         if loop.traffic:
             typer.echo(f"answers at the gateway: {dict(loop.traffic.answers)}")
 
@@ -133,7 +137,7 @@ def demo_up() -> None:
   #   http://127.0.0.1:8080/reports/churn   http://127.0.0.1:8080/drift/churn
   # Prometheus (run by the Prometheus Operator from the chart's monitors): kubectl port-forward -n {DEMO_NAMESPACE} svc/prometheus-operated 9090:9090
   # the gateway: kubectl port-forward -n traefik svc/traefik 8000:8000, Host: {(loop.md().get('status', {}).get('traffic') or {}).get('hostname')}
-  timeline: {work / 'timeline.json'}   plot: {work / 'loop.png'}""")
+  timeline: {work / 'timeline.json'}   plots: {work / 'loop.png'} {work / 'quality.png'}""")
 
 
 def demo_down() -> None:

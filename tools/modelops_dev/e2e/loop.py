@@ -10,6 +10,10 @@
     drift     traffic from `generate-data`'s generator to the gateway only, then shifted traffic; KServe's
               agent logs every request/response to the drift exporter -> Prometheus -> the RetrainSchedule's
               drift trigger -> a Job -> version 2 (challenger)
+    labels    the generator knows each row's truth: a share of the answered predictions get their label
+              later, out of order, by inference id (the `Ce-Id` the client set, which KServe's agent puts on
+              its logged events) at the exporter's /feedback -> realised and estimated quality per version
+              in Prometheus, sampled into the timeline (modelops_dev.e2e.labels)
     canary    the ModelDeployment rolls v2 out step by step, each analysed in Prometheus; the operator's
               weighted HTTPRoute splits at Traefik, and the split is measured there (which version answered)
     promote   MLflow's champion alias moves to 2; the InferenceService serves v2 alone
@@ -27,6 +31,7 @@ import contextlib
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +48,7 @@ from modelops_dev.e2e.gateway_traffic import (
     weights_key,
 )
 from modelops_dev.e2e.kube import Kube, KubeError
+from modelops_dev.e2e.labels import LabelDelay, LabelFeed, TruthBook, feedback_target, quality_by_version
 from modelops_dev.e2e.serving import ServingImages
 
 MODEL = "churn"
@@ -249,6 +255,11 @@ class Loop:
         self._pools: dict[float, Any] = {}
         self._cursor = 0
         self.root = repo_root()
+        #: labels of the answered predictions, sent late to the exporter's /feedback (None: not sending)
+        self.labels: LabelFeed | None = None
+        self.label_delay = LabelDelay()
+        self._truths: dict[float, list[int]] = {}
+        self.book = TruthBook(f"churn-{uuid.uuid4().hex[:8]}", None)
 
     # ---- helpers ----------------------------------------------------------------------------------------
     def wait(self, what: str, check: Callable[[], Any], timeout: float, period: float = 2.0,
@@ -504,16 +515,71 @@ class Loop:
         from modelops_pipelines.generate import TARGET, generate_churn
 
         if shift not in self._pools:
-            # a different seed from the training data's, the same generator and shift knob
-            self._pools[shift] = generate_churn(rows=4000, seed=100, shift=shift).drop(columns=[TARGET])
+            # a different seed from the training data's, the same generator and shift knob; the truth of each
+            # row (the generator's `churn`) is kept for the labels sent later
+            frame = generate_churn(rows=4000, seed=100, shift=shift)
+            self._truths[shift] = frame[TARGET].astype(int).tolist()
+            self._pools[shift] = frame.drop(columns=[TARGET])
         return self._pools[shift]
 
     def _body(self) -> dict[str, Any]:
-        """One V2 inference request of 20 rows at the current shift (called by the sender threads)."""
-        pool = self._pool(self.shift)
+        """One V2 inference request of 20 rows at the current shift (called by the sender threads); its `id`
+        (sent as `Ce-Id` too) is the business key its labels come back with."""
+        shift = self.shift
+        pool = self._pool(shift)
         start = self._cursor % (len(pool) - 20)
         self._cursor += 20
-        return {"inputs": v2_inputs(pool.iloc[start:start + 20])}
+        return self.book.request(v2_inputs(pool.iloc[start:start + 20]), self._truths[shift][start:start + 20])
+
+    def start_labels(self) -> LabelFeed:
+        """Labels to the drift exporter's /feedback, through the API server's service proxy (as every other
+        call of the loop into the cluster), authenticated as the chart deploys the exporter: with the
+        namespace-bound token the operator wrote into the InferenceService's logger URL."""
+        url = self.wait("the InferenceService's logger URL (the operator writes the exporter's)", lambda: (
+            ((self.isvc().get("spec") or {}).get("predictor") or {}).get("logger") or {}).get("url"), 120)
+        kind, ns, name, port, path = feedback_target(url)
+
+        def post(items: list[dict[str, Any]]) -> dict[str, Any]:
+            status, data = self.kube.proxy(ns, name, port, path, method="POST", body=items, kind=kind, timeout=30)
+            if status != 200:  # the path carries the namespace's token: not in the message
+                raise LoopError(f"POST {name}:{port}/feedback/ns/{ns}/...: HTTP {status}: {data[:300]!r}")
+            return dict(json.loads(data))
+
+        self.labels = LabelFeed(post, self.label_delay, seed=7).start()
+        self.book.feed = self.labels
+        self.tl.event("labels", f"labels on: {self.label_delay.share:.0%} of the answered predictions, "
+                                f"median delay {self.label_delay.median:.0f}s (up to {self.label_delay.maximum:.0f}s, "
+                                f"out of order) -> {kind}/{name}:{port} /feedback/ns/{ns} (the logger URL's token)")
+        return self.labels
+
+    def label_report(self) -> dict[str, Any]:
+        return self.labels.report() if self.labels else {}
+
+    def quality(self) -> dict[str, Any]:
+        """Realised and estimated quality per version, and joined labels, as Prometheus has them now."""
+        sel = f'model_namespace="{self.ns}", model="{MODEL}"'
+        out: dict[str, Any] = {}
+        for key, series in (("realised", "modelops_quality_realised"), ("estimated", "modelops_quality_estimated")):
+            out[key] = quality_by_version(self.prom_vector(f"max by (version, metric) ({series}{{{sel}}})"))
+        out["joined"] = {r["metric"].get("version", "?"): float(r["value"][1]) for r in self.prom_vector(
+            f"max by (version) (modelops_quality_joined_labels{{{sel}}})")}
+        return out
+
+    def labels_event(self, stage: str) -> None:
+        """What the labels did so far, and the quality per version Prometheus has (for the timeline)."""
+        rep = self.label_report()
+        try:
+            q = self.quality()
+        except (KubeError, OSError, ValueError, LoopError) as exc:
+            q = {"error": repr(exc)[:200]}
+
+        def fmt(d: dict[str, dict[str, float]]) -> str:
+            return "; ".join(f"v{v} " + ", ".join(f"{m}={x:.3f}" for m, x in sorted(ms.items()))
+                             for v, ms in sorted(d.items())) or "-"
+        self.tl.event(stage, f"labels: {rep.get('sent', 0)} sent of {rep.get('scheduled', 0)} scheduled for "
+                             f"{rep.get('predictions', 0)} predictions, exporter: {rep.get('outcomes', {})}; "
+                             f"realised {fmt(q.get('realised') or {})}; estimated {fmt(q.get('estimated') or {})}",
+                      labels=rep, quality=q)
 
     def route(self) -> dict[str, Any]:
         name = (self.md().get("status", {}).get("traffic") or {}).get("route") or f"{MODEL}-traffic"
@@ -527,12 +593,13 @@ class Loop:
             self.md().get("status", {}).get("traffic") or {}).get("hostname") and route_weights(self.route(), MODEL)
             and (self.md().get("status", {}).get("traffic") or {}), 180)
         self._pool(0.0), self._pool(SHIFT)
+        self.start_labels()
         self._forward = contextlib.ExitStack()
         local = self._forward.enter_context(port_forward(self.kube.kubectl_bin, self.kube.env, gateway.NAMESPACE,
                                                          gateway.NAME, gateway.WEB_PORT))
         self.traffic = GatewayTraffic(f"http://127.0.0.1:{local}", traffic["hostname"], MODEL, self._body,
                                       lambda: route_weights(self.route(), MODEL), senders=4, pace=0.25,
-                                      settle=5.0).start()
+                                      settle=5.0, on_answer=self.book.answered).start()
         self.tl.event("drift", f"traffic on to the gateway only (svc {gateway.NAMESPACE}/{gateway.NAME}, Host "
                                f"{traffic['hostname']}, route {traffic.get('route')} split by "
                                f"{traffic.get('splitBy')}): 4 senders, 20 rows per request")
@@ -541,6 +608,8 @@ class Loop:
     def stop_traffic(self) -> None:
         if self.traffic:
             self.traffic.stop()
+        if self.labels:
+            self.labels.stop()
         if self._forward:
             self._forward.close()
             self._forward = None
@@ -556,10 +625,15 @@ class Loop:
                 f'max by (version) (modelops_drift_share{{namespace="{self.ns}", model="{MODEL}"}})')}
         except (KubeError, OSError, ValueError, LoopError):
             drift, per_version = None, {}
+        try:
+            quality = self.quality() if self.labels else {}
+        except (KubeError, OSError, ValueError):
+            quality = {}
         st = self.md().get("status", {})
         self.tl.sample(drift_share=drift, drift_by_version=per_version, weight=(st.get("rollout") or {}).get("weight") or 0,
                        stable=(st.get("stable") or {}).get("version"), canary=(st.get("canary") or {}).get("version"),
-                       sent=self.answered())
+                       sent=self.answered(), quality=quality,
+                       labels={"sent": self.labels.sent, "outcomes": dict(self.labels.outcomes)} if self.labels else {})
 
     def drift_and_retrain(self, baseline_seconds: float = 45) -> dict[str, Any]:
         t = time.time()
@@ -571,6 +645,7 @@ class Loop:
         assert self.traffic is not None
         self.tl.event("drift", f"baseline: drift share {self.tl.samples[-1]['drift_share']}, answers "
                                f"{self.answered()}, last error {self.traffic.last_error or '-'}")
+        self.labels_event("labels")
         if not any(k.isdigit() for k in self.answered()):
             raise LoopError(f"no answer from the model server through the gateway: {self.traffic.last_error}")
         # new labelled data lands, and the live population shifts the same way
@@ -588,6 +663,7 @@ class Loop:
         self.tl.event("drift", f"v{run.get('version')} trained on shifted data: {run.get('metric')}={run.get('value')} "
                                f"vs champion v{run.get('championVersion')} {run.get('championValue')}: "
                                f"{run.get('verdict')}", version=run.get("version"))
+        self.labels_event("labels")
         self.tl.stage("drift_retrain", t)
         return run
 
@@ -641,6 +717,7 @@ class Loop:
         self.tl.event("promote", f"v{version} promoted: MLflow alias champion -> {champion}; InferenceService "
                                  f"predictor {self.isvc().get('spec', {}).get('predictor', {}).get('name')}",
                       version=version)
+        self.labels_event("labels")
         self.tl.stage("canary_promote", t)
 
     def bad_canary(self) -> dict[str, Any]:
