@@ -46,7 +46,7 @@ from modelops_dev.e2e.serving import ServingImages
 MODEL = "churn"
 #: images the loop needs on the node: modelops' own, then KServe's (manager, agent, storage initializer), Traefik
 IMAGES = ("modelops/operator:dev", "modelops/trainer:dev", "modelops/model-server:dev",
-          "modelops/drift-exporter:dev", "modelops/prometheus:dev", *ServingImages().all())
+          "modelops/drift-exporter:dev", "modelops/console:dev", "modelops/prometheus:dev", *ServingImages().all())
 STORAGE_CLASS = "modelops-e2e"
 SHIFT = 0.8
 #: The model namespace runs under the `restricted` Pod Security Standard: the trainer, MLflow, the exporter
@@ -142,6 +142,8 @@ def model_deployment(namespace: str, pause: str = "90s") -> dict[str, Any]:
             "rollout": {
                 "strategy": "Canary",
                 "steps": [{"weight": 25, "pause": pause}, {"weight": 60, "pause": pause}],
+                # a person approves the promotion in the console (modelops_dev.e2e.console)
+                "approval": {"required": True},
                 "analysis": {
                     "interval": "15s", "failureLimit": 1, "inconclusiveLimit": 20,
                     "metrics": [
@@ -192,6 +194,10 @@ class Loop:
         self._pools: dict[float, Any] = {}
         self._cursor = 0
         self.root = repo_root()
+        #: seconds the approval step waits for a person in the console before approving by request (the demo)
+        self.approval_wait = 0.0
+        #: how v2's promotion was approved (modelops_dev.e2e.console.approve_in_console)
+        self.approval: dict[str, Any] = {}
 
     # ---- helpers ----------------------------------------------------------------------------------------
     def wait(self, what: str, check: Callable[[], Any], timeout: float, period: float = 2.0,
@@ -523,8 +529,15 @@ class Loop:
         return rows
 
     def canary_and_promote(self, version: str, stable: str = "1") -> None:
+        from modelops_dev.e2e.console import approve_in_console
+
         t = time.time()
-        done = self.wait(f"v{version} to be promoted", self._follow_rollout(version, "canary"), 1200, period=3)
+        follow = self._follow_rollout(version, "canary")
+        held = self.wait(f"v{version} to pass analysis and wait for approval", lambda: follow() or (
+            (self.md().get("status", {}).get("rollout") or {}).get("state") == "AwaitingApproval"), 1200, period=3)
+        if held is True:
+            self.approval = approve_in_console(self, MODEL, version, self.approval_wait)
+        done = self.wait(f"v{version} to be promoted", follow, 600, period=3)
         if done.get("result") != "Promoted":
             raise LoopError(f"v{version} was not promoted: {done}")
         self.wait(f"v{version} to be stable", lambda: (self.md().get("status", {}).get("stable") or {}).get(
