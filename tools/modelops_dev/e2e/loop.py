@@ -259,7 +259,7 @@ class Loop:
             time.sleep(3)
         if missing:
             raise LoopError(f"images missing on the node: {missing}; run: make images && "
-                            f"uv run modelops images build prometheus && modelops cluster load-images {' '.join(IMAGES)}")
+                            f"uv run modelops images build prometheus console && modelops cluster load-images {' '.join(IMAGES)}")
         self.tl.event("install", f"node(s) ready: {', '.join(ready)}; images present: {len(IMAGES)}")
 
     def install_serving(self) -> None:
