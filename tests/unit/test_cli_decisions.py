@@ -115,5 +115,5 @@ def test_a_cli_approval_of_a_training_run_is_mirrored_with_the_registry_write() 
     w2.annotate(ANN_LAST_DECISION, cli_record("approve", version="4", kind="retrainschedules", name="churn"))
     w2.annotate(ANNOTATION_APPROVE, "5")
     w2.step(1)
-    assert "tags" not in [i for i in w2.obj["status"]["outbox"] if i["kind"] == "approve"][0]
+    assert "tags" not in next(i for i in w2.obj["status"]["outbox"] if i["kind"] == "approve")
     assert "DecisionApproved" not in [r for r, _m in w2.events]
