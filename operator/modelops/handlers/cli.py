@@ -173,9 +173,11 @@ def _decide(target: str, version: str, namespace: str | None, kubeconfig: str | 
     if not version and action == "abort" and waiting:
         version = waiting[0]
     if version not in waiting and not force:
-        what = "rollout of" if action == "abort" else "approval of"
-        typer.echo(f"error: {title} {ns}/{name} has no {what} version {version or '?'} in progress "
-                   f"(now: {', '.join(waiting) or 'none'}); --force sets the annotation anyway", err=True)
+        what = ("rollout of version {} in progress" if action == "abort" else
+                "run awaiting approval of version {}" if plural == "retrainschedules" else
+                "rollout awaiting approval of version {}").format(version or "?")
+        typer.echo(f"error: {title} {ns}/{name} has no {what} (now: {', '.join(waiting) or 'none'}); --force "
+                   "sets the annotation anyway", err=True)
         raise typer.Exit(1)
     if not version:
         typer.echo("error: name the version", err=True)
