@@ -1,7 +1,8 @@
 """The whole loop for real on a node, with KServe's own controller, webhooks, agent and storage initializer and
 Traefik as the Gateway API data plane: train v1 in a Job -> serve -> shifted traffic (to the gateway only; the
 payloads logged by KServe's agent) -> drift -> a drift-triggered Job trains v2 -> canary with Prometheus
-analysis, the split measured at the gateway at each step -> promoted (MLflow champion alias moves) -> a bad
+analysis, the split measured at the gateway at each step -> approved in the console ->
+promoted (MLflow champion alias moves) -> a bad
 canary (a version its clients cannot use: Ready, answering 422) fails the sample's built-in analysis and is
 rolled back through KServe. Prometheus is run by the Prometheus Operator from the chart's ServiceMonitors,
 PodMonitor and PrometheusRule only; the operator's own series and every dashboard panel are checked at the end.
@@ -18,6 +19,7 @@ import re
 
 import pytest
 
+from modelops_dev.e2e.console import approver_username
 from modelops_dev.e2e.loop import MODEL, NAMESPACE_LABELS, SPLIT_MIN_REQUESTS, Loop
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(5400)]
@@ -72,6 +74,12 @@ def test_full_loop(e2e_loop: Loop) -> None:
         assert loop.alias("champion") == "2"
         promoted = [h for h in md.get("history") or [] if h.get("version") == "2"]
         assert promoted and promoted[0]["result"] == "Promoted", md.get("history")
+        # issue 18: the promotion waited for a person, approved in the console (its HTTP endpoint, as the demo
+        # approver, through TokenReview + SubjectAccessReview); the audit record names that Kubernetes user
+        approver = approver_username(loop.ns)
+        assert loop.approval["record"]["actor"] == approver and loop.approval["record"]["via"] == "console", loop.approval
+        decision = promoted[0].get("decision") or {}
+        assert (decision.get("action"), decision.get("actor"), decision.get("via")) == ("promote", approver, "console")
         # the rollout went through the canary weights
         weights = {s["weight"] for s in loop.tl.samples}
         assert {25, 60} <= weights, sorted(weights)

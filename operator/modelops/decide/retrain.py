@@ -28,6 +28,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from modelops.api import ANNOTATION_APPROVE, ANNOTATION_REJECT, ANNOTATION_RETRAIN_REQUESTED
+from modelops.api.audit import ANN_LAST_DECISION, Record
 from modelops.api.types import EVENT_KIND, Event, JobView
 from modelops.api.vocabulary import CHALLENGER_ALIAS, TAG_APPROVAL
 from modelops.decide import hold, outbox
@@ -251,10 +252,23 @@ class _Tick:
                                 "webhook": i, "run": dict(run), "attempts": 0,
                                 "createdTime": format_time(self.now)})
 
-    def registry(self, kind: str, run: Mapping[str, Any]) -> None:
-        self.outbox.append({"id": f"{run.get('id')}/{kind}", "kind": kind, "model": self.model,
-                            "version": str(run.get("version", "")), "attempts": 0,
-                            "createdTime": format_time(self.now)})
+    def registry(self, kind: str, run: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> None:
+        item: dict[str, Any] = {"id": f"{run.get('id')}/{kind}", "kind": kind, "model": self.model,
+                                "version": str(run.get("version", "")), "attempts": 0,
+                                "createdTime": format_time(self.now)}
+        if tags:
+            item["tags"] = dict(tags)
+        self.outbox.append(item)
+
+    @staticmethod
+    def cli_record(ann: Mapping[str, str], action: str, version: str) -> Record | None:
+        """The audit record `modelops approve|reject` left with its annotation (issue 18), if it is for this
+        decision: the operator mirrors it into an Event and an MLflow tag (the console mirrors its own)."""
+        try:
+            rec = Record.from_json(ann.get(ANN_LAST_DECISION) or "")
+        except (ValueError, TypeError):
+            return None
+        return rec if (rec.via, rec.action, rec.version) == ("cli", action, version) else None
 
     # 1. what the Jobs say
     def observe_runs(self) -> None:
@@ -395,7 +409,11 @@ class _Tick:
             run["state"] = state
             run["decisionTime"] = format_time(self.now)
             run["message"] = f"{state.lower()} via {key}"
-            self.registry(kind, run)
+            cli = self.cli_record(ann, kind, value)
+            self.registry(kind, run, tags=cli.mlflow_tags() if cli else None)
+            if cli is not None:
+                ev = cli.event()
+                self.event(ev["type"], ev["reason"], ev["message"])  # type: ignore[arg-type]
             self.event("Normal", state, f"version {value} of {self.model} {state.lower()}"
                        + (f"; alias {CHALLENGER_ALIAS} will point to it" if kind == "approve"
                           else f"; tagged {APPROVAL_TAG}=rejected"))

@@ -54,8 +54,8 @@ from modelops_dev.e2e.serving import ServingImages
 MODEL = "churn"
 #: images the loop needs on the node: modelops' own, then KServe's (manager, agent, storage initializer), Traefik
 IMAGES = ("modelops/operator:dev", "modelops/trainer:dev", "modelops/model-server:dev",
-          "modelops/drift-exporter:dev", "modelops/prometheus:dev", "modelops/prometheus-operator:dev",
-          "modelops/prometheus-config-reloader:dev", *ServingImages().all())
+          "modelops/drift-exporter:dev", "modelops/console:dev", "modelops/prometheus:dev",
+          "modelops/prometheus-operator:dev", "modelops/prometheus-config-reloader:dev", *ServingImages().all())
 #: The Prometheus of the loop: a `Prometheus` object in the model namespace, run by the Prometheus Operator and
 #: configured only by the chart's ServiceMonitors, PodMonitor and PrometheusRule (selected by this label, which
 #: manifests/e2e/values.yaml gives them through `monitoring.additionalLabels`). The operator's Service for it:
@@ -168,6 +168,8 @@ def model_deployment(namespace: str, pause: str = "90s", root: Path | None = Non
             "rollout": {
                 "strategy": "Canary",
                 "steps": [{"weight": 25, "pause": pause}, {"weight": 60, "pause": pause}],
+                # a person approves the promotion in the console (modelops_dev.e2e.console)
+                "approval": {"required": True},
                 # the sample's analysis; more inconclusive analyses allowed while a predictor starts on the node
                 "analysis": {**sample_analysis(root), "inconclusiveLimit": 20},
             },
@@ -260,6 +262,10 @@ class Loop:
         self.label_delay = LabelDelay()
         self._truths: dict[float, list[int]] = {}
         self.book = TruthBook(f"churn-{uuid.uuid4().hex[:8]}", None)
+        #: seconds the approval step waits for a person in the console before approving by request (the demo)
+        self.approval_wait = 0.0
+        #: how v2's promotion was approved (modelops_dev.e2e.console.approve_in_console)
+        self.approval: dict[str, Any] = {}
 
     # ---- helpers ----------------------------------------------------------------------------------------
     def wait(self, what: str, check: Callable[[], Any], timeout: float, period: float = 2.0,
@@ -327,7 +333,7 @@ class Loop:
             time.sleep(3)
         if missing:
             raise LoopError(f"images missing on the node: {missing}; run: make images && "
-                            f"uv run modelops images build prometheus prometheus-operator prometheus-config-reloader && "
+                            f"uv run modelops images build prometheus console prometheus-operator prometheus-config-reloader && "
                             f"modelops cluster load-images {' '.join(IMAGES)}")
         self.tl.event("install", f"node(s) ready: {', '.join(ready)}; images present: {len(IMAGES)}")
 
@@ -700,8 +706,15 @@ class Loop:
         return rows
 
     def canary_and_promote(self, version: str, stable: str = "1") -> None:
+        from modelops_dev.e2e.console import approve_in_console
+
         t = time.time()
-        done = self.wait(f"v{version} to be promoted", self._follow_rollout(version, "canary"), 1200, period=3)
+        follow = self._follow_rollout(version, "canary")
+        held = self.wait(f"v{version} to pass analysis and wait for approval", lambda: follow() or (
+            (self.md().get("status", {}).get("rollout") or {}).get("state") == "AwaitingApproval"), 1200, period=3)
+        if held is True:
+            self.approval = approve_in_console(self, MODEL, version, self.approval_wait)
+        done = self.wait(f"v{version} to be promoted", follow, 600, period=3)
         if done.get("result") != "Promoted":
             raise LoopError(f"v{version} was not promoted: {done}")
         self.wait(f"v{version} to be stable", lambda: (self.md().get("status", {}).get("stable") or {}).get(
