@@ -392,7 +392,9 @@ class Loop:
                        "--set", f"operator.watchNamespaces={{{self.ns}}}", "--set", f"prometheus.url={self.prometheus_url}",
                        "--set-json", f"operator.extraEnv={json.dumps(extra_env)}",
                        "--set-json", f"networkPolicy.metricsNamespaceSelector={json.dumps(scrapers)}",
-                       "--wait", "--timeout", "8m")
+                       # MLflow may take its startup probe's whole allowance (values: startupSeconds 600) on a
+                       # loaded node: the first run here waited 11 min for it at load average 25
+                       "--wait", "--timeout", "12m")
         self.tl.event("install", f"helm release {self.release}: operator, MLflow (SQLite, artifacts on a PV), "
                                  "drift exporter ready; ServiceMonitors, PodMonitor, PrometheusRule")
         self.kube.kubectl("rollout", "status", "-n", self.ns, "deployment/data", "--timeout=300s", timeout=320)
