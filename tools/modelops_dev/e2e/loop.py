@@ -378,6 +378,10 @@ class Loop:
         host_dir.mkdir(parents=True, exist_ok=True)
         host_dir.chmod(0o777)  # the node is this machine (`cluster up --node`); MLflow runs as 10001
         self.kube.apply(storage(self.ns, self.release, host_dir))
+        # modelops' CRDs as this checkout has them: Helm installs a chart's crds/ once and never upgrades them,
+        # so a cluster that ran an older chart would refuse the fields the loop's objects use
+        self.kube.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=modelops-e2e",
+                          "-f", str(self.root / "manifests/crds"), timeout=300)
         self.kube.kubectl("apply", "-n", self.ns, "-f", str(self.root / "manifests/e2e/data-server.yaml"))
         self.kube.apply(prometheus_objects(self.ns), server_side=True)
         self.tl.event("install", f"namespace {self.ns} (Pod Security: restricted, enforced); data server and a "
