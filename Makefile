@@ -42,12 +42,13 @@ cluster:
 # The images are rebuilt from the working tree (docker's layer cache keeps an unchanged build to seconds)
 # and reloaded into the node when their id changed, so the tier always tests the current code.
 E2E_IMAGES := modelops/operator:dev modelops/trainer:dev modelops/model-server:dev modelops/drift-exporter:dev \
-	modelops/prometheus:dev modelops/kserve-controller:dev modelops/kserve-agent:dev \
+	modelops/console:dev modelops/prometheus:dev modelops/prometheus-operator:dev modelops/prometheus-config-reloader:dev \
+	modelops/kserve-controller:dev modelops/kserve-agent:dev \
 	modelops/kserve-storage-initializer:dev modelops/traefik:dev
 e2e: bootstrap
 	uv run --frozen modelops cluster build-serving
-	uv run --frozen modelops images build operator trainer model-server drift-exporter prometheus \
-		kserve-controller kserve-agent kserve-storage-initializer traefik
+	uv run --frozen modelops images build operator trainer model-server drift-exporter console prometheus \
+		prometheus-operator prometheus-config-reloader kserve-controller kserve-agent kserve-storage-initializer traefik
 	uv run --frozen modelops cluster up --node --name e2e
 	uv run --frozen modelops cluster load-images --name e2e $(E2E_IMAGES)
 	KUBECONFIG=$$(uv run --frozen modelops cluster kubeconfig --name e2e) $(PYTEST) -m e2e

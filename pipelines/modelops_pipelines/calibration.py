@@ -43,6 +43,22 @@ def fit_classification(y: np.ndarray, proba: np.ndarray, classes: Sequence[Any])
             "positive_class": classes[1], "classes": list(classes), "threshold": 0.5, "rows": len(y)}
 
 
+def fit_multiclass(y: np.ndarray, proba: np.ndarray, classes: Sequence[Any]) -> dict[str, Any] | None:
+    """One-vs-rest isotonic calibrators of a multi-class classifier (modelops.drift.estimate's
+    `isotonic_ovr` schema): ``y`` class indices of the held-out rows, ``proba`` their [N, C] probabilities."""
+    from sklearn.isotonic import IsotonicRegression
+
+    if len(classes) < 3 or len(y) < MIN_ROWS or proba.ndim != 2 or proba.shape[1] != len(classes):
+        return None
+    per_class = []
+    for k in range(len(classes)):
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
+            np.asarray(proba[:, k], dtype=float), (np.asarray(y) == k).astype(float))
+        per_class.append({"x": [float(v) for v in iso.X_thresholds_], "y": [float(v) for v in iso.y_thresholds_]})
+    return {"kind": "classification", "method": "isotonic_ovr", "classes": list(classes), "per_class": per_class,
+            "rows": len(y)}
+
+
 def _ensemble(est: Any) -> dict[str, Any]:
     trees = []
     for stage in est.estimators_[:, 0]:

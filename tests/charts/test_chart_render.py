@@ -254,7 +254,8 @@ def test_alerts_and_dashboard_cover_drift_rollout_and_latency() -> None:
 
 def test_operator_metrics_are_served_and_scraped_and_model_servers_carry_the_label_convention() -> None:
     """Review M10: the operator exports what the alerts read, a ServiceMonitor scrapes it, and the model
-    servers' PodMonitor sets namespace, isvc and side (the labels the sample analysis queries filter on)."""
+    servers' PodMonitor sets namespace, pod and isvc (the model server adds version, which tells a canary's sides
+    apart); no `side` label, which nothing on a real KServe predictor Pod could tell."""
     objs = render(api_versions=["monitoring.coreos.com/v1"])
     cm = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "modelops-operator")
     port = int(cm["data"]["MODELOPS_METRICS_PORT"])
@@ -274,7 +275,7 @@ def test_operator_metrics_are_served_and_scraped_and_model_servers_carry_the_lab
     assert [p["port"] for r in netpol["spec"]["ingress"] for p in r["ports"]] == [port]
     pm = next(o for o in objs if o["kind"] == "PodMonitor")
     targets = {r["targetLabel"] for r in pm["spec"]["podMetricsEndpoints"][0]["relabelings"]}
-    assert {"namespace", "isvc", "side"} <= targets and "inferenceservice" not in targets
+    assert targets == {"namespace", "pod", "isvc"} and "inferenceservice" not in targets
     rule = next(o for o in objs if o["kind"] == "PrometheusRule")
     exprs = " ".join(r["expr"] for g in rule["spec"]["groups"] for r in g["rules"])
     from modelops.controller.metrics import OperatorMetrics

@@ -133,7 +133,7 @@ def test_operator_turns_the_charts_monitors_and_rules_into_prometheus_configurat
                    for r in keeps), (key, keeps)
     assert any(r.get("regex") == ep["port"] for r in keeps), keeps
 
-    # the model servers: the PodMonitor's label convention (namespace, pod, isvc, side canary|stable)
+    # the model servers: the PodMonitor's label convention (namespace, pod, isvc; version from the server)
     pm = next(o for o in mon if o["kind"] == "PodMonitor")
     job = jobs[f"podMonitor/{namespace}/{pm['metadata']['name']}/0"]
     pme = pm["spec"]["podMetricsEndpoints"][0]
@@ -146,7 +146,7 @@ def test_operator_turns_the_charts_monitors_and_rules_into_prometheus_configurat
                "__meta_kubernetes_pod_labelpresent_serving_kserve_io_inferenceservice" in r.get("source_labels", [])
                for r in relabels), json.dumps(relabels)
     wanted = [_relabel(r) for r in pme["relabelings"]]
-    assert {w.get("target_label") for w in wanted} >= {"namespace", "isvc", "side"}
+    assert {w.get("target_label") for w in wanted} >= {"namespace", "pod", "isvc"}
     assert _in_order(wanted, relabels), json.dumps([wanted, relabels])
 
     # the rule files: every alert and recording rule of the chart's PrometheusRule, accepted by the operator

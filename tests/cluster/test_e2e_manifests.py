@@ -1,6 +1,7 @@
 """What the e2e loop and `modelops demo` apply, checked by the real API server without a node: server-side
-dry-run of the RetrainSchedule and ModelDeployment (CRD schema and CEL rules), the storage, Prometheus and
-data-server manifests, the chart rendered with the e2e values, and the InferenceService the operator builds
+dry-run of the RetrainSchedule and ModelDeployment (CRD schema and CEL rules), the storage, the `Prometheus`
+(against the Prometheus Operator's own CRDs) and data-server manifests, the chart rendered with the e2e values
+(its ServiceMonitors, PodMonitor and PrometheusRule included), and the InferenceService the operator builds
 for that ModelDeployment (KServe's real CRD; its live webhooks judge it in tests/cluster/test_kserve_webhooks.py)."""
 
 from __future__ import annotations
@@ -27,27 +28,49 @@ def dry_run(kube: Any, objs: list[dict[str, Any]], namespace: str) -> None:
                  "-f", "-", input=body)
 
 
+def install_prometheus_operator_crds(kube: Any) -> None:
+    """The Prometheus Operator's CRDs from its build cache (server-side applied, as the loop installs them)."""
+    from modelops_dev.cluster import versions
+    from modelops_dev.cluster.build import serving_ready
+    from modelops_dev.e2e import kserve, prometheus_operator
+
+    if not serving_ready("prometheus-operator"):
+        pytest.fail("the Prometheus Operator is not built; run: modelops cluster build-serving prometheus-operator",
+                    pytrace=False)
+    crds, _ = kserve.split_crds(prometheus_operator.load_dir(versions.serving_dir("prometheus-operator") / "crds"))
+    check, run = kserve.run_kubectl(str(kube.bin_dir / "kubectl"), kube.env())
+    installer = kserve.Installer(check, run, progress=lambda _m: None)
+    installer.apply(crds, "Prometheus Operator CRDs")
+    installer.wait_crds(crds)
+
+
 def test_loop_resources_pass_the_api_server(kube_crds: Any, namespace: str) -> None:
-    prom = f"http://prometheus.{namespace}.svc:9090"
+    install_prometheus_operator_crds(kube_crds)
+    prom = f"http://{loop.PROMETHEUS_SVC}.{namespace}.svc:9090"
     dry_run(kube_crds, [loop.retrain_schedule(namespace, prom), loop.model_deployment(namespace)], namespace)
     dry_run(kube_crds, loop.storage(namespace, loop.release_name(namespace), Path("/tmp/x")), namespace)
-    for f in ("prometheus.yaml", "data-server.yaml"):
-        kube_crds.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(REPO / "manifests/e2e" / f))
+    dry_run(kube_crds, loop.prometheus_objects(namespace), namespace)
+    kube_crds.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(REPO / "manifests/e2e/data-server.yaml"))
 
 
 def test_chart_with_e2e_values_passes_the_api_server(kube_crds: Any, namespace: str) -> None:
+    install_prometheus_operator_crds(kube_crds)  # the e2e values render the chart's monitoring objects always
     release = loop.release_name(namespace)
     # --validate: rendered against the live API server (capabilities, kubeVersion), not helm's defaults
     proc = subprocess.run(
         [str(kube_crds.bin_dir / "helm"), "template", "--validate", release, str(REPO / "charts/modelops"), "-n", namespace,
          "-f", str(REPO / "manifests/e2e/values.yaml"), "--set", f"operator.watchNamespaces={{{namespace}}}",
-         "--set", f"prometheus.url=http://prometheus.{namespace}.svc:9090"],
+         "--set", f"prometheus.url=http://{loop.PROMETHEUS_SVC}.{namespace}.svc:9090"],
         capture_output=True, text=True, env=kube_crds.env())
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     docs = [d for d in yaml.safe_load_all(out) if d]
     kinds = {d["kind"] for d in docs}
-    assert {"Deployment", "PersistentVolumeClaim", "ConfigMap"} <= kinds
+    assert {"Deployment", "PersistentVolumeClaim", "ConfigMap", "ServiceMonitor", "PodMonitor", "PrometheusRule"} <= kinds
+    # the loop's `Prometheus` selects them by the label the e2e values add
+    for d in docs:
+        if d["kind"] in ("ServiceMonitor", "PodMonitor", "PrometheusRule"):
+            assert loop.PROMETHEUS_SELECTOR.items() <= d["metadata"]["labels"].items(), d["metadata"]
     pvc = next(d for d in docs if d["kind"] == "PersistentVolumeClaim")
     assert pvc["metadata"]["name"] == f"{release}-mlflow"  # what the storage() PV is pre-bound to
     config = next(d for d in docs if d["kind"] == "ConfigMap" and "MODELOPS_NAMESPACES" in d.get("data", {}))

@@ -38,7 +38,10 @@ def e2e_kube() -> Kube:
 
 @pytest.fixture
 def e2e_loop(e2e_kube: Kube, request: pytest.FixtureRequest) -> Iterator[Loop]:
-    ns = f"modelops-e2e-{uuid.uuid4().hex[:6]}"
+    # MODELOPS_E2E_NAMESPACE: run in a namespace kept by an earlier run (MODELOPS_E2E_KEEP=1); every install
+    # step is idempotent (server-side apply, helm upgrade --install), so a run that failed while installing
+    # goes on from there
+    ns = os.environ.get("MODELOPS_E2E_NAMESPACE") or f"modelops-e2e-{uuid.uuid4().hex[:6]}"
     work = DUMPS / ns
     loop = Loop(e2e_kube, ns, Timeline(), work_dir=work)
     request.node.e2e_loop = loop

@@ -1,8 +1,11 @@
 """The whole loop for real on a node, with KServe's own controller, webhooks, agent and storage initializer and
 Traefik as the Gateway API data plane: train v1 in a Job -> serve -> shifted traffic (to the gateway only; the
 payloads logged by KServe's agent) -> drift -> a drift-triggered Job trains v2 -> canary with Prometheus
-analysis, the split measured at the gateway at each step -> promoted (MLflow champion alias moves) -> a bad
-canary (a version its clients cannot use) rolled back through KServe.
+analysis, the split measured at the gateway at each step -> approved in the console ->
+promoted (MLflow champion alias moves) -> a bad
+canary (a version its clients cannot use: Ready, answering 422) fails the sample's built-in analysis and is
+rolled back through KServe. Prometheus is run by the Prometheus Operator from the chart's ServiceMonitors,
+PodMonitor and PrometheusRule only; the operator's own series and every dashboard panel are checked at the end.
 
 The same code runs `modelops demo` (modelops_dev.e2e.loop). The model namespace enforces the `restricted` Pod
 Security Standard, so every Pod of the loop (trainer Jobs, MLflow, the exporter, predictors with KServe's
@@ -16,6 +19,7 @@ import re
 
 import pytest
 
+from modelops_dev.e2e.console import approver_username
 from modelops_dev.e2e.loop import MODEL, NAMESPACE_LABELS, SPLIT_MIN_REQUESTS, Loop
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(5400)]
@@ -70,6 +74,12 @@ def test_full_loop(e2e_loop: Loop) -> None:
         assert loop.alias("champion") == "2"
         promoted = [h for h in md.get("history") or [] if h.get("version") == "2"]
         assert promoted and promoted[0]["result"] == "Promoted", md.get("history")
+        # issue 18: the promotion waited for a person, approved in the console (its HTTP endpoint, as the demo
+        # approver, through TokenReview + SubjectAccessReview); the audit record names that Kubernetes user
+        approver = approver_username(loop.ns)
+        assert loop.approval["record"]["actor"] == approver and loop.approval["record"]["via"] == "console", loop.approval
+        decision = promoted[0].get("decision") or {}
+        assert (decision.get("action"), decision.get("actor"), decision.get("via")) == ("promote", approver, "console")
         # the rollout went through the canary weights
         weights = {s["weight"] for s in loop.tl.samples}
         assert {25, 60} <= weights, sorted(weights)
@@ -80,6 +90,19 @@ def test_full_loop(e2e_loop: Loop) -> None:
         assert loop.isvc()["spec"]["predictor"]["name"] == "v2" and not loop.isvc()["spec"].get("canary")
         # no request failed at the model servers of the good versions
         assert loop.prom(f'sum(modelops_serving_requests_total{{namespace="{loop.ns}",status!~"2.."}})') in (None, 0.0)
+        # labels (issue 17): the generator's truth for a share of the answered predictions, sent late and out
+        # of order by the Ce-Id the client set, joined at the exporter with what KServe's agent logged
+        fed = loop.label_report()
+        print(json.dumps({"labels": fed}))
+        # a failed post (the API server's proxy busy) is retried: nothing is lost, but most posts go through
+        assert fed["outcomes"].get("joined", 0) > 0 and fed["failed_posts"] <= fed["posts"], fed
+        # a label is unmatched only when the agent's response event never reached the exporter
+        assert fed["outcomes"].get("unmatched", 0) <= 0.02 * fed["sent"], fed
+        # realised (from the labels) and estimated (CBPE, no labels) quality per version, read from Prometheus
+        quality = [s.get("quality") or {} for s in loop.tl.samples]
+        assert any("auc" in (q.get("realised") or {}).get("1", {}) for q in quality), quality[-3:]
+        assert any("auc" in (q.get("estimated") or {}).get("1", {}) for q in quality), quality[-3:]
+        assert any((q.get("realised") or {}).get("2") for q in quality), quality[-3:]
 
         bad = loop.bad_canary()
     finally:
@@ -94,4 +117,19 @@ def test_full_loop(e2e_loop: Loop) -> None:
     assert (loop.md()["status"].get("stable") or {}).get("version") == "2"
     # the bad version's answers were the clients' own failures (422), seen at the gateway
     assert loop.traffic is not None and loop.traffic.answers.get("HTTP 422", 0) > 0, loop.traffic.answers
+    # it served (Ready, answering) and failed the sample's built-in success-rate: an analysis failure, not a deadline
+    assert bad["history"]["reason"] == "AnalysisFailed", bad["history"]
+    assert "success-rate" in bad["history"].get("message", ""), bad["history"]
+
+    # issue 14: Prometheus is the Prometheus Operator's, configured only by the chart's monitoring objects
+    config = loop.prometheus_config()
+    jobs = sorted(j["job_name"] for j in config["scrape_configs"])
+    assert all(j.split("/")[0] in ("serviceMonitor", "podMonitor") for j in jobs), jobs
+    # the operator's own metrics, scraped through the chart's ServiceMonitor
+    found = loop.check_operator_metrics()
+    assert any("modelops_rollout_rollbacks_total" in n for n in found["modelops_rollout_"]), found
+    assert any("modelops_retrain_runs_total" in n for n in found["modelops_retrain_"]), found
+    # every panel of the shipped dashboard returns data from this Prometheus
+    rows = loop.check_dashboard()
+    print(json.dumps({"dashboard": rows}))
     print(json.dumps(loop.tl.to_json()["stage_seconds"]))

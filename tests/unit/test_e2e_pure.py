@@ -1,6 +1,6 @@
 """Pure parts of the e2e loop: names, the analysis queries of the e2e ModelDeployment, the route weights the
-gateway traffic reads, the V2 request body, the data server's files, and the Prometheus relabelling that
-gives predictor series their `side`."""
+gateway traffic reads, the V2 request body, the data server's files, the `Prometheus` object that the
+Prometheus Operator runs for the loop, and the dashboard's queries."""
 
 from __future__ import annotations
 
@@ -12,7 +12,15 @@ import pytest
 import yaml
 
 from modelops_dev.e2e.gateway_traffic import route_weights, v2_inputs
-from modelops_dev.e2e.loop import IMAGES, NAMESPACE_LABELS, model_deployment, release_name
+from modelops_dev.e2e.loop import (
+    IMAGES,
+    NAMESPACE_LABELS,
+    PROMETHEUS_SELECTOR,
+    dashboard_queries,
+    model_deployment,
+    prometheus_objects,
+    release_name,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -44,16 +52,16 @@ def test_v2_inputs_one_tensor_per_column() -> None:
     assert got["c"]["datatype"] == "BYTES" and got["c"]["data"] == ["x", None]
 
 
-def test_analysis_selects_the_pods_of_each_side() -> None:
-    """KServe names every predictor's Deployment `{isvc}-{predictor}-predictor`, the stable one included, so a
-    side is selected by its revision (the predictor name), and success means a 2xx answer."""
+def test_the_loops_analysis_is_the_samples_builtin_metrics_unchanged() -> None:
+    """Issue 14: the e2e ModelDeployment's analysis is the canary sample's metrics as they are (built-ins over
+    the chart's label convention, a side selected by its version)."""
+    sample = yaml.safe_load((REPO / "manifests/samples/modeldeployment-canary.yaml").read_text())
     md = model_deployment("ns")
-    metrics = {m["name"]: m["query"] for m in md["spec"]["rollout"]["analysis"]["metrics"]}
-    for q in metrics.values():
-        assert 'pod=~"{{name}}-{{revision}}-predictor-.*"' in q and "side=" not in q
-    assert 'status=~"2.."' in metrics["success-rate"]
-    pod = re.compile("^churn-v2-predictor-.*$")
-    assert pod.match("churn-v2-predictor-5d8f9c7b6d-x2x9z") and not pod.match("churn-v12-predictor-5d8f-x")
+    assert md["spec"]["rollout"]["analysis"]["metrics"] == sample["spec"]["rollout"]["analysis"]["metrics"]
+    assert {k: v for k, v in md["spec"]["rollout"]["analysis"].items() if k != "inconclusiveLimit"} == \
+        sample["spec"]["rollout"]["analysis"]
+    assert {m.get("builtin") for m in md["spec"]["rollout"]["analysis"]["metrics"]} == {"success-rate", "latency-p99"}
+    assert not any("query" in m for m in md["spec"]["rollout"]["analysis"]["metrics"])
 
 
 def test_the_loop_needs_the_serving_images_and_a_restricted_namespace() -> None:
@@ -71,29 +79,30 @@ def test_data_server_serves_an_incompatible_file() -> None:
     assert re.sub(r"^customer_age,", "age_years,", header) == "age_years,gender,dependent_count"
 
 
-def test_prometheus_side_relabelling() -> None:
-    docs = list(yaml.safe_load_all((REPO / "manifests/e2e/prometheus.yaml").read_text()))
-    cfg = yaml.safe_load(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["prometheus.yml"])
-    job = next(j for j in cfg["scrape_configs"] if j["job_name"] == "kserve-predictors")
-    rule = next(r for r in job["relabel_configs"] if r.get("replacement") == "canary")
-    canary = re.compile(f"^(?:{rule['regex']})$")  # Prometheus anchors relabel regexes
-    assert canary.match("churn-v2-predictor") and canary.match("churn-u1a2b3c4d-predictor")
-    assert not canary.match("churn-predictor") and not canary.match("my-v2-model-predictor-x")
+def test_the_loops_prometheus_is_an_operator_object_selecting_the_charts_monitors() -> None:
+    """No hand-written scrape configuration: a `Prometheus` selecting, in its own namespace, the ServiceMonitors,
+    PodMonitor and PrometheusRule that the e2e values label, with discovery rights in that namespace only."""
+    assert not (REPO / "manifests/e2e/prometheus.yaml").exists()
+    objs = {o["kind"]: o for o in prometheus_objects("ns")}
+    prom = objs["Prometheus"]["spec"]
+    for key in ("serviceMonitorSelector", "podMonitorSelector", "ruleSelector"):
+        assert prom[key] == {"matchLabels": PROMETHEUS_SELECTOR}, key
+    assert not any(k.endswith("NamespaceSelector") for k in prom)  # its own namespace only
+    assert "additionalScrapeConfigs" not in prom
+    assert prom["securityContext"]["runAsNonRoot"] and prom["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert objs["Role"]["metadata"]["namespace"] == "ns" and "ClusterRole" not in objs
+    values = yaml.safe_load((REPO / "manifests/e2e/values.yaml").read_text())
+    assert values["monitoring"]["additionalLabels"] == PROMETHEUS_SELECTOR
+    assert values["monitoring"]["prometheusOperator"] == "always"
 
 
-def test_e2e_prometheus_uses_the_charts_label_convention_and_scrapes_the_operator() -> None:
-    """Issue 14: the e2e scrape config and the chart's PodMonitor put the same labels on model-server series,
-    and the operator's /metrics (the chart's container port named metrics) is scraped with its own labels."""
-    docs = list(yaml.safe_load_all((REPO / "manifests/e2e/prometheus.yaml").read_text()))
-    cfg = yaml.safe_load(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["prometheus.yml"])
-    jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
-    e2e_side = next(r["regex"] for r in jobs["kserve-predictors"]["relabel_configs"] if r.get("replacement") == "canary")
-    chart = (REPO / "charts/modelops/templates/monitoring.yaml").read_text()
-    assert f"regex: {e2e_side}" in chart
-    assert {r["target_label"] for r in jobs["kserve-predictors"]["relabel_configs"] if "target_label" in r} >= {
-        "namespace", "isvc", "side"}
-    op = jobs["modelops-operator"]
-    assert op["honor_labels"] is True
-    keep = {r["regex"] for r in op["relabel_configs"] if r.get("action") == "keep"}
-    assert keep == {"operator", "metrics"}
-    assert "- name: metrics" in (REPO / "charts/modelops/templates/operator-deployment.yaml").read_text()
+def test_every_dashboard_panel_query_is_found_with_its_variables_set() -> None:
+    dashboard = {"panels": [
+        {"title": "a", "targets": [{"expr": 'x{namespace=~"$namespace", model=~"$model"}'}, {"expr": "y"}]},
+        {"title": "row", "type": "row", "panels": [{"title": "b", "targets": [{"expr": 'z{namespace=~"${namespace}"}'}]}]},
+        {"title": "text", "type": "text"}]}
+    assert dashboard_queries(dashboard, "ns1", "churn") == [
+        ("a", 'x{namespace=~"ns1", model=~"churn"}'), ("a", "y"), ("b", 'z{namespace=~"ns1"}')]
+    shipped = yaml.safe_load((REPO / "charts/modelops/dashboards/modelops-overview.json").read_text())
+    queries = dashboard_queries(shipped, "ns1", "churn")
+    assert len({t for t, _ in queries}) >= 8 and not any("$" in q for _, q in queries)

@@ -9,10 +9,13 @@
 3. The loop (modelops_dev.e2e.loop, the code the e2e tier tests): install the serving stack (real KServe with
    its webhooks, Traefik as the Gateway API data plane), then the chart with MLflow, the drift exporter,
    Prometheus; train v1 -> serve -> shifted traffic to the gateway (payloads logged by KServe's agent) ->
-   drift -> retrain v2 -> canary with Prometheus analysis, split at the gateway -> promote -> a bad canary
-   rolled back. A timeline is printed as it happens, then written to build/demo/timeline.json with a plot
-   (build/demo/loop.png).
-4. Where to look: MLflow UI, `kubectl get modelops`, the drift report.
+   drift -> retrain v2 -> canary with Prometheus analysis, split at the gateway -> approval in the console
+   (the URL and a demo approver's token are printed) -> promote -> a bad canary
+   rolled back. Labels for half the answered predictions follow, late and out of order, by inference id
+   (the generator knows the truth). A timeline is printed as it happens, then written to
+   build/demo/timeline.json with plots (build/demo/loop.png; build/demo/quality.png: realised and estimated
+   quality per version).
+4. Where to look: the console, MLflow UI, `kubectl get modelops`, the drift report.
 
 `modelops demo --down` stops the node and the control plane and removes their data.
 """
@@ -61,7 +64,7 @@ def demo_up() -> None:
     from modelops_dev.cluster.build import ensure_binaries, ensure_serving
     from modelops_dev.e2e.kube import Kube
     from modelops_dev.e2e.loop import IMAGES, Loop, Timeline
-    from modelops_dev.e2e.plot import plot_timeline
+    from modelops_dev.e2e.plot import plot_quality, plot_timeline
     from modelops_dev.host import docker_ready, ensure_daemon
     from modelops_dev.images import ROLES, image_exists
 
@@ -106,20 +109,29 @@ def demo_up() -> None:
         Loop(kube, DEMO_NAMESPACE, Timeline(), work_dir=work).uninstall()
     timeline = Timeline(echo=typer.echo)
     loop = Loop(kube, DEMO_NAMESPACE, timeline, work_dir=work)
+    # the approval step: v2 waits for a person in the console (URL and token printed when it is held); on a
+    # terminal for MODELOPS_DEMO_APPROVAL_WAIT seconds (default 600), then, or at once when not on a
+    # terminal, the demo approver's Approve request is made for them (modelops_dev.e2e.console)
+    loop.approval_wait = float(os.environ.get("MODELOPS_DEMO_APPROVAL_WAIT", "600" if sys.stdin.isatty() else "0"))
     try:
         loop.run()
     finally:
-        data = {**timeline.to_json(), "setup_seconds": durations, "measured_splits": loop.splits}
+        data = {**timeline.to_json(), "setup_seconds": durations, "measured_splits": loop.splits,
+                "labels": loop.label_report()}
         (work / "timeline.json").write_text(json.dumps(data, indent=1))
         if timeline.samples:
             png = plot_timeline(data, work / "loop.png")
             typer.echo(f"plot: {png}")
+            typer.echo(f"quality plot: {plot_quality(data, work / 'quality.png')}")
         if loop.traffic:
             typer.echo(f"answers at the gateway: {dict(loop.traffic.answers)}")
 
     _step("4/4 done in {:.0f}s (cluster {}s, images {}s, loop stages {})".format(
         time.monotonic() - t0, durations["cluster"], durations["images"], timeline.stages))
     release = loop.release
+    rec = loop.approval.get("record") or {}
+    how = "in the browser" if loop.approval.get("how") == "person" else "the demo made the Approve request"
+    approved = f"by {rec.get('actor')} via {rec.get('via')} ({how})" if rec else "(no approval step ran)"
     bin_dir = Path(kube.kubectl_bin).parent
     typer.echo(f"""Look around (`modelops demo --down` stops everything):
   export KUBECONFIG={kubeconfig} PATH={bin_dir}:$PATH
@@ -131,9 +143,13 @@ def demo_up() -> None:
   # drift report (Evidently HTML) and metrics of the drift exporter:
   kubectl port-forward -n {DEMO_NAMESPACE} svc/{release}-drift-exporter 8080:8080
   #   http://127.0.0.1:8080/reports/churn   http://127.0.0.1:8080/drift/churn
-  # Prometheus: kubectl port-forward -n {DEMO_NAMESPACE} svc/prometheus 9090:9090
+  # the console (overview, model page, approvals; sign in with the demo approver's token in
+  #   {work / 'approver-token'}, user system:serviceaccount:{DEMO_NAMESPACE}:demo-approver):
+  kubectl port-forward -n {DEMO_NAMESPACE} svc/{release}-console 8081:80   # then http://127.0.0.1:8081
+  #   v2 was approved {approved}
+  # Prometheus (run by the Prometheus Operator from the chart's monitors): kubectl port-forward -n {DEMO_NAMESPACE} svc/prometheus-operated 9090:9090
   # the gateway: kubectl port-forward -n traefik svc/traefik 8000:8000, Host: {(loop.md().get('status', {}).get('traffic') or {}).get('hostname')}
-  timeline: {work / 'timeline.json'}   plot: {work / 'loop.png'}""")
+  timeline: {work / 'timeline.json'}   plots: {work / 'loop.png'} {work / 'quality.png'}""")
 
 
 def demo_down() -> None:

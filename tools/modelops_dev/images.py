@@ -77,7 +77,7 @@ GO_ROLES: dict[str, tuple[str, str, str, str, str]] = {
     "traefik": ("build/serving/traefik", "/traefik", "65532:65532", "Traefik", "MIT"),
     "prometheus-operator": ("build/serving/operator", "/operator", "65532:65532", "Prometheus Operator",
                             "Apache-2.0"),
-    "prometheus-config-reloader": ("build/serving/prometheus-config-reloader", "/prometheus-config-reloader",
+    "prometheus-config-reloader": ("build/serving/prometheus-config-reloader", "/bin/prometheus-config-reloader",
                                    "65532:65532", "Prometheus config reloader", "Apache-2.0"),
     "prometheus": ("build/prometheus/prometheus", "/bin/prometheus", "65534:65534", "Prometheus", "Apache-2.0"),
 }

@@ -25,6 +25,8 @@ from modelops.console.auth import COOKIE, Authenticator, User
 from modelops.console.config import ConsoleSettings
 from modelops.console.kube import Kube, KubeError
 from modelops.console.mirror import Mirror
+from modelops.console.overview import Overview
+from modelops.console.overview import page as overview_page
 from modelops.console.sources import DriftExporter, Mlflow, Prometheus, SourceError, gather_quiet, predict
 from modelops.desired import approval_link as links
 from modelops.desired import audit
@@ -37,6 +39,8 @@ VERSION_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 PAGE_SIZE = 100
 #: seconds the model page reuses MLflow's version list and aliases (the approval view reads them fresh)
 MODEL_PAGE_MAX_AGE = 5.0
+#: seconds the overview reuses Prometheus' drift shares
+DRIFT_MAX_AGE = 5.0
 KIND_TITLES = {"modeldeployments": "ModelDeployment", "retrainschedules": "RetrainSchedule"}
 
 
@@ -186,12 +190,23 @@ def create_app(settings: ConsoleSettings, kube: Kube | None = None) -> FastAPI:
             return [o for m in ms for o in m.objects()]
         return await state.kube.list_objects(plural, namespaces)
 
-    derived: dict[str, Any] = {}  # the last overview's rows, reused while no object and no drift share changed
+    rows_cache = Overview(tpl.env)  # rows and their HTML per object version (console/overview.py)
+    drift_cache: dict[str, Any] = {"at": -1e9, "value": None}
+    drift_lock = asyncio.Lock()
+
+    async def drift_shares() -> list[dict[str, Any]] | str:
+        """Prometheus' drift share per model, reused for DRIFT_MAX_AGE seconds and fetched by one request at a
+        time (the page refreshes itself every 5 s; a scrape is 15-60 s apart)."""
+        async with drift_lock:
+            if time.monotonic() - drift_cache["at"] >= DRIFT_MAX_AGE:
+                got = await gather_quiet(state.prom.query("max by (model) (modelops_drift_share)"))
+                drift_cache.update(at=time.monotonic(), value=got[0])
+            value: list[dict[str, Any]] | str = drift_cache["value"]
+            return value
 
     async def overview_rows(page: int = 1, ns: str = "") -> dict[str, Any]:
-        mds, rss, drift = await gather_quiet(
-            objects_of("modeldeployments"), objects_of("retrainschedules"),
-            state.prom.query("max by (model) (modelops_drift_share)"))
+        mds, rss, drift = await gather_quiet(objects_of("modeldeployments"), objects_of("retrainschedules"),
+                                             drift_shares())
         shares: dict[str, float] = {}
         errors = []
         if isinstance(drift, str):
@@ -203,22 +218,17 @@ def create_app(settings: ConsoleSettings, kube: Kube | None = None) -> FastAPI:
                 except (KeyError, ValueError, TypeError):
                     continue
         ms = [*(mirrors.get("modeldeployments") or []), *(mirrors.get("retrainschedules") or [])]
-        key = (tuple(id(m) for m in ms), tuple(m.version for m in ms), tuple(sorted(shares.items())), ns)
-        if ms and all(m.ready.is_set() for m in ms) and derived.get("key") == key:
-            all_md, all_rs = derived["md"], derived["rs"]
-        else:
-            if ns:
-                mds = [o for o in mds if (o.get("metadata") or {}).get("namespace") == ns]
-                rss = [o for o in rss if (o.get("metadata") or {}).get("namespace") == ns]
-            all_md = views.sort_rows([views.md_row(o, shares) for o in mds])
-            all_rs = views.sort_rows([views.rs_row(o) for o in rss])
-            derived.update(key=key, md=all_md, rs=all_rs)
-        md_rows = views.page_of(all_md, page, PAGE_SIZE)
-        rs_rows = views.page_of(all_rs, page, PAGE_SIZE)
+        key = None
+        if ms and all(m.ready.is_set() for m in ms):
+            key = (tuple(id(m) for m in ms), tuple(m.version for m in ms), tuple(sorted(shares.items())))
+        all_md, all_rs = rows_cache.sorted_rows(key, mds, rss, shares)
+        md_rows = overview_page(all_md, ns, page, PAGE_SIZE)
+        rs_rows = overview_page(all_rs, ns, page, PAGE_SIZE)
         return {"deployments": md_rows["rows"], "schedules": rs_rows["rows"], "errors": errors, "time": _now(),
                 "page": page, "ns": ns, "pages": max(md_rows["pages"], rs_rows["pages"]),
                 "totals": {"deployments": md_rows["total"], "schedules": rs_rows["total"],
-                           "awaiting": md_rows["awaiting"] + rs_rows["awaiting"]}}
+                           "awaiting": md_rows["awaiting"] + rs_rows["awaiting"]},
+                "html": {"deployments": md_rows["html"], "schedules": rs_rows["html"]}}
 
     @app.get("/", response_class=HTMLResponse)
     async def overview(request: Request, page: int = 1, ns: str = "") -> HTMLResponse:
@@ -229,15 +239,20 @@ def create_app(settings: ConsoleSettings, kube: Kube | None = None) -> FastAPI:
             data = await overview_rows(page, ns)
         except KubeError as exc:
             raise HTTPException(502, f"API server: {exc}") from None
-        return render(request, "overview.html", user, **data)
+        html = data.pop("html")
+        return render(request, "overview.html", user, deployments_html=html["deployments"],
+                      schedules_html=html["schedules"], **data)
 
     @app.get("/api/overview")
-    async def overview_json(request: Request, page: int = 1, ns: str = "") -> dict[str, Any]:
+    async def overview_json(request: Request, page: int = 1, ns: str = "") -> Response:
         await require_user(request)
         if page < 1 or (ns and not NAME_RE.match(ns)):
             raise HTTPException(400, "page must be >= 1 and ns a namespace name")
         try:
-            return await overview_rows(page, ns)
+            data = await overview_rows(page, ns)
+            data.pop("html")
+            # the rows are JSON already (str, numbers, None, lists): no jsonable_encoder walk over 200 rows
+            return JSONResponse(data)
         except KubeError as exc:
             raise HTTPException(502, f"API server: {exc}") from None
 

@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from modelops.api.types import Sample
+from modelops.api.types import ModelRef, Sample, serving_name
 from modelops.decide import quality as q
 from modelops.decide.builtin_metrics import query_of
 
@@ -68,6 +68,18 @@ class Check:
         if self.message:
             out["message"] = self.message
         return out
+
+
+def served_version(side: Mapping[str, Any] | None) -> str:
+    """What {{version}} renders to for one side (`status.stable` / `status.canary`): the registry version, or
+    for a plain storage URI the name it serves under (`uXXXXXXXX`); both are what the operator gives the model
+    server as MODELOPS_MODEL_VERSION, so they match the `version` label of its series. "" without a side."""
+    side = side or {}
+    if side.get("version"):
+        return str(side["version"])
+    if side.get("storageUri"):
+        return serving_name(ModelRef(storage_uri=str(side["storageUri"])))
+    return ""
 
 
 def render(template: str, values: Mapping[str, str]) -> str:

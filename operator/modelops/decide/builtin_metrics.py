@@ -7,9 +7,15 @@ and the CRD's field descriptions repeat it):
 - `namespace`  the model server Pod's namespace;
 - `isvc`       its InferenceService (KServe's `serving.kserve.io/inferenceservice` Pod label), which is the
                ModelDeployment's name;
-- `side`       `canary` for Pods of a Standard-mode canary predictor (`<isvc>-<vN|uXXXXXXXX>-predictor`),
-               else `stable`;
-- `version`    the served registry version (the model server puts it on its own series).
+- `version`    what the model server serves: the registry version ("3"), or `uXXXXXXXX` for a plain storage
+               URI (the operator passes it as MODELOPS_MODEL_VERSION; the model server puts it on its own
+               series). It tells the two sides of a canary apart: the analysis renders {{version}} as the
+               analysed side's version.
+
+There is no `side` label on model-server series: KServe names every predictor Deployment
+`<isvc>-<predictor>-predictor` (the stable one too), and a canary's Pods become the stable side on promotion
+without being replaced, so nothing on a Pod says which side it is. A query says which side it reads through
+{{version}} (or {{revision}}, the predictor name `vN`/`uXXXXXXXX`, on the `pod` label).
 
 The series are the model server's own (operator/modelops/serving/metrics.py):
 `modelops_serving_requests_total{status}` and `modelops_serving_request_duration_seconds` (every REST
@@ -17,7 +23,14 @@ request, the fast path included, and gRPC).
 
 A metric with `builtin: <name>` needs no `query`; its thresholds (`thresholdRange`, `baseline`,
 `minSamples`) are the author's, as for a custom query. The templates use the analysis placeholders
-({{namespace}}, {{name}}, {{side}}, {{interval}}), so they render like any custom query.
+({{namespace}}, {{name}}, {{version}}, {{interval}}), so they render like any custom query.
+
+What counts as a failed request: a 5xx, and a 422. The model server answers 422 to a well-formed request that
+does not fit the served version's input schema (a missing or renamed feature, a value of the wrong type): when
+the clients' requests fit the stable version and not the canary, the canary's input contract is broken and
+Flagger's "non-5xx" would pass it while it refuses all of its traffic. Malformed requests (400, 413) are the
+clients' fault and count as answered. A client that sends some 422-worthy rows to both sides lowers both
+success rates: compare with the stable side (`baseline`) instead of an absolute `thresholdRange` then.
 """
 
 from __future__ import annotations
@@ -26,7 +39,7 @@ from collections.abc import Mapping
 from typing import Any
 
 #: The label selector of one side of one InferenceService (the label convention above).
-SELECTOR = 'namespace="{{namespace}}",isvc="{{name}}",side="{{side}}"'
+SELECTOR = 'namespace="{{namespace}}",isvc="{{name}}",version="{{version}}"'
 REQUESTS = "modelops_serving_requests_total"
 DURATION = "modelops_serving_request_duration_seconds"
 
@@ -39,14 +52,15 @@ def _quantile(q: str) -> str:
     return f"histogram_quantile({q}, sum by (le) ({_rate(DURATION + '_bucket')}))"
 
 
-_5XX = ',status=~"5.."'
-_NOT_5XX = ',status!~"5.."'
+#: the statuses that count as failed requests (5xx, and 422: the version refuses what its clients send)
+_FAILED = ',status=~"5..|422"'
+_NOT_FAILED = ',status!~"5..|422"'
 #: name -> (PromQL template, what it measures). A ratio is NaN (no data, Inconclusive) without traffic.
 BUILTINS: dict[str, tuple[str, str]] = {
-    "success-rate": (f"(sum({_rate(REQUESTS, _NOT_5XX)}) or vector(0)) / sum({_rate(REQUESTS)})",
-                     "share of requests not answered with a 5xx status (0..1)"),
-    "error-rate": (f"(sum({_rate(REQUESTS, _5XX)}) or vector(0)) / sum({_rate(REQUESTS)})",
-                   "share of requests answered with a 5xx status (0..1)"),
+    "success-rate": (f"(sum({_rate(REQUESTS, _NOT_FAILED)}) or vector(0)) / sum({_rate(REQUESTS)})",
+                     "share of requests answered neither 5xx nor 422 (0..1)"),
+    "error-rate": (f"(sum({_rate(REQUESTS, _FAILED)}) or vector(0)) / sum({_rate(REQUESTS)})",
+                   "share of requests answered 5xx or 422 (0..1)"),
     "request-rate": (f"sum({_rate(REQUESTS)})", "requests per second"),
     "latency-p50": (_quantile("0.5"), "median server-side request latency in seconds"),
     "latency-p90": (_quantile("0.9"), "90th percentile server-side request latency in seconds"),

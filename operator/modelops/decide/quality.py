@@ -24,7 +24,8 @@ Performance trigger (`spec.triggers.performance` of a RetrainSchedule), with the
   * Fewer joined labels than `minLabels` (realised), no series, or a failed query: the condition was not
     observed, `holdingSince` is cleared and nothing fires (reason NotEnoughLabels, NoData, or the query's).
   * It fires at a check where the condition has held for `for` and the previous performance firing is at
-    least `cooldown` ago; blocked by Forbid or suspend, nothing is consumed.
+    least `cooldown` ago; blocked by Forbid or suspend, nothing is consumed (`decide.hold`, the drift
+    trigger's evaluator too). A check that judges another version than the previous one starts a new hold.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 from modelops.api.times import format_time, parse_duration, parse_time
 from modelops.api.types import Sample
+from modelops.decide import hold
+from modelops.decide.hold import held
 from modelops.formats.quality import (
     DEFAULT_QUALITY_MIN_LABELS,
     ESTIMATED_SERIES,
@@ -220,7 +223,7 @@ def performance_status(state: PerformanceState) -> dict[str, Any]:
 
 
 def performance_check_due(state: PerformanceState, cfg: PerformanceConfig, now: datetime) -> bool:
-    return state.last_check is None or (now - state.last_check).total_seconds() >= cfg.check_interval_seconds
+    return hold.check_due(state.last_check, cfg.check_interval_seconds, now)
 
 
 def training_value(runs: Sequence[Mapping[str, Any]], version: str, metric: str) -> float | None:
@@ -304,24 +307,9 @@ def evaluate_performance(state: PerformanceState, cfg: PerformanceConfig, obs: P
         new = PerformanceState(now, version, value, labels, trained, None, state.last_fired, msg)
         return PerformanceDecision(new, "False", "QualityHealthy", msg)
     cond = f"{at}: " + "; ".join(reasons)
-    since = state.holding_since if state.holding_since is not None and state.version == version else now
-    held = (now - since).total_seconds()
-    base = PerformanceState(now, version, value, labels, trained, since, state.last_fired,
-                            f"{cond} since {format_time(since)}")
-    if held < cfg.for_seconds:
-        return PerformanceDecision(base, "True", "Pending",
-                                   f"{cond}, holding for {held:.0f}s of the {cfg.for_seconds:g}s required")
-    if state.last_fired is not None:
-        since_fired = (now - state.last_fired).total_seconds()
-        if since_fired < cfg.cooldown_seconds:
-            return PerformanceDecision(base, "True", "CoolingDown",
-                                       f"{cond}; the last performance run was {since_fired:.0f}s ago, the cooldown "
-                                       f"is {cfg.cooldown_seconds:g}s")
-    if blocked:
-        return PerformanceDecision(base, "True", "Blocked", f"{cond} for {held:.0f}s; not started: {blocked}")
-    eligible = since + timedelta(seconds=cfg.for_seconds)
-    if state.last_fired is not None:
-        eligible = max(eligible, state.last_fired + timedelta(seconds=cfg.cooldown_seconds))
-    fired = PerformanceState(now, version, value, labels, trained, since, now, base.message)
-    return PerformanceDecision(fired, "True", "Fired", f"{cond} for {held:.0f}s (for {cfg.for_seconds:g}s): "
-                               "training started", fire=True, key=format_time(eligible))
+    # a different version starts its own hold: the condition of the previous one says nothing of it
+    h = held(cond, state.holding_since if state.version == version else None, state.last_fired, cfg.for_seconds,
+             cfg.cooldown_seconds, now, blocked, "performance")
+    new = PerformanceState(now, version, value, labels, trained, h.since, now if h.fire else state.last_fired,
+                           f"{cond} since {format_time(h.since)}")
+    return PerformanceDecision(new, "True", h.reason, h.message, fire=h.fire, key=h.key)

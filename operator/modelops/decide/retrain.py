@@ -23,14 +23,15 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from modelops.api import ANNOTATION_APPROVE, ANNOTATION_REJECT, ANNOTATION_RETRAIN_REQUESTED
+from modelops.api.audit import ANN_LAST_DECISION, Record
 from modelops.api.types import EVENT_KIND, Event, JobView
 from modelops.api.vocabulary import CHALLENGER_ALIAS, TAG_APPROVAL
-from modelops.decide import outbox
+from modelops.decide import hold, outbox
 from modelops.decide.conditions import Condition, merge_conditions
 from modelops.decide.finite import finite, finite_number
 from modelops.decide.quality import (
@@ -251,10 +252,23 @@ class _Tick:
                                 "webhook": i, "run": dict(run), "attempts": 0,
                                 "createdTime": format_time(self.now)})
 
-    def registry(self, kind: str, run: Mapping[str, Any]) -> None:
-        self.outbox.append({"id": f"{run.get('id')}/{kind}", "kind": kind, "model": self.model,
-                            "version": str(run.get("version", "")), "attempts": 0,
-                            "createdTime": format_time(self.now)})
+    def registry(self, kind: str, run: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> None:
+        item: dict[str, Any] = {"id": f"{run.get('id')}/{kind}", "kind": kind, "model": self.model,
+                                "version": str(run.get("version", "")), "attempts": 0,
+                                "createdTime": format_time(self.now)}
+        if tags:
+            item["tags"] = dict(tags)
+        self.outbox.append(item)
+
+    @staticmethod
+    def cli_record(ann: Mapping[str, str], action: str, version: str) -> Record | None:
+        """The audit record `modelops approve|reject` left with its annotation (issue 18), if it is for this
+        decision: the operator mirrors it into an Event and an MLflow tag (the console mirrors its own)."""
+        try:
+            rec = Record.from_json(ann.get(ANN_LAST_DECISION) or "")
+        except (ValueError, TypeError):
+            return None
+        return rec if (rec.via, rec.action, rec.version) == ("cli", action, version) else None
 
     # 1. what the Jobs say
     def observe_runs(self) -> None:
@@ -395,7 +409,11 @@ class _Tick:
             run["state"] = state
             run["decisionTime"] = format_time(self.now)
             run["message"] = f"{state.lower()} via {key}"
-            self.registry(kind, run)
+            cli = self.cli_record(ann, kind, value)
+            self.registry(kind, run, tags=cli.mlflow_tags() if cli else None)
+            if cli is not None:
+                ev = cli.event()
+                self.event(ev["type"], ev["reason"], ev["message"])  # type: ignore[arg-type]
             self.event("Normal", state, f"version {value} of {self.model} {state.lower()}"
                        + (f"; alias {CHALLENGER_ALIAS} will point to it" if kind == "approve"
                           else f"; tagged {APPROVAL_TAG}=rejected"))
@@ -475,34 +493,35 @@ class _Tick:
         else:
             self.updates.append(Condition("Scheduled", "False", "NotConfigured", "spec.triggers.schedule is not set"))
 
-        # drift
-        cfg = drift_config(spec)
+        self.evaluate_drift(firings, blocked, suspended)
+        self.evaluate_performance(firings, blocked, suspended)
+        if firings and not blocked:
+            self._start(firings, adm.replace)
+
+    # the two condition triggers: each observes its own condition; when it fires is decide.hold's
+    def evaluate_drift(self, firings: list[Firing], blocked: str, suspended: bool) -> None:
+        now = self.now
+        cfg = drift_config(self.spec)
         if cfg is None:
             self.updates.append(Condition("DriftTrigger", "False", "NotConfigured", "spec.triggers.drift is not set"))
-        elif suspended:
-            state = drift_state(self.st)
+            return
+        state = drift_state(self.st)
+        if suspended:
             self.st["drift"] = drift_status(DriftState(state.last_check, state.value, None, state.last_fired,
                                                        "not evaluated while suspended"))
             self.updates.append(Condition("DriftTrigger", "Unknown", "Suspended",
                                           "spec.suspend is true; the drift query is not evaluated"))
+            return
+        if self.inp.drift_sample is not None:
+            dd: DriftDecision = evaluate_drift(state, cfg, self.inp.drift_sample, now, blocked)
+            self.st["drift"] = drift_status(dd.state)
+            self.updates.append(Condition("DriftTrigger", dd.status, dd.reason, dd.message))
+            if dd.fire:
+                firings.append(Firing("drift", dd.key, dd.message))
+            state = dd.state
         else:
-            state = drift_state(self.st)
-            if self.inp.drift_sample is not None:
-                dd: DriftDecision = evaluate_drift(state, cfg, self.inp.drift_sample, now, blocked)
-                self.st["drift"] = drift_status(dd.state)
-                self.updates.append(Condition("DriftTrigger", dd.status, dd.reason, dd.message))
-                if dd.fire:
-                    firings.append(Firing("drift", dd.key, dd.message))
-                state = dd.state
-            elif not any(c.get("type") == "DriftTrigger" for c in self.old.get("conditions") or []):
-                self.updates.append(Condition("DriftTrigger", "Unknown", "NotEvaluated",
-                                              "the drift query has not been evaluated yet"))
-            nxt = (state.last_check + timedelta(seconds=cfg.check_interval_seconds)) if state.last_check else now
-            self._requeue((nxt - now).total_seconds())
-
-        self.evaluate_performance(firings, blocked, suspended)
-        if firings and not blocked:
-            self._start(firings, adm.replace)
+            self._not_evaluated_yet("DriftTrigger", "the drift query")
+        self._requeue(hold.next_check(state.last_check, cfg.check_interval_seconds, now))
 
     def evaluate_performance(self, firings: list[Firing], blocked: str, suspended: bool) -> None:
         now = self.now
@@ -532,11 +551,14 @@ class _Tick:
             if pd.fire:
                 firings.append(Firing("performance", pd.key, pd.message))
             state = pd.state
-        elif not any(c.get("type") == "PerformanceTrigger" for c in self.old.get("conditions") or []):
-            self.updates.append(Condition("PerformanceTrigger", "Unknown", "NotEvaluated",
-                                          "the model's quality has not been evaluated yet"))
-        nxt = (state.last_check + timedelta(seconds=cfg.check_interval_seconds)) if state.last_check else now
-        self._requeue((nxt - now).total_seconds())
+        else:
+            self._not_evaluated_yet("PerformanceTrigger", "the model's quality")
+        self._requeue(hold.next_check(state.last_check, cfg.check_interval_seconds, now))
+
+    def _not_evaluated_yet(self, condition: str, what: str) -> None:
+        """The trigger's condition Unknown/NotEvaluated until its first check (kept afterwards)."""
+        if not any(c.get("type") == condition for c in self.old.get("conditions") or []):
+            self.updates.append(Condition(condition, "Unknown", "NotEvaluated", f"{what} has not been evaluated yet"))
 
     def _start(self, firings: list[Firing], replace: Sequence[str]) -> None:
         uid = str(self.meta.get("uid", ""))

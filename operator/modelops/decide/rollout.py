@@ -262,6 +262,13 @@ class _Tick:
                 last = None
             if last is not None and last.action == requested_by and last.version == version:
                 actor, via, evidence = last.actor, last.via, last.evidence_sha256
+                if last.via == "cli" and last.action in ("approve", "reject"):
+                    # the console mirrors its own records; the CLI has no MLflow access and its user no
+                    # right to create Events, so the operator mirrors a CLI approval or rejection once, when
+                    # it acts on it (an abort is the operator's abort record itself)
+                    ev = last.event()
+                    self.event(ev["type"], ev["reason"], ev["message"], notify=False)  # type: ignore[arg-type]
+                    self.record(last)
         return Record(action=action, actor=actor, time=ts(self.now), kind="modeldeployments",
                       namespace=self.obs.namespace, name=self.obs.name,
                       model=str((self.spec.get("model") or {}).get("name") or ""), version=version,

@@ -26,6 +26,7 @@ Drift (`spec.triggers.drift`)
     firing is at least `cooldown` ago; while drift persists it fires again every `cooldown`.
   * Blocked by Forbid or suspend, nothing is consumed: it fires at the first check after the block ends
     at which the condition still holds.
+  (Check interval, hold and cooldown are `decide.hold`'s, shared with the performance trigger.)
 
 Manual (`metadata.annotations["modelops.dev/retrain-requested-at"]`)
   * Any value different from `status.lastManualRequest` requests one run. It is consumed at once: when it
@@ -58,6 +59,8 @@ from modelops.api.times import format_time as format_time
 from modelops.api.times import parse_duration as parse_duration
 from modelops.api.times import parse_time as parse_time
 from modelops.api.types import Sample
+from modelops.decide import hold
+from modelops.decide.hold import held
 
 #: The drift query's result (one `api.types.Sample` for every PromQL answer).
 DriftSample = Sample
@@ -186,7 +189,7 @@ class DriftDecision:
 
 def check_due(state: DriftState, cfg: DriftConfig, now: datetime) -> bool:
     """Whether the query should be evaluated at `now`."""
-    return state.last_check is None or (now - state.last_check).total_seconds() >= cfg.check_interval_seconds
+    return hold.check_due(state.last_check, cfg.check_interval_seconds, now)
 
 
 def compare(value: float, comparison: str, threshold: float) -> bool:
@@ -215,26 +218,10 @@ def evaluate_drift(state: DriftState, cfg: DriftConfig, sample: DriftSample, now
     if not compare(value, cfg.comparison, cfg.threshold):
         new = DriftState(now, value, None, state.last_fired, f"{value:g} is not {cfg.comparison} {cfg.threshold:g}")
         return DriftDecision(new, "False", "BelowThreshold", new.message)
-    since = state.holding_since or now
-    held = (now - since).total_seconds()
-    base = DriftState(now, value, since, state.last_fired, f"{cond} since {format_time(since)}")
-    if held < cfg.for_seconds:
-        return DriftDecision(base, "True", "Pending",
-                             f"{cond}, holding for {held:.0f}s of the {cfg.for_seconds:g}s required")
-    if state.last_fired is not None:
-        since_fired = (now - state.last_fired).total_seconds()
-        if since_fired < cfg.cooldown_seconds:
-            return DriftDecision(base, "True", "CoolingDown",
-                                 f"{cond}; the last drift run was {since_fired:.0f}s ago, the cooldown is "
-                                 f"{cfg.cooldown_seconds:g}s")
-    if blocked:
-        return DriftDecision(base, "True", "Blocked", f"{cond} for {held:.0f}s; not started: {blocked}")
-    eligible = since + timedelta(seconds=cfg.for_seconds)
-    if state.last_fired is not None:
-        eligible = max(eligible, state.last_fired + timedelta(seconds=cfg.cooldown_seconds))
-    fired = DriftState(now, value, since, now, base.message)
-    return DriftDecision(fired, "True", "Fired", f"{cond} for {held:.0f}s (for {cfg.for_seconds:g}s): "
-                         "training started", fire=True, key=format_time(eligible))
+    h = held(cond, state.holding_since, state.last_fired, cfg.for_seconds, cfg.cooldown_seconds, now, blocked,
+             "drift")
+    new = DriftState(now, value, h.since, now if h.fire else state.last_fired, f"{cond} since {format_time(h.since)}")
+    return DriftDecision(new, "True", h.reason, h.message, fire=h.fire, key=h.key)
 
 
 # --- firings and Job names --------------------------------------------------------------------------------

@@ -89,6 +89,57 @@ def expected_auc(score: F, p: F) -> float | None:
     return float(np.sum((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1]) / 2))
 
 
+# --- multi-class CBPE -------------------------------------------------------------------------------------
+#
+# A calibrator per class (one-vs-rest isotonic regression of "the label is class k" on the class-k score,
+# fitted on the held-out split), the calibrated rows normalised to sum to 1: p[i, k] is the chance that row i
+# is of class k. The expected confusion matrix of a window is then E[C[k, j]] = sum over rows predicted j of
+# p[i, k]; accuracy is its trace over the rows, F1 the macro average of the per-class F1 of its one-vs-rest
+# counts, AUC the macro average of each class's expected one-vs-rest ROC area (`expected_auc`), as NannyML's
+# multi-class CBPE does.
+#
+#     {"kind": "classification", "method": "isotonic_ovr", "classes": [...],
+#      "per_class": [{"x": [...], "y": [...]}, ...]}          # one per class, in the order of `classes`
+
+
+def calibrate_multiclass(cal: Mapping[str, Any], proba: F) -> F:
+    """Calibrated [N, C] class probabilities (rows sum to 1) of the served [N, C] probabilities."""
+    per_class = cal.get("per_class")
+    if cal.get("method") != "isotonic_ovr" or not isinstance(per_class, list):
+        raise CalibrationError(f"unknown multi-class calibration method {cal.get('method')!r}")
+    if proba.ndim != 2 or proba.shape[1] != len(per_class) or len(per_class) < 2:
+        raise CalibrationError(f"{len(per_class)} class calibrators for probabilities of shape {proba.shape}")
+    p = np.column_stack([calibrate({"method": "isotonic", **c}, proba[:, k]) for k, c in enumerate(per_class)])
+    total = p.sum(axis=1, keepdims=True)
+    # a row every calibrator puts at 0 keeps the served probabilities
+    out: F = np.where(total > 0, p / np.where(total > 0, total, 1.0), proba)
+    return out
+
+
+def cbpe_multiclass(cal: Mapping[str, Any], proba: F, pred: npt.NDArray[np.int64]) -> dict[str, float]:
+    """Estimated accuracy, macro F1 and macro one-vs-rest AUC of a window: ``proba`` the served [N, C] class
+    probabilities, ``pred`` the served class indices (0..C-1)."""
+    n = len(pred)
+    if n == 0:
+        return {}
+    p = calibrate_multiclass(cal, np.asarray(proba, dtype=float))
+    c = p.shape[1]
+    served = np.zeros((n, c))
+    served[np.arange(n), pred] = 1.0
+    # expected confusion matrix: rows the (unknown) true class, columns the served one
+    confusion = p.T @ served
+    tp = np.diag(confusion)
+    fp = confusion.sum(axis=0) - tp
+    fn = confusion.sum(axis=1) - tp
+    denom = 2 * tp + fp + fn
+    f1 = np.divide(2 * tp, denom, out=np.zeros(c), where=denom > 0)
+    out = {"accuracy": float(tp.sum() / n), "f1": float(f1.mean())}
+    aucs = [expected_auc(np.asarray(proba[:, k], dtype=float), p[:, k]) for k in range(c)]
+    if all(a is not None for a in aucs):
+        out["auc"] = float(np.mean([a for a in aucs if a is not None]))
+    return out
+
+
 # --- DLE ------------------------------------------------------------------------------------------------
 
 def tree_predict(tree: Mapping[str, Sequence[Any]], X: F) -> F:

@@ -156,8 +156,9 @@ def run_analysis(rt: Runtime, spec: Mapping[str, Any], namespace: str, name: str
     window = format_duration(analysis_interval(spec))
     revision = {"canary": getattr(observed_isvc, "canary_revision", ""),
                 "stable": getattr(observed_isvc, "stable_revision", "")}
-    # the MLflow version of each side: the drift exporter labels its quality series with it
-    versions = {side: str(((status or {}).get(side) or {}).get("version") or "") for side in ("canary", "stable")}
+    # what each side serves (the MLflow version, or uXXXXXXXX for a plain URI): the model server's and the drift
+    # exporter's series carry it as their `version` label, which is how a query tells the two sides apart
+    versions = {side: analysis.served_version((status or {}).get(side)) for side in ("canary", "stable")}
     context: dict[analysis.Side, dict[str, str]] = {
         side: {"namespace": namespace, "name": name, "side": side, "revision": revision[side],
                "version": versions[side], "interval": window}

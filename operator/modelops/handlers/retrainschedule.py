@@ -212,6 +212,8 @@ def perform(rt: Runtime, obj: Mapping[str, Any], item: OutboxItem, budget: Budge
                 reg.set_version_tag(model, version, TAG_APPROVAL, "approved")
             else:
                 reg.set_version_tag(model, version, TAG_APPROVAL, "rejected")
+            for key, value in (item.get("tags") or {}).items():  # the audit record of a CLI decision
+                reg.set_version_tag(model, version, str(key), str(value))
         except RegistryError as exc:
             rt.clients.registry_failed(uri, meta["namespace"], secret, exc)
             raise

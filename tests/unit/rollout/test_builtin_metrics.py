@@ -3,6 +3,7 @@ like a custom query, the same names in the CRD's enum, and the samples use them.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,28 +17,34 @@ from modelops.decide.spec_checks import model_deployment_problems
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[3]
 CONTEXT: dict[analysis.Side, dict[str, str]] = {
-    side: {"namespace": "ml", "name": "churn", "side": side, "revision": "", "interval": "30s"}
-    for side in ("canary", "stable")}
+    side: {"namespace": "ml", "name": "churn", "side": side, "revision": f"v{v}", "version": v, "interval": "30s"}
+    for side, v in (("canary", "3"), ("stable", "2"))}
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_every_builtin_selects_one_side_of_one_inferenceservice_by_the_label_convention(name: str) -> None:
+    """A side is its version: KServe names the stable and the canary predictor alike, so no Pod label says which
+    side a Pod is (there is no `side` label on model-server series)."""
     q = analysis.render(builtin_query(name), CONTEXT["canary"])
     assert "{{" not in q and "}}" not in q
-    assert q.count('namespace="ml",isvc="churn",side="canary"') >= 1
+    assert q.count('namespace="ml",isvc="churn",version="3"') >= 1 and "side" not in q
     assert "[30s]" in q
     assert "modelops_serving_request" in q  # the model server's own series, which the REST fast path updates
     assert q.count("(") == q.count(")")
 
 
-def test_success_rate_is_the_former_sample_query_and_latency_reads_the_histogram() -> None:
-    former = ('(sum(rate(modelops_serving_requests_total{namespace="{{namespace}}",isvc="{{name}}",side="{{side}}",'
-              'status!~"5.."}[{{interval}}])) or vector(0)) / sum(rate(modelops_serving_requests_total{namespace='
-              '"{{namespace}}",isvc="{{name}}",side="{{side}}"}[{{interval}}]))')
-    assert builtin_query("success-rate") == former
+def test_success_rate_counts_5xx_and_422_as_failed_and_latency_reads_the_histogram() -> None:
+    """A 422 is a well-formed request the version's input schema refuses: a canary that refuses what its clients
+    send fails success-rate (Flagger's non-5xx would pass it); 400/413 (malformed) count as answered."""
+    want = ('(sum(rate(modelops_serving_requests_total{namespace="{{namespace}}",isvc="{{name}}",version="{{version}}",'
+            'status!~"5..|422"}[{{interval}}])) or vector(0)) / sum(rate(modelops_serving_requests_total{namespace='
+            '"{{namespace}}",isvc="{{name}}",version="{{version}}"}[{{interval}}]))')
+    assert builtin_query("success-rate") == want
+    failed = re.compile(r"^(?:5..|422)$")  # Prometheus anchors label regexes
+    assert [s for s in ("200", "400", "413", "422", "500", "503") if failed.match(s)] == ["422", "500", "503"]
     assert builtin_query("latency-p99").startswith("histogram_quantile(0.99, sum by (le) (rate("
                                                    "modelops_serving_request_duration_seconds_bucket{")
-    assert 'status=~"5.."' in builtin_query("error-rate")
+    assert 'status=~"5..|422"' in builtin_query("error-rate")
 
 
 def test_a_builtin_with_a_baseline_is_queried_on_both_sides_and_a_query_still_wins() -> None:
@@ -45,7 +52,7 @@ def test_a_builtin_with_a_baseline_is_queried_on_both_sides_and_a_query_still_wi
                {"name": "custom", "query": 'up{side="{{side}}"}', "thresholdRange": {"min": 1}}]
     qs = analysis.queries(metrics, CONTEXT)
     assert [(q.metric, q.side) for q in qs] == [("lat", "canary"), ("lat", "stable"), ("custom", "canary")]
-    assert 'side="stable"' in qs[1].promql and 'side="canary"' in qs[0].promql
+    assert 'version="2"' in qs[1].promql and 'version="3"' in qs[0].promql
     assert qs[2].promql == 'up{side="canary"}'
     assert query_of({"name": "x", "query": "q", "builtin": "error-rate"}) == "q"
 
@@ -81,7 +88,7 @@ def test_the_crd_offers_exactly_the_builtins_the_operator_knows_and_needs_query_
     # exactly one of query, builtin and quality (issue 17's quality metrics share the item)
     assert "[has(self.query), has(self.builtin), has(self.quality)].filter(x, x).size() == 1" in rules
     desc = item["properties"]["builtin"]["description"]
-    assert all(label in desc for label in ("namespace", "isvc", "side"))
+    assert all(label in desc for label in ("namespace", "isvc", "version", "422"))
 
 
 def test_the_canary_samples_use_builtin_metrics() -> None:
@@ -93,7 +100,7 @@ def test_the_canary_samples_use_builtin_metrics() -> None:
     # metrics read the drift exporter's series instead: tests/unit/rollout/test_quality_analysis.py)
     for m in (m for m in metrics if "quality" not in m):
         q = analysis.render(query_of(m), CONTEXT["canary"])
-        assert 'isvc="churn",side="canary"' in q, m["name"]
+        assert 'isvc="churn",version="3"' in q and "side" not in q, m["name"]
 
 
 def test_a_quality_metric_is_a_valid_spec_and_cannot_carry_a_query_too() -> None:
@@ -103,3 +110,16 @@ def test_a_quality_metric_is_a_valid_spec_and_cannot_carry_a_query_too() -> None
     assert model_deployment_problems(ok) == []
     both = {"rollout": {"analysis": {"metrics": [{**quality, "builtin": "success-rate"}]}}}
     assert any("a quality metric has no query or builtin" in p for p in model_deployment_problems(both))
+
+
+def test_a_side_renders_what_it_serves_as_its_version() -> None:
+    """{{version}} is what the operator gives the model server as MODELOPS_MODEL_VERSION: the registry version,
+    or the serving name of a plain storage URI (so two URI-served sides still differ)."""
+    from modelops.api.types import ModelRef, serving_name
+
+    assert analysis.served_version({"version": "7", "storageUri": "pvc://x/a"}) == "7"
+    uri = "s3://bucket/models/churn/2026-11"
+    assert analysis.served_version({"storageUri": uri}) == serving_name(ModelRef(storage_uri=uri))
+    assert analysis.served_version({"storageUri": uri}).startswith("u")
+    assert analysis.served_version({"storageUri": uri}) != analysis.served_version({"storageUri": uri + "b"})
+    assert analysis.served_version(None) == "" and analysis.served_version({}) == ""

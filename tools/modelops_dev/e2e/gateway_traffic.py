@@ -5,7 +5,10 @@ InferenceService's host (`status.traffic.hostname` of the ModelDeployment, KServ
 take exactly the path a client of the cluster takes: Gateway -> modelops' weighted HTTPRoute -> a predictor
 Service -> KServe's agent -> the model server. Which predictor answered is read from the response itself
 (`model_version` of the v2 body, set by the model server from its version). The payload logging is KServe's
-agent's: nothing here posts CloudEvents.
+agent's: nothing here posts CloudEvents. A body with an `id` (the client's business key) is sent with that id
+as `Ce-Id` too: KServe's agent names the request's and the response's logged events by it (it makes a UUID
+only when the header is absent), so labels sent later by that id join the logged prediction
+(modelops_dev.e2e.labels). `on_answer` sees every body with the answer's status and version.
 
 `SplitMeter` (pure) attributes each answer to the route weights that were in force when the request was sent
 and finished (a request that straddles a weight change counts for neither), so every canary step gets its own
@@ -142,7 +145,8 @@ class GatewayTraffic:
 
     def __init__(self, base_url: str, host: str, isvc: str, body: Callable[[], dict[str, Any]],
                  read_weights: Callable[[], Mapping[str, int]], *, senders: int = 4, route_period: float = 1.0,
-                 pace: float = 0.0, settle: float = 0.0) -> None:
+                 pace: float = 0.0, settle: float = 0.0,
+                 on_answer: Callable[[dict[str, Any], int, str | None], None] | None = None) -> None:
         """`pace`: each sender starts a request at most every `pace` seconds. `settle`: answers within this many
         seconds after the route's weights changed count as straddling (the gateway takes the new route after
         its provider's next sync), not for either setting."""
@@ -150,6 +154,7 @@ class GatewayTraffic:
 
         self.url = f"{base_url}/v2/models/{isvc}/infer"
         self.host, self.body, self.read_weights = host, body, read_weights
+        self.on_answer = on_answer
         self.meter = SplitMeter()
         self.route_period, self.pace, self.settle = route_period, pace, settle
         self.answers: Counter[str] = Counter()
@@ -189,9 +194,12 @@ class GatewayTraffic:
             t0 = time.monotonic()
             before = self._weights
             settling = t0 - self._changed_at < self.settle
+            body = self.body()
+            headers = {"Host": self.host, "Content-Type": "application/json"}
+            if body.get("id"):
+                headers["Ce-Id"] = str(body["id"])
             try:
-                resp = self._client.post(self.url, content=json.dumps(self.body()),
-                                         headers={"Host": self.host, "Content-Type": "application/json"})
+                resp = self._client.post(self.url, content=json.dumps(body), headers=headers)
                 status, version = resp.status_code, None
                 if status == 200:
                     version = str(resp.json().get("model_version") or "") or None
@@ -204,4 +212,9 @@ class GatewayTraffic:
                 self.answers[version or f"HTTP {status}"] += 1
                 # an answer while the gateway may still route by the previous weights counts for neither
                 self.meter.record(before, () if settling else self._weights, version, status)
+            if self.on_answer is not None:
+                try:
+                    self.on_answer(body, status, version)
+                except Exception as exc:
+                    self.last_error = f"on_answer: {exc!r}"
             self._stop.wait(max(0.0, self.pace - (time.monotonic() - t0)))

@@ -113,9 +113,12 @@ class Kube:
 
     def proxy(self, namespace: str, service: str, port: int | str, path: str, *, method: str = "GET",
               body: Any = None, headers: dict[str, str] | None = None, params: dict[str, str] | None = None,
-              timeout: float = 15.0) -> tuple[int, bytes]:
-        """(status, body) of an HTTP call to Service `service`:`port` through the API server."""
-        url = f"/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy/{path.lstrip('/')}"
+              timeout: float = 15.0, kind: str = "services") -> tuple[int, bytes]:
+        """(status, body) of an HTTP call to Service `service`:`port` through the API server (`kind`
+        "pods": to Pod `service`)."""
+        if kind not in ("services", "pods"):
+            raise ValueError(f"the API server proxies to services or pods, not {kind!r}")
+        url = f"/api/v1/namespaces/{namespace}/{kind}/{service}:{port}/proxy/{path.lstrip('/')}"
         data = body if isinstance(body, (bytes, str)) or body is None else json.dumps(body)
         hdrs = {"Content-Type": "application/json", **(headers or {})}
         resp = self._client().request(method, url, content=data, headers=hdrs, params=params, timeout=timeout)

@@ -10,6 +10,10 @@
     drift     traffic from `generate-data`'s generator to the gateway only, then shifted traffic; KServe's
               agent logs every request/response to the drift exporter -> Prometheus -> the RetrainSchedule's
               drift trigger -> a Job -> version 2 (challenger)
+    labels    the generator knows each row's truth: a share of the answered predictions get their label
+              later, out of order, by inference id (the `Ce-Id` the client set, which KServe's agent puts on
+              its logged events) at the exporter's /feedback -> realised and estimated quality per version
+              in Prometheus, sampled into the timeline (modelops_dev.e2e.labels)
     canary    the ModelDeployment rolls v2 out step by step, each analysed in Prometheus; the operator's
               weighted HTTPRoute splits at Traefik, and the split is measured there (which version answered)
     promote   MLflow's champion alias moves to 2; the InferenceService serves v2 alone
@@ -27,10 +31,13 @@ import contextlib
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from modelops_dev.e2e import gateway
 from modelops_dev.e2e.gateway_traffic import (
@@ -41,18 +48,32 @@ from modelops_dev.e2e.gateway_traffic import (
     weights_key,
 )
 from modelops_dev.e2e.kube import Kube, KubeError
+from modelops_dev.e2e.labels import LabelDelay, LabelFeed, TruthBook, feedback_target, quality_by_version
 from modelops_dev.e2e.serving import ServingImages
 
 MODEL = "churn"
 #: images the loop needs on the node: modelops' own, then KServe's (manager, agent, storage initializer), Traefik
 IMAGES = ("modelops/operator:dev", "modelops/trainer:dev", "modelops/model-server:dev",
-          "modelops/drift-exporter:dev", "modelops/prometheus:dev", *ServingImages().all())
+          "modelops/drift-exporter:dev", "modelops/console:dev", "modelops/prometheus:dev",
+          "modelops/prometheus-operator:dev", "modelops/prometheus-config-reloader:dev", *ServingImages().all())
+#: The Prometheus of the loop: a `Prometheus` object in the model namespace, run by the Prometheus Operator and
+#: configured only by the chart's ServiceMonitors, PodMonitor and PrometheusRule (selected by this label, which
+#: manifests/e2e/values.yaml gives them through `monitoring.additionalLabels`). The operator's Service for it:
+PROMETHEUS_NAME = "modelops"
+PROMETHEUS_SELECTOR = {"modelops.dev/prometheus": "e2e"}
+PROMETHEUS_SVC = "prometheus-operated"
+#: the Prometheus module the image is built from (modelops_dev/images.py PROMETHEUS_VERSION v0.316.0)
+PROMETHEUS_VERSION = "v3.16.0"
+SAMPLE_CANARY = "manifests/samples/modeldeployment-canary.yaml"
+DASHBOARD = "charts/modelops/dashboards/modelops-overview.json"
 STORAGE_CLASS = "modelops-e2e"
 SHIFT = 0.8
 #: The model namespace runs under the `restricted` Pod Security Standard: the trainer, MLflow, the exporter
 #: and the predictor Pods with KServe's injected agent and storage initializer must all be admitted.
 NAMESPACE_LABELS = {"modelops.dev/e2e": "true", "pod-security.kubernetes.io/enforce": "restricted",
-                    "pod-security.kubernetes.io/enforce-version": "latest"}
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                    # the chart's NetworkPolicies admit payload logs and MLflow clients from namespaces so labelled
+                    "modelops.dev/serving": "enabled"}
 #: Requests per canary step the split is measured over, and the tolerance (percentage points)
 SPLIT_MIN_REQUESTS, SPLIT_TOLERANCE_PP = 400, 5.0
 
@@ -125,11 +146,14 @@ def retrain_schedule(namespace: str, prometheus: str) -> dict[str, Any]:
     }
 
 
-def model_deployment(namespace: str, pause: str = "90s") -> dict[str, Any]:
-    # KServe names each predictor's Deployment `{isvc}-{predictor}-predictor` and modelops names predictors after
-    # versions (v1, v2): the Pods of one side are those of its revision (the predictor name). Success is a 2xx
-    # answer: a version that refuses what its clients send (4xx) is a bad canary too.
-    sel = 'namespace="{{namespace}}",isvc="{{name}}",pod=~"{{name}}-{{revision}}-predictor-.*"'
+def sample_analysis(root: Path | None = None) -> dict[str, Any]:
+    """The analysis of the canary sample (manifests/samples/modeldeployment-canary.yaml), unchanged: every 30 s,
+    the built-in success-rate and latency-p99 over the chart's label convention (issue 14)."""
+    doc = yaml.safe_load(((root or repo_root()) / SAMPLE_CANARY).read_text())
+    return dict(doc["spec"]["rollout"]["analysis"])
+
+
+def model_deployment(namespace: str, pause: str = "90s", root: Path | None = None) -> dict[str, Any]:
     return {
         "apiVersion": "modelops.dev/v1alpha1", "kind": "ModelDeployment",
         "metadata": {"name": MODEL, "namespace": namespace},
@@ -139,24 +163,63 @@ def model_deployment(namespace: str, pause: str = "90s") -> dict[str, Any]:
             "serving": {"deploymentMode": "Standard", "minReplicas": 1, "maxReplicas": 1,
                         "resources": {"requests": {"cpu": "100m", "memory": "384Mi"}, "limits": {"memory": "1Gi"}}},
             "logger": {"enabled": True, "mode": "all"},
+            # the chart's burn-rate rules and the dashboard's SLO panel read the thresholds the operator exports
+            "slos": [{"name": "availability", "objective": 99.0}],
             "rollout": {
                 "strategy": "Canary",
                 "steps": [{"weight": 25, "pause": pause}, {"weight": 60, "pause": pause}],
-                "analysis": {
-                    "interval": "15s", "failureLimit": 1, "inconclusiveLimit": 20,
-                    "metrics": [
-                        {"name": "success-rate",
-                         "query": (f'sum(rate(modelops_serving_requests_total{{{sel},status=~"2.."}}[1m])) / '
-                                   f"sum(rate(modelops_serving_requests_total{{{sel}}}[1m]))"),
-                         "thresholdRange": {"min": 0.99}},
-                        {"name": "latency-p99",
-                         "query": ("histogram_quantile(0.99, sum by (le) (rate("
-                                   f"modelops_serving_request_duration_seconds_bucket{{{sel}}}[1m])))"),
-                         "thresholdRange": {"max": 0.5}},
-                    ]},
+                # a person approves the promotion in the console (modelops_dev.e2e.console)
+                "approval": {"required": True},
+                # the sample's analysis; more inconclusive analyses allowed while a predictor starts on the node
+                "analysis": {**sample_analysis(root), "inconclusiveLimit": 20},
             },
         },
     }
+
+
+def prometheus_objects(namespace: str) -> list[dict[str, Any]]:
+    """The loop's Prometheus as Prometheus Operator users declare one: its ServiceAccount with the namespace's
+    discovery rights, and a `Prometheus` selecting the chart's monitoring objects (and nothing else) in its own
+    namespace. Admitted under the `restricted` Pod Security Standard (the operator's containers drop every
+    capability and escalate nothing; the Pod runs as nobody with the runtime's seccomp profile)."""
+    meta = {"name": "prometheus", "namespace": namespace}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta, "rules": [
+            {"apiGroups": [""], "resources": ["pods", "services", "endpoints"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta,
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "prometheus"},
+         "subjects": [{"kind": "ServiceAccount", "name": "prometheus", "namespace": namespace}]},
+        {"apiVersion": "monitoring.coreos.com/v1", "kind": "Prometheus",
+         "metadata": {"name": PROMETHEUS_NAME, "namespace": namespace},
+         "spec": {
+             "image": "modelops/prometheus:dev", "version": PROMETHEUS_VERSION, "replicas": 1,
+             "serviceAccountName": "prometheus",
+             "serviceMonitorSelector": {"matchLabels": PROMETHEUS_SELECTOR},
+             "podMonitorSelector": {"matchLabels": PROMETHEUS_SELECTOR},
+             "ruleSelector": {"matchLabels": PROMETHEUS_SELECTOR},
+             "scrapeInterval": "5s", "evaluationInterval": "5s", "retention": "6h",
+             "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534, "fsGroup": 65534,
+                                 "seccompProfile": {"type": "RuntimeDefault"}},
+             "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "768Mi"}}}},
+    ]
+
+
+def dashboard_queries(dashboard: dict[str, Any], namespace: str, model: str) -> list[tuple[str, str]]:
+    """(panel title, PromQL) of every target of every panel (rows' nested panels too), with the dashboard's
+    variables set to one namespace and model."""
+    out: list[tuple[str, str]] = []
+
+    def walk(panels: list[dict[str, Any]]) -> None:
+        for p in panels:
+            walk(p.get("panels") or [])
+            for t in p.get("targets") or []:
+                if t.get("expr"):
+                    expr = str(t["expr"]).replace("$namespace", namespace).replace("${namespace}", namespace)
+                    out.append((str(p.get("title")), expr.replace("$model", model).replace("${model}", model)))
+    walk(dashboard.get("panels") or [])
+    return out
 
 
 def storage(namespace: str, release: str, host_dir: Path) -> list[dict[str, Any]]:
@@ -189,9 +252,20 @@ class Loop:
         #: what the gateway measured, one row per route setting (SplitMeter.report()) and per canary step
         self.splits: list[dict[str, Any]] = []
         self._forward: contextlib.ExitStack | None = None
+        #: the dashboard's queries and what the e2e Prometheus answered (check_dashboard)
+        self.dashboard: list[dict[str, Any]] = []
         self._pools: dict[float, Any] = {}
         self._cursor = 0
         self.root = repo_root()
+        #: labels of the answered predictions, sent late to the exporter's /feedback (None: not sending)
+        self.labels: LabelFeed | None = None
+        self.label_delay = LabelDelay()
+        self._truths: dict[float, list[int]] = {}
+        self.book = TruthBook(f"churn-{uuid.uuid4().hex[:8]}", None)
+        #: seconds the approval step waits for a person in the console before approving by request (the demo)
+        self.approval_wait = 0.0
+        #: how v2's promotion was approved (modelops_dev.e2e.console.approve_in_console)
+        self.approval: dict[str, Any] = {}
 
     # ---- helpers ----------------------------------------------------------------------------------------
     def wait(self, what: str, check: Callable[[], Any], timeout: float, period: float = 2.0,
@@ -224,9 +298,15 @@ class Loop:
             return None
 
     def prom(self, query: str) -> float | None:
-        out = self.kube.proxy_json(self.ns, "prometheus", 9090, "api/v1/query", params={"query": query})
-        result = out["data"]["result"]
+        result = self.prom_vector(query)
         return float(result[0]["value"][1]) if result else None
+
+    def prom_vector(self, query: str) -> list[dict[str, Any]]:
+        """An instant query's result vector, read from the operated Prometheus through the API server."""
+        out = self.kube.proxy_json(self.ns, PROMETHEUS_SVC, 9090, "api/v1/query", params={"query": query})
+        if out.get("status") != "success":
+            raise LoopError(f"Prometheus query {query!r}: {out}")
+        return list(out["data"]["result"])
 
     def md(self) -> dict[str, Any]:
         return self.kube.get("modeldeployment", MODEL, self.ns) or {}
@@ -253,7 +333,8 @@ class Loop:
             time.sleep(3)
         if missing:
             raise LoopError(f"images missing on the node: {missing}; run: make images && "
-                            f"uv run modelops images build prometheus && modelops cluster load-images {' '.join(IMAGES)}")
+                            f"uv run modelops images build prometheus console prometheus-operator prometheus-config-reloader && "
+                            f"modelops cluster load-images {' '.join(IMAGES)}")
         self.tl.event("install", f"node(s) ready: {', '.join(ready)}; images present: {len(IMAGES)}")
 
     def install_serving(self) -> None:
@@ -269,9 +350,27 @@ class Loop:
                                  f"{gateway.GATEWAY_NAMESPACE}/{gateway.GATEWAY_NAME} Programmed), KServe v0.20.0 "
                                  "manager Pod, webhooks answering")
 
+    def install_prometheus_operator(self) -> None:
+        """The Prometheus Operator (its CRDs, RBAC, the operator as a Pod in `monitoring`) on whatever cluster the
+        kubeconfig names, from its build cache (`modelops cluster install-prometheus-operator`; idempotent)."""
+        from modelops_dev.cluster import versions
+        from modelops_dev.e2e import kserve, prometheus_operator
+
+        t = time.time()
+        check, run = kserve.run_kubectl(self.kube.kubectl_bin, self.kube.env)
+        prometheus_operator.install(kserve.Installer(check, run, progress=lambda m: self.tl.echo(m)),
+                                    versions.serving_dir("prometheus-operator"), prometheus_operator.Options())
+        self.tl.event("install", f"Prometheus Operator {versions.PROMETHEUS_OPERATOR_VERSION} running as a Pod in "
+                                 f"{prometheus_operator.NAMESPACE} ({time.time() - t:.0f}s)")
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{PROMETHEUS_SVC}.{self.ns}.svc:9090"
+
     def install(self) -> None:
         t = time.time()
         self.install_serving()
+        self.install_prometheus_operator()
         self.kube.kubectl("create", "namespace", self.ns, check=False)
         self.kube.kubectl("label", "namespace", self.ns, *(f"{k}={v}" for k, v in NAMESPACE_LABELS.items()),
                           "--overwrite")
@@ -279,30 +378,56 @@ class Loop:
         host_dir.mkdir(parents=True, exist_ok=True)
         host_dir.chmod(0o777)  # the node is this machine (`cluster up --node`); MLflow runs as 10001
         self.kube.apply(storage(self.ns, self.release, host_dir))
-        self.kube.kubectl("apply", "-n", self.ns, "-f", str(self.root / "manifests/e2e/prometheus.yaml"),
-                          "-f", str(self.root / "manifests/e2e/data-server.yaml"))
-        self.tl.event("install", f"namespace {self.ns} (Pod Security: restricted, enforced); Prometheus (pod "
-                                 "discovery + relabelling) and the data server applied")
-        prometheus = f"http://prometheus.{self.ns}.svc:9090"
+        # modelops' CRDs as this checkout has them: Helm installs a chart's crds/ once and never upgrades them,
+        # so a cluster that ran an older chart would refuse the fields the loop's objects use
+        self.kube.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=modelops-e2e",
+                          "-f", str(self.root / "manifests/crds"), timeout=300)
+        self.kube.kubectl("apply", "-n", self.ns, "-f", str(self.root / "manifests/e2e/data-server.yaml"))
+        self.kube.apply(prometheus_objects(self.ns), server_side=True)
+        self.tl.event("install", f"namespace {self.ns} (Pod Security: restricted, enforced); data server and a "
+                                 f"`Prometheus` ({PROMETHEUS_NAME}: selects the chart's monitoring objects only)")
         extra_env = [{"name": "MODELOPS_MLFLOW_ARTIFACTS_DESTINATION", "value": f"pvc://{self.mlflow_svc}/artifacts"},
                      {"name": "MODELOPS_RETRAIN_RESYNC_SECONDS", "value": "5"}]
+        # the chart's NetworkPolicies admit scrapes from the namespaces named here: Prometheus runs in this one
+        scrapers = {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In",
+                                          "values": [self.ns]}]}
         self.kube.helm("upgrade", "--install", self.release, str(self.root / "charts/modelops"), "-n", self.ns,
                        "-f", str(self.root / "manifests/e2e/values.yaml"),
-                       "--set", f"operator.watchNamespaces={{{self.ns}}}", "--set", f"prometheus.url={prometheus}",
+                       "--set", f"operator.watchNamespaces={{{self.ns}}}", "--set", f"prometheus.url={self.prometheus_url}",
                        "--set-json", f"operator.extraEnv={json.dumps(extra_env)}",
-                       "--wait", "--timeout", "8m")
+                       "--set-json", f"networkPolicy.metricsNamespaceSelector={json.dumps(scrapers)}",
+                       # MLflow may take its startup probe's whole allowance (values: startupSeconds 600) on a
+                       # loaded node: the first run here waited 11 min for it at load average 25
+                       "--wait", "--timeout", "12m")
         self.tl.event("install", f"helm release {self.release}: operator, MLflow (SQLite, artifacts on a PV), "
-                                 "drift exporter ready")
-        self.kube.kubectl("rollout", "status", "-n", self.ns, "deployment/prometheus", "deployment/data",
+                                 "drift exporter ready; ServiceMonitors, PodMonitor, PrometheusRule")
+        self.kube.kubectl("rollout", "status", "-n", self.ns, "deployment/data", "--timeout=300s", timeout=320)
+        config = self.prometheus_config()
+        self.kube.kubectl("rollout", "status", "-n", self.ns, f"statefulset/prometheus-{PROMETHEUS_NAME}",
                           "--timeout=300s", timeout=320)
-        self.tl.event("install", "Prometheus and the data server ready")
+        jobs = [j["job_name"] for j in config.get("scrape_configs") or []]
+        self.wait("Prometheus to answer through its operated Service", lambda: self.prom("vector(1)") == 1.0, 180)
+        self.tl.event("install", f"Prometheus ready (StatefulSet prometheus-{PROMETHEUS_NAME}, Service "
+                                 f"{PROMETHEUS_SVC}); the operator generated its scrape jobs {jobs}")
         self.tl.stage("install", t)
 
+    def prometheus_config(self) -> dict[str, Any]:
+        """The configuration the Prometheus Operator generated from the chart's objects, once it has a job for
+        each of them (the operator's and the drift exporter's ServiceMonitors, the model servers' PodMonitor)."""
+        from modelops_dev.e2e import kserve, prometheus_operator
+
+        check, _ = kserve.run_kubectl(self.kube.kubectl_bin, self.kube.env)
+        r = self.release
+        want = {f"serviceMonitor/{self.ns}/{r}-operator/0", f"serviceMonitor/{self.ns}/{r}-drift-exporter/0",
+                f"podMonitor/{self.ns}/{r}-model-servers/0"}
+        return prometheus_operator.wait_generated(
+            check, self.ns, PROMETHEUS_NAME,
+            lambda c: want <= {j.get("job_name") for j in c.get("scrape_configs") or []} and bool(c.get("rule_files")),
+            timeout=300)
 
     def train_v1(self) -> dict[str, Any]:
         t = time.time()
-        prometheus = f"http://prometheus.{self.ns}.svc:9090"
-        self.kube.apply(retrain_schedule(self.ns, prometheus))
+        self.kube.apply(retrain_schedule(self.ns, self.prometheus_url))
         self.wait("the operator to see the RetrainSchedule", lambda: self.rs().get("status", {}).get("observedGeneration"),
                   120)
         self.kube.kubectl("annotate", "-n", self.ns, "retrainschedule", MODEL, "--overwrite",
@@ -402,16 +527,71 @@ class Loop:
         from modelops_pipelines.generate import TARGET, generate_churn
 
         if shift not in self._pools:
-            # a different seed from the training data's, the same generator and shift knob
-            self._pools[shift] = generate_churn(rows=4000, seed=100, shift=shift).drop(columns=[TARGET])
+            # a different seed from the training data's, the same generator and shift knob; the truth of each
+            # row (the generator's `churn`) is kept for the labels sent later
+            frame = generate_churn(rows=4000, seed=100, shift=shift)
+            self._truths[shift] = frame[TARGET].astype(int).tolist()
+            self._pools[shift] = frame.drop(columns=[TARGET])
         return self._pools[shift]
 
     def _body(self) -> dict[str, Any]:
-        """One V2 inference request of 20 rows at the current shift (called by the sender threads)."""
-        pool = self._pool(self.shift)
+        """One V2 inference request of 20 rows at the current shift (called by the sender threads); its `id`
+        (sent as `Ce-Id` too) is the business key its labels come back with."""
+        shift = self.shift
+        pool = self._pool(shift)
         start = self._cursor % (len(pool) - 20)
         self._cursor += 20
-        return {"inputs": v2_inputs(pool.iloc[start:start + 20])}
+        return self.book.request(v2_inputs(pool.iloc[start:start + 20]), self._truths[shift][start:start + 20])
+
+    def start_labels(self) -> LabelFeed:
+        """Labels to the drift exporter's /feedback, through the API server's service proxy (as every other
+        call of the loop into the cluster), authenticated as the chart deploys the exporter: with the
+        namespace-bound token the operator wrote into the InferenceService's logger URL."""
+        url = self.wait("the InferenceService's logger URL (the operator writes the exporter's)", lambda: (
+            ((self.isvc().get("spec") or {}).get("predictor") or {}).get("logger") or {}).get("url"), 120)
+        kind, ns, name, port, path = feedback_target(url)
+
+        def post(items: list[dict[str, Any]]) -> dict[str, Any]:
+            status, data = self.kube.proxy(ns, name, port, path, method="POST", body=items, kind=kind, timeout=30)
+            if status != 200:  # the path carries the namespace's token: not in the message
+                raise LoopError(f"POST {name}:{port}/feedback/ns/{ns}/...: HTTP {status}: {data[:300]!r}")
+            return dict(json.loads(data))
+
+        self.labels = LabelFeed(post, self.label_delay, seed=7).start()
+        self.book.feed = self.labels
+        self.tl.event("labels", f"labels on: {self.label_delay.share:.0%} of the answered predictions, "
+                                f"median delay {self.label_delay.median:.0f}s (up to {self.label_delay.maximum:.0f}s, "
+                                f"out of order) -> {kind}/{name}:{port} /feedback/ns/{ns} (the logger URL's token)")
+        return self.labels
+
+    def label_report(self) -> dict[str, Any]:
+        return self.labels.report() if self.labels else {}
+
+    def quality(self) -> dict[str, Any]:
+        """Realised and estimated quality per version, and joined labels, as Prometheus has them now."""
+        sel = f'model_namespace="{self.ns}", model="{MODEL}"'
+        out: dict[str, Any] = {}
+        for key, series in (("realised", "modelops_quality_realised"), ("estimated", "modelops_quality_estimated")):
+            out[key] = quality_by_version(self.prom_vector(f"max by (version, metric) ({series}{{{sel}}})"))
+        out["joined"] = {r["metric"].get("version", "?"): float(r["value"][1]) for r in self.prom_vector(
+            f"max by (version) (modelops_quality_joined_labels{{{sel}}})")}
+        return out
+
+    def labels_event(self, stage: str) -> None:
+        """What the labels did so far, and the quality per version Prometheus has (for the timeline)."""
+        rep = self.label_report()
+        try:
+            q = self.quality()
+        except (KubeError, OSError, ValueError, LoopError) as exc:
+            q = {"error": repr(exc)[:200]}
+
+        def fmt(d: dict[str, dict[str, float]]) -> str:
+            return "; ".join(f"v{v} " + ", ".join(f"{m}={x:.3f}" for m, x in sorted(ms.items()))
+                             for v, ms in sorted(d.items())) or "-"
+        self.tl.event(stage, f"labels: {rep.get('sent', 0)} sent of {rep.get('scheduled', 0)} scheduled for "
+                             f"{rep.get('predictions', 0)} predictions, exporter: {rep.get('outcomes', {})}; "
+                             f"realised {fmt(q.get('realised') or {})}; estimated {fmt(q.get('estimated') or {})}",
+                      labels=rep, quality=q)
 
     def route(self) -> dict[str, Any]:
         name = (self.md().get("status", {}).get("traffic") or {}).get("route") or f"{MODEL}-traffic"
@@ -425,12 +605,13 @@ class Loop:
             self.md().get("status", {}).get("traffic") or {}).get("hostname") and route_weights(self.route(), MODEL)
             and (self.md().get("status", {}).get("traffic") or {}), 180)
         self._pool(0.0), self._pool(SHIFT)
+        self.start_labels()
         self._forward = contextlib.ExitStack()
         local = self._forward.enter_context(port_forward(self.kube.kubectl_bin, self.kube.env, gateway.NAMESPACE,
                                                          gateway.NAME, gateway.WEB_PORT))
         self.traffic = GatewayTraffic(f"http://127.0.0.1:{local}", traffic["hostname"], MODEL, self._body,
                                       lambda: route_weights(self.route(), MODEL), senders=4, pace=0.25,
-                                      settle=5.0).start()
+                                      settle=5.0, on_answer=self.book.answered).start()
         self.tl.event("drift", f"traffic on to the gateway only (svc {gateway.NAMESPACE}/{gateway.NAME}, Host "
                                f"{traffic['hostname']}, route {traffic.get('route')} split by "
                                f"{traffic.get('splitBy')}): 4 senders, 20 rows per request")
@@ -439,6 +620,8 @@ class Loop:
     def stop_traffic(self) -> None:
         if self.traffic:
             self.traffic.stop()
+        if self.labels:
+            self.labels.stop()
         if self._forward:
             self._forward.close()
             self._forward = None
@@ -450,15 +633,19 @@ class Loop:
         """One sample for the plot: drift share, canary weight, versions, answers per version at the gateway."""
         try:
             drift = self.prom(f'max(modelops_drift_share{{namespace="{self.ns}", model="{MODEL}"}})')
-            out = self.kube.proxy_json(self.ns, "prometheus", 9090, "api/v1/query", params={
-                "query": f'max by (version) (modelops_drift_share{{namespace="{self.ns}", model="{MODEL}"}})'})
-            per_version = {r["metric"].get("version", "?"): float(r["value"][1]) for r in out["data"]["result"]}
-        except (KubeError, OSError, ValueError):
+            per_version = {r["metric"].get("version", "?"): float(r["value"][1]) for r in self.prom_vector(
+                f'max by (version) (modelops_drift_share{{namespace="{self.ns}", model="{MODEL}"}})')}
+        except (KubeError, OSError, ValueError, LoopError):
             drift, per_version = None, {}
+        try:
+            quality = self.quality() if self.labels else {}
+        except (KubeError, OSError, ValueError):
+            quality = {}
         st = self.md().get("status", {})
         self.tl.sample(drift_share=drift, drift_by_version=per_version, weight=(st.get("rollout") or {}).get("weight") or 0,
                        stable=(st.get("stable") or {}).get("version"), canary=(st.get("canary") or {}).get("version"),
-                       sent=self.answered())
+                       sent=self.answered(), quality=quality,
+                       labels={"sent": self.labels.sent, "outcomes": dict(self.labels.outcomes)} if self.labels else {})
 
     def drift_and_retrain(self, baseline_seconds: float = 45) -> dict[str, Any]:
         t = time.time()
@@ -470,6 +657,7 @@ class Loop:
         assert self.traffic is not None
         self.tl.event("drift", f"baseline: drift share {self.tl.samples[-1]['drift_share']}, answers "
                                f"{self.answered()}, last error {self.traffic.last_error or '-'}")
+        self.labels_event("labels")
         if not any(k.isdigit() for k in self.answered()):
             raise LoopError(f"no answer from the model server through the gateway: {self.traffic.last_error}")
         # new labelled data lands, and the live population shifts the same way
@@ -487,6 +675,7 @@ class Loop:
         self.tl.event("drift", f"v{run.get('version')} trained on shifted data: {run.get('metric')}={run.get('value')} "
                                f"vs champion v{run.get('championVersion')} {run.get('championValue')}: "
                                f"{run.get('verdict')}", version=run.get("version"))
+        self.labels_event("labels")
         self.tl.stage("drift_retrain", t)
         return run
 
@@ -523,8 +712,15 @@ class Loop:
         return rows
 
     def canary_and_promote(self, version: str, stable: str = "1") -> None:
+        from modelops_dev.e2e.console import approve_in_console
+
         t = time.time()
-        done = self.wait(f"v{version} to be promoted", self._follow_rollout(version, "canary"), 1200, period=3)
+        follow = self._follow_rollout(version, "canary")
+        held = self.wait(f"v{version} to pass analysis and wait for approval", lambda: follow() or (
+            (self.md().get("status", {}).get("rollout") or {}).get("state") == "AwaitingApproval"), 1200, period=3)
+        if held is True:
+            self.approval = approve_in_console(self, MODEL, version, self.approval_wait)
+        done = self.wait(f"v{version} to be promoted", follow, 600, period=3)
         if done.get("result") != "Promoted":
             raise LoopError(f"v{version} was not promoted: {done}")
         self.wait(f"v{version} to be stable", lambda: (self.md().get("status", {}).get("stable") or {}).get(
@@ -540,6 +736,7 @@ class Loop:
         self.tl.event("promote", f"v{version} promoted: MLflow alias champion -> {champion}; InferenceService "
                                  f"predictor {self.isvc().get('spec', {}).get('predictor', {}).get('name')}",
                       version=version)
+        self.labels_event("labels")
         self.tl.stage("canary_promote", t)
 
     def bad_canary(self) -> dict[str, Any]:
@@ -578,6 +775,56 @@ class Loop:
         self.tl.stage("bad_canary", t)
         return {"version": bad, "history": done, "champion_before": champion, "run": run}
 
+    def check_operator_metrics(self) -> dict[str, list[str]]:
+        """The operator's own series, scraped through the chart's ServiceMonitor (job = its metrics Service):
+        `modelops_rollout_*` and `modelops_retrain_*` of this namespace's objects must exist."""
+        job = f"{self.release}-operator-metrics"
+        found: dict[str, list[str]] = {}
+        # reconciles are counted per kind (no namespace label): those of this release's operator, by its job
+        for prefix, where in (("modelops_rollout_", f'namespace="{self.ns}"'), ("modelops_retrain_", f'namespace="{self.ns}"'),
+                              ("modelops_reconcile_", f'job="{job}"')):
+            rows = self.prom_vector(f'count by (__name__, job) ({{__name__=~"{prefix}.*", {where}}})')
+            found[prefix] = sorted(f"{r['metric']['__name__']} (job {r['metric'].get('job')})" for r in rows)
+            if not rows:
+                raise LoopError(f"no {prefix}* series ({where}) in Prometheus: the chart's ServiceMonitor did not get "
+                                "the operator's /metrics scraped")
+            jobs = {r["metric"].get("job") for r in rows}
+            if jobs != {job}:
+                raise LoopError(f"{prefix}* series come from jobs {jobs}, not the chart's ServiceMonitor ({job})")
+        self.tl.event("metrics", "the operator's own series scraped through the chart's ServiceMonitor: "
+                      + "; ".join(f"{k}*: {len(v)}" for k, v in found.items()))
+        return found
+
+    def check_dashboard(self) -> list[dict[str, Any]]:
+        """Every panel of the shipped Grafana dashboard (charts/modelops/dashboards) queried against this
+        Prometheus with its variables set to this namespace and model: a panel without data fails. A panel shows
+        data when one of its queries does (an error counter that never counted has no series; its panel shows
+        the reconciles next to it); every query's result is listed."""
+        dashboard = json.loads((self.root / DASHBOARD).read_text())
+        rows: list[dict[str, Any]] = []
+        for title, expr in dashboard_queries(dashboard, self.ns, MODEL):
+            try:
+                result, error = self.prom_vector(expr), ""
+            except (KubeError, LoopError, OSError, ValueError) as exc:
+                result, error = [], str(exc)[:300]
+            first = result[0] if result else {}
+            rows.append({"panel": title, "query": expr, "series": len(result), "error": error,
+                         "example": {"labels": {k: v for k, v in (first.get("metric") or {}).items()},
+                                     "value": (first.get("value") or [None, None])[1]} if first else None})
+        panels: dict[str, bool] = {}
+        for r in rows:
+            panels[r["panel"]] = panels.get(r["panel"], False) or r["series"] > 0
+        for r in rows:
+            self.tl.echo(f"  dashboard panel {r['panel']!r}: {r['series']} series"
+                         f"{' e.g. ' + json.dumps(r['example']) if r['example'] else ''}{' ' + r['error'] if r['error'] else ''}")
+        self.dashboard = rows
+        empty = [t for t, ok in panels.items() if not ok]
+        if not panels or empty:
+            raise LoopError(f"dashboard panels without data in the e2e Prometheus: {empty or 'no panels'}; "
+                            f"queries: {json.dumps([r for r in rows if r['panel'] in empty])[:3000]}")
+        self.tl.event("metrics", f"every dashboard panel returns data ({len(panels)} panels, {len(rows)} queries)")
+        return rows
+
     def version_tags(self, version: str) -> dict[str, str]:
         mv = self.mlflow("model-versions/get", name=MODEL, version=version)["model_version"]
         return {t["key"]: t["value"] for t in mv.get("tags") or []}
@@ -594,6 +841,8 @@ class Loop:
             self.canary_and_promote(str(out["v2"]["version"]))
             if bad_canary:
                 out["bad"] = self.bad_canary()
+            out["operator_metrics"] = self.check_operator_metrics()
+            out["dashboard"] = self.check_dashboard()
         finally:
             self.stop_traffic()
         self.tl.stage("total", t)
