@@ -194,10 +194,12 @@ esac
     assert (lego / "providers" / "dns" / "zz_gen_dns_providers.go").read_text().count("case") == len(names)
 
 
-@pytest.mark.parametrize(("role", "binary"), [("kserve-controller", "manager"), ("kserve-agent", "agent"),
-                                              ("traefik", "traefik"), ("prometheus-operator", "operator"),
-                                              ("prometheus-config-reloader", "prometheus-config-reloader")])
-def test_go_images_copy_the_staged_binary_and_run_non_root(role: str, binary: str) -> None:
+@pytest.mark.parametrize(("role", "binary", "dest"), [
+    ("kserve-controller", "manager", "/manager"), ("kserve-agent", "agent", "/agent"),
+    ("traefik", "traefik", "/traefik"), ("prometheus-operator", "operator", "/operator"),
+    # the Prometheus Operator runs its reloader containers with the command /bin/prometheus-config-reloader
+    ("prometheus-config-reloader", "prometheus-config-reloader", "/bin/prometheus-config-reloader")])
+def test_go_images_copy_the_staged_binary_and_run_non_root(role: str, binary: str, dest: str) -> None:
     from modelops_dev import images
 
     dockerfile = REPO / images.GO_DOCKERFILE
@@ -206,11 +208,11 @@ def test_go_images_copy_the_staged_binary_and_run_non_root(role: str, binary: st
     args = images.dockerfile_args(REPO, role)
     assert args[:2] == ["-f", str(dockerfile)] and args[args.index("--target") + 1] == role
     build_args = dict(a.split("=", 1) for a in args[3::2] if "=" in a)
-    assert build_args["BINARY"] == f"build/serving/{binary}" and build_args["DEST"] == f"/{binary}"
+    assert build_args["BINARY"] == f"build/serving/{binary}" and build_args["DEST"] == dest
     assert build_args["RUN_AS"] == "65532:65532"
     assert "COPY ${BINARY} ${DEST}" in text and "USER ${RUN_AS}" in text
     target = text.split(f"FROM binary AS {role}\n", 1)[1].split("\nFROM ", 1)[0]
-    assert f'ENTRYPOINT ["/{binary}"]' in target
+    assert f'ENTRYPOINT ["{dest}"]' in target
     assert not re.search(r"^(RUN|COPY|ADD|USER) ", target, flags=re.M), "a role target adds metadata only"
     assert "!build/serving/" in (REPO / ".dockerignore").read_text()
 
