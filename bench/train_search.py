@@ -20,7 +20,11 @@ Definitions (all seconds of wall-clock time, measured inside the training proces
 a plain Optuna + XGBoost loop over the same search space, sampler and seed (the same trials), on the same
 split and preprocessing, with no MLflow: XGBClassifier.fit on the fit rows and AUC on the validation rows
 per trial, then the best configuration refitted and scored on the test rows. Goal: ratio <= 1.3; each side
-runs twice, interleaved, and the faster of each is compared.
+runs twice, interleaved, and the faster of each is compared. Each side also reports its process CPU time
+(cpu_s: every thread of the training process, XGBoost's OpenMP threads included) and the MLflow server's
+CPU time during that run (server_cpu_s), because on a shared, busy host wall time mostly measures the
+other jobs: cpu_ratio is the CPU time of the faster-in-CPU run of each side. --plain-only skips the
+all-family runs.
 The machine's load average is printed with the figures: other jobs on a shared host slow everything.
 """
 
@@ -59,6 +63,29 @@ def _import_heavy() -> float:
     return time.perf_counter() - start
 
 
+_SERVER_PID: list[int] = []
+
+
+def _server_cpu() -> float:
+    """CPU seconds used so far by the MLflow server process and its workers (0 without a server)."""
+    if not _SERVER_PID:
+        return 0.0
+    import psutil
+
+    total = 0.0
+    try:
+        root = psutil.Process(_SERVER_PID[0])
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                cpu = proc.cpu_times()
+                total += cpu.user + cpu.system + cpu.children_user + cpu.children_system
+            except psutil.Error:
+                pass
+    except psutil.Error:
+        pass
+    return total
+
+
 def _one(uri: str, data: Path, trials: int, sync: bool, name: str,
          families: list[str] | None = None) -> dict[str, Any]:
     from modelops_pipelines.spec import TrainSpec
@@ -72,7 +99,9 @@ def _one(uri: str, data: Path, trials: int, sync: bool, name: str,
         "search": search, "mlflow": {"experiment": f"bench-{name}"},
     })
     load_before = os.getloadavg()[0]
+    cpu0, server0 = time.process_time(), _server_cpu()
     result, code = train(spec, tracking_uri=uri, synchronous_logging=sync, progress=lambda _m: None)
+    cpu_s, server_s = time.process_time() - cpu0, _server_cpu() - server0
     if code != 0:
         raise SystemExit(f"training failed: {result['message']}")
     t = result["timings"]
@@ -92,6 +121,8 @@ def _one(uri: str, data: Path, trials: int, sync: bool, name: str,
         "trials": trials,
         "trial_logging": "inline" if sync else "background",
         "train_s": t["total"],
+        "cpu_s": round(cpu_s, 3),
+        "server_cpu_s": round(server_s, 3),
         "search_s": t.get("search", 0.0),
         "per_trial_s": round(t.get("search", 0.0) / trials, 3),
         "mlflow_blocking_s": round(blocking, 3),
@@ -118,7 +149,7 @@ def _plain_loop(data: Path, trials: int) -> dict[str, Any]:
     from modelops_pipelines.train import make_split
 
     load_before = os.getloadavg()[0]
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     spec = TrainSpec.model_validate({"modelName": "plain", "dataset": {"uri": str(data), "target": "churn",
                                                                        "task": "classification"}})
     frame = validate_and_prepare(load_table(spec.dataset).frame, spec)
@@ -144,7 +175,8 @@ def _plain_loop(data: Path, trials: int) -> dict[str, Any]:
                               categorical=frame.categorical, n_classes=2, n_jobs=n_jobs, seed=0)
     pipe.fit(frame.X.iloc[split.train], y[split.train])
     test_auc = roc_auc_score(y[split.test], pipe.predict_proba(frame.X.iloc[split.test])[:, 1])
-    return {"trials": trials, "seconds": round(time.perf_counter() - start, 3), "test_auc": round(float(test_auc), 4),
+    return {"trials": trials, "seconds": round(time.perf_counter() - start, 3),
+            "cpu_s": round(time.process_time() - cpu0, 3), "test_auc": round(float(test_auc), 4),
             "best_valid_auc": round(study.best_value, 4),
             "loadavg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
@@ -156,6 +188,7 @@ def main() -> None:
     parser.add_argument("--sync", action="store_true", help="also run the first trial count with inline logging")
     parser.add_argument("--plain", action="store_true",
                         help="also compare xgboost-only training with a plain Optuna + XGBoost loop")
+    parser.add_argument("--plain-only", action="store_true", help="only the --plain comparison")
     args = parser.parse_args()
 
     from modelops_pipelines.generate import generate_churn, write_table
@@ -166,6 +199,8 @@ def main() -> None:
         root = Path(tmp)
         server = MlflowServer(root)
         server.start()
+        if server.proc is not None:
+            _SERVER_PID.append(server.proc.pid)
         try:
             data = write_table(generate_churn(args.rows, seed=0), root / "churn.csv")
             import_s = _import_heavy()
@@ -173,11 +208,11 @@ def main() -> None:
             # logging machinery, matplotlib's font setup) are reported here and not as part of 20 trials.
             small = write_table(generate_churn(2000, seed=1), root / "warmup.csv")
             warmup = _one(server.uri, small, 2, False, "bench-warmup")["train_s"]
-            runs = [_one(server.uri, data, n, False, f"bench-{n}") for n in args.trials]
-            if args.sync:
+            runs = [] if args.plain_only else [_one(server.uri, data, n, False, f"bench-{n}") for n in args.trials]
+            if args.sync and not args.plain_only:
                 runs.append(_one(server.uri, data, args.trials[0], True, f"bench-{args.trials[0]}-sync"))
             plain: dict[str, Any] | None = None
-            if args.plain:
+            if args.plain or args.plain_only:
                 n = args.trials[0]
                 ours_runs, loops = [], []
                 for i in range(2):  # interleaved, so background load hits both alike
@@ -185,14 +220,20 @@ def main() -> None:
                     loops.append(_plain_loop(data, n))
                 best_ours = min(ours_runs, key=lambda r: r["train_s"])
                 best_loop = min(loops, key=lambda r: r["seconds"])
+                cpu_ours = min(r["cpu_s"] for r in ours_runs)
+                cpu_loop = min(r["cpu_s"] for r in loops)
                 plain = {"trials": n, "modelops_train_xgboost": ours_runs, "plain_optuna_xgboost": loops,
                          "ratio": round(best_ours["train_s"] / best_loop["seconds"], 3),
                          "search_only_ratio": round(best_ours["search_s"] / best_loop["seconds"], 3),
+                         "cpu_ratio": round(cpu_ours / cpu_loop, 3),
+                         "cpu_ratio_with_server": round(min(r["cpu_s"] + r["server_cpu_s"] for r in ours_runs)
+                                                        / cpu_loop, 3),
                          "goal_ratio_le": 1.3}
         finally:
             server.stop()
     print(json.dumps({
         "benchmark": "train_search",
+        "loadavg_end": [round(v, 2) for v in os.getloadavg()],
         "rows": args.rows,
         "n_jobs": available_cpus(),
         "cgroup_cpu_limit": cgroup_cpu_limit(),

@@ -28,6 +28,25 @@ def as_proba(pred: ArrayLike, n_classes: int) -> np.ndarray:
     return normalized
 
 
+def binary_auc(y_true: np.ndarray, score1: np.ndarray) -> float | None:
+    """ROC AUC of a binary 0/1 target as the Mann-Whitney statistic over average ranks (ties count half),
+    which is the area under the trapezoidal ROC curve that scikit-learn computes, at a fraction of its cost
+    (no input validation, one sort). None when it is undefined or the input needs scikit-learn's checks
+    (one class only, non-finite scores): the caller then asks scikit-learn, for its value or its error.
+    """
+    if y_true.ndim != 1 or score1.ndim != 1 or len(y_true) != len(score1) or not np.isfinite(score1).all():
+        return None
+    positive = y_true == 1
+    n_pos = int(positive.sum())
+    n_neg = len(y_true) - n_pos
+    if n_pos == 0 or n_neg == 0 or not np.isin(y_true, (0, 1)).all():
+        return None
+    from scipy.stats import rankdata
+
+    ranks = rankdata(score1)  # average ranks of ties
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
 def score(metric: str, y_true: ArrayLike, pred: ArrayLike, n_classes: int | None = None) -> float:
     """The value of `metric`; `n_classes` is None for regression."""
     from sklearn import metrics as skm
@@ -46,7 +65,8 @@ def score(metric: str, y_true: ArrayLike, pred: ArrayLike, n_classes: int | None
     labels = np.arange(n_classes)
     if metric == "auc":
         if n_classes == 2:
-            return float(skm.roc_auc_score(y, proba[:, 1]))
+            fast = binary_auc(y, proba[:, 1])
+            return fast if fast is not None else float(skm.roc_auc_score(y, proba[:, 1]))
         return float(skm.roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=labels))
     if metric == "logloss":
         return float(skm.log_loss(y, np.clip(proba, 1e-15, 1.0), labels=labels))

@@ -203,13 +203,25 @@ def permutation_importance(model: Any, X: pd.DataFrame, y: np.ndarray, metric: s
     X = X.reset_index(drop=True)
     n = len(X)
     columns = [str(c) for c in X.columns]
-    copies = []
-    for col in columns:
-        for _ in range(repeats):
-            shuffled = X.copy()
-            shuffled[col] = X[col].to_numpy()[rng.permutation(n)]
-            copies.append(shuffled)
-    pred = predict_scores(model, pd.concat([X, *copies], ignore_index=True), task)
+    encoded = _columnwise_encoded(model, X)
+    if encoded is not None:  # shuffle the encoded columns: the same values as encoding shuffled columns
+        matrix, final, position = encoded
+        blocks = [matrix]
+        for col in columns:
+            i = position[col]
+            for _ in range(repeats):
+                shuffled = matrix.copy()
+                shuffled[:, i] = matrix[rng.permutation(n), i]
+                blocks.append(shuffled)
+        pred = predict_scores(final, np.vstack(blocks), task)
+    else:
+        copies = []
+        for col in columns:
+            for _ in range(repeats):
+                shuffled = X.copy()
+                shuffled[col] = X[col].to_numpy()[rng.permutation(n)]
+                copies.append(shuffled)
+        pred = predict_scores(model, pd.concat([X, *copies], ignore_index=True), task)
     base = score(metric, y, pred[:n], n_classes)
     out: dict[str, float] = {}
     for i, col in enumerate(columns):
@@ -217,6 +229,38 @@ def permutation_importance(model: Any, X: pd.DataFrame, y: np.ndarray, metric: s
                                                  n_classes)) for r in range(repeats)]
         out[col] = float(np.mean(drops))
     return out
+
+
+def _columnwise_encoded(model: Any, X: pd.DataFrame) -> tuple[np.ndarray, Any, dict[str, int]] | None:
+    """(X encoded by the pipeline's preprocessing, the final estimator, each input column's output column)
+    when that preprocessing maps each input column to one output column independently of the others (the
+    tree families' passthrough + ordinal encoding); None otherwise (e.g. one-hot encoding).
+
+    Permutation importance then encodes the sample once instead of once per shuffled copy.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OrdinalEncoder
+
+    if not isinstance(model, Pipeline) or len(model.steps) != 2 or not isinstance(model.steps[0][1], ColumnTransformer):
+        return None
+    pre = model.steps[0][1]
+    order: list[str] = []
+    if getattr(pre, "remainder", "drop") != "drop":
+        return None
+    for _name, transformer, cols in pre.transformers:  # as configured (fitted, "passthrough" is a function)
+        if isinstance(transformer, str) and transformer == "drop":
+            continue
+        if not ((isinstance(transformer, str) and transformer == "passthrough")
+                or isinstance(transformer, OrdinalEncoder)):
+            return None
+        order.extend(str(c) for c in cols)
+    if sorted(order) != sorted(str(c) for c in X.columns) or len(set(order)) != len(order):
+        return None
+    matrix = np.asarray(pre.transform(X), dtype=np.float64)
+    if matrix.shape != (len(X), len(order)):
+        return None
+    return matrix, model.steps[1][1], {c: i for i, c in enumerate(order)}
 
 
 def _store_step(uri: str) -> str:

@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -53,6 +54,26 @@ def test_scores_match_sklearn_and_directions():
     assert higher_is_better("auc") and higher_is_better("r2") and not higher_is_better("rmse")
     with pytest.raises(ValueError):
         score("rmse", y, p, 2)
+
+
+def test_binary_auc_equals_sklearn_with_ties_and_defers_when_undefined():
+    from modelops_pipelines.metrics import binary_auc
+
+    rng = np.random.default_rng(1)
+    for n in (2, 7, 500, 5000):
+        y = rng.integers(0, 2, n)
+        y[:2] = [0, 1]
+        coarse = np.round(rng.random(n) * 0.3 + y * 0.2, 2)  # many ties, as float32 boosters produce
+        for p in (coarse, rng.random(n), np.full(n, 0.5)):
+            assert binary_auc(y, p) == pytest.approx(skm.roc_auc_score(y, p), abs=1e-12)
+            assert score("auc", y, p, 2) == pytest.approx(skm.roc_auc_score(y, p), abs=1e-12)
+    assert binary_auc(np.zeros(5, dtype=int), rng.random(5)) is None  # one class: scikit-learn's error
+    assert binary_auc(np.array([0, 1, 1]), np.array([0.1, np.nan, 0.3])) is None
+    one_class = rng.random(5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = skm.roc_auc_score(np.zeros(5, dtype=int), one_class)  # nan (or an error) by scikit-learn
+        assert np.isnan(score("auc", np.zeros(5, dtype=int), one_class, 2)) == np.isnan(expected)
 
 
 def test_result_fits_the_termination_message_limit():
