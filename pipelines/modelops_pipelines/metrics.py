@@ -41,9 +41,9 @@ def binary_auc(y_true: np.ndarray, score1: np.ndarray) -> float | None:
     n_neg = len(y_true) - n_pos
     if n_pos == 0 or n_neg == 0 or not np.isin(y_true, (0, 1)).all():
         return None
-    from scipy.stats import rankdata
-
-    ranks = rankdata(score1)  # average ranks of ties
+    # average ranks (ties share the mean of their positions), from one sort: the group of each score, its size
+    _, group, size = np.unique(score1, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(size) - size + (size + 1) / 2.0)[group]
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
