@@ -27,6 +27,17 @@ pytestmark = pytest.mark.cluster
 MODELOPS = str(Path(sys.executable).with_name("modelops"))
 
 
+def _job_or_none(kube: Any, name: str, namespace: str) -> Any:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return kube.batch.read_namespaced_job(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
 def cli(kube: Any, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([MODELOPS, *args, "--kubeconfig", kube.kubeconfig], capture_output=True, text=True,
                           timeout=60)
@@ -51,7 +62,9 @@ def test_manual_run_trains_for_real_and_reports(retrain_operator: Any, namespace
     run = wait_for("a run", lambda: runs(get(kube, namespace, "manual-e2e")), 10, operator=retrain_operator)[0]
     assert run["trigger"] == "manual" and run["job"].startswith("manual-e2e-manual-")
 
-    job = kube.batch.read_namespaced_job(run["job"], namespace)
+    # the run is recorded in status before its ConfigMap and Job are created (the same pass, right after the
+    # status write: the intent survives a crash), so the Job may appear a moment after the run
+    job = wait_for("the run's Job", lambda: _job_or_none(kube, run["job"], namespace), 10, operator=retrain_operator)
     owner = job.metadata.owner_references[0]
     assert owner.kind == "RetrainSchedule" and owner.uid == got["metadata"]["uid"] and owner.controller
     assert job.spec.backoff_limit == 0 and job.spec.active_deadline_seconds == 300
