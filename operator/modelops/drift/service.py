@@ -175,8 +175,14 @@ class Exporter:
             owned = self._owner[key] = shard_of(key[0], key[1], self.shards) == self.cfg.shard_id
         return owned
 
+    #: a model this shard does not own re-reads the shards file first (at most this often): right after a
+    #: reshard the new count may be younger than the periodic read, and the event is then this shard's
+    MISDIRECTED_RECHECK = 0.25
+
     def _check_owner(self, key: Key, now: float) -> None:
         self.refresh_shards(now)
+        if not self.owns(key) and now - self._shards_read_at >= self.MISDIRECTED_RECHECK:
+            self.refresh_shards(now, force=True)
         if not self.owns(key):
             raise ev.EventError("misdirected", f"model {key[1]!r} of namespace {key[0]!r} belongs to drift exporter "
                                 f"shard {shard_of(key[0], key[1], self.shards)} of {self.shards}, this is shard "
