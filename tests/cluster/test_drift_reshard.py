@@ -32,10 +32,9 @@ from tests.integration.drift.conftest import (
     TOKEN,
     exporter_cmd,
     make_frame,
-    metrics_text,
     predict,
-    sample_value,
     send_v1,
+    windows_by_shard,
 )
 
 pytestmark = pytest.mark.cluster
@@ -67,15 +66,7 @@ def logger_urls(kube: Any, namespace: str) -> dict[str, str]:
 
 
 def windows(ports: list[int], namespace: str) -> dict[str, list[tuple[int, float]]]:
-    """model -> [(shard, rows in its window)] over every shard's /metrics."""
-    out: dict[str, list[tuple[int, float]]] = {m: [] for m in MODELS}
-    for i, port in enumerate(ports):
-        text = metrics_text(f"http://127.0.0.1:{port}")
-        for m in MODELS:
-            rows = sample_value(text, "modelops_drift_window_rows", model_namespace=namespace, model=m)
-            if rows is not None:
-                out[m].append((i, rows))
-    return out
+    return windows_by_shard([f"http://127.0.0.1:{port}" for port in ports], namespace, MODELS)
 
 
 def test_reshard_moves_only_a_quarter_of_the_loggers_and_no_window_beyond_the_refill(

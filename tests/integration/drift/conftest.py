@@ -110,6 +110,18 @@ def sample_value(text: str, name: str, **labels: str) -> float | None:
     return None
 
 
+def windows_by_shard(urls: list[str], namespace: str, models: list[str]) -> dict[str, list[tuple[int, float]]]:
+    """model -> [(shard index, rows in its window)] over every shard's /metrics (a model held by no shard: [])."""
+    out: dict[str, list[tuple[int, float]]] = {m: [] for m in models}
+    for i, url in enumerate(urls):
+        text = metrics_text(url)
+        for m in models:
+            rows = sample_value(text, "modelops_drift_window_rows", model_namespace=namespace, model=m)
+            if rows is not None:
+                out[m].append((i, rows))
+    return out
+
+
 def send_v1(url: str, model: str, frame: pd.DataFrame, rows_per_event: int = 10,
             version: str | None = None) -> None:
     """One request and one response CloudEvent per inference of `rows_per_event` rows (V1 protocol)."""

@@ -25,6 +25,7 @@ from tests.integration.drift.conftest import (
     post,
     sample_value,
     send_v1,
+    windows_by_shard,
 )
 
 pytestmark = pytest.mark.integration
@@ -34,15 +35,7 @@ MODELS = [f"churn-{i}" for i in range(10)]
 
 
 def windows(shards: list[ExporterProcess]) -> dict[str, list[tuple[int, float]]]:
-    """model -> [(shard, rows in its window)] over every shard's /metrics."""
-    out: dict[str, list[tuple[int, float]]] = {m: [] for m in MODELS}
-    for i, shard in enumerate(shards):
-        text = metrics_text(shard.url)
-        for m in MODELS:
-            rows = sample_value(text, "modelops_drift_window_rows", model_namespace=NS, model=m)
-            if rows is not None:
-                out[m].append((i, rows))
-    return out
+    return windows_by_shard([shard.url for shard in shards], NS, MODELS)
 
 
 def test_reshard_three_to_four_moves_only_the_new_shards_models(
