@@ -93,27 +93,28 @@ def test_a_cli_abort_is_one_record_and_a_console_approval_is_not_mirrored_again(
     assert [r.action for r in decision_tags(d.status).values()] == ["promote"]
 
 
-def test_a_cli_approval_of_a_training_run_is_mirrored_with_the_registry_write() -> None:
+def _cli_approved_run(recorded_version: str) -> World:
+    """A RetrainSchedule whose run (version 5) awaits approval, approved through the CLI whose record names
+    `recorded_version`."""
     w = World(rs())
     w.annotate(ANNOTATION_RETRAIN_REQUESTED, "r1")
     w.step(1)
     w.finish(w.runs[0]["job"], result("awaiting_approval", version=5))
     w.step(1)
-    w.annotate(ANN_LAST_DECISION, cli_record("approve", version="5", kind="retrainschedules", name="churn"))
+    w.annotate(ANN_LAST_DECISION, cli_record("approve", version=recorded_version, kind="retrainschedules",
+                                             name="churn"))
     w.annotate(ANNOTATION_APPROVE, "5")
     w.step(1)
+    return w
+
+
+def test_a_cli_approval_of_a_training_run_is_mirrored_with_the_registry_write() -> None:
+    w = _cli_approved_run("5")
     items = [i for i in w.obj["status"].get("outbox") or [] if i["kind"] == "approve"]
     assert len(items) == 1
     assert list(items[0]["tags"]) == [f"{TAG_PREFIX}approve.retrainschedules.ml.churn"]
     assert [r for r, _m in w.events].count("DecisionApproved") == 1
     # a bare annotation (no record of this version) is not credited to anyone
-    w2 = World(rs())
-    w2.annotate(ANNOTATION_RETRAIN_REQUESTED, "r1")
-    w2.step(1)
-    w2.finish(w2.runs[0]["job"], result("awaiting_approval", version=5))
-    w2.step(1)
-    w2.annotate(ANN_LAST_DECISION, cli_record("approve", version="4", kind="retrainschedules", name="churn"))
-    w2.annotate(ANNOTATION_APPROVE, "5")
-    w2.step(1)
+    w2 = _cli_approved_run("4")
     assert "tags" not in next(i for i in w2.obj["status"]["outbox"] if i["kind"] == "approve")
     assert "DecisionApproved" not in [r for r, _m in w2.events]
