@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -33,16 +32,11 @@ import pytest
 from modelops.decide.traffic_split import split
 from modelops.desired.http_route import http_route
 from tests.fixtures.cluster import Kube
+from tests.fixtures.procs import free_port
 
 pytestmark = pytest.mark.e2e
 
 ISVC, HOST = "churn", "churn-gw.example.com"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _predictor(version: str) -> tuple[ThreadingHTTPServer, int]:
@@ -95,7 +89,7 @@ def traefik(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tu
                     "gateway-api", pytrace=False)
     check = lambda *a, stdin=None, timeout=120: kube.kubectl(*a, input=stdin, timeout=timeout).stdout  # noqa: E731
     gateway.install_crds(check)
-    web, ping = _free_port(), _free_port()
+    web, ping = free_port(), free_port()
     _apply(kube, gateway.gateway_manifests(port=web))
     log = tmp_path_factory.mktemp("traefik") / "traefik.log"
     proc = subprocess.Popen([str(versions.serving_dir("traefik") / "bin" / "traefik"),
