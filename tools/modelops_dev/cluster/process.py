@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -24,10 +25,29 @@ class ClusterError(RuntimeError):
     """The local cluster or its node could not be built, started or stopped; the message says why."""
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+# Ports for the processes we start come from below the kernel's ephemeral range (32768-60999 by default) and the
+# NodePort range (30000-32767). A port from bind(0) is an ephemeral one: between picking it and the process binding
+# it (a model server loads for ~15 s under load) any outbound connection on the machine may take it as its local
+# port, and the process fails with EADDRINUSE (CI, stop 22).
+_PORT_LOW, _PORT_HIGH = 20000, 29999
+_handed_out: set[int] = set()
+
+
+def free_port(host: str = "0.0.0.0") -> int:
+    """A port nothing listens on now, outside the ephemeral range, not handed out before in this process."""
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    for _ in range(2000):
+        port = rng.randint(_PORT_LOW, _PORT_HIGH)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise ClusterError(f"no free port in {_PORT_LOW}-{_PORT_HIGH}")
 
 
 def wait_until(what: str, probe: Callable[[], bool], proc: subprocess.Popen[bytes] | None, log: Path,
