@@ -5,8 +5,13 @@
   latestRolledoutRevision, previousRolledoutRevision, traffic[]}`; the canary is the latest ready revision,
   the stable one the latest rolled out at 100%.
 - Standard (>= 0.20): `status.canaryStatuses[] {name, ready, trafficPercent}` per canary predictor name.
-- `status.observedGeneration`: KServe has acted on the current spec only when it equals
-  `metadata.generation`.
+- `status.observedGeneration`: KServe v0.20 copies it from the stable predictor's Deployment (Standard) or the
+  Knative Service (Knative) (inference_service_status.go PropagateRawStatus / PropagateStatus), so it is not the
+  InferenceService's generation: in Standard mode, a spec change that leaves the stable Deployment alone (a
+  canary added, removed or promoted) never makes it equal `metadata.generation`. Standard mode therefore reads
+  "KServe acted on this spec" from what KServe derives from the spec it reconciled: `canaryStatuses[].name`
+  (the canary predictors) and `status.address` (the stable predictor's Service); equal generations also count
+  (a KServe that writes the InferenceService's own generation). Knative keeps the generation check.
 
 Which canary the InferenceService carries is read from its spec (the builder's layout: the canary predictor's
 storage URI), never from its metadata: KServe propagates InferenceService labels and annotations into the
@@ -82,14 +87,23 @@ def isvc_state(isvc: Mapping[str, Any] | None, owner_uid: str, mode: str) -> Isv
     stable_name = str((spec.get("predictor") or {}).get("name", ""))
     if not canaries:
         # no canary in the manifest KServe acted on: nothing is serving a canary (issue 16, M3: this was True)
-        return IsvcState(ready=ready, settled=ready and current and not status.get("canaryStatuses"),
+        seen = current or _serves_predictor(status, str(meta.get("name") or ""), stable_name)
+        return IsvcState(ready=ready, settled=ready and seen and not status.get("canaryStatuses"),
                          canary_ready=False, stable_revision=stable_name, url=url, message=message,
                          canary_uri="")
     name = str(canaries[0].get("predictor", {}).get("name", ""))
-    canary_ok = current and any(c.get("name") == name and c.get("ready") for c in status.get("canaryStatuses") or [])
+    # KServe writes canaryStatuses from the spec it reconciled: an entry of this name is about this canary
+    canary_ok = any(c.get("name") == name and c.get("ready") for c in status.get("canaryStatuses") or [])
     return IsvcState(ready=ready, settled=False, canary_ready=canary_ok, stable_revision=stable_name,
                      canary_revision=name, url=url, message=message,
                      canary_uri=_storage_uri(canaries[0].get("predictor") or {}))
+
+
+def _serves_predictor(status: Mapping[str, Any], isvc: str, predictor: str) -> bool:
+    """Whether KServe's status is about a spec whose stable predictor is `predictor`: KServe points
+    status.address at that predictor's Service (`<isvc>-<predictor>-predictor.<namespace>.svc...`)."""
+    host = str((status.get("address") or {}).get("url") or "").split("://", 1)[-1]
+    return bool(predictor) and host.split(".", 1)[0] == f"{isvc}-{predictor}-predictor"
 
 
 def apply_needed(isvc: Mapping[str, Any] | None, applied: Mapping[str, Any] | None, desired_hash: str) -> bool:

@@ -228,3 +228,45 @@ def test_frozen_canary_percent_only_for_the_same_canary() -> None:
     obj = live(build(ServingPlan(S, C, 10), "Standard", modelops_route=True))
     assert frozen_canary_percent(obj, "v2") == 10
     assert frozen_canary_percent(obj, "v3") is None and frozen_canary_percent(None, "v2") is None
+
+
+# ------------------------------------------------------------------------------ KServe v0.20's status, as it is
+def _kserve_v020(manifest: dict[str, Any], *, generation: int, deployment_generation: int, stable: str,
+                 canaries: list[tuple[str, bool]] | None) -> dict[str, Any]:
+    """An InferenceService as KServe v0.20 reports a Standard one (seen with the real manager, issue 13):
+    status.observedGeneration is the stable predictor Deployment's, status.address its Service."""
+    obj = live(manifest, generation=generation)
+    obj["status"] = {"observedGeneration": deployment_generation,
+                     "address": {"url": f"http://churn-{stable}-predictor.ns.svc.cluster.local"},
+                     "conditions": [{"type": "Ready", "status": "True"}],
+                     **({"canaryStatuses": [{"name": n, "ready": r, "trafficPercent": 10} for n, r in canaries]}
+                        if canaries else {})}
+    return obj
+
+
+def test_standard_readiness_does_not_rely_on_kserves_observed_generation() -> None:
+    """KServe v0.20 copies observedGeneration from the stable Deployment: adding a canary (which no longer touches
+    the stable Deployment) leaves it behind the InferenceService's generation for good."""
+    canary = build(ServingPlan(S, C, 10), "Standard", modelops_route=True)
+    ready = isvc_state(_kserve_v020(canary, generation=2, deployment_generation=1, stable="v1",
+                                    canaries=[("v2", True)]), "u1", "Standard")
+    assert ready is not None and ready.canary_ready and ready.canary_uri == C.storage_uri
+    not_yet = isvc_state(_kserve_v020(canary, generation=2, deployment_generation=1, stable="v1",
+                                      canaries=[("v2", False)]), "u1", "Standard")
+    stale = isvc_state(_kserve_v020(canary, generation=2, deployment_generation=1, stable="v1", canaries=None),
+                       "u1", "Standard")
+    assert not_yet is not None and not not_yet.canary_ready and stale is not None and not stale.canary_ready
+    # promoted: settled once KServe reconciled the new spec (no canary status, address on v2's Service)
+    promoted = build(ServingPlan(C), "Standard", modelops_route=True)
+    before = isvc_state(_kserve_v020(promoted, generation=3, deployment_generation=1, stable="v1",
+                                     canaries=[("v2", True)]), "u1", "Standard")
+    after = isvc_state(_kserve_v020(promoted, generation=3, deployment_generation=1, stable="v2", canaries=None),
+                       "u1", "Standard")
+    assert before is not None and not before.settled and after is not None and after.settled
+    # rolled back: the canary's status gone, the same stable predictor
+    rolled_back = build(ServingPlan(S), "Standard", modelops_route=True)
+    pending = isvc_state(_kserve_v020(rolled_back, generation=3, deployment_generation=1, stable="v1",
+                                      canaries=[("v2", True)]), "u1", "Standard")
+    done = isvc_state(_kserve_v020(rolled_back, generation=3, deployment_generation=1, stable="v1", canaries=None),
+                      "u1", "Standard")
+    assert pending is not None and not pending.settled and done is not None and done.settled
