@@ -157,6 +157,14 @@ def settled(kube: Any, ns: str, name: str) -> dict[str, Any] | None:
     return snapshot(kube, ns, [name]) if done else None
 
 
+def _diff(a: Any, b: Any, path: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _diff(a.get(k), b.get(k), f"{path}.{k}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in _diff(x, y, f"{path}[{i}]")]
+    return [] if a == b else [f"{path}: {json.dumps(a, default=str)[:300]} -> {json.dumps(b, default=str)[:300]}"]
+
+
 def route_weights(kube: Any, ns: str) -> dict[str, int]:
     try:
         route = kube.custom.get_namespaced_custom_object(GATEWAY_GROUP, GATEWAY_VERSION, ns, HTTPROUTE_PLURAL,
@@ -257,9 +265,12 @@ def test_canary_steps_do_not_restart_the_predictors_and_the_rollout_completes(
         assert applied["uid"] == isvc["metadata"]["uid"]
 
         # ---- a canary aborted at its second step: rolled back through KServe, the stable predictor untouched
-        promoted_template = snapshot(kube, ns, [deployment_name("v2")])
-        print("v2 Deployment before/after promotion:", every[-1]["deployments"][deployment_name("v2")]
-              == promoted_template[deployment_name("v2")])
+        # (not asserted: KServe v0.20 rebuilds the promoted predictor's Deployment through its stable code path, see
+        # the report printed here when run with -s)
+        promoted_template = settled(kube, ns, deployment_name("v2")) or {}
+        before = json.loads(every[-1]["deployments"][deployment_name("v2")]["template"])
+        after = json.loads((promoted_template.get(deployment_name("v2")) or {}).get("template") or "{}")
+        print("promoted Deployment template changed at promotion:", _diff(before, after))
         stable_before = wait_for(lambda: settled(kube, ns, deployment_name("v2")), 60, "the promoted predictor settled")
         stable_pods = sorted(pods.pods_of(deployment_name("v2")))
 
@@ -288,3 +299,69 @@ def test_canary_steps_do_not_restart_the_predictors_and_the_rollout_completes(
         assert snapshot(kube, ns, [deployment_name("v2")]) == stable_before
         assert sorted(pods.pods_of(deployment_name("v2"))) == stable_pods
         assert not pods.errors, pods.errors
+
+
+@pytest.fixture
+def idle_operator(kserve_live: LiveKServe, tmp_path: Path) -> Iterator[Operator]:
+    """The operator, not started: the test starts it when the old operator's objects are in place."""
+    kube = kserve_live.kube
+    kube.install_crds()
+    kube.wait_served(GROUP, VERSION, "modeldeployments")
+    op = Operator(kube, tmp_path / "operator.log")
+    op.extra_env = {"MODELOPS_LOG_LEVEL": "INFO"}
+    yield op
+    if op.proc and op.proc.poll() is None:
+        op.kill()
+
+
+def test_upgrade_from_an_operator_that_labelled_the_inference_service_rewrites_nothing(
+        kserve_live: LiveKServe, idle_operator: Operator, live_ns: str) -> None:
+    """An InferenceService applied by the operator before the fix (its modelops.dev/stable-version label and
+    desired-hash annotation, which KServe copied into the predictor's pod template): the new operator reads the
+    old hash once, records it in status, and applies nothing: the InferenceService and its Deployment keep
+    their generation and pod template."""
+    from modelops.adapters.kube import FIELD_MANAGER
+    from modelops.api.types import ServingPlan
+    from modelops.desired.inference_service import (
+        LEGACY_HASH_ANNOTATION,
+        Defaults,
+        inference_service,
+        manifest_hash,
+    )
+    from modelops.settings import Settings
+
+    kube, ns = kserve_live.kube, live_ns
+    spec = {"model": {"storageUri": URI["v1"]}, "serving": {"deploymentMode": "Standard"}}
+    md = kube.custom.create_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelDeployment", "metadata": {"name": NAME}, "spec": spec})
+    settings = Settings()
+    old = inference_service(name=NAME, namespace=ns, uid=md["metadata"]["uid"], spec=spec,
+                            plan=ServingPlan(ModelRef(storage_uri=URI["v1"])), mode="Standard",
+                            defaults=Defaults(settings.server_image, settings.drift_exporter_url,
+                                              settings.drift_token, settings.drift_exporter_shards),
+                            modelops_route=True)
+    old["metadata"]["labels"]["modelops.dev/stable-version"] = predictor_name(ModelRef(storage_uri=URI["v1"]))
+    old["metadata"]["annotations"][LEGACY_HASH_ANNOTATION] = manifest_hash(old)
+    kube.kubectl("apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", "-", input=json.dumps(old))
+    stable = deployment_name("v1")
+    with PredictorPods(kserve_live, ns) as pods:
+        before = wait_for(lambda: settled(kube, ns, stable), 120, "the old operator's predictor up")
+        tpl = json.loads(before[stable]["template"])
+        assert tpl["metadata"]["labels"]["modelops.dev/stable-version"], "KServe did not propagate the label"
+        isvc_before = isvc_get(kube, ns, NAME) or {}
+        pods_before = sorted(pods.pods_of(stable))
+
+        idle_operator.start()
+        got = wait_for(lambda: (md_get(kube, ns, NAME).get("status") or {}).get("inferenceServiceApplied"), 60,
+                       "the old hash recorded in status")
+        assert got == {"hash": old["metadata"]["annotations"][LEGACY_HASH_ANNOTATION],
+                       "uid": isvc_before["metadata"]["uid"], "generation": isvc_before["metadata"]["generation"]}
+        wait_for(lambda: cond(md_get(kube, ns, NAME), "Ready").get("status") == "True", 60, "Ready")
+        time.sleep(3)  # a few more reconciles
+        isvc_after = isvc_get(kube, ns, NAME) or {}
+        assert isvc_after["metadata"]["generation"] == isvc_before["metadata"]["generation"]
+        assert isvc_after["metadata"]["labels"] == isvc_before["metadata"]["labels"]
+        mine = [m for m in isvc_after["metadata"]["managedFields"] if m["manager"] == FIELD_MANAGER]
+        assert mine == [m for m in isvc_before["metadata"]["managedFields"] if m["manager"] == FIELD_MANAGER], \
+            "the new operator re-applied the InferenceService"
+        assert snapshot(kube, ns, [stable]) == before and sorted(pods.pods_of(stable)) == pods_before
