@@ -267,11 +267,10 @@ def test_canary_steps_do_not_restart_the_predictors_and_the_rollout_completes(
         # ---- a canary aborted at its second step: rolled back through KServe, the stable predictor untouched
         # (not asserted: KServe v0.20 rebuilds the promoted predictor's Deployment through its stable code path, see
         # the report printed here when run with -s)
-        promoted_template = settled(kube, ns, deployment_name("v2")) or {}
-        before = json.loads(every[-1]["deployments"][deployment_name("v2")]["template"])
-        after = json.loads((promoted_template.get(deployment_name("v2")) or {}).get("template") or "{}")
-        print("promoted Deployment template changed at promotion:", _diff(before, after))
         stable_before = wait_for(lambda: settled(kube, ns, deployment_name("v2")), 60, "the promoted predictor settled")
+        before = json.loads(every[-1]["deployments"][deployment_name("v2")]["template"])
+        print("promoted Deployment template changed at promotion:",
+              _diff(before, json.loads(stable_before[deployment_name("v2")]["template"])))
         stable_pods = sorted(pods.pods_of(deployment_name("v2")))
 
         def aborted(o: dict[str, Any]) -> bool:
@@ -328,13 +327,13 @@ def test_upgrade_from_an_operator_that_labelled_the_inference_service_rewrites_n
         inference_service,
         manifest_hash,
     )
-    from modelops.settings import Settings
+    from modelops.settings import OperatorSettings
 
     kube, ns = kserve_live.kube, live_ns
     spec = {"model": {"storageUri": URI["v1"]}, "serving": {"deploymentMode": "Standard"}}
     md = kube.custom.create_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments", {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelDeployment", "metadata": {"name": NAME}, "spec": spec})
-    settings = Settings()
+    settings = OperatorSettings()
     old = inference_service(name=NAME, namespace=ns, uid=md["metadata"]["uid"], spec=spec,
                             plan=ServingPlan(ModelRef(storage_uri=URI["v1"])), mode="Standard",
                             defaults=Defaults(settings.server_image, settings.drift_exporter_url,
