@@ -80,8 +80,10 @@ def test_row_ids_are_the_exporters() -> None:
     fb.record(("ns", "churn", "1"), profile, "req-2", [1], np.array([[0.4, 0.6]]))
     items = [{"id": i, "label": y} for i, y in zip(row_ids("req-1", 3) + row_ids("req-2", 1), [0, 1, 0, 1],
                                                    strict=True)]
-    assert fb.submit("ns", items) == {"joined": 4, "unmatched": 0, "expired": 0, "duplicate": 0, "invalid": 0}
-    assert fb.submit("other-ns", items[:1])["unmatched"] == 1  # ids are per namespace
+    assert fb.submit("ns", items) == {"joined": 4, "unmatched": 0, "expired": 0, "duplicate": 0, "invalid": 0,
+                                      "early": 0}
+    # ids are per namespace: another namespace's label waits for a prediction of its own (early), never joins
+    assert fb.submit("other-ns", items[:1])["early"] == 1 and fb.outcomes["joined"] == 4
 
 
 # ---- the feed ------------------------------------------------------------------------------------------
