@@ -166,6 +166,12 @@ def test_feedback_target_from_the_operators_logger_urls() -> None:
     kind, ns, name, port, path = feedback_target(sharded)
     assert (kind, ns, port, path) == ("pods", "demo", 8080, f"feedback/ns/demo/{token}")
     assert name.startswith("x-drift-exporter-") and name.rsplit("-", 1)[1] in {"0", "1", "2"}
+    # the labels of a model go to the shard that owns (namespace, model), the one its predictions are logged to
+    from modelops.formats.drift_url import shard_of
+
+    for model in ("churn", "fraud", "ltv", "a", "b"):
+        url = logger_url(exporter_url(template, 3, "demo", model), "s3cret", "demo")
+        assert feedback_target(url)[2] == f"x-drift-exporter-{shard_of('demo', model, 3)}", model
     for bad in ("http://exporter.demo.svc:8080/events", "ftp://e.demo.svc/events/ns/demo/t",
                 "http://exporter:8080/events/ns/demo/t"):
         with pytest.raises(ValueError):

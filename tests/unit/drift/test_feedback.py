@@ -642,3 +642,29 @@ def test_replay_with_labels_before_and_after_their_predictions_equals_scikit_lea
     assert m[("modelops_feedback_labels_total", (("outcome", "unmatched"),))] == 0
     assert m[("modelops_feedback_early_labels", ())] == 0
     assert m[("modelops_feedback_label_delay_seconds_count", ())] == 2 * n
+
+
+def test_labels_join_at_the_shard_that_owns_the_model_and_elsewhere_give_up_counted(datasets):
+    """With shards, a model's predictions are only on its owner (others refuse them, misdirected); its labels,
+    posted to the owner (the feedback URL of its logger URL), join there. Posted to another shard they wait
+    as early labels and give up counted as unmatched: never lost silently, never joined twice."""
+    from modelops.drift.events import EventError
+    from modelops.formats.drift_url import shard_of
+
+    prof_c = datasets[0]
+    X, y, out = datasets[2]
+    owner = shard_of("shop", "clf", 2)
+    clocks = [Clock(), Clock()]
+    shards = [app_for({"clf": prof_c}, clocks[i], shard_id=i, shards=2, quality_min_labels=1)[0] for i in range(2)]
+    body = {"version": "1", "instances": X[:50].tolist(), "predictions": out[:50].argmax(axis=1).tolist(),
+            "probabilities": out[:50].tolist(), "ids": [f"o{i}" for i in range(50)]}
+    with pytest.raises(EventError, match="shard"):
+        shards[1 - owner].ingest_batch("clf", body, namespace="shop")
+    shards[owner].ingest_batch("clf", body, namespace="shop")
+    labels = [{"id": f"o{i}", "label": int(y[i])} for i in range(50)]
+    assert shards[owner].feedback.submit("shop", labels)["joined"] == 50
+    other = shards[1 - owner].feedback
+    assert other.submit("shop", labels)["early"] == 50
+    clocks[1 - owner].t += other.early.max_age + 1
+    assert other.early_gauges()[3]["age"] == 50 and other.outcomes["unmatched"] == 50
+    assert other.outcomes["joined"] == 0 and shards[owner].feedback.outcomes["joined"] == 50
