@@ -615,11 +615,13 @@ class Feedback:
                 keys = id_keys(ns, ids)
                 self.store.add(keys[ok], code, score[ok], pred[ok], ts)
                 if self.early.waiting:
-                    self._join_early(keys[ok], self.clock())
+                    self._expire_early(self.clock())
+                    waiting = self.early.find(keys[ok])
+                    if waiting.any():
+                        self._join_early(keys[ok][waiting], self.clock())
 
     def _join_early(self, keys: U, now: float) -> None:
         """Labels that came before these just-recorded predictions join them now. Caller holds the lock."""
-        self._expire_early(now)
         keys = np.unique(keys)
         slots, _ = self.store.index.find(keys)
         keys, slots = keys[slots >= 0], slots[slots >= 0]
