@@ -35,6 +35,9 @@ corrected label can still join). The answer to a POST also says how many of its 
 Everything per row is numpy over the batch (hashing the id strings is the one per-item step, in the
 parser); the quality windows keep the newest ``window_rows`` joined rows within ``window_age`` seconds of
 their join and compute metrics with modelops.drift.quality (realised) and modelops.drift.estimate (CBPE).
+A multi-class classifier whose profile carries the trainer's ``isotonic_ovr`` calibrator also keeps the
+served class probabilities of its estimation window, and gets multi-class CBPE (accuracy, macro F1, macro
+one-vs-rest AUC).
 """
 
 from __future__ import annotations
@@ -371,6 +374,9 @@ class VersionQuality:
     calibration: dict[str, Any] | None
     joined: Ring  # columns: score, prediction, label
     served: Ring  # columns: score, prediction (the estimation window of a classifier)
+    #: a multi-class classifier with a calibrator (``isotonic_ovr``): the served class probabilities, one column
+    #: per class in the order of ``classes``, rows as in ``served`` (its multi-class CBPE window)
+    proba: Ring | None = None
     numeric: list[str] = field(default_factory=list)
     cache: dict[str, Any] = field(default_factory=dict)
 
@@ -391,6 +397,7 @@ def version_quality(key: tuple[str, str, str], profile: Mapping[str, Any], rows:
     cal = estimate.check(profile.get(CALIBRATION_KEY))
     classes: list[str] = []
     positive = None
+    multiclass = False
     if task == "classification":
         if cal is not None and cal.get("kind") == "classification":
             classes = [k for k in (category_key(c) for c in cal.get("classes", [])) if k is not None]
@@ -400,12 +407,16 @@ def version_quality(key: tuple[str, str, str], profile: Mapping[str, Any], rows:
             classes = sorted((str(c) for c in (pred.get("categories") or {})), key=_class_sort)
         if len(classes) == 2 and positive is None:
             positive = classes[1]
-        if cal is not None and (cal.get("kind") != "classification" or positive not in classes):
+        # multi-class CBPE: one calibrator per class, in the order of the model's probability columns
+        multiclass = cal is not None and cal.get("method") == estimate.MULTICLASS_METHOD and len(classes) >= 3 \
+            and len(classes) == len(cal.get("per_class") or [])
+        if cal is not None and not multiclass and (cal.get("kind") != "classification" or positive not in classes):
             cal = None
     elif cal is not None and cal.get("kind") != "regression":
         cal = None
     return VersionQuality(key, task, classes, positive, cal, Ring(rows, age, 3), Ring(rows, age, 2),
-                          numeric=list(cal.get("features", [])) if cal and task == "regression" else [])
+                          numeric=list(cal.get("features", [])) if cal and task == "regression" else [],
+                          proba=Ring(rows, age, len(classes)) if multiclass else None)
 
 
 def parse_time(value: Any) -> float | None:
@@ -596,7 +607,13 @@ class Feedback:
             return
         vq, pred = self.served_codes(key, profile, predictions)
         score = np.full(n, np.nan)
-        if vq.task == "classification":
+        proba = None
+        if vq.task == "classification" and vq.proba is not None:
+            proba = class_probabilities(probabilities, n, len(vq.classes))
+            # predictions that are not class values (e.g. argmax indices): the most probable class
+            fill = np.isnan(pred) & np.isfinite(proba).all(axis=1)
+            pred[fill] = proba[fill].argmax(axis=1)
+        elif vq.task == "classification":
             score = positive_scores(vq, probabilities, n, pred)
             # predictions that are not class values (e.g. argmax indices): the class of the higher probability
             fill = np.isnan(pred) & np.isfinite(score)
@@ -610,6 +627,8 @@ class Feedback:
         with self.lock:
             code, vq = self._version(key, profile)
             vq.served.add(np.column_stack([score, pred]), np.full(n, ts))
+            if vq.proba is not None:
+                vq.proba.add(proba if proba is not None else np.full((n, len(vq.classes)), np.nan), np.full(n, ts))
             if ids is not None and len(ids) == n:
                 ok = ~np.isnan(pred)
                 keys = id_keys(ns, ids)
@@ -760,6 +779,7 @@ class Feedback:
         with self.lock:
             joined = vq.joined.live(now)
             served = vq.served.live(now) if vq.task == "classification" else None
+            proba = vq.proba.live(now) if vq.proba is not None else None
         q = Quality(joined=len(joined))
         if vq.task == "classification":
             y, pred, score = joined[:, 2], joined[:, 1], joined[:, 0]
@@ -772,6 +792,12 @@ class Feedback:
                 ok = np.isfinite(served[:, 0]) & np.isfinite(served[:, 1])
                 if ok.all():
                     q.estimated = estimate.cbpe(vq.calibration, served[:, 0], served[:, 1])
+            elif vq.calibration is not None and proba is not None and len(served) >= self.min_rows:
+                # multi-class CBPE on the rows that carried every class probability and a served class
+                ok = np.isfinite(proba).all(axis=1) & np.isfinite(served[:, 1])
+                if np.count_nonzero(ok) >= self.min_rows:
+                    q.estimated = estimate.cbpe_multiclass(vq.calibration, proba[ok],
+                                                           served[ok, 1].astype(np.int64))
         else:
             if len(joined) >= self.min_labels:
                 q.realised = quality.regression_metrics(joined[:, 2], joined[:, 1])
@@ -817,6 +843,20 @@ def positive_scores(vq: VersionQuality, probabilities: Any, n: int, pred: F) -> 
         return out
     if p.ndim == 2 and p.shape == (n, 2):
         return np.ascontiguousarray(p[:, 1 if vq.positive == vq.classes[1] else 0])
+    return out
+
+
+def class_probabilities(probabilities: Any, n: int, classes: int) -> F:
+    """A response's [N, C] class probabilities as floats (NaN rows when absent or of another shape)."""
+    out = np.full((n, classes), np.nan)
+    if probabilities is None:
+        return out
+    try:
+        p = np.asarray(probabilities, dtype=float)
+    except (TypeError, ValueError):
+        return out
+    if p.shape == (n, classes):
+        return p
     return out
 
 
