@@ -8,7 +8,8 @@ schema is in modelops.drift.estimate, which applies it without scikit-learn):
 - regressors (DLE): two small tree models (scikit-learn gradient boosting, DLE_TREES trees) of |residual| and
   residual² on the numeric features and the prediction, exported node by node.
 
-Multi-class classifiers get none (the exporter then publishes realised accuracy only, no estimates).
+- multi-class classifiers: one isotonic regression per class of "the label is this class" on that class's
+  probability (``isotonic_ovr``; the exporter's multi-class CBPE normalises the calibrated rows).
 """
 
 from __future__ import annotations

@@ -706,6 +706,8 @@ def fit_calibration(data: PreparedData, X_test: pd.DataFrame, y_test: np.ndarray
     """The calibrator of the held-out split (modelops_pipelines.calibration), or None when it cannot be fitted."""
     from modelops_pipelines import calibration as cal
 
+    if data.classes is not None and len(data.classes) > 2:
+        return cal.fit_multiclass(y_test, test_pred, data.classes)  # multi-class CBPE (isotonic_ovr)
     if data.classes is not None:
         return cal.fit_classification(y_test, test_pred, data.classes)
     return cal.fit_regression(X_test, y_test, test_pred, data.numeric, seed=seed)

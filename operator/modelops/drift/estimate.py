@@ -102,10 +102,13 @@ def expected_auc(score: F, p: F) -> float | None:
 #      "per_class": [{"x": [...], "y": [...]}, ...]}          # one per class, in the order of `classes`
 
 
+MULTICLASS_METHOD = "isotonic_ovr"
+
+
 def calibrate_multiclass(cal: Mapping[str, Any], proba: F) -> F:
     """Calibrated [N, C] class probabilities (rows sum to 1) of the served [N, C] probabilities."""
     per_class = cal.get("per_class")
-    if cal.get("method") != "isotonic_ovr" or not isinstance(per_class, list):
+    if cal.get("method") != MULTICLASS_METHOD or not isinstance(per_class, list):
         raise CalibrationError(f"unknown multi-class calibration method {cal.get('method')!r}")
     if proba.ndim != 2 or proba.shape[1] != len(per_class) or len(per_class) < 2:
         raise CalibrationError(f"{len(per_class)} class calibrators for probabilities of shape {proba.shape}")
@@ -252,6 +255,12 @@ def check(cal: Any) -> dict[str, Any] | None:
     if not isinstance(cal, dict):
         return None
     try:
+        if cal.get("kind") == "classification" and cal.get("method") == MULTICLASS_METHOD:
+            c = len(cal.get("per_class") or [])
+            calibrate_multiclass(cal, np.full((3, c), 1.0 / max(c, 1)))
+            if len(cal.get("classes") or []) != c:
+                return None
+            return cal
         if cal.get("kind") == "classification":
             calibrate(cal, np.asarray([0.0, 0.5, 1.0]))
             return cal
