@@ -440,12 +440,13 @@ class ChunkEncoder:
                               for k, name in enumerate(self.categorical)})
         assert self.encoder is not None
         mapped = np.asarray(self.encoder.transform(probe)[:, j], dtype=np.float64)
-        indices = pc.fill_null(encoded.indices, len(uniques) - 1).to_numpy(zero_copy_only=False)
-        return mapped[indices]
+        indices = np.asarray(pc.fill_null(encoded.indices, len(uniques) - 1).to_numpy(zero_copy_only=False))
+        out: np.ndarray = mapped[indices]
+        return out
 
     def _labels(self, raw: pd.Series) -> np.ndarray:
         if self.data.classes is None:
-            y = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+            y: np.ndarray = np.asarray(pd.to_numeric(raw, errors="coerce"), dtype=np.float64)
             if not np.isfinite(y).all():
                 raise DatasetError(f"regression target {self.target!r} has a non-numeric or infinite value")
             return y
@@ -458,7 +459,8 @@ class ChunkEncoder:
             bad = bad.item() if isinstance(bad, np.generic) else bad
             raise DatasetError(f"classification target {self.target!r} has a class {bad!r} not seen while "
                                "scanning")
-        return codes[pd.Index(uniques).get_indexer(raw)].astype(np.float32)
+        labels: np.ndarray = codes[pd.Index(uniques).get_indexer(raw)].astype(np.float32)
+        return labels
 
     def encode(self, batch: Any, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(float32 features, encoded target) of the chunk's rows where `rows` is true and the target is set."""
