@@ -198,3 +198,25 @@ def test_chunk_encoder_equals_the_fitted_preprocessor_on_the_typed_chunk(tmp_pat
     bad["churn"] = bad["churn"].fillna(0).astype(int).replace({1: 9})
     with pytest.raises(DatasetError, match="class 9"):
         encoder.encode(pa.RecordBatch.from_pandas(bad, preserve_index=False), np.ones(20, dtype=bool))
+
+
+def test_parquet_batches_walk_every_row_group_in_order_with_only_the_asked_columns(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 10_000
+    table = pa.table({"i": np.arange(n), "a": np.arange(n) * 0.5, "s": [f"k{v % 7}" for v in range(n)]})
+    path = tmp_path / "groups.parquet"
+    pq.write_table(table, path, row_group_size=1_300)  # 8 groups, the last one short
+    spec = TrainSpec.model_validate({"modelName": "m", "dataset": {"uri": str(path), "target": "a",
+                                                                   "task": "regression"}})
+    source = outofcore.plan(spec.dataset, env={outofcore.OUT_OF_CORE_ENV: "always"}).source
+    seen = []
+    for start, batch in outofcore.batches(source, 500, columns=["i", "s"]):
+        assert batch.schema.names == ["i", "s"] and batch.num_rows <= 500
+        np.testing.assert_array_equal(batch.column(0).to_numpy(), np.arange(start, start + batch.num_rows))
+        seen.append(batch.num_rows)
+    assert sum(seen) == n and len(seen) == 7 * 3 + 2  # 500 + 500 + 300 per 1,300-row group, then 900
+    frames = list(outofcore.chunks(source, 4_000))
+    assert [s for s, _ in frames] == [0, 1_300, 2_600, 3_900, 5_200, 6_500, 7_800, 9_100]
+    pd.testing.assert_frame_equal(pd.concat([f for _, f in frames], ignore_index=True), table.to_pandas())
