@@ -6,11 +6,16 @@ out-of-core model against in-memory training on a subsample where both fit. Prin
 
 - The table (27 numeric + 3 categorical features, a binary target, 1% missing values) is generated in
   chunks straight to Parquet (never whole in memory) and cached under $MODELOPS_BENCH_DIR.
-- Each training runs `modelops train` in its own process, against one real MLflow server. The large one runs
-  in a fresh memory cgroup with memory.limit_in_bytes (v1) / memory.max (v2) = --memory-gib, swap off; where
-  no cgroup can be made, under `ulimit -v` of the same size (a stricter limit: it counts address space).
-  Its peak memory: the process's peak RSS, and the cgroup's high-water mark (which also counts the page
-  cache of the file it reads; the kernel reclaims that cache before it would kill anything).
+- Each training runs the trainer (`modelops_pipelines.train.train`, the code `modelops train` runs, with its
+  gate and artefacts) in its own process, tracking to a local SQLite MLflow store (or --mlflow-server). The
+  large one runs in a fresh memory cgroup with memory.limit_in_bytes (v1) / memory.max (v2) = --memory-gib,
+  swap off, so the kernel OOM-kills it past the limit; where no cgroup can be made, under `ulimit -v` of the
+  same size (a stricter limit: it counts address space, thread stacks and allocator reservations).
+  Memory figures: the process's peak RSS (getrusage), a 0.2 s sample of its VmRSS (peak, and peak per step
+  of the training log), the cgroup's anonymous memory sampled (v1 total_rss / v2 anon: what cannot be
+  reclaimed), the cgroup's high-water mark (which also counts the page cache of the files it reads and of
+  XGBoost's external-memory pages; the kernel reclaims that cache before it would kill anything) and the
+  cgroup's OOM kills.
 - Comparison: the same --subsample-row table is trained twice with the same spec, once in memory
   (MODELOPS_OUT_OF_CORE=never) and once out of core (=always); both registered models then score one
   separate evaluation table; the goal is |AUC difference| <= 0.01.

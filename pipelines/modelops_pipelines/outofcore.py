@@ -14,7 +14,11 @@ cgroup memory limit), training streams it instead of loading it:
    of core), exactly as for an in-memory table.
 4. The refit streams every training row again through a `xgb.DataIter` into a QuantileDMatrix (rows
    quantised chunk by chunk; the float table never exists) or, when even the quantised rows would not fit
-   the memory budget, an ExtMemQuantileDMatrix whose pages live in a temporary directory.
+   the memory budget, an ExtMemQuantileDMatrix whose pages live in a temporary directory. Each chunk goes
+   from Arrow straight to a float32 matrix (`ChunkEncoder`: no DataFrame, no float64 copy).
+
+Parquet is read one row group at a time and only the sampled rows of a chunk become a DataFrame, so the
+memory the streaming takes does not grow with the table (bench/train_large.py measures it under a cgroup).
 5. Evaluation, charts, the reference profile, the gate against the champion and registration use the test
    sample and the training sample, as the in-memory path uses its splits: the same gate and artefacts.
 
