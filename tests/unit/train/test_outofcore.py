@@ -220,3 +220,19 @@ def test_parquet_batches_walk_every_row_group_in_order_with_only_the_asked_colum
     frames = list(outofcore.chunks(source, 4_000))
     assert [s for s, _ in frames] == [0, 1_300, 2_600, 3_900, 5_200, 6_500, 7_800, 9_100]
     pd.testing.assert_frame_equal(pd.concat([f for _, f in frames], ignore_index=True), table.to_pandas())
+
+
+def test_plan_streams_a_million_rows_under_two_gib_and_keeps_the_search_benchmark_table_in_memory(tmp_path):
+    """The estimates are measured (bench/train_large.py): 1,000,000 x 31 cells in memory peaked at 1.8 GB, so under
+    a 2 GiB limit that table streams; the 20,000-row churn table of bench/train_search.py stays in memory."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    big = tmp_path / "big.parquet"
+    pq.write_table(pa.table({f"x{i}": pa.nulls(1_000_000, pa.float64()) for i in range(31)}), big)
+    two_gib = 2 << 30
+    assert outofcore.plan(_spec(big).dataset, memory_budget=two_gib, env={}).stream is True
+    path = tmp_path / "churn.parquet"
+    generate_churn(20_000, seed=0).to_parquet(path, index=False)
+    assert outofcore.plan(_spec(path).dataset, memory_budget=two_gib, env={}).stream is False
+    assert outofcore.plan(_spec(path).dataset, memory_budget=None, env={}).stream is False
