@@ -6,11 +6,16 @@ out-of-core model against in-memory training on a subsample where both fit. Prin
 
 - The table (27 numeric + 3 categorical features, a binary target, 1% missing values) is generated in
   chunks straight to Parquet (never whole in memory) and cached under $MODELOPS_BENCH_DIR.
-- Each training runs `modelops train` in its own process, against one real MLflow server. The large one runs
-  in a fresh memory cgroup with memory.limit_in_bytes (v1) / memory.max (v2) = --memory-gib, swap off; where
-  no cgroup can be made, under `ulimit -v` of the same size (a stricter limit: it counts address space).
-  Its peak memory: the process's peak RSS, and the cgroup's high-water mark (which also counts the page
-  cache of the file it reads; the kernel reclaims that cache before it would kill anything).
+- Each training runs the trainer (`modelops_pipelines.train.train`, the code `modelops train` runs, with its
+  gate and artefacts) in its own process, tracking to a local SQLite MLflow store (or --mlflow-server). The
+  large one runs in a fresh memory cgroup with memory.limit_in_bytes (v1) / memory.max (v2) = --memory-gib,
+  swap off, so the kernel OOM-kills it past the limit; where no cgroup can be made, under `ulimit -v` of the
+  same size (a stricter limit: it counts address space, thread stacks and allocator reservations).
+  Memory figures: the process's peak RSS (getrusage), a 0.2 s sample of its VmRSS (peak, and peak per step
+  of the training log), the cgroup's anonymous memory sampled (v1 total_rss / v2 anon: what cannot be
+  reclaimed), the cgroup's high-water mark (which also counts the page cache of the files it reads and of
+  XGBoost's external-memory pages; the kernel reclaims that cache before it would kill anything) and the
+  cgroup's OOM kills.
 - Comparison: the same --subsample-row table is trained twice with the same spec, once in memory
   (MODELOPS_OUT_OF_CORE=never) and once out of core (=always); both registered models then score one
   separate evaluation table; the goal is |AUC difference| <= 0.01.
@@ -96,6 +101,77 @@ def _cgroup(limit: int) -> tuple[Path, str] | None:
         return None
 
 
+def _oom_kills(group: Path) -> int | None:
+    """OOM kills in the cgroup: v2 memory.events, v1 memory.oom_control (kernel >= 4.13)."""
+    for name in ("memory.events", "memory.oom_control"):
+        with contextlib.suppress(OSError, ValueError):
+            fields = dict(line.split()[:2] for line in (group / name).read_text().splitlines())
+            return int(fields.get("oom_kill", 0))
+    return None
+
+
+def _anon_bytes(group: Path) -> int | None:
+    """The cgroup's anonymous (not reclaimable) memory: v2 memory.stat anon, v1 total_rss."""
+    with contextlib.suppress(OSError, ValueError):
+        stat = dict(line.split()[:2] for line in (group / "memory.stat").read_text().splitlines())
+        return int(stat["anon"] if "anon" in stat else stat["total_rss"])
+    return None
+
+
+class Sampler:
+    """Every 0.2 s: the process's RSS (/proc/PID/status VmRSS) and its cgroup's anonymous memory, kept as peaks
+    and as a (seconds, rss) series so that the peak can be placed in the training log's steps."""
+
+    def __init__(self, pid: int, group: Path | None) -> None:
+        import threading
+
+        self.pid, self.group = pid, group
+        self.peak_rss = self.peak_anon = 0
+        self.series: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._t0 = time.time()
+
+    def _run(self) -> None:
+        status = Path(f"/proc/{self.pid}/status")
+        while not self._stop.wait(0.2):
+            with contextlib.suppress(OSError, ValueError, StopIteration):
+                rss = int(next(ln for ln in status.read_text().splitlines() if ln.startswith("VmRSS:")).split()[1])
+                self.peak_rss = max(self.peak_rss, rss * 1024)
+                self.series.append((time.time(), rss * 1024))
+            if self.group is not None:
+                anon = _anon_bytes(self.group)
+                if anon is not None:
+                    self.peak_anon = max(self.peak_anon, anon)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @staticmethod
+    def gib(value: int) -> float | None:
+        return round(value / 2**30, 3) if value else None
+
+    def by_step(self, log: Path) -> dict[str, float]:
+        """Peak RSS (GiB) per step of the training log (each line is stamped with its wall time by TRAIN)."""
+        marks: list[tuple[float, str]] = []
+        for line in log.read_text().splitlines():
+            stamp, _, text = line.partition(" ")
+            with contextlib.suppress(ValueError):
+                marks.append((float(stamp), text.split(":")[0].split(" ")[0][:24]))
+        out: dict[str, float] = {}
+        for t, rss in self.series:
+            step = "start"
+            for when, name in marks:
+                if when <= t:
+                    step = name
+            out[step] = max(out.get(step, 0.0), round(rss / 2**30, 3))
+        return out
+
+
 TRAIN = """
 import json, os, sys
 from modelops_pipelines import outofcore
@@ -103,7 +179,9 @@ outofcore.SEARCH_ROWS = int(os.environ.get("BENCH_SEARCH_ROWS", outofcore.SEARCH
 from modelops_pipelines.spec import TrainSpec
 from modelops_pipelines.train import train
 spec = TrainSpec.model_validate_json(sys.argv[1])
-result, code = train(spec, tracking_uri=sys.argv[2], progress=lambda m: print(m, file=sys.stderr, flush=True))
+import time
+result, code = train(spec, tracking_uri=sys.argv[2],
+                     progress=lambda m: print(f"{time.time():.2f} {m}", file=sys.stderr, flush=True))
 import resource
 result["maxrss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps(result))
@@ -134,27 +212,32 @@ def run_training(spec: dict[str, Any], uri: str, *, mode: str, memory: int | Non
     load = os.getloadavg()
     start = time.perf_counter()
     with log.open("w") as err:
-        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=err, text=True, preexec_fn=preexec,
-                              cwd=log.parent)
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=err, text=True, preexec_fn=preexec,
+                                cwd=log.parent)
+        sampler = Sampler(proc.pid, group[0] if group is not None else None)
+        sampler.start()
+        stdout, _ = proc.communicate()
+        sampler.stop()
     seconds = time.perf_counter() - start
     peak = None
     oom = None
     if group is not None:
         try:
             peak = int((group[0] / group[1]).read_text())
-            events = group[0] / "memory.events"
-            oom = (int(dict(line.split() for line in events.read_text().splitlines()).get("oom_kill", 0))
-                   if events.exists() else int((group[0] / "memory.failcnt").read_text()))
+            oom = _oom_kills(group[0])
         finally:
             with contextlib.suppress(OSError):
                 group[0].rmdir()
-    result = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else {}
+    result = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else {}
     tail = log.read_text().splitlines()[-5:]
     return {"exit_code": proc.returncode, "status": result.get("status"), "seconds": round(seconds, 1),
             "limit": how, "memory_limit_gib": round(memory / 2**30, 2) if memory else None,
             "cgroup_peak_gib_incl_page_cache": round(peak / 2**30, 3) if peak else None,
             "peak_rss_gib": round(result["maxrss_bytes"] / 2**30, 3) if "maxrss_bytes" in result else None,
-            "memory_limit_hits": oom, "test_metric": result.get("metric"), "version": result.get("version"),
+            "cgroup_peak_anon_gib": sampler.gib(sampler.peak_anon),
+            "sampled_peak_rss_gib": sampler.gib(sampler.peak_rss),
+            "memory_by_step": sampler.by_step(log),
+            "oom_kills": oom, "test_metric": result.get("metric"), "version": result.get("version"),
             "family": result.get("family"), "timings": result.get("timings"),
             "loadavg": [round(v, 2) for v in load] + [round(os.getloadavg()[0], 2)],
             **({} if proc.returncode == 0 else {"log_tail": tail})}

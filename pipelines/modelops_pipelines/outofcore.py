@@ -14,7 +14,11 @@ cgroup memory limit), training streams it instead of loading it:
    of core), exactly as for an in-memory table.
 4. The refit streams every training row again through a `xgb.DataIter` into a QuantileDMatrix (rows
    quantised chunk by chunk; the float table never exists) or, when even the quantised rows would not fit
-   the memory budget, an ExtMemQuantileDMatrix whose pages live in a temporary directory.
+   the memory budget, an ExtMemQuantileDMatrix whose pages live in a temporary directory. Each chunk goes
+   from Arrow straight to a float32 matrix (`ChunkEncoder`: no DataFrame, no float64 copy).
+
+Parquet is read one row group at a time and only the sampled rows of a chunk become a DataFrame, so the
+memory the streaming takes does not grow with the table (bench/train_large.py measures it under a cgroup).
 5. Evaluation, charts, the reference profile, the gate against the champion and registration use the test
    sample and the training sample, as the in-memory path uses its splits: the same gate and artefacts.
 
@@ -57,14 +61,18 @@ CHUNK_ROWS = 200_000
 CSV_BLOCK_BYTES = 16 << 20
 #: a DataFrame takes about this many times the CSV's bytes (parse buffers, object columns, typed copies)
 CSV_EXPANSION = 4.0
-#: bytes per cell of a loaded table (float64, plus the validated and preprocessed copies training makes)
-CELL_BYTES = 32
+#: bytes per cell of a loaded table (float64, plus the validated and preprocessed copies training makes):
+#: training a 1,000,000 x 31 Parquet table in memory peaked at 1.8 GB RSS during the search (~58 B a cell)
+CELL_BYTES = 64
 #: stream when the estimated in-memory size exceeds this share of the memory budget
 STREAM_SHARE = 0.5
 #: an ExtMemQuantileDMatrix (pages on disk) instead of a QuantileDMatrix when the quantised rows, at
-#: QUANTISED_CELL_BYTES a cell, would take more than this share of the memory budget
+#: QUANTISED_CELL_BYTES a cell, would take more than this share of the memory budget. Measured with
+#: XGBoost 3.2: an in-memory QuantileDMatrix of 4,000,000 x 30 rows (1% missing) built from chunks and trained
+#: added ~900 MB to the process (~7.5 B a cell: the row-wise index, the column-wise copy hist training builds,
+#: the sketch); the external-memory one ~350 MB whatever the rows.
 QUANTISED_SHARE = 0.25
-QUANTISED_CELL_BYTES = 2
+QUANTISED_CELL_BYTES = 8
 
 ProgressFn = Callable[[str], None]
 
@@ -209,26 +217,31 @@ def hash_and_count(source: Source, chunk: int = 8 << 20) -> tuple[str, int]:
     return digest.hexdigest(), newlines
 
 
-def chunks(source: Source, rows: int = CHUNK_ROWS) -> Iterator[tuple[int, pd.DataFrame]]:
-    """(first row number, DataFrame) for consecutive chunks of about `rows` rows."""
+def batches(source: Source, rows: int = CHUNK_ROWS, columns: list[str] | None = None) -> Iterator[tuple[int, Any]]:
+    """(first row number, Arrow record batch) for consecutive chunks of about `rows` rows; `columns` reads only
+    those columns of a Parquet file (a CSV is parsed whole)."""
     start = 0
     with source.open() as fh:
         try:
             if source.fmt == "parquet":
                 import pyarrow.parquet as pq
 
-                batches: Iterator[Any] = pq.ParquetFile(fh).iter_batches(batch_size=rows)
+                parquet = pq.ParquetFile(fh)
+                # One reader per row group: pyarrow's reader over the whole file keeps what it has read until
+                # the end (its memory grew by the file's size, 1.2 GB for 5M x 30 rows, in pyarrow 25); per row
+                # group it stays at one row group's column chunks.
+                reader: Iterator[Any] = (batch for group in range(parquet.metadata.num_row_groups)
+                                         for batch in parquet.iter_batches(batch_size=rows, row_groups=[group],
+                                                                           columns=columns))
             else:
                 import pyarrow.csv as pacsv
 
-                reader = pacsv.open_csv(fh, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES))
-                batches = iter(reader)
-            for batch in batches:
+                reader = iter(pacsv.open_csv(fh, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES)))
+            for batch in reader:
                 if batch.num_rows == 0:
                     continue
-                frame = batch.to_pandas()
-                yield start, frame
-                start += len(frame)
+                yield start, batch
+                start += batch.num_rows
         except DatasetError:
             raise
         except Exception as exc:  # pyarrow raises many types; all mean "unreadable from here on"
@@ -236,6 +249,24 @@ def chunks(source: Source, rows: int = CHUNK_ROWS) -> Iterator[tuple[int, pd.Dat
                                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                                + (" (a CSV column's type is inferred from its first block; Parquet keeps "
                                   "types exact)" if source.fmt == "csv" else "")) from None
+
+
+def chunks(source: Source, rows: int = CHUNK_ROWS) -> Iterator[tuple[int, pd.DataFrame]]:
+    """(first row number, DataFrame) for consecutive chunks of about `rows` rows."""
+    for start, batch in batches(source, rows):
+        yield start, _frame(batch)
+
+
+def _frame(batch: Any) -> pd.DataFrame:
+    frame = batch.to_pandas()
+    return frame.set_axis([str(c) for c in frame.columns], axis=1)
+
+
+def _release_arrow_memory() -> None:
+    """Hand the Arrow allocator's freed pages back to the system (mimalloc/jemalloc keep them for reuse)."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
 
 
 # ---------------------------------------------------------------------------------------------- scan
@@ -293,27 +324,32 @@ def scan(spec: TrainSpec, source: Source, progress: ProgressFn | None = None, *,
     total = missing_target = train_rows = 0
     class_counts: dict[Any, int] = {}
     columns: list[str] | None = None
-    for start, frame in chunks(source, chunk_rows):
-        frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
+    for start, batch in batches(source, chunk_rows):
         if columns is None:
-            columns = list(frame.columns)
+            columns = [str(c) for c in batch.schema.names]
             if ds.target not in columns:
                 raise DatasetError(f"target column {ds.target!r} is not in the dataset; columns are: "
                                    f"{columns[:20]}")
-        test = _is_test(start, len(frame), seed, test_fraction)
-        pick = uniform(np.arange(start, start + len(frame), dtype=np.int64), seed + 7)
-        has_target = frame[ds.target].notna().to_numpy()
-        total += len(frame)
+        n = batch.num_rows
+        test = _is_test(start, n, seed, test_fraction)
+        pick = uniform(np.arange(start, start + n, dtype=np.int64), seed + 7)
+        target = batch.column(columns.index(ds.target)).to_pandas()  # only the target column as pandas
+        has_target = target.notna().to_numpy()
+        total += n
         missing_target += int((~has_target).sum())
         train_rows += int((has_target & ~test).sum())
         if ds.task == "classification":
-            for value, count in frame[ds.target].value_counts(dropna=True).items():
+            for value, count in target.value_counts(dropna=True).items():
                 key = value.item() if isinstance(value, np.generic) else value
                 class_counts[key] = class_counts.get(key, 0) + int(count)
         keep = has_target & np.where(test, pick < test_rate, pick < search_rate)
-        if keep.any():
-            parts.append(frame.loc[keep])
+        if keep.any():  # only the sampled rows become a DataFrame
+            import pyarrow as pa
+
+            parts.append(_frame(batch.filter(pa.array(keep))))
             marks.append(test[keep])
+        del batch, target
+        _release_arrow_memory()
     if not parts:
         raise DatasetError(f"dataset {source.uri!r} has no rows with a target value")
     sample = pd.concat(parts, ignore_index=True)
@@ -366,35 +402,132 @@ def prepare_chunk(frame: pd.DataFrame, data: PreparedData, target: str) -> tuple
 
 # ---------------------------------------------------------------------------------------------- refit
 
+class ChunkEncoder:
+    """A raw Arrow chunk straight to the float32 matrix the fitted tree preprocessor makes of it.
+
+    Equal, cell for cell, to `pre.transform(prepare_chunk(frame, ...))` without the DataFrame, the float64
+    copies and the per-row Python objects: a numeric column is cast by Arrow to float64 then float32 (NaN for
+    missing), a categorical column is dictionary-encoded and only its distinct values go through the fitted
+    OrdinalEncoder (after the same `coerce_categorical`), and the target's distinct values are mapped to
+    class indices once per chunk. A chunk with a column of another Arrow type (a number stored as text...)
+    takes the DataFrame path.
+    """
+
+    def __init__(self, pre: Any, data: PreparedData, target: str) -> None:
+        self.pre, self.data, self.target = pre, data, target
+        self.numeric = list(data.numeric)
+        self.categorical = list(data.categorical)
+        self.columns = [*self.numeric, *self.categorical]  # the preprocessor's output order
+        transformers = {name: (how, cols) for name, how, cols in pre.transformers}  # as built, not as fitted
+        if self.numeric and (transformers.get("num", (None, []))[0] != "passthrough"
+                             or list(transformers["num"][1]) != self.numeric):
+            raise ValueError("ChunkEncoder needs the tree preprocessor (numeric columns passed through)")
+        self.encoder = pre.named_transformers_["cat"] if self.categorical else None
+        self.fast = 0
+        self.slow = 0
+
+    @staticmethod
+    def _numeric_type(t: Any) -> bool:
+        import pyarrow as pa
+
+        return bool(pa.types.is_integer(t) or pa.types.is_floating(t))
+
+    def _categorical_codes(self, column: Any, j: int) -> np.ndarray:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        encoded = column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
+        uniques = pd.concat([encoded.dictionary.to_pandas(), pd.Series([None], dtype=object)],
+                            ignore_index=True)  # the last entry: a missing value
+        probe = pd.DataFrame({name: (coerce_categorical(uniques) if k == j
+                                     else pd.Series(np.nan, index=uniques.index, dtype=object))
+                              for k, name in enumerate(self.categorical)})
+        assert self.encoder is not None
+        mapped = np.asarray(self.encoder.transform(probe)[:, j], dtype=np.float64)
+        indices = np.asarray(pc.fill_null(encoded.indices, len(uniques) - 1).to_numpy(zero_copy_only=False))
+        out: np.ndarray = mapped[indices]
+        return out
+
+    def _labels(self, raw: pd.Series) -> np.ndarray:
+        if self.data.classes is None:
+            y: np.ndarray = np.asarray(pd.to_numeric(raw, errors="coerce"), dtype=np.float64)
+            if not np.isfinite(y).all():
+                raise DatasetError(f"regression target {self.target!r} has a non-numeric or infinite value")
+            return y
+        index = {c: i for i, c in enumerate(self.data.classes)}
+        uniques = pd.unique(raw)
+        codes = np.array([index.get(v.item() if isinstance(v, np.generic) else v, -1) for v in uniques],
+                         dtype=np.int64)
+        if (codes < 0).any():
+            bad = uniques[int(np.argmax(codes < 0))]
+            bad = bad.item() if isinstance(bad, np.generic) else bad
+            raise DatasetError(f"classification target {self.target!r} has a class {bad!r} not seen while "
+                               "scanning")
+        labels: np.ndarray = codes[pd.Index(uniques).get_indexer(raw)].astype(np.float32)
+        return labels
+
+    def encode(self, batch: Any, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(float32 features, encoded target) of the chunk's rows where `rows` is true and the target is set."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        names = [str(c) for c in batch.schema.names]
+        missing = [c for c in [*self.columns, self.target] if c not in names]
+        if missing:
+            raise DatasetError(f"the dataset's columns changed while training: {missing} are gone")
+        raw_target = batch.column(names.index(self.target)).to_pandas()
+        keep = rows & raw_target.notna().to_numpy()
+        types = {name: batch.schema.field(name).type for name in names}
+        if not all(self._numeric_type(types[c]) for c in self.numeric) or not all(
+                pa.types.is_string(types[c]) or pa.types.is_large_string(types[c])
+                or pa.types.is_dictionary(types[c]) or self._numeric_type(types[c]) for c in self.categorical):
+            self.slow += 1
+            frame = _frame(batch.filter(pa.array(keep)))
+            X, y = prepare_chunk(frame, self.data, self.target)
+            return np.asarray(self.pre.transform(X), dtype=np.float32), y
+        self.fast += 1
+        out = np.empty((int(keep.sum()), len(self.columns)), dtype=np.float32)
+        for j, name in enumerate(self.numeric):
+            values = pc.cast(batch.column(names.index(name)), pa.float64(), safe=False)
+            out[:, j] = values.to_numpy(zero_copy_only=False)[keep]
+        for j, name in enumerate(self.categorical):
+            out[:, len(self.numeric) + j] = self._categorical_codes(batch.column(names.index(name)), j)[keep]
+        return out, self._labels(raw_target[keep])
+
+
 def _train_iterator(scanned: Scanned, pre: Any, target: str, chunk_rows: int, cache_prefix: str | None) -> Any:
     import xgboost as xgb
+
+    encoder = ChunkEncoder(pre, scanned.data, target)
+    columns = [*encoder.columns, target] if scanned.source.fmt == "parquet" else None
 
     class TrainRows(xgb.DataIter):
         """Every training row (not held out), chunk by chunk, preprocessed as the saved pipeline does."""
 
         def __init__(self) -> None:
-            self._chunks: Iterator[tuple[int, pd.DataFrame]] | None = None
+            self._batches: Iterator[tuple[int, Any]] | None = None
             self.rows = 0
+            self.encoder = encoder
             super().__init__(cache_prefix=cache_prefix, release_data=True)
 
         def next(self, input_data: Callable[..., None]) -> bool:
-            if self._chunks is None:
-                self._chunks = chunks(scanned.source, chunk_rows)
+            if self._batches is None:
+                self._batches = batches(scanned.source, chunk_rows, columns)
                 self.rows = 0
-            for start, frame in self._chunks:
-                frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
-                train = ~_is_test(start, len(frame), scanned.seed, scanned.test_fraction)
-                X, y = prepare_chunk(frame.loc[train], scanned.data, target)
+            for start, batch in self._batches:
+                train = ~_is_test(start, batch.num_rows, scanned.seed, scanned.test_fraction)
+                matrix, y = encoder.encode(batch, train)
+                del batch
+                _release_arrow_memory()
                 if len(y) == 0:
                     continue
-                matrix = np.asarray(pre.transform(X), dtype=np.float32)
                 self.rows += len(y)
                 input_data(data=matrix, label=y)
                 return True
             return False
 
         def reset(self) -> None:
-            self._chunks = None
+            self._batches = None
 
     return TrainRows()
 
@@ -427,6 +560,7 @@ def refit_xgboost(scanned: Scanned, spec: TrainSpec, params: dict[str, Any], *, 
             matrix = xgb.ExtMemQuantileDMatrix(rows, max_bin=fam.XGB_MAX_BIN, nthread=n_jobs)
         else:
             matrix = xgb.QuantileDMatrix(rows, max_bin=fam.XGB_MAX_BIN, nthread=n_jobs)
+        say(f"refit: {matrix.num_row()} rows quantised; training")
         if matrix.num_row() != scanned.rows_train:
             raise DatasetError(f"streamed {matrix.num_row()} training rows, the scan counted {scanned.rows_train}; "
                                "did the dataset change during training?")
