@@ -235,7 +235,8 @@ def main() -> None:
     ap.add_argument("--namespace", default="bench-10000")
     ap.add_argument("--operator-pid", type=int, default=0)
     ap.add_argument("--fill-timeout", type=float, default=None,
-                    help="seconds to wait for every InferenceService (default max(900, n/2)); when they are not "
+                    help="seconds to wait for every InferenceService, counted from the last object created (default "
+                         "max(900, n/2)); when they are not "
                          "all written by then, edits go to objects that have one and `filled` says false")
     ap.add_argument("--settle-timeout", type=float, default=900.0, help="seconds to wait for every object Ready")
     ap.add_argument("--sample-every", type=float, default=60.0, help="seconds between points of the time series")
