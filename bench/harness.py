@@ -140,15 +140,39 @@ class OperatorBench:
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(one, indices))
 
-    def count_ready(self, ns: str) -> int | None:
-        """ModelDeployments with Ready=True; None when the list failed (at 10,000 objects one list is ~20 MB
-        and a busy API server may break it off: IncompleteRead)."""
+    def count_ready(self, ns: str, page: int = 1000) -> int | None:
+        """ModelDeployments with Ready=True, listed `page` at a time; None when a list failed (at 10,000
+        objects one unpaged list is ~20 MB and a busy API server may break it off: IncompleteRead)."""
+        ready, token = 0, None
         try:
-            items = self.kube.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
+            while True:
+                kwargs: dict[str, Any] = {"limit": page, **({"_continue": token} if token else {})}
+                listed = self.kube.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, **kwargs)
+                ready += sum(1 for o in listed["items"] if is_ready(o))
+                token = (listed.get("metadata") or {}).get("continue")
+                if not token:
+                    return ready
         except Exception as exc:
             print(f"listing for readiness failed, retrying: {type(exc).__name__}", file=sys.stderr)
             return None
-        return sum(1 for o in items if is_ready(o))
+
+    def controller_stats(self) -> dict[str, Any]:
+        """The operator's own counters (its liveness endpoint's `controller` probe: reconciles, errors,
+        errors reported in status, cache entries, asyncio tasks, threads); {} when it does not answer."""
+        import json
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.op.port}/healthz", timeout=10) as resp:
+                out: dict[str, Any] = json.loads(resp.read()).get("controller") or {}
+                return out
+        except (OSError, ValueError):
+            return {}
+
+    def cpu_s(self) -> float:
+        """CPU seconds the operator process has used (user + system)."""
+        t = self.proc.cpu_times()
+        return round(t.user + t.system, 1)
 
     def wait_ready(self, ns: str, n: int, deadline: float, period: float = 5.0) -> int:
         """Until every one of `n` ModelDeployments is Ready (or the monotonic `deadline`); the last count."""

@@ -87,59 +87,101 @@ class IsvcWatch(threading.Thread):
                 time.sleep(0.2)
 
 
-def run_size(b: OperatorBench, n: int, changes: int, rnd: random.Random) -> dict[str, Any]:
+def sample(b: OperatorBench, t0: float, watcher: IsvcWatch) -> dict[str, Any]:
+    """One point of the time series: InferenceServices seen, the operator's RSS, CPU and counters, load."""
+    stats = b.controller_stats()
+    return {"t_s": round(time.monotonic() - t0), "isvcs": len(watcher.names), "rss_mb": round(b.rss_mb(), 1),
+            "anon_mb": smaps_mb(b.proc).get("anonymous"), "operator_cpu_s": b.cpu_s(), "load_avg_1m": load_avg(),
+            **{k: stats[k] for k in ("reconciles", "reconcile_errors", "errors_reported", "failing", "cache",
+                                     "asyncio_tasks", "threads") if k in stats}}
+
+
+def run_size(b: OperatorBench, n: int, changes: int, rnd: random.Random, fill_timeout: float | None = None,
+             settle_timeout: float = 900.0, sample_every: float = 60.0) -> dict[str, Any]:
     ns = f"bench-{n}"
     b.namespace(ns)
     watcher = IsvcWatch(b.kube, ns)
     watcher.start()
     t0 = time.monotonic()
+    series: list[dict[str, Any]] = [sample(b, t0, watcher)]
     b.create(ns, range(n))
     created = time.monotonic() - t0
-    deadline = time.monotonic() + max(900, 0.5 * n)
+    deadline = time.monotonic() + (fill_timeout if fill_timeout is not None else max(900, 0.5 * n))
     rss_at: dict[str, float] = {}
-    next_progress = time.monotonic() + 60
+    next_sample = time.monotonic() + sample_every
     while len(watcher.names) < n and time.monotonic() < deadline:
         time.sleep(0.5)
-        if time.monotonic() >= next_progress:  # a run cut short still leaves its figures on stderr
-            next_progress += 60
-            print(json.dumps({"progress_s": round(time.monotonic() - t0), "isvcs": len(watcher.names),
-                              "rss_mb": round(b.rss_mb(), 1), "smaps_mb": smaps_mb(b.proc),
-                              "load_avg_1m": load_avg()}), file=sys.stderr, flush=True)
+        if time.monotonic() >= next_sample:  # a run cut short still leaves its figures on stderr
+            next_sample += sample_every
+            series.append(sample(b, t0, watcher))
+            print(json.dumps({"progress": series[-1], "smaps_mb": smaps_mb(b.proc)}), file=sys.stderr, flush=True)
         for mark in (n // 4, n // 2, 3 * n // 4):  # RSS along the creation wave
             if len(watcher.names) >= mark and str(mark) not in rss_at:
                 rss_at[str(mark)] = round(b.rss_mb(), 1)
+    filled = len(watcher.names) >= n
     all_isvcs = time.monotonic() - t0
-    rss_at[str(n)] = round(b.rss_mb(), 1)
+    rss_at[str(len(watcher.names))] = round(b.rss_mb(), 1)
     smaps_at = {"isvcs_written": smaps_mb(b.proc)}
+    series.append(sample(b, t0, watcher))
     # let the initial wave settle: every ModelDeployment Ready (KServe stand-in reported, operator caught up)
-    b.wait_ready(ns, n, deadline, period=2 if n <= 1000 else 15)
+    ready = b.wait_ready(ns, n, time.monotonic() + settle_timeout, period=2 if n <= 1000 else 30) if filled else -1
     settled = time.monotonic() - t0
+    series.append(sample(b, t0, watcher))
     time.sleep(3)
-    out = measure_edits(b.kube, ns, n, changes, rnd, b.proc, watcher)
-    out.update({"create_all_s": round(created, 1), "all_isvcs_written_s": round(all_isvcs, 1),
-                "all_ready_s": round(settled, 1), "rss_mb_at_isvcs_written": rss_at,
+    before = b.controller_stats()
+    # objects without an InferenceService yet (a fill cut short) would time the backlog, not an edit
+    edit_pool = None if filled else sorted(int(name[1:]) for name in watcher.names)
+    out = measure_edits(b.kube, ns, n, changes, rnd, b.proc, watcher, pool=edit_pool)
+    after = b.controller_stats()
+    series.append(sample(b, t0, watcher))
+    out.update({"create_all_s": round(created, 1), "filled": filled, "isvcs_written": len(watcher.names),
+                "all_isvcs_written_s": round(all_isvcs, 1) if filled else None,
+                "ready_before_edits": ready, "all_ready_s": round(settled, 1) if ready >= n else None,
+                "rss_mb_at_isvcs_written": rss_at,
                 "smaps_mb": {**smaps_at, "end": smaps_mb(b.proc)},
-                "load_avg_1m_at_end": load_avg()})
+                "controller": {"at_end": after, "reconciles_during_edits":
+                               after.get("reconciles", 0) - before.get("reconciles", 0)},
+                "operator_cpu_s": b.cpu_s(), "load_avg_1m_at_end": load_avg(), "series": series})
     return out
 
 
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile of sorted `values` (nearest rank); -1 when there are none."""
+    if not values:
+        return -1.0
+    return round(values[min(len(values) - 1, max(0, int(q * len(values) + 0.999999) - 1))], 3)
+
+
 def measure_edits(kube: Kube, ns: str, n: int, changes: int, rnd: random.Random, proc: psutil.Process,
-                  watcher: IsvcWatch) -> dict[str, Any]:
-    """Edit `changes` distinct objects a few times a second; edit -> InferenceService write latencies."""
+                  watcher: IsvcWatch, pool: list[int] | None = None) -> dict[str, Any]:
+    """Edit `changes` distinct objects (of `pool`, else of all n) a few times a second; edit ->
+    InferenceService write latencies, and for comparison the API server's latency for a GET of one
+    ModelDeployment and for the edit's PATCH itself, from this client."""
     peak = rss_mb(proc)
     latencies: list[float] = []
+    gets: list[float] = []
+    patches: list[float] = []
     pending: list[tuple[str, str, float]] = []
     # distinct objects: two changes of one object may coalesce into one write (level-based), by design
-    for j, idx in enumerate(rnd.sample(range(n), min(changes, n))):
+    picked = rnd.sample(pool if pool is not None else range(n), min(changes, len(pool) if pool is not None else n))
+    for j, idx in enumerate(picked):
         name = f"m{idx:04d}"
         uri = f"s3://bench/{name}/v{j + 1}"
         start = time.monotonic()
         kube.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments", name,
                                                    {"spec": {"model": {"storageUri": uri}}})
         pending.append((name, uri, start))
-        time.sleep(0.2)
+        patches.append(time.monotonic() - start)
+        other = f"m{rnd.randrange(n):04d}"
+        t = time.monotonic()
+        try:
+            kube.custom.get_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments", other)
+            gets.append(time.monotonic() - t)
+        except Exception as exc:
+            print(f"GET {other} failed: {type(exc).__name__}", file=sys.stderr)
+        time.sleep(max(0.0, 0.2 - (time.monotonic() - start)))
         peak = max(peak, rss_mb(proc))
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline and any((p[0], p[1]) not in watcher.seen for p in pending):
         time.sleep(0.1)
     missing = 0
@@ -151,13 +193,17 @@ def measure_edits(kube: Kube, ns: str, n: int, changes: int, rnd: random.Random,
             latencies.append(seen - start)
     watcher.stop_flag = True
     latencies.sort()
-
-    def pct(q: float) -> float:
-        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 3) if latencies else -1.0
-
-    return {"modeldeployments": n, "changes": changes, "missing": missing,
-            "latency_s": {"p50": round(statistics.median(latencies), 3) if latencies else -1.0, "p95": pct(0.95),
+    gets.sort()
+    patches.sort()
+    return {"modeldeployments": n, "changes": len(picked), "missing": missing,
+            "edited_from": "objects with an InferenceService" if pool is not None else "all objects",
+            "edit_span_s": round(pending[-1][2] - pending[0][2], 1) if pending else 0.0,
+            "latency_s": {"p50": round(statistics.median(latencies), 3) if latencies else -1.0,
+                          "p95": pct(latencies, 0.95), "p99": pct(latencies, 0.99),
                           "max": round(latencies[-1], 3) if latencies else -1.0},
+            "api_server_s": {"get_one_md": {"p50": pct(gets, 0.5), "p95": pct(gets, 0.95), "max": pct(gets, 1.0)},
+                             "patch_edit": {"p50": pct(patches, 0.5), "p95": pct(patches, 0.95),
+                                            "max": pct(patches, 1.0)}},
             "operator_rss_mb": {"peak_sampled": round(peak, 1), "end": round(rss_mb(proc), 1)}}
 
 
@@ -173,24 +219,11 @@ def attach(kubeconfig: str, ns: str, operator_pid: int, changes: int) -> dict[st
     names = sorted(watcher.names)
     listed = kube.custom.list_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments", limit=1)
     total = int((listed.get("metadata") or {}).get("remainingItemCount") or 0) + len(listed.get("items") or [])
-    rnd = random.Random(2)
-    picked = rnd.sample(names, min(changes, len(names)))
     proc = psutil.Process(operator_pid)
-    by_index = {int(name[1:]): name for name in picked}
-    out = measure_edits(kube, ns, max(by_index) + 1, changes, _Fixed(sorted(by_index)), proc, watcher)
+    out = measure_edits(kube, ns, max(total, 1), changes, random.Random(2), proc, watcher,
+                        pool=sorted(int(name[1:]) for name in names))
     out.update({"attached": True, "modeldeployments": total, "isvcs_present": len(names)})
     return out
-
-
-class _Fixed(random.Random):
-    """`sample` returns the given indices (attach mode edits objects that have an InferenceService)."""
-
-    def __init__(self, indices: list[int]) -> None:
-        super().__init__(0)
-        self.indices = indices
-
-    def sample(self, population: Any, k: int, *, counts: Any = None) -> list[int]:  # type: ignore[override]
-        return self.indices[:k]
 
 
 def main() -> None:
@@ -201,6 +234,12 @@ def main() -> None:
     ap.add_argument("--attach", default="", help="KUBECONFIG of a running control plane: only measure edits")
     ap.add_argument("--namespace", default="bench-10000")
     ap.add_argument("--operator-pid", type=int, default=0)
+    ap.add_argument("--fill-timeout", type=float, default=None,
+                    help="seconds to wait for every InferenceService, counted from the last object created (default "
+                         "max(900, n/2)); when they are not "
+                         "all written by then, edits go to objects that have one and `filled` says false")
+    ap.add_argument("--settle-timeout", type=float, default=900.0, help="seconds to wait for every object Ready")
+    ap.add_argument("--sample-every", type=float, default=60.0, help="seconds between points of the time series")
     args = ap.parse_args()
     if args.attach:
         result = attach(args.attach, args.namespace, args.operator_pid, args.changes)
@@ -211,9 +250,10 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     with OperatorBench("bench", standin_period=args.standin_period) as b:
         for n in (int(s) for s in args.sizes.split(",")):
-            results.append(run_size(b, n, args.changes, rnd))
+            results.append(run_size(b, n, args.changes, rnd, args.fill_timeout, args.settle_timeout,
+                                    args.sample_every))
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
-    print(json.dumps({"benchmark": "rollout_latency", "host_cpus": os.cpu_count(),
+    print(json.dumps({"benchmark": "rollout_latency", "host_cpus": os.cpu_count(), "args": vars(args),
                       "load_avg_1m": round(os.getloadavg()[0], 1), "results": results}, indent=1))
 
 

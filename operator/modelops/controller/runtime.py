@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelops.adapters.clock import Clock
-from modelops.adapters.kube import Conflict, Kube, KubeError
+from modelops.adapters.kube import Conflict, Kube, KubeError, connect
 from modelops.controller.budget import Budget
 from modelops.controller.cache import WatchCache
 from modelops.controller.clients import Clients
@@ -57,7 +57,8 @@ class Runtime:
         self.settings = settings or OperatorSettings()
         #: the operator's own Prometheus metrics (controller/metrics.py), served by `serve_metrics`
         self.metrics = metrics or OperatorMetrics()
-        self.kube = kube or Kube()
+        # one connection per reconcile thread, and a few for the leader Lease and the error reports
+        self.kube = kube or Kube(connect(pool=self.settings.reconcile_workers + 4))
         self.clients = clients or Clients(self.kube, timeout=self.settings.http_timeout_seconds,
                                           artifacts_destination=self.settings.mlflow_artifacts_destination,
                                           credentials_ttl=self.settings.credentials_ttl_seconds)

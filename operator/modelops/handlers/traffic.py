@@ -99,6 +99,12 @@ def apply_traffic(kube: Kube, namespace: str, tp: TrafficPlan) -> str:
 
 
 def traffic_status(tp: TrafficPlan, message: str) -> Mapping[str, Any]:
+    """`status.traffic`: the plan with `message` (the last apply's result). Without a route to apply the
+    plan's own message is the result (what `apply_traffic` returns then), so the status written before the
+    apply already says it: clearing it there and writing it back after the apply cost two status writes in
+    every reconcile of such an object."""
+    if tp.route is None:
+        return dict(tp.status)
     out = dict(tp.status)
     if message:
         out["message"] = message

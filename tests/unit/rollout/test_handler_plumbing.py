@@ -103,3 +103,42 @@ def test_scheduler_serves_a_change_before_a_backlog_of_timers() -> None:
     assert order.index("edited") < order.index("status") <= 5, order[:8]
     timers = [n for n in order if n.startswith("timer-")]
     assert timers == sorted(timers)  # timers in due order among themselves
+
+
+def test_scheduler_keeps_order_and_bounds_through_retouches_and_forgets() -> None:
+    """The heaps behind the scheduler: an object touched again sooner or more urgently runs once, at the
+    earlier time and the higher priority; a forgotten one never runs; superseded entries do not pile up."""
+    from modelops.controller.scheduler import CHANGE, TIMER
+
+    order: list[str] = []
+
+    async def run(ns: str, name: str) -> float:
+        order.append(name)
+        return 3600.0
+
+    async def main() -> Scheduler:
+        s = Scheduler(run, concurrency=1, gate=lambda: False)  # nothing starts until every touch is in
+        for i in range(200):
+            s.touch(("ns", f"o{i:03d}"), delay=0.05 + i / 1000)
+        for i in range(0, 200, 2):
+            s.touch(("ns", f"o{i:03d}"), delay=0.0)  # even ones: due now, still at timer priority
+        s.touch(("ns", "o199"), delay=0.0, priority=CHANGE)
+        for i in range(1, 200, 4):
+            s.forget(("ns", f"o{i:03d}"))
+        for _ in range(5000):  # many retouches of one object: entries superseded, never run twice
+            s.touch(("ns", "o000"), delay=0.0, priority=TIMER)
+        s._gate = lambda: True
+        task = asyncio.create_task(s.run_forever())
+        s.open_gate()
+        await asyncio.sleep(0.6)
+        task.cancel()
+        return s
+
+    s = asyncio.run(main())
+    forgotten = {f"o{i:03d}" for i in range(1, 200, 4)}
+    assert sorted(order) == sorted({f"o{i:03d}" for i in range(200)} - forgotten), "each once, none forgotten"
+    assert order[0] == "o199", "the change first"
+    assert order[1:101] == [f"o{i:03d}" for i in range(0, 200, 2)], order[:12]  # due now, in due order
+    odds = [n for n in order if int(n[1:]) % 2 == 1 and n != "o199"]
+    assert odds == sorted(odds), "the rest in due order"
+    assert len(s._timers) + len(s._ready) < 2000, "superseded entries are dropped, not kept"
