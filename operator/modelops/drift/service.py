@@ -23,6 +23,7 @@ evicted by names that merely appear.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import logging
 import threading
@@ -362,10 +363,10 @@ class Exporter:
         and the error names that event.
         """
         now = time.monotonic() if now is None else now
-        try:
-            groups = self._decode_groups(events, now)
-        except ev.EventError:
-            groups = None
+        groups = None
+        if self.cfg.join_timeout > 0:  # without a join every event expires the one before: one by one
+            with contextlib.suppress(ev.EventError):  # a bad event: one by one below, which names it
+                groups = self._decode_groups(events, now)
         if groups is None:
             for event in events:
                 self.handle_event(event, now)
@@ -416,14 +417,13 @@ class Exporter:
         for i, event in enumerate(events):
             sides.setdefault((event.namespace or "", event.model, event.id, event.kind), []).append(i)
         paired: dict[int, int] = {}  # request index -> response index
-        if self.cfg.join_timeout > 0:
-            for (namespace, model, event_id, kind), found in sides.items():
-                responses = sides.get((namespace, model, event_id, "response"))
-                # one request and one response, and no earlier side waiting in the join table: a pair here;
-                # anything else goes through the join table in arrival order, as handle_event would
-                if kind == "request" and len(found) == 1 and responses is not None and len(responses) == 1 \
-                        and f"{namespace}/{event_id}" not in self.join.entries:
-                    paired[found[0]] = responses[0]
+        for (namespace, model, event_id, kind), found in sides.items():
+            responses = sides.get((namespace, model, event_id, "response"))
+            # one request and one response, and no earlier side waiting in the join table: a pair here;
+            # anything else goes through the join table in arrival order, as handle_event would
+            if kind == "request" and len(found) == 1 and responses is not None and len(responses) == 1 \
+                    and f"{namespace}/{event_id}" not in self.join.entries:
+                paired[found[0]] = responses[0]
         # (key, version, request group) -> (rows of the requests, their responses' predictions); `alone`: the
         # pairs whose response has another number of rows (the rows enter without predictions, as in _join_decoded)
         buckets: dict[tuple[Key, str | None, int], tuple[list[tuple[int, int]], list[Any]]] = {}
