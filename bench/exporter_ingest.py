@@ -12,7 +12,9 @@ per request; it shares the machine's cores with the server, so the rates are a l
   (rows/s, counted on the requests);
 - agent_batch: KServe's batched logger output (a JSON array of LogRequest records, 1 row each), rows/s;
 - p99 at 80%: each of the above paced at 80% of the rate just measured, latency from the scheduled send
-  time (no coordinated omission);
+  time (no coordinated omission); the connections' send times are staggered evenly over the interval (a
+  steady aggregate rate; before issue 19's rerun all 16 sent at the same instants, a burst of 16 every
+  interval that alone queued the last one behind 15 others);
 - flood: single-row events at full speed for --flood-seconds; every --flood-sample-seconds (30) the server's
   RSS, the events/s and the server's CPU share since the previous sample;
 - shards: the same single-row load hashed over 3 exporter processes (modelops.desired.drift_shards) against
@@ -233,10 +235,12 @@ async def drive(ports: list[int], work: list[tuple[int, bytes]], route: Any, con
         for c in range(n):
             jobs.append((port, items[c::n] or items, n))
 
-    async def conn(port: int, items: list[bytes], share: int) -> None:
+    async def conn(port: int, items: list[bytes], share: int, c: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         interval = len(jobs) / rate if rate else 0.0
-        t0 = time.perf_counter()
+        # paced: the connections take turns (connection c sends at t0 + (i + c / connections) * interval), so
+        # the aggregate is a steady `rate`, not all connections at once every interval
+        t0 = start + interval * c / len(jobs)
         i = 0
         while True:
             scheduled = t0 + i * interval if rate else time.perf_counter()
@@ -255,8 +259,8 @@ async def drive(ports: list[int], work: list[tuple[int, bytes]], route: Any, con
         per_port_sent[port] += i
         writer.close()
 
-    t0 = time.perf_counter()
-    await asyncio.gather(*(conn(p, items, n) for p, items, n in jobs))
+    t0 = start = time.perf_counter()
+    await asyncio.gather(*(conn(p, items, n, c) for c, (p, items, n) in enumerate(jobs)))
     elapsed = time.perf_counter() - t0
     lat = np.array(latencies) * 1000
     return {"requests": sent[0], "seconds": round(elapsed, 2), "requests_per_s": round(sent[0] / elapsed),
