@@ -188,3 +188,44 @@ def test_log_request_records_parse_as_the_cloudevent_rules_say():
         with pytest.raises(ev.EventError) as err:
             ev.log_request_batch([{**rec, **broken}])
         assert err.value.reason == reason, broken
+
+
+def test_event_bodies_are_decoded_on_the_loop_up_to_inline_bytes_and_beyond_in_the_one_decode_thread(
+        profile, monkeypatch):
+    """Issue 19: a pool of decoding threads only took turns on the GIL with the event loop (the batched-event
+    p99); a body up to INLINE_BYTES is decoded on the loop, a larger one in the single decode thread."""
+    from fastapi.testclient import TestClient
+
+    from modelops.drift import app as app_module
+    from modelops.drift.auth import Auth
+    from modelops.formats.drift_url import namespace_token
+
+    ex = exporter(profile)
+    threads: list[tuple[str, bool]] = []  # (thread name, on the event loop)
+    handle = ex.handle_http
+
+    def recording(*args: Any) -> Any:
+        import asyncio
+        import threading
+
+        try:
+            asyncio.get_running_loop()
+            on_loop = True
+        except RuntimeError:
+            on_loop = False
+        threads.append((threading.current_thread().name, on_loop))
+        return handle(*args)
+    monkeypatch.setattr(ex, "handle_http", recording)
+    client = TestClient(app_module.create_app(ex, auth=Auth("s")))
+    headers = {"content-type": "application/json", "ce-specversion": "1.0", "ce-source": "x",
+               "ce-type": REQ, "ce-inferenceservicename": "m"}
+    rng = random.Random(0)
+    body = json.dumps({"instances": [row(rng) for _ in range(5000)]}).encode()
+    assert 64 << 10 < len(body) <= app_module.INLINE_BYTES
+    path = f"/events/ns/team/{namespace_token('s', 'team')}"
+    assert client.post(path, content=body, headers={**headers, "ce-id": "1"}).json() == {"accepted": 1}
+    monkeypatch.setattr(app_module, "INLINE_BYTES", 1000)
+    for i in (2, 3):
+        assert client.post(path, content=body, headers={**headers, "ce-id": str(i)}).json() == {"accepted": 1}
+    assert threads[0][1] and threads[1:] == [("event-decode_0", False)] * 2
+    assert ex.join.entries.keys() == {"team/1", "team/2", "team/3"}
