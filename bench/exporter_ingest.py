@@ -608,12 +608,17 @@ def main() -> None:
             many["server_cpu_s_per_1000_events"] / max(1e-9, one["server_cpu_s_per_1000_events"]), 2)
         shard_res["scale_x_with_a_core_per_process"] = round(
             many["events_per_s_with_a_core_per_process"] / max(1, one["events_per_s_with_a_core_per_process"]), 2)
+        # the same with the events spread evenly over the shards (many models): n x the CPU per event of one
+        # process / that of the costliest shard
+        shard_res["scale_x_balanced"] = round(args.shards * one["server_cpu_s_per_1000_events"] / max(
+            1e-9, max(many["server_cpu_s_per_1000_events_per_process"])), 2)
         shard_res["note"] = (f"{os.cpu_count()} cores shared with the load generator: {args.shards} processes "
                              "cannot get more CPU than 1 here. Measured in this run from /proc: each process's CPU "
                              "seconds and the events it answered; events_per_s_with_a_core_per_process = all events "
                              "/ the CPU seconds of the busiest process (the rate at which it would use its whole "
                              "core), so scale_x_with_a_core_per_process is what the same hashing gives on "
-                             f"{args.shards} cores of their own (the load generator elsewhere)")
+                             f"{args.shards} cores of their own (the load generator elsewhere), with this run's "
+                             "models_per_shard imbalance; scale_x_balanced: the same with the events spread evenly")
         result["shards"] = shard_res
     result["machine"]["loadavg_after"] = loadavg()
     print(json.dumps(result, indent=1))
