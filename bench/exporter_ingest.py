@@ -447,8 +447,8 @@ def main() -> None:
     ap.add_argument("--shard-models", type=int, default=30, help="models (one namespace each) of the shard run")
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--hey-connections", type=int, default=8, help="hey workers per body (two bodies)")
-    ap.add_argument("--only", choices=["all", "flood", "ingest", "ab"], default="all",
-                    help="flood: only the memory flood; ingest: the per-tree rates, no flood and no shards; ab: "
+    ap.add_argument("--only", choices=["all", "flood", "ingest", "ab", "shards"], default="all",
+                    help="flood: only the memory flood; shards: only 1 vs --shards processes; ingest: the per-tree rates, no flood and no shards; ab: "
                          "both trees' servers up at once, hey runs alternating between them --repeat times "
                          "(the fairest CPU-per-event ratio on a busy machine)")
     ap.add_argument("--repeat", type=int, default=3, help="alternations of --only ab")
@@ -488,7 +488,7 @@ def main() -> None:
             result["machine"]["loadavg_after"] = loadavg()
             print(json.dumps(result, indent=1))
             return
-        for name, pythonpath in (trees if args.only != "flood" else {}).items():
+        for name, pythonpath in (trees if args.only not in ("flood", "shards") else {}).items():
             server = Server(profile_dir, pythonpath)
             try:
                 server.wait()
@@ -509,7 +509,7 @@ def main() -> None:
             finally:
                 server.stop()
         # the ratios the issue asks for, measured in this one run
-        if not args.skip_baseline and args.only != "flood":
+        if not args.skip_baseline and args.only not in ("flood", "shards"):
             b = result[f"baseline_{args.baseline_ref}"]
             result["speedup_x"] = {k: round(result["ours"][k]["max"]["requests_per_s"]
                                             / max(1, b[k]["max"]["requests_per_s"]), 1)
@@ -525,48 +525,49 @@ def main() -> None:
             print(json.dumps(result, indent=1))
             return
 
-        # flood: memory over time
-        server = Server(profile_dir, None, ["--window-rows", str(args.flood_window_rows)])
-        try:
-            server.wait()
-            samples: list[list[float]] = []  # [seconds, RSS MiB, events/s and server CPU share since the last]
-            progress = [0]
+        if args.only != "shards":
+            # flood: memory over time
+            server = Server(profile_dir, None, ["--window-rows", str(args.flood_window_rows)])
+            try:
+                server.wait()
+                samples: list[list[float]] = []  # [seconds, RSS MiB, events/s and server CPU share since the last]
+                progress = [0]
 
-            async def flood() -> dict[str, Any]:
-                task = asyncio.create_task(drive([server.port], single, lambda k: 0, args.connections,
-                                                 args.flood_seconds, progress=progress))
-                t0 = last_t = time.monotonic()
-                last_n, last_cpu = 0, server.cpu_seconds()
-                samples.append([0, round(server.rss_mib(), 1), 0, 0.0])
-                while not task.done():
-                    await asyncio.wait({task}, timeout=args.flood_sample_seconds)
-                    if task.done():
-                        break
-                    now, n, cpu = time.monotonic(), progress[0], server.cpu_seconds()
-                    samples.append([round(now - t0), round(server.rss_mib(), 1), round((n - last_n) / (now - last_t)),
-                                    round((cpu - last_cpu) / (now - last_t), 2)])
-                    last_t, last_n, last_cpu = now, n, cpu
-                return await task
+                async def flood() -> dict[str, Any]:
+                    task = asyncio.create_task(drive([server.port], single, lambda k: 0, args.connections,
+                                                     args.flood_seconds, progress=progress))
+                    t0 = last_t = time.monotonic()
+                    last_n, last_cpu = 0, server.cpu_seconds()
+                    samples.append([0, round(server.rss_mib(), 1), 0, 0.0])
+                    while not task.done():
+                        await asyncio.wait({task}, timeout=args.flood_sample_seconds)
+                        if task.done():
+                            break
+                        now, n, cpu = time.monotonic(), progress[0], server.cpu_seconds()
+                        samples.append([round(now - t0), round(server.rss_mib(), 1), round((n - last_n) / (now - last_t)),
+                                        round((cpu - last_cpu) / (now - last_t), 2)])
+                        last_t, last_n, last_cpu = now, n, cpu
+                    return await task
 
-            cpu0, client0 = server.cpu_seconds(), own_cpu_seconds()
-            fl = asyncio.run(flood())
-            cpu, client = server.cpu_seconds() - cpu0, own_cpu_seconds() - client0
-            rss = [m[1] for m in samples[2:]] or [m[1] for m in samples]  # after the first minute: windows full
-            half = len(rss) // 2
-            result["flood"] = {"seconds": args.flood_seconds, "window_rows": args.flood_window_rows,
-                               "events": fl["requests"],
-                               "events_per_s": fl["requests_per_s"], "statuses": fl["statuses"],
-                               "p99_ms": fl["p99_ms"],
-                               "server_cpu_share_of_one_core": round(cpu / fl["seconds"], 2),
-                               "client_cpu_share_of_one_core": round(client / fl["seconds"], 2),
-                               "samples_columns": ["seconds", "rss_mib", "events_per_s", "server_cpu_share"],
-                               "samples": samples,
-                               "rss_mib_first_half_max": max(rss[:half] or rss),
-                               "rss_mib_second_half_max": max(rss[half:] or rss),
-                               "rss_mib_growth_second_half": round(max(rss[half:] or rss) - max(rss[:half] or rss),
-                                                                   1)}
-        finally:
-            server.stop()
+                cpu0, client0 = server.cpu_seconds(), own_cpu_seconds()
+                fl = asyncio.run(flood())
+                cpu, client = server.cpu_seconds() - cpu0, own_cpu_seconds() - client0
+                rss = [m[1] for m in samples[2:]] or [m[1] for m in samples]  # after the first minute: windows full
+                half = len(rss) // 2
+                result["flood"] = {"seconds": args.flood_seconds, "window_rows": args.flood_window_rows,
+                                   "events": fl["requests"],
+                                   "events_per_s": fl["requests_per_s"], "statuses": fl["statuses"],
+                                   "p99_ms": fl["p99_ms"],
+                                   "server_cpu_share_of_one_core": round(cpu / fl["seconds"], 2),
+                                   "client_cpu_share_of_one_core": round(client / fl["seconds"], 2),
+                                   "samples_columns": ["seconds", "rss_mib", "events_per_s", "server_cpu_share"],
+                                   "samples": samples,
+                                   "rss_mib_first_half_max": max(rss[:half] or rss),
+                                   "rss_mib_second_half_max": max(rss[half:] or rss),
+                                   "rss_mib_growth_second_half": round(max(rss[half:] or rss) - max(rss[:half] or rss),
+                                                                       1)}
+            finally:
+                server.stop()
 
         # shards: one process against N, the same single-row load routed by consistent hashing
         if args.only == "flood":
