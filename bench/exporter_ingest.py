@@ -12,11 +12,14 @@ per request; it shares the machine's cores with the server, so the rates are a l
   (rows/s, counted on the requests);
 - agent_batch: KServe's batched logger output (a JSON array of LogRequest records, 1 row each), rows/s;
 - p99 at 80%: each of the above paced at 80% of the rate just measured, latency from the scheduled send
-  time (no coordinated omission);
-- flood: single-row events at full speed for --flood-seconds, the server's RSS sampled every 5 s;
+  time (no coordinated omission); the connections' send times are staggered evenly over the interval (a
+  steady aggregate rate; before issue 19's rerun all 16 sent at the same instants, a burst of 16 every
+  interval that alone queued the last one behind 15 others);
+- flood: single-row events at full speed for --flood-seconds; every --flood-sample-seconds (30) the server's
+  RSS, the events/s and the server's CPU share since the previous sample;
 - shards: the same single-row load hashed over 3 exporter processes (modelops.desired.drift_shards) against
-  1 process: events/s and the server CPU seconds per 1,000 events of each (from /proc), which is what
-  decides the scaling when each shard has its own cores.
+  1 process: events/s and the server CPU seconds per 1,000 events of each process (from /proc), which is
+  what decides the scaling when each shard has its own cores (scale_x_with_a_core_per_process).
 
 - hey: the same single-row and batched events from hey (a compiled load generator, ~/.cache/modelops/hey;
   two hey processes, one posting request events and one their responses, same ce-id), the rate, hey's p99,
@@ -211,11 +214,15 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
 
 
 async def drive(ports: list[int], work: list[tuple[int, bytes]], route: Any, conns: int, seconds: float,
-                rate: float | None = None) -> dict[str, Any]:
-    """Send `work` (cycled) for `seconds`; closed loop, or paced at `rate` requests/s in all."""
+                rate: float | None = None, progress: list[int] | None = None) -> dict[str, Any]:
+    """Send `work` (cycled) for `seconds`; closed loop, or paced at `rate` requests/s in all.
+
+    `progress[0]` counts the answered requests as they come (the flood samples it)."""
     statuses: dict[int, int] = {}
     latencies: list[float] = []
     sent = [0]
+    per_port_sent = dict.fromkeys(ports, 0)
+    progress = progress if progress is not None else [0]
     deadline = time.perf_counter() + seconds
     per_port: dict[int, list[bytes]] = {p: [] for p in ports}
     for k, data in work:
@@ -228,10 +235,12 @@ async def drive(ports: list[int], work: list[tuple[int, bytes]], route: Any, con
         for c in range(n):
             jobs.append((port, items[c::n] or items, n))
 
-    async def conn(port: int, items: list[bytes], share: int) -> None:
+    async def conn(port: int, items: list[bytes], share: int, c: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         interval = len(jobs) / rate if rate else 0.0
-        t0 = time.perf_counter()
+        # paced: the connections take turns (connection c sends at t0 + (i + c / connections) * interval), so
+        # the aggregate is a steady `rate`, not all connections at once every interval
+        t0 = start + interval * c / len(jobs)
         i = 0
         while True:
             scheduled = t0 + i * interval if rate else time.perf_counter()
@@ -244,15 +253,18 @@ async def drive(ports: list[int], work: list[tuple[int, bytes]], route: Any, con
             status = await _exchange(reader, writer, items[i % len(items)])
             latencies.append(time.perf_counter() - scheduled)
             statuses[status] = statuses.get(status, 0) + 1
+            progress[0] += 1
             i += 1
         sent[0] += i
+        per_port_sent[port] += i
         writer.close()
 
-    t0 = time.perf_counter()
-    await asyncio.gather(*(conn(p, items, n) for p, items, n in jobs))
+    t0 = start = time.perf_counter()
+    await asyncio.gather(*(conn(p, items, n, c) for c, (p, items, n) in enumerate(jobs)))
     elapsed = time.perf_counter() - t0
     lat = np.array(latencies) * 1000
     return {"requests": sent[0], "seconds": round(elapsed, 2), "requests_per_s": round(sent[0] / elapsed),
+            "requests_per_port": [per_port_sent[p] for p in ports],
             "statuses": {str(k): v for k, v in sorted(statuses.items())},
             "p50_ms": round(float(np.percentile(lat, 50)), 2) if len(lat) else None,
             "p99_ms": round(float(np.percentile(lat, 99)), 2) if len(lat) else None}
@@ -432,13 +444,16 @@ def main() -> None:
     ap.add_argument("--agent-records", type=int, default=200)
     ap.add_argument("--models", type=int, default=6)
     ap.add_argument("--shards", type=int, default=3)
+    ap.add_argument("--shard-models", type=int, default=30, help="models (one namespace each) of the shard run")
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--hey-connections", type=int, default=8, help="hey workers per body (two bodies)")
-    ap.add_argument("--only", choices=["all", "flood", "ingest", "ab"], default="all",
-                    help="flood: only the memory flood; ingest: the per-tree rates, no flood and no shards; ab: "
+    ap.add_argument("--only", choices=["all", "flood", "ingest", "ab", "shards"], default="all",
+                    help="flood: only the memory flood; shards: only 1 vs --shards processes; ingest: the per-tree rates, no flood and no shards; ab: "
                          "both trees' servers up at once, hey runs alternating between them --repeat times "
                          "(the fairest CPU-per-event ratio on a busy machine)")
     ap.add_argument("--repeat", type=int, default=3, help="alternations of --only ab")
+    ap.add_argument("--flood-sample-seconds", type=float, default=30.0, help="RSS/rate/CPU sample period")
+    ap.add_argument("--note", default="", help="run note recorded in the JSON (load, what else ran)")
     ap.add_argument("--flood-window-rows", type=int, default=1000,
                     help="window rows of the flooded exporter: small, so the windows are full early and the "
                          "rest of the flood shows the steady state")
@@ -453,8 +468,12 @@ def main() -> None:
     single = wl.single(4000)
     batched = wl.batched(40, args.batch_rows)
     agent = wl.agent_batch(40, args.agent_records)
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "operator", "bench"],
+                                capture_output=True, text=True).stdout.strip())
     result: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg_before": loadavg()},
-                              "settings": vars(args)}
+                              "commit": commit + ("+uncommitted" if dirty else ""), "settings": vars(args)}
     with tempfile.TemporaryDirectory() as tmp:
         profile_dir = Path(tmp) / "profile"
         profile_dir.mkdir()
@@ -469,7 +488,7 @@ def main() -> None:
             result["machine"]["loadavg_after"] = loadavg()
             print(json.dumps(result, indent=1))
             return
-        for name, pythonpath in (trees if args.only != "flood" else {}).items():
+        for name, pythonpath in (trees if args.only not in ("flood", "shards") else {}).items():
             server = Server(profile_dir, pythonpath)
             try:
                 server.wait()
@@ -490,7 +509,7 @@ def main() -> None:
             finally:
                 server.stop()
         # the ratios the issue asks for, measured in this one run
-        if not args.skip_baseline and args.only != "flood":
+        if not args.skip_baseline and args.only not in ("flood", "shards"):
             b = result[f"baseline_{args.baseline_ref}"]
             result["speedup_x"] = {k: round(result["ours"][k]["max"]["requests_per_s"]
                                             / max(1, b[k]["max"]["requests_per_s"]), 1)
@@ -506,39 +525,60 @@ def main() -> None:
             print(json.dumps(result, indent=1))
             return
 
-        # flood: memory over time
-        server = Server(profile_dir, None, ["--window-rows", str(args.flood_window_rows)])
-        try:
-            server.wait()
-            samples = []
+        if args.only != "shards":
+            # flood: memory over time
+            server = Server(profile_dir, None, ["--window-rows", str(args.flood_window_rows)])
+            try:
+                server.wait()
+                samples: list[list[float]] = []  # [seconds, RSS MiB, events/s and server CPU share since the last]
+                progress = [0]
 
-            async def flood() -> dict[str, Any]:
-                task = asyncio.create_task(drive([server.port], single, lambda k: 0, args.connections,
-                                                 args.flood_seconds))
-                t0 = time.monotonic()
-                while not task.done():
-                    samples.append((round(time.monotonic() - t0), round(server.rss_mib(), 1)))
-                    await asyncio.sleep(5)
-                return await task
+                async def flood() -> dict[str, Any]:
+                    task = asyncio.create_task(drive([server.port], single, lambda k: 0, args.connections,
+                                                     args.flood_seconds, progress=progress))
+                    t0 = last_t = time.monotonic()
+                    last_n, last_cpu = 0, server.cpu_seconds()
+                    samples.append([0, round(server.rss_mib(), 1), 0, 0.0])
+                    while not task.done():
+                        await asyncio.wait({task}, timeout=args.flood_sample_seconds)
+                        if task.done():
+                            break
+                        now, n, cpu = time.monotonic(), progress[0], server.cpu_seconds()
+                        samples.append([round(now - t0), round(server.rss_mib(), 1), round((n - last_n) / (now - last_t)),
+                                        round((cpu - last_cpu) / (now - last_t), 2)])
+                        last_t, last_n, last_cpu = now, n, cpu
+                    return await task
 
-            fl = asyncio.run(flood())
-            rss = [m for _, m in samples[1:]] or [m for _, m in samples]
-            half = len(rss) // 2
-            result["flood"] = {"seconds": args.flood_seconds, "window_rows": args.flood_window_rows,
-                               "events": fl["requests"],
-                               "events_per_s": fl["requests_per_s"], "statuses": fl["statuses"],
-                               "rss_mib_samples": samples,
-                               "rss_mib_first_half_max": max(rss[:half] or rss),
-                               "rss_mib_second_half_max": max(rss[half:] or rss)}
-        finally:
-            server.stop()
+                cpu0, client0 = server.cpu_seconds(), own_cpu_seconds()
+                fl = asyncio.run(flood())
+                cpu, client = server.cpu_seconds() - cpu0, own_cpu_seconds() - client0
+                rss = [m[1] for m in samples[2:]] or [m[1] for m in samples]  # after the first minute: windows full
+                half = len(rss) // 2
+                result["flood"] = {"seconds": args.flood_seconds, "window_rows": args.flood_window_rows,
+                                   "events": fl["requests"],
+                                   "events_per_s": fl["requests_per_s"], "statuses": fl["statuses"],
+                                   "p99_ms": fl["p99_ms"],
+                                   "server_cpu_share_of_one_core": round(cpu / fl["seconds"], 2),
+                                   "client_cpu_share_of_one_core": round(client / fl["seconds"], 2),
+                                   "samples_columns": ["seconds", "rss_mib", "events_per_s", "server_cpu_share"],
+                                   "samples": samples,
+                                   "rss_mib_first_half_max": max(rss[:half] or rss),
+                                   "rss_mib_second_half_max": max(rss[half:] or rss),
+                                   "rss_mib_growth_second_half": round(max(rss[half:] or rss) - max(rss[:half] or rss),
+                                                                       1)}
+            finally:
+                server.stop()
 
         # shards: one process against N, the same single-row load routed by consistent hashing
         if args.only == "flood":
             result["machine"]["loadavg_after"] = loadavg()
             print(json.dumps(result, indent=1))
             return
-        keys = [shard_of(ns, model, args.shards) for ns, model in wl.models]
+        # more models than the rest of the run: consistent hashing balances by model, and with 6 models one shard
+        # could own half of them by chance
+        swl = Workload(current, args.shard_models)
+        ssingle = swl.single(4000)
+        keys = [shard_of(ns, model, args.shards) for ns, model in swl.models]
         shard_res: dict[str, Any] = {"models_per_shard": [keys.count(i) for i in range(args.shards)]}
         for n in (1, args.shards):
             servers = [Server(profile_dir, None) for _ in range(n)]
@@ -547,23 +587,39 @@ def main() -> None:
                     s.wait()
                 ports = [s.port for s in servers]
                 route = (lambda k: 0) if n == 1 else (lambda k: keys[k])
-                run(ports, single[:400], args.connections, 1.0, route=route)
+                run(ports, ssingle[:2 * len(swl.models) * 10], args.connections, 1.0, route=route)
                 cpu0 = [s.cpu_seconds() for s in servers]
-                r = run(ports, single, args.connections, args.seconds, route=route)
+                r = run(ports, ssingle, args.connections, args.seconds, route=route)
                 cpu = [s.cpu_seconds() - c for s, c in zip(servers, cpu0, strict=True)]
+                events = r["requests_per_port"]
                 shard_res[f"{n}_process"] = {
-                    "events_per_s": r["requests_per_s"], "statuses": r["statuses"],
+                    "events_per_s": r["requests_per_s"], "statuses": r["statuses"], "events_per_process": events,
                     "server_cpu_s_per_1000_events": round(1000 * sum(cpu) / max(1, r["requests"]), 3),
-                    "server_cpu_share_per_process": [round(c / r["seconds"], 2) for c in cpu]}
+                    "server_cpu_s_per_1000_events_per_process": [round(1000 * c / max(1, e), 3)
+                                                                 for c, e in zip(cpu, events, strict=True)],
+                    "server_cpu_s_per_process": [round(c, 2) for c in cpu],
+                    "server_cpu_share_per_process": [round(c / r["seconds"], 2) for c in cpu],
+                    # the rate when each process has a core of its own: the busiest one saturates first
+                    "events_per_s_with_a_core_per_process": round(r["requests"] / max(max(cpu), 1e-9))}
             finally:
                 for s in servers:
                     s.stop()
         one, many = shard_res["1_process"], shard_res[f"{args.shards}_process"]
         shard_res["cpu_per_event_ratio_n_vs_1"] = round(
             many["server_cpu_s_per_1000_events"] / max(1e-9, one["server_cpu_s_per_1000_events"]), 2)
+        shard_res["scale_x_with_a_core_per_process"] = round(
+            many["events_per_s_with_a_core_per_process"] / max(1, one["events_per_s_with_a_core_per_process"]), 2)
+        # the same with the events spread evenly over the shards (many models): n x the CPU per event of one
+        # process / that of the costliest shard
+        shard_res["scale_x_balanced"] = round(args.shards * one["server_cpu_s_per_1000_events"] / max(
+            1e-9, max(many["server_cpu_s_per_1000_events_per_process"])), 2)
         shard_res["note"] = (f"{os.cpu_count()} cores shared with the load generator: {args.shards} processes "
-                             "cannot get more CPU than 1 here; with a core per shard each shard's rate is "
-                             "1000 / server_cpu_s_per_1000_events events/s")
+                             "cannot get more CPU than 1 here. Measured in this run from /proc: each process's CPU "
+                             "seconds and the events it answered; events_per_s_with_a_core_per_process = all events "
+                             "/ the CPU seconds of the busiest process (the rate at which it would use its whole "
+                             "core), so scale_x_with_a_core_per_process is what the same hashing gives on "
+                             f"{args.shards} cores of their own (the load generator elsewhere), with this run's "
+                             "models_per_shard imbalance; scale_x_balanced: the same with the events spread evenly")
         result["shards"] = shard_res
     result["machine"]["loadavg_after"] = loadavg()
     print(json.dumps(result, indent=1))

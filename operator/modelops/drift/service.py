@@ -23,13 +23,15 @@ evicted by names that merely appear.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import logging
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -291,13 +293,14 @@ class Exporter:
                 raise ev.EventError("body_too_large", f"{len(body)} bytes; the limit is "
                                     f"{self.cfg.max_body_bytes} (--max-body-bytes)")
             events = ev.parse_http(headers, body)
-            accepted = 0
-            for event in events:
-                if namespace is not None:
+            if namespace is not None:
+                for event in events:
                     event.namespace = namespace
-                self.handle_event(event)
-                accepted += 1
-            return {"accepted": accepted}
+            if len(events) == 1:
+                self.handle_event(events[0])
+            else:
+                self.handle_events(events)
+            return {"accepted": len(events)}
         except ev.EventError as exc:
             self.reject(exc.reason)
             raise
@@ -326,29 +329,142 @@ class Exporter:
                                  *fb.served_labels(event.payload, served.tolist()))
         with self.lock:
             self.join.expire(now)
-            if self.cfg.join_timeout <= 0 and event.kind == "request":
-                self._ingest(key, event.version, decoded, now)
-                return
-            join_id = f"{key[0]}/{event.id}"  # ids of different namespaces never pair
-            partner = self.join.pop(join_id)
-            if partner is None or partner.model != event.model or partner.namespace != key[0] or (
-                    partner.request is not None if event.kind == "request" else partner.response is not None):
-                if partner is not None:
-                    self._unmatched(partner, "evicted")
-                side = Pending(model=event.model, arrived=now, version=event.version, nbytes=nbytes,
-                               namespace=key[0])
-                if event.kind == "request":
-                    side.request = decoded
-                else:
-                    side.response = decoded
-                self.join.put(join_id, side)
-                return
-            request = decoded if event.kind == "request" else partner.request
-            response = decoded if event.kind == "response" else partner.response
-            version = (event.version if event.kind == "response" else partner.version) or (
-                partner.version if event.kind == "response" else event.version)
-            request.predictions = response if len(response) == request.rows else None
-            self._ingest(key, version, request, now)
+            self._join_decoded(key, event, decoded, nbytes, now)
+
+    def _join_decoded(self, key: Key, event: ev.LoggedEvent, decoded: Any, nbytes: int, now: float) -> None:
+        """One decoded side of an inference meets its partner (then both enter the window) or waits for it.
+        Caller holds the lock."""
+        if self.cfg.join_timeout <= 0 and event.kind == "request":
+            self._ingest(key, event.version, decoded, now)
+            return
+        join_id = f"{key[0]}/{event.id}"  # ids of different namespaces never pair
+        partner = self.join.pop(join_id)
+        if partner is None or partner.model != event.model or partner.namespace != key[0] or (
+                partner.request is not None if event.kind == "request" else partner.response is not None):
+            if partner is not None:
+                self._unmatched(partner, "evicted")
+            side = Pending(model=event.model, arrived=now, version=event.version, nbytes=nbytes,
+                           namespace=key[0])
+            if event.kind == "request":
+                side.request = decoded
+            else:
+                side.response = decoded
+            self.join.put(join_id, side)
+            return
+        request = decoded if event.kind == "request" else partner.request
+        response = decoded if event.kind == "response" else partner.response
+        version = (event.version if event.kind == "response" else partner.version) or (
+            partner.version if event.kind == "response" else event.version)
+        request.predictions = response if len(response) == request.rows else None
+        self._ingest(key, version, request, now)
+
+    def handle_events(self, events: Sequence[ev.LoggedEvent], now: float | None = None) -> None:
+        """The events of one POST (KServe's batched logger output, a CloudEvents batch), column-wise (issue 19).
+
+        The same outcome as `handle_event` for each in turn, for a fraction of the work: the events of one
+        model version and kind are decoded together (one block of rows, one array of predictions, one
+        feedback record), a request and its response in the same batch pair without the join table, and
+        each model version's joined rows enter its window with one append. A batch with an event that
+        `handle_event` would refuse goes event by event, so that the events before it count as they would
+        and the error names that event.
+        """
+        now = time.monotonic() if now is None else now
+        groups = None
+        if self.cfg.join_timeout > 0:  # without a join every event expires the one before: one by one
+            with contextlib.suppress(ev.EventError):  # a bad event: one by one below, which names it
+                groups = self._decode_groups(events, now)
+        if groups is None:
+            for event in events:
+                self.handle_event(event, now)
+            return
+        for group in groups:
+            for args in group.feedback:
+                self.feedback.record(*args)
+        with self.lock:
+            for event in events:
+                self.events_received[event.kind] += 1
+            self.join.expire(now)
+            self._join_batch(events, groups, now)
+
+    def _decode_groups(self, events: Sequence[ev.LoggedEvent], now: float) -> list[_Group]:
+        """Decode the events by (namespace, model, version, kind); raises EventError like handle_event."""
+        by_group: dict[tuple[Key, str, str], list[int]] = {}
+        for i, event in enumerate(events):
+            key: Key = (event.namespace or "", event.model)
+            by_group.setdefault((key, event.version or ev.UNKNOWN_VERSION, event.kind), []).append(i)
+        for key in dict.fromkeys(k for k, _, _ in by_group):
+            self._check_owner(key, now)
+        groups = []
+        for (key, version, kind), members in by_group.items():
+            profile, _, layout = self._reference(key, version, now)
+            payloads = [events[i].payload for i in members]
+            if kind == "request":
+                counts, batch = _decode_requests(payloads, layout, self.cfg.max_event_rows)
+                groups.append(_Group(key, kind, members, counts, batch=batch))
+            else:
+                served = [ev.prediction_array(p, layout.classification) for p in payloads]
+                counts = [len(s) for s in served]
+                everything = _concat(served)
+                feedback = _feedback_records((key[0], key[1], version), profile, [events[i].id for i in members],
+                                             payloads, served, counts)
+                groups.append(_Group(key, kind, members, counts, predictions=layout.predictions(everything),
+                                     feedback=feedback))
+        return groups
+
+    def _join_batch(self, events: Sequence[ev.LoggedEvent], groups: list[_Group], now: float) -> None:
+        """Pair the batch's requests and responses, window the pairs per model version, the rest through
+        the join table. Caller holds the lock."""
+        where: dict[int, tuple[_Group, int, int]] = {}  # event index -> (its group, first row, rows)
+        for group in groups:
+            starts = np.concatenate([[0], np.cumsum(group.counts)[:-1]]).astype(int).tolist()
+            for i, start, rows in zip(group.members, starts, group.counts, strict=True):
+                where[i] = (group, start, rows)
+        sides: dict[tuple[str, str, str, str], list[int]] = {}
+        for i, event in enumerate(events):
+            sides.setdefault((event.namespace or "", event.model, event.id, event.kind), []).append(i)
+        paired: dict[int, int] = {}  # request index -> response index
+        for (namespace, model, event_id, kind), found in sides.items():
+            responses = sides.get((namespace, model, event_id, "response"))
+            # one request and one response, and no earlier side waiting in the join table: a pair here;
+            # anything else goes through the join table in arrival order, as handle_event would
+            if kind == "request" and len(found) == 1 and responses is not None and len(responses) == 1 \
+                    and f"{namespace}/{event_id}" not in self.join.entries:
+                paired[found[0]] = responses[0]
+        # (key, version, request group) -> (rows of the requests, their responses' predictions); `alone`: the
+        # pairs whose response has another number of rows (the rows enter without predictions, as in _join_decoded)
+        buckets: dict[tuple[Key, str | None, int], tuple[list[tuple[int, int]], list[Any]]] = {}
+        alone: dict[tuple[Key, str | None, int], list[tuple[int, int]]] = {}
+        for i, j in paired.items():
+            request, response = events[i], events[j]
+            rgroup, rstart, rrows = where[i]
+            pgroup, pstart, prows = where[j]
+            version = response.version or request.version
+            if prows == rrows:
+                spans, preds = buckets.setdefault((rgroup.key, version, id(rgroup)), ([], []))
+                spans.append((rstart, rrows))
+                preds.append(pgroup.predictions[pstart:pstart + prows])
+            else:
+                alone.setdefault((rgroup.key, version, id(rgroup)), []).append((rstart, rrows))
+        batches = {id(g): g.batch for g in groups if g.batch is not None}
+        for (key, version, gid), (spans, preds) in buckets.items():
+            batch = _take(batches[gid], spans)
+            batch.predictions = preds[0] if len(preds) == 1 else np.concatenate(preds)
+            self._ingest(key, version, batch, now)
+        for (key, version, gid), spans in alone.items():
+            self._ingest(key, version, _take(batches[gid], spans), now)
+        done = set(paired) | set(paired.values())
+        for i, event in enumerate(events):
+            if i in done:
+                continue
+            group, start, rows = where[i]
+            if group.batch is not None:
+                decoded: Any = _take(group.batch, [(start, rows)])
+                nbytes = decoded.nbytes
+            else:
+                assert group.predictions is not None
+                decoded = group.predictions[start:start + rows].copy()
+                nbytes = int(decoded.nbytes) + 64
+            self._join_decoded(group.key, event, decoded, nbytes, now)
 
     def _unmatched(self, pending: Pending, why: str) -> None:
         if why == "evicted":
@@ -510,3 +626,83 @@ class Exporter:
         if tracked.layout.prediction_kind is not None and has.any():
             current["prediction"] = pd.Series(preds).where(has, None)
         return current, reference_frame(tracked.profile, include_prediction="prediction" in current)
+
+
+# --- column-wise handling of the events of one POST (Exporter.handle_events) ---------------------------
+
+@dataclass
+class _Group:
+    """The decoded events of one (namespace, model), version and kind of one batch, in arrival order."""
+
+    key: Key
+    kind: str
+    members: list[int]  # indexes of the events in the batch
+    counts: list[int]  # rows of each
+    batch: Batch | None = None  # requests: all their rows
+    predictions: Any = None  # responses: all their predictions (layout.predictions)
+    feedback: list[tuple[Any, ...]] = field(default_factory=list)  # responses: Feedback.record arguments
+
+
+def _decode_requests(payloads: list[Any], layout: Layout, max_rows: int) -> tuple[list[int], Batch]:
+    """Rows of each request and all of them as one block. V1 row lists are joined and split by numpy at
+    once; anything else is split per event, and its columns are joined."""
+    if all(isinstance(p, dict) and "instances" in p and isinstance(p["instances"], list) for p in payloads):
+        counts = [len(p["instances"]) for p in payloads]
+        if all(0 < n <= max_rows for n in counts):
+            try:
+                total, cols = ev.request_arrays({"instances": list(chain.from_iterable(
+                    p["instances"] for p in payloads))}, layout.features, sum(counts))
+                return counts, layout.batch(total, cols)
+            except ev.EventError:
+                pass  # rows of different forms: event by event below, so the bad one is named
+    parts = [ev.request_arrays(p, layout.features, max_rows) for p in payloads]
+    counts = [n for n, _ in parts]
+    cols = {f: list(chain.from_iterable(c[f] for _, c in parts)) for f in layout.features}
+    return counts, layout.batch(sum(counts), cols)
+
+
+def _concat(arrays: list[Any]) -> Any:
+    if len(arrays) == 1:
+        return arrays[0]
+    if len({a.dtype for a in arrays}) > 1:  # keep each value as it is (True stays True, not 1)
+        arrays = [a.astype(object) for a in arrays]
+    return np.concatenate(arrays)
+
+
+def _feedback_records(key: tuple[str, str, str], profile: dict[str, Any], ids: list[str], payloads: list[Any],
+                      served: list[Any], counts: list[int]) -> list[tuple[Any, ...]]:
+    """The arguments of Feedback.record for the responses of a group: one call with every prediction (row i
+    of a multi-row inference ID is ``ID#i``, as `Feedback.record` names it), or, when their class
+    probabilities do not stack into one block, the call per response that `handle_event` makes."""
+    parts = [fb.served_labels(payload, values.tolist()) for payload, values in zip(payloads, served, strict=True)]
+    each = [(key, profile, i, *part) for i, part in zip(ids, parts, strict=True)]
+    if len(parts) == 1:
+        return each
+    probas = [proba for _, proba in parts]
+    proba_all: Any = None
+    if any(p is not None for p in probas):
+        try:
+            blocks = [np.asarray(p, dtype=float) for p in probas]
+        except (TypeError, ValueError):
+            return each
+        if any(b.ndim != 2 or b.shape != (n, blocks[0].shape[1]) for b, n in zip(blocks, counts, strict=True)):
+            return each
+        proba_all = np.concatenate(blocks)
+    labels = list(chain.from_iterable(labels for labels, _ in parts))
+    row_ids = list(chain.from_iterable([i] if n == 1 else [f"{i}#{r}" for r in range(n)]
+                                       for i, n in zip(ids, counts, strict=True)))
+    return [(key, profile, None, labels, proba_all, row_ids)]
+
+
+def _take(batch: Batch, spans: list[tuple[int, int]]) -> Batch:
+    """The rows of `batch` in the (start, rows) spans, as a new Batch (copies: nothing keeps the block)."""
+    if len(spans) == 1:
+        start, rows = spans[0]
+        index: Any = slice(start, start + rows)
+        total = rows
+    else:
+        starts = np.array([s for s, _ in spans])
+        lengths = np.array([n for _, n in spans])
+        total = int(lengths.sum())
+        index = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(total)
+    return Batch(total, batch.numeric[index].copy(), batch.categorical[index].copy())

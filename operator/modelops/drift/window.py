@@ -12,6 +12,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -58,27 +59,41 @@ def floats(values: Sequence[Any] | npt.NDArray[Any]) -> npt.NDArray[np.float64]:
     return np.fromiter((to_float(v) for v in values), dtype=np.float64, count=n)
 
 
-def categories(values: Sequence[Any] | npt.NDArray[Any]) -> npt.NDArray[np.object_]:
-    """`to_category` of every value; computed once per distinct value (pandas' hash table), not per row."""
-    n = len(values)
-    out = np.empty(n, dtype=object)
-    if n >= VECTOR_MIN:
-        import pandas as pd
+def _bool_like(value: Any) -> bool:
+    """True, False, 0 and 1 hash alike in Python but are different categories ("True" is not "1")."""
+    return isinstance(value, bool | np.bool_) or (isinstance(value, int | float | np.number) and value in (0, 1))
 
+
+def categories(values: Sequence[Any] | npt.NDArray[Any]) -> npt.NDArray[np.object_]:
+    """`to_category` of every value; computed once per distinct value, not per row."""
+    return category_block([values], len(values))[:, 0]
+
+
+def category_block(columns: Sequence[Sequence[Any] | npt.NDArray[Any]], rows: int) -> npt.NDArray[np.object_]:
+    """`to_category` of every value of several columns of ``rows`` values: a rows x columns object block.
+
+    The distinct values of all columns are collected in one dict (issue 19: one pass in C instead of a
+    hash table per column) and converted once each; when every distinct value is its own key (plain
+    category strings, the usual case) the values are copied as they are, without a lookup per value.
+    """
+    out = np.empty((rows, len(columns)), dtype=object)
+    if rows * len(columns) >= VECTOR_MIN and all(len(c) == rows for c in columns):
+        everything = chain.from_iterable(columns)
         try:
-            codes, uniques = pd.factorize(np.asarray(values, dtype=object) if not isinstance(values, np.ndarray)
-                                          else values.astype(object, copy=False), use_na_sentinel=True)
-        except TypeError:  # unhashable values (lists, dicts)
-            codes = None
-        # Python hashes True == 1 and False == 0: a column mixing them must not merge "True" into "1"
-        if codes is not None and not any(isinstance(u, bool | np.bool_) or (
-                isinstance(u, int | float | np.number) and u in (0, 1)) for u in uniques):
-            keys = np.empty(len(uniques) + 1, dtype=object)
-            keys[:-1] = [to_category(u) for u in uniques]
-            keys[-1] = None  # code -1: missing
-            out[:] = keys[codes]
+            distinct = dict.fromkeys(everything)
+        except TypeError:  # unhashable values (lists, dicts): value by value below
+            distinct = None
+        if distinct is not None and not any(_bool_like(u) for u in distinct):
+            keys = {u: to_category(u) for u in distinct}
+            flat = chain.from_iterable(columns)
+            if all(k is u for u, k in keys.items()):  # canonical already: the values themselves
+                block = np.fromiter(flat, dtype=object, count=rows * len(columns))
+            else:
+                block = np.fromiter(map(keys.__getitem__, flat), dtype=object, count=rows * len(columns))
+            out[:] = block.reshape(len(columns), rows).T
             return out
-    out[:] = [to_category(v) for v in values]
+    for j, column in enumerate(columns):
+        out[:, j] = [to_category(v) for v in column]
     return out
 
 
@@ -122,12 +137,11 @@ class Layout:
             num = np.empty((rows, len(self.numeric)), dtype=np.float64)
             for j, f in enumerate(self.numeric):
                 num[:, j] = floats(columns[f])
-        cat = np.empty((rows, len(self.categorical)), dtype=object)
         if rows < VECTOR_MIN and self.categorical:
+            cat = np.empty((rows, len(self.categorical)), dtype=object)
             cat[:] = [[to_category(columns[f][i]) for f in self.categorical] for i in range(rows)]
         else:
-            for j, f in enumerate(self.categorical):
-                cat[:, j] = categories(columns[f])
+            cat = category_block([columns[f] for f in self.categorical], rows)
         return Batch(rows, num, cat, self.predictions(predictions) if predictions is not None else None)
 
     def predictions(self, values: Sequence[Any] | npt.NDArray[Any]) -> npt.NDArray[Any]:
