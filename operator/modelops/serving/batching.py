@@ -100,8 +100,9 @@ class TurnBatcher:
     """
 
     def __init__(self, predict: Callable[[Batch], Prediction], executor: Executor, max_rows: int,
-                 inline_rows: int, inline: bool) -> None:
+                 inline_rows: int, inline: bool, observe: Callable[[int], None] | None = None) -> None:
         self._predict = predict
+        self._observe = observe
         self._executor = executor
         self.max_rows = max(1, max_rows)
         self.inline_rows = inline_rows
@@ -140,6 +141,8 @@ class TurnBatcher:
             return
         self.calls += 1
         self.requests += len(items)
+        if self._observe is not None:
+            self._observe(rows)
         if self.inline and rows <= self.inline_rows:
             _deliver(items, self._run(items))
             return

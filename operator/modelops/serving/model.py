@@ -95,7 +95,8 @@ class ModelopsModel(kserve.Model):  # type: ignore[misc]
                                         self.config.batch_max_delay_ms / 1000.0)
         elif self.config.coalesce:
             self.turn = TurnBatcher(self.predict_batch, self.executor, self.config.coalesce_max_rows,
-                                    self.config.inline_rows, inline=self.predictor is not original)
+                                    self.config.inline_rows, inline=self.predictor is not original,
+                                    observe=self.recorder.batch_rows.observe)
         self._warm_up(loaded)
         self.load_seconds = time.perf_counter() - t0
         log.info("model %s version %s (%s, %s) ready in %.1fs; backend %s%s", self.name, self.spec.version,

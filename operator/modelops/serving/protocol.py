@@ -116,13 +116,15 @@ class ModelopsHttpProtocol(CoalescingHttpToolsProtocol):
     routes: Routes
     max_body: int = 0
     head: bytes = b""  # content-type and the model's headers, ready to send
+    _headers_cache: list[Any]  # [uvicorn's default_headers list, its encoding], shared by the connections
 
     @classmethod
     def bind(cls, model: Any, max_body: int) -> type[ModelopsHttpProtocol]:
         head = [b"content-type: application/json\r\n"]
         for k, v in model.headers.items():
             head.append(k.encode("latin-1") + b": " + v.encode("latin-1", "replace") + b"\r\n")
-        attrs = {"model": model, "routes": Routes(model.name), "max_body": max_body, "head": b"".join(head)}
+        attrs = {"model": model, "routes": Routes(model.name), "max_body": max_body, "head": b"".join(head),
+                 "_headers_cache": [None, b""]}
         return type("ModelopsHttpProtocol", (cls,), attrs)
 
     # ------------------------------------------------------------------------------------- parser callbacks
@@ -216,20 +218,26 @@ class ModelopsHttpProtocol(CoalescingHttpToolsProtocol):
                                     fast.rows if status == 200 else 0)
         if fast.disconnected:
             return
-        parts = [_status_line(status), self.head]
-        for name, value in self.server_state.default_headers:  # date, server (uvicorn's)
-            parts.append(name + b": " + value + b"\r\n")
+        parts = [_status_line(status), self.head, self._default_headers()]
         if not fast.keep_alive:
             parts.append(b"connection: close\r\n")
         parts.append(b"content-length: " + str(len(data)).encode() + b"\r\n\r\n")
         parts.append(data)
         self.transport.write_now(b"".join(parts))  # type: ignore[attr-defined]
-        if self.access_log:
+        if self.access_log and self.access_logger.isEnabledFor(logging.INFO):
             self.access_logger.info('%s - "POST %s HTTP/%s" %d', self._client(), fast.target.decode("latin-1"),
                                     fast.version, status)
         if not fast.keep_alive:
             self.transport.close()
         self.on_response_complete()
+
+    def _default_headers(self) -> bytes:
+        """uvicorn's date and server headers, encoded once per new list (uvicorn replaces it every second)."""
+        current = self.server_state.default_headers
+        cached = self._headers_cache
+        if cached[0] is not current:
+            cached[:] = [current, b"".join(n + b": " + v + b"\r\n" for n, v in current)]
+        return cached[1]  # type: ignore[no-any-return]
 
     def _client(self) -> str:
         return "%s:%d" % self.client if self.client else "-"
