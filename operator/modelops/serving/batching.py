@@ -154,7 +154,7 @@ class TurnBatcher:
             try:
                 pred = self._predict(concat([b for b, _ in items]))
                 return [(p, None) for p in split(pred, [b.rows for b, _ in items])]
-            except Exception:  # noqa: S110 - retried one by one below, each request gets its own outcome
+            except Exception:  # retried one by one below: each request gets its own outcome
                 pass
         out: list[tuple[Prediction | None, BaseException | None]] = []
         for b, _ in items:

@@ -240,4 +240,4 @@ class ModelopsHttpProtocol(CoalescingHttpToolsProtocol):
         return cached[1]  # type: ignore[no-any-return]
 
     def _client(self) -> str:
-        return "%s:%d" % self.client if self.client else "-"
+        return f"{self.client[0]}:{self.client[1]}" if self.client else "-"
