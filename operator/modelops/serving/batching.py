@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 
 from modelops.serving.outputs import Prediction
-from modelops.serving.schema import Batch
+from modelops.serving.schema import Batch, BlockColumns
 
 
 def concat(batches: list[Batch]) -> Batch:
     if all(b.matrix is not None for b in batches):  # all-numeric blocks: one vstack, columns as views
         mat = np.vstack([b.matrix for b in batches])  # type: ignore[misc]
-        return Batch({n: mat[:, j] for j, n in enumerate(batches[0].columns)}, mat.shape[0], mat)
+        return Batch(BlockColumns(mat, {n: j for j, n in enumerate(batches[0].columns)}), mat.shape[0], mat)
     names = list(batches[0].columns)
     cols = {n: np.concatenate([b.columns[n] for b in batches]) for n in names}
     return Batch(cols, sum(b.rows for b in batches))
