@@ -12,8 +12,9 @@ build_model/Server/start_servers are reused):
 
 - modelops serve (ours; ONNX Runtime fast path) as deployed (the infer routes answered at the HTTP protocol level,
   one model call per event-loop turn), as before that (`modelops_asgi`: every request through KServe's ASGI app,
-  one model call per request) and with timed micro-batching (--batch-max-rows 64 --batch-max-delay-ms 1); more
-  variants side by side with --ours; `model_calls` gives rows per model call over the run;
+  one model call per request), with timed micro-batching (--batch-max-rows 64 --batch-max-delay-ms 1) and with
+  every model call on a worker thread (`modelops_offload`, --inline-rows 0); more variants side by side with
+  --ours; `model_calls` gives rows per model call over the run;
 - stock KServe's Python model server with kserve/python/xgbserver's Model (get_predict_input, DMatrix,
   predict, get_predict_response), V1 and V2 REST and gRPC (KServe's defaults: one uvicorn worker, gRPC on);
 - bare FastAPI + XGBoost, V1 and V2 REST;
@@ -219,9 +220,11 @@ def cpu_seconds(proc: psutil.Process) -> float:
 V1_PATH, V2_PATH = "/v1/models/model:predict", "/v2/models/model/infer"
 # ours as deployed (infer routes at the HTTP protocol level, one model call per event-loop turn), the previous
 # default (every request through KServe's ASGI app, one model call per request) and timed micro-batching (through
-# the ASGI app: 64 rows / 1 ms); more with --ours NAME=ARGS
+# the ASGI app: 64 rows / 1 ms) and with every model call on a worker thread (`--inline-rows 0`: the event loop
+# reads and writes while ONNX Runtime predicts); more with --ours NAME=ARGS
 OURS_DEFAULT = {"modelops": "", "modelops_asgi": "--no-http-fast-path --no-coalesce",
-                "modelops_batching": "--batch-max-rows 64 --batch-max-delay-ms 1"}
+                "modelops_batching": "--batch-max-rows 64 --batch-max-delay-ms 1",
+                "modelops_offload": "--inline-rows 0"}
 
 
 def wait_for_low_load(limit: float, max_wait: float) -> None:
