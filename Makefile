@@ -19,6 +19,7 @@ lint:
 		operator/modelops/settings.py operator/modelops/kubeconfig.py operator/modelops/drift pipelines/modelops_pipelines \
 		operator/modelops/serving/config.py operator/modelops/serving/resources.py \
 		operator/modelops/serving/schema.py operator/modelops/serving/outputs.py \
+		operator/modelops/serving/protocol.py operator/modelops/serving/batching.py operator/modelops/httpio.py \
 		operator/modelops/console
 	uv run --frozen lint-imports
 	uv run --frozen mypy operator/modelops/formats tools/modelops_dev/cluster tools/modelops_dev/images.py \

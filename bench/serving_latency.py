@@ -223,7 +223,10 @@ def mlserver_python(timeout: float) -> tuple[str | None, str]:
     return str(py), "installed"
 
 
-def start_servers(model_dir: Path, with_mlserver: bool, install_timeout: float) -> tuple[list[Server], dict[str, str]]:
+def start_servers(model_dir: Path, with_mlserver: bool, install_timeout: float,
+                  ours: dict[str, str] | None = None) -> tuple[list[Server], dict[str, str]]:
+    """The servers side by side; `ours` adds variants of `modelops serve` (name -> extra arguments), each
+    measured as NAME_v1 (and NAME_v2 in http_bench) like modelops_v1."""
     py = sys.executable
     row = rows(1)[0].tolist()
     v1 = json.dumps({"instances": [row]}).encode()
@@ -235,6 +238,11 @@ def start_servers(model_dir: Path, with_mlserver: bool, install_timeout: float) 
     modelops = [str(Path(py).parent / "modelops"), "serve", "--model-dir", str(model_dir), "--http-port", str(p),
                 "--grpc-port", str(free_port())]
     servers.append(Server("modelops_v1", modelops, p, "/v1/models/model:predict", v1, "/v2/models/model/ready"))
+    for name, extra in (ours or {}).items():
+        p = free_port()
+        cmd = [str(Path(py).parent / "modelops"), "serve", "--model-dir", str(model_dir), "--http-port", str(p),
+               "--grpc-port", str(free_port()), *extra.split()]
+        servers.append(Server(f"{name}_v1", cmd, p, "/v1/models/model:predict", v1, "/v2/models/model/ready"))
     p = free_port()
     servers.append(Server("fastapi_xgboost", [py, str(ROOT / "bench/serving_baselines.py"), "fastapi", mfile, str(p)],
                           p, "/v1/models/model:predict", v1, "/ready"))
@@ -273,8 +281,8 @@ def start_servers(model_dir: Path, with_mlserver: bool, install_timeout: float) 
 
 
 def http_bench(model_dir: Path, requests: int, max_seconds: float, with_mlserver: bool,
-               install_timeout: float) -> dict[str, Any]:
-    servers, skipped = start_servers(model_dir, with_mlserver, install_timeout)
+               install_timeout: float, ours_variants: dict[str, str] | None = None) -> dict[str, Any]:
+    servers, skipped = start_servers(model_dir, with_mlserver, install_timeout, ours_variants)
     live: list[Server] = []
     try:
         for s in servers:
@@ -282,16 +290,19 @@ def http_bench(model_dir: Path, requests: int, max_seconds: float, with_mlserver
                 live.append(s)
             else:
                 skipped[s.name] = s.error or "not ready"
-        ours = next((s for s in live if s.name == "modelops_v1"), None)
-        if ours is not None:  # our V2 REST on the same process, same row
-            v2 = json.dumps({"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, FEATURES],
-                                         "data": rows(1)[0].tolist()}]}).encode()
-            live.insert(1, Server.__new__(Server))
-            twin = live[1]
+        v2 = json.dumps({"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, FEATURES],
+                                     "data": rows(1)[0].tolist()}]}).encode()
+        for name in ["modelops", *(ours_variants or {})]:
+            ours = next((s for s in live if s.name == f"{name}_v1"), None)
+            if ours is None:
+                continue
+            # our V2 REST on the same process, same row
+            twin = Server.__new__(Server)
             twin.__dict__.update(ours.__dict__)
-            twin.name, twin.path, twin.body, twin.conn, twin.samples = "modelops_v2", "/v2/models/model/infer", v2, \
-                None, []
+            twin.name, twin.path, twin.body, twin.conn, twin.samples = f"{name}_v2", "/v2/models/model/infer", \
+                v2, None, []
             twin.proc = ours.proc
+            live.insert(live.index(ours) + 1, twin)
         for s in list(live):  # warm-up: first requests pay imports and allocations
             try:
                 for _ in range(200):
@@ -327,9 +338,12 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=300, help="cap on the HTTP measurement loop")
     ap.add_argument("--no-mlserver", action="store_true", help="skip installing MLServer into a /tmp venv")
     ap.add_argument("--install-timeout", type=float, default=420)
+    ap.add_argument("--ours", action="append", default=[], metavar="NAME=ARGS",
+                    help="another variant of ours, side by side: extra `modelops serve` arguments")
     args = ap.parse_args()
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
+    variants = dict(v.partition("=")[::2] for v in args.ours)
     model_dir = build_model()
     mfile = model_file(model_dir)
     result: dict[str, Any] = {
@@ -339,7 +353,7 @@ def main() -> None:
     }
     result["in_process"] = in_process(model_dir, args.iterations)
     result["http_loopback"] = http_bench(model_dir, args.requests, args.max_seconds, not args.no_mlserver,
-                                         args.install_timeout)
+                                         args.install_timeout, variants)
     srv = result["http_loopback"]["servers"]
     comp = result["in_process"]["onnxruntime_session_run"]["p50_us"]
     ours = srv.get("modelops_v1", {}).get("p50_us")

@@ -78,8 +78,19 @@ def serve(
         rich_help_panel=SPEED, help="Requests predicted at once; 0: the cgroup CPU limit.")] = 0,
     threads_per_request: Annotated[int, typer.Option(
         rich_help_panel=SPEED, help="Threads one prediction may use.")] = 1,
+    inline_rows: Annotated[int, typer.Option(
+        rich_help_panel=SPEED,
+        help="Compiled-model calls up to this many rows run on the event loop; larger ones (and every call "
+             "with 0) on the --workers threads.")] = 64,
+    coalesce: Annotated[bool, typer.Option(
+        "--coalesce/--no-coalesce", rich_help_panel=SPEED,
+        help="Predict the requests that arrive in one event-loop turn with one model call (no added "
+             "wait).")] = True,
+    http_fast_path: Annotated[bool, typer.Option(
+        "--http-fast-path/--no-http-fast-path", rich_help_panel=SERVER,
+        help="Answer the V1/V2 infer routes at the HTTP protocol level (other routes: KServe's app).")] = True,
     batch_max_rows: Annotated[int, typer.Option(
-        rich_help_panel=SPEED, help="Merge concurrent requests up to this many rows (0: no batching).")] = 0,
+        rich_help_panel=SPEED, help="Timed micro-batching: wait for up to this many rows (0: off).")] = 0,
     batch_max_delay_ms: Annotated[float, typer.Option(
         rich_help_panel=SPEED, help="Longest wait for a batch to fill.")] = 2.0,
 ) -> None:
@@ -106,7 +117,9 @@ def serve(
         http_port=http_port, grpc_port=grpc_port, grpc=grpc,
         max_body_bytes=max_body_bytes, max_rows=max_rows, fast_path=fast_path, tolerance=tolerance,
         workers=workers or cpu_limit(), threads_per_request=threads_per_request, batch_max_rows=batch_max_rows,
-        batch_max_delay_ms=batch_max_delay_ms, event_loop=event_loop, drain_seconds=drain_seconds,
+        batch_max_delay_ms=batch_max_delay_ms, inline_rows=inline_rows, coalesce=coalesce,
+        http_fast_path=http_fast_path,
+        event_loop=event_loop, drain_seconds=drain_seconds,
         grace_seconds=grace_seconds,
     )
     from modelops.serving.loader import ArtifactRefused

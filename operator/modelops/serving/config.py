@@ -34,7 +34,13 @@ class ServeConfig:
     workers: int = 1  # threads predicting concurrently (from the cgroup CPU limit)
     threads_per_request: int = 1
     inline_rows: int = 64  # fast-path batches up to this size run on the event loop (no thread hop)
-    batch_max_rows: int = 0  # micro-batching off when 0
+    batch_max_rows: int = 0  # timed micro-batching off when 0
+    # requests validated in one event-loop turn are predicted together (no added wait); batching.TurnBatcher
+    coalesce: bool = True
+    coalesce_max_rows: int = 64
+    # the hot V1/V2 infer routes answered at the HTTP protocol level (serving.protocol); every other route,
+    # and these in the cases listed there, by KServe's app
+    http_fast_path: bool = True
     batch_max_delay_ms: float = 2.0
     # the asyncio loop of the REST and gRPC servers: "uvloop" (needs the uvloop package), "asyncio", or "auto"
     # (uvloop when installed). KServe's ModelServer runs its servers under asyncio.run(), which ignores uvicorn's

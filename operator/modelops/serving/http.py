@@ -20,7 +20,8 @@ from typing import Any
 import orjson
 
 from modelops.serving import outputs
-from modelops.serving.schema import InputError, decode_v1, decode_v2, split_binary_body
+from modelops.serving.outputs import Prediction
+from modelops.serving.schema import Batch, InputError, V2Request, decode_v1, decode_v2, split_binary_body
 
 log = logging.getLogger("modelops.serving")
 
@@ -32,6 +33,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
 _BINARY_HEADER = b"inference-header-content-length"
+INTERNAL_ERROR = b'{"error":"internal server error"}'
 
 
 class _TooLarge(Exception):
@@ -137,23 +139,10 @@ class FastHTTP:
         model = self.model
         rows = 0
         try:
-            if not model.ready:
-                raise InputError("model is not ready", status=503)
-            if protocol == "v1":
-                batch = decode_v1(_loads(body), model.spec, model.limits)
-                rows = batch.rows
-                pred = await model.infer_batch(batch)
-                data = orjson.dumps(outputs.v1_body(pred), option=_JSON_OPTS)
-            else:
-                binary = None
-                header_len = headers.get(_BINARY_HEADER)
-                if header_len is not None:
-                    body, binary = split_binary_body(body, header_len.decode("latin-1"))
-                req = decode_v2(_loads(body), model.spec, model.limits, binary)
-                rows = req.batch.rows
-                pred = await model.infer_batch(req.batch)
-                data = orjson.dumps(outputs.v2_body(pred, model.spec, model.name, req.request_id, req.outputs),
-                                    option=_JSON_OPTS)
+            batch, req = decode_request(model, protocol, body, headers.get(_BINARY_HEADER))
+            rows = batch.rows
+            pred = await model.infer_batch(batch)
+            data = encode_response(model, protocol, pred, req)
             status = 200
         except InputError as exc:
             status = exc.status
@@ -161,7 +150,7 @@ class FastHTTP:
         except Exception:
             log.exception("inference failed")
             status = 500
-            data = b'{"error":"internal server error"}'
+            data = INTERNAL_ERROR
         await _reply(send, status, data, self.response_headers())
         model.recorder.observe(protocol, status, time.perf_counter() - t0, rows if status == 200 else 0)
 
@@ -227,6 +216,28 @@ class FastHTTP:
         signal.signal(signal.SIGTERM, on_sigterm)
 
 
+def decode_request(model: Any, protocol: str, body: bytes, binary_length: bytes | None
+                   ) -> tuple[Batch, V2Request | None]:
+    """A V1 predict or V2 infer body -> validated columns (InputError: 4xx naming the field)."""
+    if not model.ready:
+        raise InputError("model is not ready", status=503)
+    if protocol == "v1":
+        return decode_v1(_loads(body), model.spec, model.limits), None
+    binary = None
+    if binary_length is not None:
+        body, binary = split_binary_body(body, binary_length.decode("latin-1"))
+    req = decode_v2(_loads(body), model.spec, model.limits, binary)
+    return req.batch, req
+
+
+def encode_response(model: Any, protocol: str, pred: Prediction, req: V2Request | None) -> bytes:
+    """The response body (InputError when a requested V2 output does not exist)."""
+    if protocol == "v1" or req is None:
+        return orjson.dumps(outputs.v1_body(pred), option=_JSON_OPTS)
+    return orjson.dumps(outputs.v2_body(pred, model.spec, model.name, req.request_id, req.outputs),
+                        option=_JSON_OPTS)
+
+
 def _loads(body: bytes) -> Any:
     if not body:
         raise InputError("empty request body", status=400)
@@ -237,8 +248,12 @@ def _loads(body: bytes) -> Any:
 
 
 def _is_cloudevent(headers: dict[bytes, bytes]) -> bool:
-    return b"ce-specversion" in headers or headers.get(b"content-type", b"").startswith(
-        b"application/cloudevents+json")
+    return b"ce-specversion" in headers or is_cloudevent_type(headers.get(b"content-type", b""))
+
+
+def is_cloudevent_type(content_type: bytes) -> bool:
+    """A structured-mode CloudEvent (KServe's dataplane decodes those; binary mode has ce-specversion)."""
+    return content_type.startswith(b"application/cloudevents+json")
 
 
 async def _reply(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

@@ -17,6 +17,8 @@ FAST_PATH = Gauge("modelops_serving_fast_path", "1 when the compiled fast path s
 MODEL_INFO = Gauge("modelops_serving_model_info", "The served model (always 1)",
                    ("model", "version", "run_id", "family", "backend"))
 INFLIGHT = Gauge("modelops_serving_inflight_requests", "Inference requests being processed", ("model",))
+BATCH_ROWS = Histogram("modelops_serving_batch_rows", "Rows per model call (requests merged in one event-loop turn)",
+                       ("model",), buckets=(1, 2, 4, 8, 16, 32, 64, 128, 512, 2048, 10000))
 DRAINING = Gauge("modelops_serving_draining", "1 after SIGTERM while in-flight requests drain", ("model",))
 
 
@@ -29,6 +31,7 @@ class Recorder:
         self._children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self._rows: dict[str, Counter] = {}
         self.inflight = INFLIGHT.labels(model=model)
+        self.batch_rows = BATCH_ROWS.labels(model=model)
 
     def observe(self, protocol: str, status: str | int, seconds: float, rows: int = 0) -> None:
         key = (protocol, str(status))

@@ -17,7 +17,7 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 
 from modelops.serving import fastpath, loader, outputs
-from modelops.serving.batching import MicroBatcher
+from modelops.serving.batching import MicroBatcher, TurnBatcher
 from modelops.serving.config import ServeConfig
 from modelops.serving.metrics import Recorder
 from modelops.serving.outputs import Prediction
@@ -53,6 +53,7 @@ class ModelopsModel(kserve.Model):  # type: ignore[misc]
         self.headers: dict[str, str] = {}
         self.executor = ThreadPoolExecutor(max_workers=max(1, config.workers), thread_name_prefix="predict")
         self.batcher: MicroBatcher | None = None
+        self.turn: TurnBatcher | None = None
         self._classes: np.ndarray[Any, Any] | None = None
         self.load_seconds = 0.0
 
@@ -92,6 +93,10 @@ class ModelopsModel(kserve.Model):  # type: ignore[misc]
         if self.config.batch_max_rows > 0:
             self.batcher = MicroBatcher(self.predict_batch, self.executor, self.config.batch_max_rows,
                                         self.config.batch_max_delay_ms / 1000.0)
+        elif self.config.coalesce:
+            self.turn = TurnBatcher(self.predict_batch, self.executor, self.config.coalesce_max_rows,
+                                    self.config.inline_rows, inline=self.predictor is not original,
+                                    observe=self.recorder.batch_rows.observe)
         self._warm_up(loaded)
         self.load_seconds = time.perf_counter() - t0
         log.info("model %s version %s (%s, %s) ready in %.1fs; backend %s%s", self.name, self.spec.version,
@@ -152,6 +157,8 @@ class ModelopsModel(kserve.Model):  # type: ignore[misc]
     async def infer_batch(self, batch: Batch) -> Prediction:
         if self.batcher is not None:
             return await self.batcher.submit(batch)
+        if self.turn is not None:
+            return await self.turn.submit(batch)
         if self.predictor is not self.original and batch.rows <= self.config.inline_rows:
             # ~100 µs of ONNX Runtime: cheaper inline than the thread hop it would take to offload it
             return self.predict_batch(batch)

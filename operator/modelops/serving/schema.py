@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Literal
@@ -87,6 +87,19 @@ class ModelSpec:
     def all_numeric(self) -> bool:
         return all(f.kind != "string" for f in self.features)
 
+    @cached_property
+    def numbers_only(self) -> bool:
+        """Every feature a number or an integer: one numeric block can carry them all."""
+        return all(f.kind in ("number", "integer") for f in self.features)
+
+    @cached_property
+    def integer_indices(self) -> list[int]:
+        return [j for j, f in enumerate(self.features) if f.kind == "integer"]
+
+    @cached_property
+    def feature_index(self) -> dict[str, int]:
+        return {f.name: j for j, f in enumerate(self.features)}
+
     def with_features(self, features: Iterable[Feature]) -> ModelSpec:
         return replace(self, features=tuple(features))
 
@@ -97,11 +110,30 @@ class Limits:
     max_string_length: int = MAX_STRING_LENGTH
 
 
+class BlockColumns(Mapping[str, npt.NDArray[Any]]):
+    """The columns of a numeric [N, F] block as views made on demand (the hot path reads the block itself)."""
+
+    __slots__ = ("_index", "_matrix")
+
+    def __init__(self, matrix: npt.NDArray[np.float64], index: dict[str, int]) -> None:
+        self._matrix = matrix
+        self._index = index
+
+    def __getitem__(self, name: str) -> npt.NDArray[Any]:
+        return self._matrix[:, self._index[name]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
 @dataclass
 class Batch:
     """Validated inputs: one array per feature (float64 for numbers, object holding str|None for strings)."""
 
-    columns: dict[str, npt.NDArray[Any]]
+    columns: Mapping[str, npt.NDArray[Any]]
     rows: int
     # [N, F] float64 in feature order when every feature is numeric and came as one block (columns are views)
     matrix: npt.NDArray[np.float64] | None = None
@@ -249,7 +281,7 @@ def numeric_matrix(spec: ModelSpec, rows: Sequence[Sequence[Any]]) -> npt.NDArra
     None when anything is off (a null, a string, a non-finite or non-integral value): the per-column path then
     finds the offending field and names it.
     """
-    if not all(f.kind in ("number", "integer") for f in spec.features):
+    if not spec.numbers_only:
         return None
     types = set(map(type, itertools.chain.from_iterable(rows)))
     if not types <= {int, float}:
@@ -264,7 +296,7 @@ def numeric_matrix(spec: ModelSpec, rows: Sequence[Sequence[Any]]) -> npt.NDArra
 def _checked_block(spec: ModelSpec, mat: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | None:
     if mat.ndim != 2 or mat.shape[1] != len(spec.features) or not np.isfinite(mat).all():
         return None
-    ints = [j for j, f in enumerate(spec.features) if f.kind == "integer"]
+    ints = spec.integer_indices
     if ints and not (mat[:, ints] == np.floor(mat[:, ints])).all():
         return None
     return mat
@@ -306,7 +338,7 @@ def decode_v1(body: Any, spec: ModelSpec, limits: Limits) -> Batch:
                                  status=422, field=key)
         mat = numeric_matrix(spec, rows)
         if mat is not None:
-            return Batch({f.name: mat[:, j] for j, f in enumerate(spec.features)}, len(rows), mat)
+            return Batch(BlockColumns(mat, spec.feature_index), len(rows), mat)
         transposed = list(zip(*rows, strict=True))
         cols = {f.name: column(f, transposed[j], limits) for j, f in enumerate(spec.features)}
     else:
@@ -329,10 +361,10 @@ def _flatten(data: Any, depth: int, where: str) -> list[Any]:
     """V2 JSON data may be flat or nested to the tensor's shape; return it flat (row-major)."""
     if not isinstance(data, list):
         raise InputError(f"{where}.data must be a list", status=400, field=where)
-    if depth <= 1 or not any(type(x) is list for x in data):
-        if any(type(x) is list for x in data):
-            raise InputError(f"{where}.data is nested deeper than its shape", status=422, field=where)
+    if list not in set(map(type, data)):  # flat (the usual case): one pass in C
         return data
+    if depth <= 1:
+        raise InputError(f"{where}.data is nested deeper than its shape", status=422, field=where)
     out: list[Any] = []
     for x in data:
         if type(x) is not list:
@@ -444,7 +476,7 @@ def decode_tensors(tensors: Sequence[Tensor], spec: ModelSpec, limits: Limits) -
             raise InputError(f"inputs[{t.name[:80]}]: datatype {t.datatype[:20]} is not numeric", field=t.name[:80])
         block = _numeric_block(spec, t)
         if block is not None:
-            return Batch({f.name: block[:, j] for j, f in enumerate(spec.features)}, t.shape[0], block)
+            return Batch(BlockColumns(block, spec.feature_index), t.shape[0], block)
         if isinstance(t.data, np.ndarray):
             mat = t.data.reshape(t.shape)
             cols = {f.name: column(f, mat[:, j], limits, f"{t.name}[:, {j}]") for j, f in enumerate(spec.features)}
@@ -488,7 +520,7 @@ def _numeric_block(spec: ModelSpec, t: Tensor) -> npt.NDArray[np.float64] | None
 
     None when anything is off (a null or NaN, a bool, a string, a non-finite or non-integral value): the
     per-column path then finds the offending field and names it."""
-    if not all(f.kind in ("number", "integer") for f in spec.features):
+    if not spec.numbers_only:
         return None
     data = t.data
     if isinstance(data, np.ndarray):

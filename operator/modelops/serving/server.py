@@ -28,6 +28,7 @@ def run(config: ServeConfig, access_log: bool = False) -> None:
     from modelops.serving.grpc_server import ModelopsGRPCServer
     from modelops.serving.http import FastHTTP
     from modelops.serving.model import ModelopsModel, model_name_for
+    from modelops.serving.protocol import ModelopsHttpProtocol
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -35,6 +36,19 @@ def run(config: ServeConfig, access_log: bool = False) -> None:
 
     model = ModelopsModel(model_name_for(config), config)
     model.load()  # load, compile, parity check, warm-up: the ports open only after this
+
+    if config.http_fast_path and model.turn is not None:
+        # uvicorn's httptools protocol answering this model's infer routes itself (serving/protocol.py);
+        # KServe builds its uvicorn Config inside ModelServer.start, so the class goes in through RESTServer
+        protocol_class = ModelopsHttpProtocol.bind(model, config.max_body_bytes)
+        rest_server = kserve_model_server.RESTServer
+
+        class RESTServer(rest_server):  # type: ignore[misc,valid-type]
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.config.http = protocol_class
+
+        kserve_model_server.RESTServer = RESTServer
 
     class Server(kserve.ModelServer):  # type: ignore[misc]
         def start(self, models: list[Any]) -> None:
@@ -67,8 +81,12 @@ def run(config: ServeConfig, access_log: bool = False) -> None:
     if not access_log:
         logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     loop = use_event_loop(config.event_loop)
-    log.info("serving %s on http :%d, grpc :%s (%s loop)", model.name, config.http_port,
-             config.grpc_port if config.grpc else "off", loop)
+    log.info("serving %s on http :%d, grpc :%s (%s loop; infer routes %s; %s)", model.name, config.http_port,
+             config.grpc_port if config.grpc else "off", loop,
+             "at the protocol level" if config.http_fast_path and model.turn is not None else "through ASGI",
+             f"timed micro-batching {config.batch_max_rows} rows / {config.batch_max_delay_ms} ms"
+             if model.batcher is not None else "one model call per loop turn" if model.turn is not None
+             else "one model call per request")
     server.start([model])
 
 
