@@ -5,6 +5,7 @@ namespace's events and pods, the operator's, KServe's and Traefik's logs (also w
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -48,6 +49,14 @@ def e2e_loop(e2e_kube: Kube, request: pytest.FixtureRequest) -> Iterator[Loop]:
     try:
         yield loop
     finally:
+        # what the run measured, passed or not (pytest shows a passing test's output nowhere)
+        record = {**loop.tl.to_json(), "measured_splits": loop.splits, "restarts": loop.restarts,
+                  "approval": loop.approval, "dashboard": loop.dashboard}
+        try:
+            record["labels"] = loop.label_report()
+        except Exception as exc:  # a report: what failed is in it
+            record["labels"] = {"error": repr(exc)[:300]}
+        (work / "timeline.json").write_text(json.dumps(record, indent=1, default=str))
         if os.environ.get("MODELOPS_E2E_KEEP"):
             loop.stop_traffic()
         else:
