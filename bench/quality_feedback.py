@@ -7,8 +7,14 @@ Prints one JSON object (issue 17, "Cost"):
 - ``join``: labels joined per second by ``Feedback.submit`` (parsing included) and through
   ``Exporter.handle_feedback`` from JSON bytes (what one POST /feedback costs), batches of 1,000 labels
   for a store holding ``--pending`` predictions; out-of-order ids.
+- ``join.early_mix``: the same labels when ``--early-share`` of them come BEFORE their prediction (the
+  agent logs it asynchronously): they wait in the early-label store and join when the prediction is
+  recorded. Labels/s over the label posts plus the extra cost of recording those predictions with labels
+  waiting (recording them with none waiting is timed too and subtracted: it is ingest, paid anyway).
+  Absent when the exporter has no early-label store (``--baseline``-style runs of an older tree).
 - ``memory``: resident set size (RSS, from /proc) of a fresh process that imports the exporter and holds
-  ``--pending`` pending predictions, and its growth over the process before the store existed.
+  ``--pending`` pending predictions, and its growth over the process before the store existed; then with
+  the early-label store full too (``early_rss_mb``).
 - ``window``: milliseconds for every quality metric of one 10,000-row window: realised classification
   (AUC, accuracy, F1, log loss, Brier) + CBPE (accuracy, AUC, F1); realised regression (RMSE, MAE) + DLE.
   Side by side: scikit-learn's metric functions on the same rows (the exporter does not ship scikit-learn).
@@ -66,8 +72,54 @@ def memory_child(pending: int) -> dict[str, float]:
     fb = Feedback(max_pending=pending)
     fill(fb, pending)
     assert fb.pending_gauges()[0] == pending
-    return {"pending": pending, "rss_mb": round(rss_mb(), 1), "rss_growth_mb": round(rss_mb() - before, 1),
-            "store_bytes_mb": round(fb.store.nbytes / 2**20, 1)}
+    out = {"pending": pending, "rss_mb": round(rss_mb(), 1), "rss_growth_mb": round(rss_mb() - before, 1),
+           "store_bytes_mb": round(fb.store.nbytes / 2**20, 1)}
+    early = getattr(fb, "early", None)
+    if early is not None:  # and every early label slot taken (labels of ids never predicted)
+        for start in range(0, early.capacity, 10_000):
+            fb.submit("ns", [{"id": f"early-{i}", "label": i % 2}
+                             for i in range(start, min(early.capacity, start + 10_000))])
+        assert fb.early_gauges()[0] == early.capacity
+        out.update(early_labels=early.capacity, early_rss_mb=round(rss_mb(), 1),
+                   early_store_bytes_mb=round(early.nbytes / 2**20, 1))
+    return out
+
+
+def bench_early_mix(pending: int, labels: int, share: float) -> dict[str, Any]:
+    """Labels/s when ``share`` of them come before their prediction (see the module doc)."""
+    from modelops.drift.feedback import Feedback
+
+    rng = np.random.default_rng(4)
+    late_n = int(labels * share)
+    fb = Feedback(max_pending=pending, max_early=max(late_n, 1))
+    fill(fb, pending - late_n)  # the predictions logged before their labels: req-0 .. req-(pending-late_n-1)
+    ids = np.concatenate([rng.permutation(pending - late_n)[:labels - late_n], np.arange(pending - late_n, pending)])
+    ids = ids[rng.permutation(len(ids))]
+    batches = [[{"id": f"req-{i}", "label": int(rng.random() < 0.5)} for i in ids[b:b + 1000]]
+               for b in range(0, labels, 1000)]
+    s = rng.random(late_n)
+    chunks = [(lo, min(late_n, lo + 20)) for lo in range(0, late_n, 20)]  # the agent's responses, 20 rows each
+
+    def record(f: Any, prefix: str) -> float:
+        t0 = time.perf_counter()
+        for lo, hi in chunks:
+            f.record(("ns", "m", "1"), CLF_PROFILE, None, (s[lo:hi] > 0.5).astype(int).tolist(),
+                     np.column_stack([1 - s[lo:hi], s[lo:hi]]),
+                     ids=[f"{prefix}-{i}" for i in range(pending - late_n + lo, pending - late_n + hi)])
+        return time.perf_counter() - t0
+
+    base = record(fb, "other")  # the same predictions with no label waiting: ingest cost paid anyway
+    t0 = time.perf_counter()
+    answers = [fb.submit("ns", b) for b in batches]
+    t_submit = time.perf_counter() - t0
+    early = sum(a["early"] for a in answers)
+    t_record = record(fb, "req")
+    joined = fb.outcomes["joined"]
+    assert early == late_n and joined == labels, (early, late_n, joined, labels)
+    return {"labels": labels, "early_share": share, "early_labels": early,
+            "labels_per_s": round(joined / (t_submit + max(t_record - base, 0.0))),
+            "submit_seconds": round(t_submit, 3), "record_with_early_seconds": round(t_record, 3),
+            "record_without_seconds": round(base, 3)}
 
 
 def bench_join(pending: int, labels: int) -> dict[str, Any]:
@@ -174,6 +226,9 @@ def main() -> None:
     ap.add_argument("--pending", type=int, default=1_000_000)
     ap.add_argument("--labels", type=int, default=200_000)
     ap.add_argument("--nannyml-python", default=None)
+    ap.add_argument("--early-share", type=float, default=0.3, help="share of labels that come before their "
+                    "prediction in join.early_mix")
+    ap.add_argument("--only-join", action="store_true", help="the join figures only (no window, NannyML)")
     ap.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
@@ -186,8 +241,13 @@ def main() -> None:
                     "load_average": [round(v, 2) for v in os.getloadavg()]},
         "memory": json.loads(child.stdout.strip().splitlines()[-1]),
         "join": bench_join(args.pending, args.labels),
-        "window": bench_window(),
     }
+    from modelops.drift.feedback import Feedback
+
+    if hasattr(Feedback(max_pending=1), "early"):
+        out["join"]["early_mix"] = bench_early_mix(args.pending, args.labels, args.early_share)
+    if not args.only_join:
+        out["window"] = bench_window()
     if args.nannyml_python:
         out["nannyml"] = bench_nannyml(args.nannyml_python)
     out["machine"]["load_average_after"] = [round(v, 2) for v in os.getloadavg()]

@@ -104,6 +104,10 @@ def test_full_loop(e2e_loop: Loop) -> None:
         assert fed["outcomes"].get("joined", 0) > 0 and fed["failed_posts"] <= fed["posts"], fed
         # a label is unmatched only when the agent's response event never reached the exporter
         assert fed["outcomes"].get("unmatched", 0) <= 0.02 * fed["sent"], fed
+        # a label that came before the agent's (asynchronous, batched) logged event was answered `early`: its
+        # outcome is only in the exporter's own counters, which must show it joined (or waiting, still counted)
+        ex_labels = fed["exporter"]
+        assert ex_labels["unmatched"] + ex_labels["early_waiting"] <= 0.02 * fed["sent"], fed
         # realised (from the labels) and estimated (CBPE, no labels) quality per version, read from Prometheus
         quality = [s.get("quality") or {} for s in loop.tl.samples]
         assert any("auc" in (q.get("realised") or {}).get("1", {}) for q in quality), quality[-3:]

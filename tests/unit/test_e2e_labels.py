@@ -80,8 +80,10 @@ def test_row_ids_are_the_exporters() -> None:
     fb.record(("ns", "churn", "1"), profile, "req-2", [1], np.array([[0.4, 0.6]]))
     items = [{"id": i, "label": y} for i, y in zip(row_ids("req-1", 3) + row_ids("req-2", 1), [0, 1, 0, 1],
                                                    strict=True)]
-    assert fb.submit("ns", items) == {"joined": 4, "unmatched": 0, "expired": 0, "duplicate": 0, "invalid": 0}
-    assert fb.submit("other-ns", items[:1])["unmatched"] == 1  # ids are per namespace
+    assert fb.submit("ns", items) == {"joined": 4, "unmatched": 0, "expired": 0, "duplicate": 0, "invalid": 0,
+                                      "early": 0}
+    # ids are per namespace: another namespace's label waits for a prediction of its own (early), never joins
+    assert fb.submit("other-ns", items[:1])["early"] == 1 and fb.outcomes["joined"] == 4
 
 
 # ---- the feed ------------------------------------------------------------------------------------------
@@ -164,6 +166,12 @@ def test_feedback_target_from_the_operators_logger_urls() -> None:
     kind, ns, name, port, path = feedback_target(sharded)
     assert (kind, ns, port, path) == ("pods", "demo", 8080, f"feedback/ns/demo/{token}")
     assert name.startswith("x-drift-exporter-") and name.rsplit("-", 1)[1] in {"0", "1", "2"}
+    # the labels of a model go to the shard that owns (namespace, model), the one its predictions are logged to
+    from modelops.formats.drift_url import shard_of
+
+    for model in ("churn", "fraud", "ltv", "a", "b"):
+        url = logger_url(exporter_url(template, 3, "demo", model), "s3cret", "demo")
+        assert feedback_target(url)[2] == f"x-drift-exporter-{shard_of('demo', model, 3)}", model
     for bad in ("http://exporter.demo.svc:8080/events", "ftp://e.demo.svc/events/ns/demo/t",
                 "http://exporter:8080/events/ns/demo/t"):
         with pytest.raises(ValueError):

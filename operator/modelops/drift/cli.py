@@ -106,6 +106,13 @@ def drift_exporter(
     feedback_max_age: Annotated[float, typer.Option(
         rich_help_panel=QUALITY, help="Seconds a prediction waits for its label; later labels count as "
                                       "expired.")] = 3 * 86400.0,
+    feedback_max_early: Annotated[int, typer.Option(
+        rich_help_panel=QUALITY, help="Labels kept waiting for a prediction not logged yet (the agent logs "
+                                      "asynchronously; about 70 bytes each; the oldest give way; 0: none, such "
+                                      "labels are unmatched at once).")] = 100_000,
+    feedback_max_early_age: Annotated[float, typer.Option(
+        rich_help_panel=QUALITY, help="Seconds a label waits for its prediction to be logged; then it counts as "
+                                      "unmatched.")] = 600.0,
 ) -> None:
     """Serve drift metrics for KServe payload logs: CloudEvents in, Prometheus metrics and reports out."""
     import logging
@@ -138,7 +145,8 @@ def drift_exporter(
         shard_id=shard_id, shards=shards, shards_file=str(shards_file) if shards_file else None,
         quality_min_labels=quality_min_labels, quality_window_rows=quality_window_rows,
         quality_window_age=quality_window_age, feedback_max_pending=feedback_max_pending,
-        feedback_max_age=feedback_max_age,
+        feedback_max_age=feedback_max_age, feedback_max_early=feedback_max_early,
+        feedback_max_early_age=feedback_max_early_age,
         drift=DriftConfig(min_rows=min_rows, wasserstein_threshold=wasserstein_threshold,
                           jensenshannon_threshold=jensenshannon_threshold,
                           p_value_threshold=p_value_threshold, drift_share=drift_share))

@@ -11,12 +11,26 @@ rows (37 bytes each) plus an open-addressing hash index of ids (12 bytes a slot,
 of namespace and id, never as strings). The oldest rows are overwritten when the ring is full. Rows older
 than ``max_age`` stay until overwritten but no longer join: their labels count as ``expired``.
 
-Label outcomes (counter ``modelops_feedback_labels_total{outcome}``): ``joined``; ``unmatched`` (no
-prediction with that id, or its version is no longer tracked); ``expired`` (the prediction is older than
-``max_age`` at the label's time); ``duplicate`` (the prediction already has a label, or the same id
-appears twice in one batch: the first wins); ``invalid`` (no id, or a label of the wrong type for the
-model: not a number for a regressor, not one of the classes for a classifier; the prediction stays
-pending, so a corrected label can still join).
+Labels may come before their prediction (issue 17, found on the node): KServe's agent logs a response
+to the exporter asynchronously, in batches, so a client that sends the label right after the answer can
+beat the logged event. A label whose id is not (yet) a pending prediction is kept in the early-label store
+(``EarlyLabels``: a ring of ``max_early`` labels, 41 bytes each, and an id index of the same kind; labels
+older than ``max_early_age`` seconds on the exporter's clock give up) and joins when its prediction is
+recorded, exactly as it would have joined had it come second: the joined rows, and so every realised
+metric, are the same for both arrival orders. Labels are kept there as their number and the 64-bit hash
+of their class key (modelops.drift.stats.category_key), since whether they must be numbers or classes is
+only known when the prediction's version is.
+
+Label outcomes (counter ``modelops_feedback_labels_total{outcome}``, counted when the outcome is known:
+at once, or for an early label when its prediction comes or it gives up): ``joined``; ``unmatched`` (no
+prediction with that id came within ``max_early_age``, or its version is no longer tracked);
+``expired`` (the prediction is older than ``max_age`` at the label's time); ``duplicate`` (the
+prediction already has a label, an early label with that id is already waiting, or the same id appears
+twice in one batch: the first wins); ``invalid`` (no id, or a label of the wrong type for the model: not
+a number for a regressor, not one of the classes for a classifier; the prediction stays pending, so a
+corrected label can still join). The answer to a POST also says how many of its labels are ``early``
+(waiting for their prediction; their outcome comes later). Early labels have their own series: waiting
+(gauge), joined late, and given up by reason (``age``, ``capacity``; these are also ``unmatched``).
 
 Everything per row is numpy over the batch (hashing the id strings is the one per-item step, in the
 parser); the quality windows keep the newest ``window_rows`` joined rows within ``window_age`` seconds of
@@ -39,19 +53,27 @@ import numpy.typing as npt
 
 from modelops.drift import estimate, quality
 from modelops.drift.stats import category_key
-from modelops.formats.quality import CALIBRATION_KEY, FEEDBACK_EVENT_TYPE, FEEDBACK_OUTCOMES
+from modelops.formats.quality import (
+    CALIBRATION_KEY,
+    FEEDBACK_EARLY_REASONS,
+    FEEDBACK_EVENT_TYPE,
+    FEEDBACK_OUTCOMES,
+)
 
 __all__ = ["FEEDBACK_EVENT_TYPE", "Feedback", "FeedbackError", "Quality", "served_labels"]
 
 F = npt.NDArray[np.float64]
 U = npt.NDArray[np.uint64]
+I64 = npt.NDArray[np.int64]
 
 # label delay histogram buckets (seconds): 1 s .. 7 days
 DELAY_BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 3 * 3600.0, 6 * 3600.0, 12 * 3600.0, 86400.0,
                  2 * 86400.0, 7 * 86400.0)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 ROW_BYTES = 8 + 4 + 8 + 8 + 8 + 1  # key, version code, score, prediction, time, state
+EARLY_ROW_BYTES = 8 + 8 + 8 + 8 + 8 + 1  # key, number, class-key hash, label time, arrival time, state
 EMPTY, PENDING, LABELLED = 0, 1, 2
+WAITING = 1  # an early label's state
 LOAD = 2  # the id index is at most half full
 
 
@@ -194,6 +216,116 @@ class PendingStore:
         self.state[idx] = PENDING
         self.index.insert(keys, idx.astype(np.int64))
         self.head = int((self.head + n) % self.capacity)
+
+
+class EarlyLabels:
+    """Labels whose prediction was not seen yet, in arrival order (see the module doc).
+
+    A ring of ``capacity`` labels with an id index, preallocated like the pending store: the oldest label
+    is overwritten when the ring is full (reason ``capacity``), and labels that arrived more than
+    ``max_age`` seconds ago give up (reason ``age``; checked from the oldest end, so in arrival order).
+    Capacity 0 keeps no early label: a label without its prediction is unmatched at once.
+    """
+
+    CHUNK = 4096  # labels looked at per step when expiring from the oldest end
+
+    def __init__(self, capacity: int, max_age: float) -> None:
+        self.capacity = max(0, capacity)
+        self.max_age = max_age
+        n = max(1, self.capacity)
+        self.key = np.zeros(n, dtype=np.uint64)
+        self.num = np.full(n, np.nan)  # the label as a number (NaN: not an int or a float)
+        self.cat = np.zeros(n, dtype=np.uint64)  # hash of its class key
+        self.ts = np.zeros(n)  # the label's time
+        self.arrived = np.zeros(n)  # when it came (the exporter's clock)
+        self.state = np.zeros(n, dtype=np.uint8)
+        self.index = IdIndex(n)
+        self.head = 0  # next slot written
+        self.size = 0  # slots from the oldest live one up to head (holes of taken labels included)
+        self.waiting = 0
+        self.joined = 0  # joined when their prediction came
+        self.given_up = dict.fromkeys(FEEDBACK_EARLY_REASONS, 0)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.key) * EARLY_ROW_BYTES + self.index.nbytes
+
+    def find(self, keys: U) -> npt.NDArray[np.bool_]:
+        """Which keys have a label waiting."""
+        if not self.waiting:
+            return np.zeros(len(keys), dtype=bool)
+        slots, _ = self.index.find(keys)
+        out: npt.NDArray[np.bool_] = slots >= 0
+        return out
+
+    def add(self, keys: U, num: F, cat: U, ts: F, now: float) -> int:
+        """Keep labels (distinct keys, none waiting already); returns how many were dropped for room."""
+        n = len(keys)
+        dropped = 0
+        if n > self.capacity:
+            dropped = n - self.capacity
+            keys, num, cat, ts = keys[dropped:], num[dropped:], cat[dropped:], ts[dropped:]
+            n = self.capacity
+        if n:
+            idx = (self.head + np.arange(n)) % self.capacity
+            live = idx[self.state[idx] == WAITING]
+            if len(live):  # overwrite the oldest labels
+                _, where = self.index.find(self.key[live])
+                self.index.remove_at(where)
+                dropped += len(live)
+                self.waiting -= len(live)
+            self.key[idx], self.num[idx], self.cat[idx], self.ts[idx] = keys, num, cat, ts
+            self.arrived[idx] = now
+            self.state[idx] = WAITING
+            self.index.insert(keys, idx.astype(np.int64))
+            self.head = int((self.head + n) % self.capacity)
+            self.size = min(self.capacity, self.size + n)
+            self.waiting += n
+        self.given_up["capacity"] += dropped
+        return dropped
+
+    def expire(self, now: float) -> int:
+        """Gives up the labels that arrived before ``now - max_age``; returns how many."""
+        cutoff = now - self.max_age
+        gone = 0
+        while self.size:
+            tail = (self.head - self.size) % self.capacity
+            if self.state[tail] == WAITING and self.arrived[tail] >= cutoff:
+                break
+            idx = (tail + np.arange(min(self.size, self.CHUNK))) % self.capacity
+            keep = (self.state[idx] == WAITING) & (self.arrived[idx] >= cutoff)
+            stop = int(np.argmax(keep)) if keep.any() else len(idx)
+            old = idx[:stop][self.state[idx[:stop]] == WAITING]
+            if len(old):
+                _, where = self.index.find(self.key[old])
+                self.index.remove_at(where)
+                self.state[old] = EMPTY
+                gone += len(old)
+            self.size -= stop
+        self.waiting -= gone
+        self.given_up["age"] += gone
+        return gone
+
+    def take(self, keys: U) -> tuple[I64, F, U, F]:
+        """(positions in ``keys``, numbers, class-key hashes, times) of the waiting labels of distinct
+        ``keys``; those labels leave the store."""
+        slots, where = self.index.find(keys)
+        hit = np.flatnonzero(slots >= 0)
+        s = slots[hit]
+        out = (hit, self.num[s], self.cat[s], self.ts[s])
+        self.state[s] = EMPTY
+        self.index.remove_at(where[hit])
+        self.waiting -= len(hit)
+        return out
+
+
+def label_hashes(labels: Sequence[Any]) -> U:
+    """64-bit hashes of the labels' class keys (modelops.drift.stats.category_key; "" for missing)."""
+    keys = category_keys(labels)
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    hashes = np.fromiter((hash(str(k)) for k in uniq.tolist()), dtype=np.int64, count=len(uniq)).view(np.uint64)
+    out: U = hashes[inverse.reshape(-1)]
+    return out
 
 
 class Ring:
@@ -374,6 +506,27 @@ def _label_codes(vq: VersionQuality, labels: Sequence[Any]) -> F:
     return _class_codes(vq, category_keys(labels))
 
 
+def _hashed_label_codes(vq: VersionQuality, num: F, cat: U) -> F:
+    """``_label_codes`` of labels kept as (number, class-key hash): the same codes for the same labels."""
+    if vq.task == "regression":
+        return num
+    out = np.full(len(cat), np.nan)
+    if vq.binary:
+        negative = vq.classes[0] if vq.positive == vq.classes[1] else vq.classes[1]
+        out[cat == _key_hash(negative)] = 0.0
+        out[cat == _key_hash(str(vq.positive))] = 1.0
+        return out
+    for i, c in enumerate(vq.classes):
+        out[cat == _key_hash(c)] = float(i)
+    return out
+
+
+def _key_hash(key: str) -> np.uint64:
+    """label_hashes' hash of one class key."""
+    out: np.uint64 = np.array([hash(key)], dtype=np.int64).view(np.uint64)[0]
+    return out
+
+
 def _class_codes(vq: VersionQuality, keys: npt.NDArray[np.str_]) -> F:
     out = np.full(len(keys), np.nan)
     if vq.binary:
@@ -391,8 +544,10 @@ class Feedback:
 
     def __init__(self, *, max_pending: int = 1_000_000, max_age: float = 3 * 86400.0, window_rows: int = 10_000,
                  window_age: float = 86400.0, min_labels: int = 100, min_rows: int = 200, max_versions: int = 1000,
+                 max_early: int = 100_000, max_early_age: float = 600.0,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = PendingStore(max_pending, max_age)
+        self.early = EarlyLabels(max_early, max_early_age)
         self.window_rows, self.window_age = window_rows, window_age
         self.min_labels, self.min_rows = min_labels, min_rows
         self.max_versions = max_versions
@@ -459,6 +614,30 @@ class Feedback:
                 ok = ~np.isnan(pred)
                 keys = id_keys(ns, ids)
                 self.store.add(keys[ok], code, score[ok], pred[ok], ts)
+                if self.early.waiting:
+                    self._expire_early(self.clock())
+                    waiting = self.early.find(keys[ok])
+                    if waiting.any():
+                        self._join_early(keys[ok][waiting], self.clock())
+
+    def _join_early(self, keys: U, now: float) -> None:
+        """Labels that came before these just-recorded predictions join them now. Caller holds the lock."""
+        keys = np.unique(keys)
+        slots, _ = self.store.index.find(keys)
+        keys, slots = keys[slots >= 0], slots[slots >= 0]
+        hit, num, cat, label_ts = self.early.take(keys)
+        if not len(hit):
+            return
+        counts = dict.fromkeys(FEEDBACK_OUTCOMES, 0)
+        slots = slots[hit]
+        self._label(slots, self.store.version[slots].astype(np.int64),
+                    lambda vq, rows: _hashed_label_codes(vq, num[rows], cat[rows]), label_ts, counts, now)
+        self.early.joined += counts["joined"]
+        for k, v in counts.items():
+            self.outcomes[k] += v
+
+    def _expire_early(self, now: float) -> None:
+        self.outcomes["unmatched"] += self.early.expire(now)
 
     # --- labels in ----------------------------------------------------------------------------------
 
@@ -468,18 +647,21 @@ class Feedback:
         return self.join(namespace, parsed)
 
     def join(self, namespace: str, batch: Labels) -> dict[str, int]:
-        counts = dict.fromkeys(("joined", "unmatched", "expired", "duplicate", "invalid"), 0)
+        """Labels in: the answer counts each outcome known now, and the labels kept ``early``."""
+        counts = dict.fromkeys(FEEDBACK_OUTCOMES, 0)
         counts["invalid"] = batch.invalid
+        counts["early"] = 0
         n = len(batch.ids)
+        now = self.clock()
         if n:
             keys = id_keys(namespace, batch.ids)
-            now = self.clock()
             label_ts = np.where(np.isnan(batch.ts), now, batch.ts)
-            with self.lock:
-                self._join(keys, batch.labels, label_ts, counts, now)
         with self.lock:
-            for k, v in counts.items():
-                self.outcomes[k] += v
+            self._expire_early(now)
+            if n:
+                self._join(keys, batch.labels, label_ts, counts, now)
+            for k in FEEDBACK_OUTCOMES:
+                self.outcomes[k] += counts[k]
         return counts
 
     def _join(self, keys: U, labels: Sequence[Any], label_ts: F, counts: dict[str, int], now: float) -> None:
@@ -496,19 +678,45 @@ class Feedback:
         version = np.where(found, st.version[s], -1)
         known = found & np.isin(version, np.fromiter(self.versions, dtype=np.int64, count=len(self.versions)))
         counts["duplicate"] += int(np.count_nonzero(repeat)) + int(np.count_nonzero(known & (state == LABELLED)))
-        counts["unmatched"] += int(np.count_nonzero(~repeat & ~known))
-        delay = label_ts - st.ts[s]
-        candidate = known & (state == PENDING)
-        expired = candidate & (delay > st.max_age)
-        counts["expired"] += int(np.count_nonzero(expired))
-        candidate &= ~expired
-        rows = np.flatnonzero(candidate)
+        counts["unmatched"] += int(np.count_nonzero(found & ~known))
+        self._keep_early(np.flatnonzero(~repeat & ~found), keys, labels, label_ts, counts, now)
+        rows = np.flatnonzero(known & (state == PENDING))
+        if len(rows):
+            self._label(slots[rows], version[rows], lambda vq, r: _label_codes(vq, [labels[i] for i in rows[r]]),
+                        label_ts[rows], counts, now)
+
+    def _keep_early(self, rows: I64, keys: U, labels: Sequence[Any], label_ts: F, counts: dict[str, int],
+                    now: float) -> None:
+        """Labels of ids without a prediction (yet) wait in the early store; one already waiting: duplicate."""
         if not len(rows):
             return
+        if not self.early.capacity:
+            counts["unmatched"] += len(rows)
+            return
+        waiting = self.early.find(keys[rows])
+        counts["duplicate"] += int(np.count_nonzero(waiting))
+        rows = rows[~waiting]
+        if not len(rows):
+            return
+        kept = [labels[i] for i in rows]
+        # labels overwritten to make room (the oldest, usually of earlier batches) are unmatched now
+        self.outcomes["unmatched"] += self.early.add(keys[rows], numbers(kept), label_hashes(kept), label_ts[rows],
+                                                     now)
+        counts["early"] += len(rows)
+
+    def _label(self, slots: I64, version: I64, codes: Callable[[VersionQuality, I64], F], label_ts: F,
+               counts: dict[str, int], now: float) -> None:
+        """Labels join their pending predictions (``slots``; ``version`` tracked). ``codes(vq, r)``: the codes of
+        labels ``r`` (positions in these arrays) for version ``vq``; NaN where of the wrong type."""
+        st = self.store
+        delay = label_ts - st.ts[slots]
+        expired = delay > st.max_age
+        counts["expired"] += int(np.count_nonzero(expired))
+        rows = np.flatnonzero(~expired)
         for code in np.unique(version[rows]):
             vq = self.versions[int(code)]
             mine = rows[version[rows] == code]
-            y = _label_codes(vq, [labels[i] for i in mine])
+            y = codes(vq, mine)
             bad = np.isnan(y)
             counts["invalid"] += int(np.count_nonzero(bad))
             mine, y = mine[~bad], y[~bad]
@@ -579,6 +787,14 @@ class Feedback:
         now = self.clock()
         with self.lock:
             return self.store.pending(now), self.store.nbytes
+
+    def early_gauges(self) -> tuple[int, int, int, dict[str, int]]:
+        """(early labels waiting, their store's bytes, joined late so far, given up so far by reason)."""
+        now = self.clock()
+        with self.lock:
+            self._expire_early(now)
+            e = self.early
+            return e.waiting, e.nbytes, e.joined, dict(e.given_up)
 
 
 @dataclass

@@ -51,6 +51,10 @@ Model quality (issue 17; modelops.drift.feedback; labels ``model_namespace``, ``
     modelops_feedback_labels_total{outcome=joined|unmatched|expired|duplicate|invalid}
     modelops_feedback_label_delay_seconds    histogram; modelops_feedback_pending_predictions,
     modelops_feedback_pending_bytes, modelops_feedback_pending_evicted_total
+    modelops_feedback_early_labels           labels waiting for a prediction not logged yet (they came first)
+    modelops_feedback_early_joined_total     such labels joined when their prediction came
+    modelops_feedback_early_unmatched_total{reason=age|capacity}   such labels given up (also outcome unmatched)
+    modelops_feedback_early_bytes            memory preallocated by the early-label store
 
 PromQL for RetrainSchedule's drift trigger (the exporter evaluates on every scrape)::
 
@@ -263,11 +267,13 @@ def quality_families(ex: Exporter) -> Iterator[GaugeMetricFamily | CounterMetric
                 family.add_metric([*labels, metric], value)
     yield from (realised, estimated, error, joined, window)
     f = ex.feedback
+    waiting, early_bytes, early_joined, given_up = f.early_gauges()  # first: gives up the labels too old now
     with f.lock:
         outcomes = dict(f.outcomes)
         buckets, delay_sum = list(f.delay_buckets), f.delay_sum
         evicted = f.store.evicted
-    c = CounterMetricFamily(fq.FEEDBACK_LABELS_SERIES, "Labels received on POST /feedback, by outcome.",
+    c = CounterMetricFamily(fq.FEEDBACK_LABELS_SERIES, "Labels received on POST /feedback, by outcome "
+                            "(a label that came before its prediction: once it joined it or gave up).",
                             labels=["outcome"])
     for outcome in fq.FEEDBACK_OUTCOMES:
         c.add_metric([outcome], outcomes.get(outcome, 0))
@@ -293,6 +299,23 @@ def quality_families(ex: Exporter) -> Iterator[GaugeMetricFamily | CounterMetric
                             "pending store before their label came (--feedback-max-pending).")
     c.add_metric([], evicted)
     yield c
+    g = GaugeMetricFamily(fq.FEEDBACK_EARLY_SERIES, "Labels waiting for their prediction: they came before "
+                          "the logger's event (--feedback-max-early, --feedback-max-early-age).")
+    g.add_metric([], waiting)
+    yield g
+    c = CounterMetricFamily(fq.FEEDBACK_EARLY_JOINED_SERIES, "Labels that came before their prediction and "
+                            "joined it when it came (also outcome joined).")
+    c.add_metric([], early_joined)
+    yield c
+    c = CounterMetricFamily(fq.FEEDBACK_EARLY_UNMATCHED_SERIES, "Labels that came before their prediction "
+                            "and gave up waiting for it, by reason (also outcome unmatched).", labels=["reason"])
+    for reason in fq.FEEDBACK_EARLY_REASONS:
+        c.add_metric([reason], given_up.get(reason, 0))
+    yield c
+    g = GaugeMetricFamily("modelops_feedback_early_bytes", "Memory preallocated by the early-label store and "
+                          "its id index.")
+    g.add_metric([], early_bytes)
+    yield g
 
 
 def _now() -> float:

@@ -70,6 +70,10 @@ class ExporterConfig:
     # label feedback and live quality (issue 17; modelops.drift.feedback)
     feedback_max_pending: int = 1_000_000  # predictions waiting for a label (a ring: the oldest go first)
     feedback_max_age: float = 3 * 86400.0  # seconds a prediction waits for its label; later labels: expired
+    # labels that come before their prediction (the agent logs it asynchronously) wait for it: at most this
+    # many (the oldest give way), at most this many seconds; then they count as unmatched
+    feedback_max_early: int = 100_000
+    feedback_max_early_age: float = 600.0
     quality_window_rows: int = 10_000  # joined rows per model version in the realised-quality window
     quality_window_age: float = 86400.0  # seconds a joined row stays in that window (from its join)
     quality_min_labels: int = 100  # joined rows before realised quality is exported
@@ -118,7 +122,9 @@ class Exporter:
                                     window_rows=self.cfg.quality_window_rows,
                                     window_age=self.cfg.quality_window_age, min_labels=self.cfg.quality_min_labels,
                                     min_rows=self.cfg.drift.min_rows,
-                                    max_versions=self.cfg.max_models * self.cfg.max_versions)
+                                    max_versions=self.cfg.max_models * self.cfg.max_versions,
+                                    max_early=self.cfg.feedback_max_early,
+                                    max_early_age=self.cfg.feedback_max_early_age)
         # counters (exported by the metrics collector; label values come from closed sets)
         self.events_received: Counter[str] = Counter()  # kind: request, response, batch
         self.events_rejected: Counter[str] = Counter()  # reason: events.REASONS

@@ -41,6 +41,14 @@ FEEDBACK_PENDING_SERIES = "modelops_feedback_pending_predictions"
 FEEDBACK_PENDING_BYTES_SERIES = "modelops_feedback_pending_bytes"
 # outcome label values of modelops_feedback_labels_total
 FEEDBACK_OUTCOMES = ("joined", "unmatched", "expired", "duplicate", "invalid")
+# labels that came before their prediction (the logger's events lag the client's label): waiting now, joined
+# when the prediction came, or given up (then also counted as outcome "unmatched") for a reason
+FEEDBACK_EARLY_SERIES = "modelops_feedback_early_labels"
+FEEDBACK_EARLY_JOINED_SERIES = "modelops_feedback_early_joined"  # a counter (_total)
+FEEDBACK_EARLY_UNMATCHED_SERIES = "modelops_feedback_early_unmatched"  # a counter (_total), label reason
+# reason label values: waited longer than --feedback-max-early-age; overwritten in the full store
+# (--feedback-max-early)
+FEEDBACK_EARLY_REASONS = ("age", "capacity")
 
 # reference-profile key of the calibrator fitted by the training Job on its held-out split
 CALIBRATION_KEY = "calibration"

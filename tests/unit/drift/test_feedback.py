@@ -333,7 +333,7 @@ def test_logged_responses_wait_for_labels_by_ce_id(datasets):
     assert ex.feedback.pending_gauges()[0] == 4
     r = client.post("/feedback", headers=HEADERS, json=[
         {"id": "one", "label": 1}, {"id": "batch#0", "label": 0}, {"id": "batch#2", "label": "1"}])
-    assert r.json() == {"joined": 3, "unmatched": 0, "expired": 0, "duplicate": 0, "invalid": 0}
+    assert r.json() == {"joined": 3, "unmatched": 0, "expired": 0, "duplicate": 0, "invalid": 0, "early": 0}
     rows = ex.feedback.joined_rows(("", "clf", "1"))
     assert np.allclose(np.sort(rows[:, 0]), np.sort(out[[0, 1, 3], 1]))
     assert ex.feedback.pending_gauges()[0] == 1
@@ -364,7 +364,8 @@ def test_bad_feedback_is_refused_or_counted_and_loses_nothing(datasets):
         "p3",                                      # not an object
     ])
     assert r.status_code == 200
-    assert r.json() == {"joined": 0, "unmatched": 1, "expired": 0, "duplicate": 0, "invalid": 5}
+    # the unknown id may be a prediction not logged yet: its label waits (early), counted unmatched when it gives up
+    assert r.json() == {"joined": 0, "unmatched": 0, "expired": 0, "duplicate": 0, "invalid": 5, "early": 1}
     assert ex.feedback.pending_gauges()[0] == pending  # nothing lost
     # the corrected labels still join; a second label for the same id is a duplicate
     r = client.post("/feedback", headers=HEADERS, json=[{"id": "p0", "label": 1}, {"id": "p0", "label": 0},
@@ -391,6 +392,10 @@ def test_bad_feedback_is_refused_or_counted_and_loses_nothing(datasets):
     for outcome in ("joined", "unmatched", "expired", "duplicate", "invalid"):
         assert ("modelops_feedback_labels_total", (("outcome", outcome),)) in m
     assert m[("modelops_feedback_labels_total", (("outcome", "joined"),))] == 3
+    # the unknown id's label waited longer than --feedback-max-early-age: unmatched, with its reason
+    assert m[("modelops_feedback_labels_total", (("outcome", "unmatched"),))] == 1
+    assert m[("modelops_feedback_early_unmatched_total", (("reason", "age"),))] == 1
+    assert m[("modelops_feedback_early_labels", ())] == 0
 
 
 def test_feedback_without_a_calibrator_exports_realised_quality_but_no_estimates():
@@ -404,4 +409,262 @@ def test_feedback_without_a_calibrator_exports_realised_quality_but_no_estimates
         "joined"] == 3
     q = fb.quality(key)
     assert q is not None and q.estimated == {} and q.realised["accuracy"] == pytest.approx(1 / 3)
-    assert fb.submit("other-ns", [{"id": "a", "label": 1}])["unmatched"] == 1
+    assert fb.submit("other-ns", [{"id": "a", "label": 1}])["early"] == 1  # ids are per namespace: no join
+    clock.t += fb.early.max_age + 1
+    assert fb.early_gauges()[0] == 0 and fb.outcomes["unmatched"] == 1 and fb.outcomes["joined"] == 3
+
+
+# --- labels before their prediction (the agent logs asynchronously; issue 17, found on the node) ----------
+
+BIN = {"task": "classification", "prediction": {"categories": {"no": 0.5, "yes": 0.5}}}
+
+
+def _bin_feedback(**kw):
+    clock = Clock()
+    return Feedback(clock=clock, min_labels=1, min_rows=1, **kw), clock
+
+
+def _predict(fb, ids, scores, key=("ns", "m", "1")):
+    s = np.asarray(scores, dtype=float)
+    fb.record(key, BIN, None, np.where(s > 0.5, "yes", "no").tolist(), np.column_stack([1 - s, s]), ids=ids)
+
+
+def test_a_label_before_its_prediction_joins_as_if_it_came_second():
+    rng = np.random.default_rng(5)
+    n = 400
+    scores = rng.random(n)
+    labels = np.where(rng.random(n) < scores, "yes", "no").tolist()
+    ids = [f"r{i}" for i in range(n)]
+    rows = {}
+    for order in ("prediction first", "label first"):
+        fb, clock = _bin_feedback()
+        items = [{"id": i, "label": y} for i, y in zip(ids, labels, strict=True)]
+        if order == "prediction first":
+            _predict(fb, ids, scores)
+            assert fb.submit("ns", items)["joined"] == n
+        else:
+            answer = fb.submit("ns", items)
+            assert answer == {"joined": 0, "unmatched": 0, "expired": 0, "duplicate": 0, "invalid": 0, "early": n}
+            assert fb.early_gauges()[0] == n and fb.pending_gauges()[0] == 0
+            clock.t += 30
+            _predict(fb, ids[:150], scores[:150])  # the agent's batches come in pieces
+            _predict(fb, ids[150:], scores[150:])
+            waiting, _, joined_late, given_up = fb.early_gauges()
+            assert (waiting, joined_late, given_up) == (0, n, {"age": 0, "capacity": 0})
+        assert fb.outcomes == {"joined": n, "unmatched": 0, "expired": 0, "duplicate": 0, "invalid": 0}
+        assert fb.pending_gauges()[0] == 0
+        rows[order] = fb.joined_rows(("ns", "m", "1"))
+        q = fb.quality(("ns", "m", "1"))
+        assert q is not None
+        y = np.asarray(labels) == "yes"
+        assert abs(q.realised["auc"] - skm.roc_auc_score(y, scores)) <= 1e-9
+        assert abs(q.realised["accuracy"] - skm.accuracy_score(y, scores > 0.5)) <= 1e-9
+    a, b = (r[np.lexsort(r.T)] for r in rows.values())
+    assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_early_labels_keep_numbers_and_classes_exactly(task):
+    fb, _ = _bin_feedback()
+    if task == "regression":
+        profile = {"task": "regression"}
+        labels = [1.5, 2, -3.25, 1e-300, 7]
+        preds, proba = [1.0, 2.0, -3.0, 0.0, 8.0], None
+        want = np.asarray(labels, dtype=float)
+    else:
+        profile = {"task": "classification", "prediction": {"categories": {"0": 0.3, "1": 0.3, "2": 0.4}}}
+        labels = [2, "1", 0.0, "2.0", True]  # True is not a class of this model: invalid
+        preds, proba = [2, 1, 1, 0, 2], None
+        want = np.asarray([2.0, 1.0, 0.0, 2.0])
+    ids = [f"x{i}" for i in range(5)]
+    answer = fb.submit("ns", [{"id": i, "label": y} for i, y in zip(ids, labels, strict=True)])
+    assert answer["early"] == 5
+    fb.record(("ns", "m", "1"), profile, None, preds, proba, ids=ids)
+    got = fb.joined_rows(("ns", "m", "1"))
+    assert np.array_equal(np.sort(got[:, 2]), np.sort(want))
+    if task == "multiclass":
+        assert fb.outcomes["invalid"] == 1 and fb.outcomes["joined"] == 4
+        assert fb.pending_gauges()[0] == 1  # the prediction of the invalid label still waits for a good one
+        assert fb.submit("ns", [{"id": "x4", "label": 2}])["joined"] == 1
+
+
+def test_early_labels_give_up_after_their_age_and_count_as_unmatched():
+    fb, clock = _bin_feedback(max_early_age=60.0)
+    assert fb.submit("ns", [{"id": "a", "label": "yes"}, {"id": "b", "label": "no"}])["early"] == 2
+    clock.t += 40
+    assert fb.submit("ns", [{"id": "c", "label": "yes"}])["early"] == 1
+    clock.t += 21  # a and b waited 61 s, c 21 s
+    waiting, _, joined_late, given_up = fb.early_gauges()
+    assert (waiting, joined_late, given_up) == (1, 0, {"age": 2, "capacity": 0})
+    assert fb.outcomes["unmatched"] == 2
+    _predict(fb, ["a", "b", "c"], [0.9, 0.2, 0.7])
+    assert fb.outcomes["joined"] == 1 and fb.pending_gauges()[0] == 2  # a and b's predictions still wait
+    assert fb.submit("ns", [{"id": "a", "label": "yes"}])["joined"] == 1  # a label sent again joins
+    waiting, _, joined_late, _ = fb.early_gauges()
+    assert (waiting, joined_late) == (0, 1)
+
+
+def test_early_labels_are_bounded_in_count_the_oldest_give_way():
+    fb, clock = _bin_feedback(max_early=5)
+    ids = [f"e{i}" for i in range(8)]
+    for i in ids:  # one by one: e0..e2 are overwritten by e5..e7
+        clock.t += 1
+        assert fb.submit("ns", [{"id": i, "label": "yes"}])["early"] == 1
+    waiting, nbytes, _, given_up = fb.early_gauges()
+    assert waiting == 5 and given_up == {"age": 0, "capacity": 3} and fb.outcomes["unmatched"] == 3
+    assert nbytes == fb.early.nbytes > 0
+    # one batch larger than the store: its first labels give way at once
+    fb2, _ = _bin_feedback(max_early=5)
+    assert fb2.submit("ns", [{"id": i, "label": "no"} for i in ids])["early"] == 8
+    assert fb2.early_gauges()[3] == {"age": 0, "capacity": 3}
+    for f in (fb, fb2):
+        _predict(f, ids, np.linspace(0.1, 0.9, 8))
+        assert f.outcomes["joined"] == 5 and f.pending_gauges()[0] == 3
+        assert sum(f.outcomes.values()) == 8 and f.early_gauges()[0] == 0
+    # without an early store (--feedback-max-early 0) such labels are unmatched at once
+    fb3, _ = _bin_feedback(max_early=0)
+    assert fb3.submit("ns", [{"id": "z", "label": "no"}])["unmatched"] == 1
+
+
+def test_early_labels_expire_in_arrival_order_over_holes_and_chunks():
+    fb, clock = _bin_feedback(max_early=20_000, max_early_age=100.0)
+    fb.early.CHUNK = 64  # several steps per expiry
+    ids = [f"h{i}" for i in range(10_000)]
+    fb.submit("ns", [{"id": i, "label": "yes"} for i in ids[:6000]])
+    clock.t += 50
+    fb.submit("ns", [{"id": i, "label": "no"} for i in ids[6000:]])
+    _predict(fb, ids[::3], np.full(len(ids[::3]), 0.7))  # holes all over the store
+    joined = len(ids[::3])
+    clock.t += 60  # the first 6000 are 110 s old, the rest 60 s
+    waiting, _, joined_late, given_up = fb.early_gauges()
+    assert joined_late == joined and given_up["age"] == 6000 - len(range(0, 6000, 3))
+    assert waiting == 4000 - len(range(6000, 10_000, 3))
+    assert fb.early.index.used == waiting
+    clock.t += 50
+    assert fb.early_gauges()[0] == 0 and fb.early.size == 0 and fb.early.index.used == 0
+    assert fb.outcomes["joined"] + fb.outcomes["unmatched"] == 10_000
+
+
+def test_duplicate_and_refused_labels_around_the_early_store():
+    fb, _ = _bin_feedback()
+    answer = fb.submit("ns", [{"id": "d", "label": "yes"}, {"id": "d", "label": "no"}, {"id": "w", "label": 3.5}])
+    assert answer == {"joined": 0, "unmatched": 0, "expired": 0, "duplicate": 1, "invalid": 0, "early": 2}
+    assert fb.submit("ns", [{"id": "d", "label": "no"}])["duplicate"] == 1  # one is already waiting: first wins
+    _predict(fb, ["d", "w"], [0.8, 0.4])
+    rows = fb.joined_rows(("ns", "m", "1"))
+    assert rows.tolist() == [[0.8, 1.0, 1.0]]  # "yes", the first label of d
+    assert fb.outcomes["invalid"] == 1 and fb.pending_gauges()[0] == 1  # 3.5 is no class; w still waits
+    assert fb.submit("ns", [{"id": "d", "label": "yes"}])["duplicate"] == 1  # d has its label
+    assert fb.submit("ns", [{"id": "w", "label": "no"}])["joined"] == 1
+    # another namespace's label with the same id never joins this prediction
+    fb.submit("other", [{"id": "q", "label": "yes"}])
+    _predict(fb, ["q"], [0.6])
+    assert fb.early_gauges()[0] == 1 and fb.pending_gauges()[0] == 1
+
+
+def test_replay_with_labels_before_and_after_their_predictions_equals_scikit_learn(datasets):
+    """Half the labels come up to 250 s BEFORE their prediction is ingested (the agent's lag), half up to
+    24 h after; every exported realised metric equals scikit-learn on the joined rows (1e-9)."""
+    prof_c, prof_r, served_c, served_r = datasets
+    clock = Clock()
+    window_age = 6 * 3600.0
+    n, step, horizon = 30_000, 300.0, 86400.0
+    ex, client = app_for({"clf": prof_c, "reg": prof_r}, clock, quality_window_rows=n,
+                         quality_window_age=window_age)
+    rng = np.random.default_rng(12)
+    t0 = clock.t
+    for model, (X, y, out) in (("clf", served_c), ("reg", served_r)):
+        X, y, out = X[:n], y[:n], out[:n]
+        pred_t = t0 + np.sort(rng.uniform(0, horizon, n))
+        early = rng.random(n) < 0.5
+        label_t = np.where(early, pred_t - rng.uniform(0, 250.0, n), pred_t + rng.uniform(0, 86400.0, n))
+        ids = np.asarray([f"{model}-e-{i}" for i in range(n)])
+        joined_at = np.full(n, np.nan)
+        posted = np.zeros(n, dtype=bool)
+        checks = 0
+        for k in range(int((2 * horizon) / step) + 2):
+            lo, hi = t0 - step + k * step, t0 + k * step
+            clock.t = lo  # labels first: those of predictions of this step or the next come early
+            due = np.flatnonzero((label_t >= lo) & (label_t < hi))
+            due = due[rng.permutation(len(due))]
+            for chunk in np.array_split(due, max(1, len(due) // 700)) if len(due) else []:
+                items = [{"id": ids[i], "label": int(y[i]) if model == "clf" else float(y[i]),
+                          "ts": float(label_t[i])} for i in chunk]
+                r = client.post("/feedback", json=items, headers=HEADERS)
+                a = r.json()
+                assert r.status_code == 200 and a["joined"] + a["early"] == len(chunk), a
+                assert a["early"] == np.count_nonzero(~posted[chunk]), a
+                joined_at[chunk[posted[chunk]]] = clock.t
+                posted_labels = chunk[~posted[chunk]]
+                joined_at[posted_labels] = -1.0  # waiting
+            clock.t = hi
+            rows = np.flatnonzero((pred_t >= lo) & (pred_t < hi))
+            for chunk in np.array_split(rows, max(1, len(rows) // 500)) if len(rows) else []:
+                body = {"version": "1", "instances": X[chunk].tolist(), "ids": ids[chunk].tolist()}
+                if model == "clf":
+                    body["predictions"] = out[chunk].argmax(axis=1).tolist()
+                    body["probabilities"] = out[chunk].tolist()
+                else:
+                    body["predictions"] = out[chunk].tolist()
+                assert client.post(f"/ingest/{model}", json=body, headers=HEADERS).status_code == 200
+                posted[chunk] = True
+                waiting = chunk[joined_at[chunk] == -1.0]
+                joined_at[waiting] = clock.t  # the early labels join when their prediction comes
+            if k % 12 == 11:
+                rows_in = np.flatnonzero(joined_at >= clock.t - window_age)
+                got = realised(scrape(client), model)
+                if len(rows_in) < 100:
+                    assert not got
+                    continue
+                key = ("", model, "1")
+                live = ex.feedback.joined_rows(key)
+                if model == "clf":
+                    yt, p = y[rows_in], out[rows_in, 1]
+                    yhat = out[rows_in].argmax(axis=1)
+                    want = {"auc": skm.roc_auc_score(yt, p), "accuracy": skm.accuracy_score(yt, yhat),
+                            "f1": skm.f1_score(yt, yhat), "log_loss": skm.log_loss(yt, p, labels=[0, 1]),
+                            "brier": skm.brier_score_loss(yt, p)}
+                    expect = np.column_stack([p, yhat, yt]).astype(float)
+                else:
+                    want = {"rmse": skm.root_mean_squared_error(y[rows_in], out[rows_in]),
+                            "mae": skm.mean_absolute_error(y[rows_in], out[rows_in])}
+                    expect = np.column_stack([out[rows_in], out[rows_in], y[rows_in]])
+                assert np.array_equal(live[np.lexsort(live.T)], expect[np.lexsort(expect.T)])
+                assert set(got) == set(want), (got, want)
+                for m, v in want.items():
+                    assert abs(got[m] - v) <= 1e-9, (model, m, got[m], v)
+                checks += 1
+        assert np.isfinite(joined_at).all() and (joined_at > 0).all() and checks >= 8
+    m = scrape(client)
+    early_total = m[("modelops_feedback_early_joined_total", ())]
+    assert 0.45 * 2 * n < early_total < 0.55 * 2 * n
+    assert m[("modelops_feedback_labels_total", (("outcome", "joined"),))] == 2 * n
+    assert m[("modelops_feedback_labels_total", (("outcome", "unmatched"),))] == 0
+    assert m[("modelops_feedback_early_labels", ())] == 0
+    assert m[("modelops_feedback_label_delay_seconds_count", ())] == 2 * n
+
+
+def test_labels_join_at_the_shard_that_owns_the_model_and_elsewhere_give_up_counted(datasets):
+    """With shards, a model's predictions are only on its owner (others refuse them, misdirected); its labels,
+    posted to the owner (the feedback URL of its logger URL), join there. Posted to another shard they wait
+    as early labels and give up counted as unmatched: never lost silently, never joined twice."""
+    from modelops.drift.events import EventError
+    from modelops.formats.drift_url import shard_of
+
+    prof_c = datasets[0]
+    X, y, out = datasets[2]
+    owner = shard_of("shop", "clf", 2)
+    clocks = [Clock(), Clock()]
+    shards = [app_for({"clf": prof_c}, clocks[i], shard_id=i, shards=2, quality_min_labels=1)[0] for i in range(2)]
+    body = {"version": "1", "instances": X[:50].tolist(), "predictions": out[:50].argmax(axis=1).tolist(),
+            "probabilities": out[:50].tolist(), "ids": [f"o{i}" for i in range(50)]}
+    with pytest.raises(EventError, match="shard"):
+        shards[1 - owner].ingest_batch("clf", body, namespace="shop")
+    shards[owner].ingest_batch("clf", body, namespace="shop")
+    labels = [{"id": f"o{i}", "label": int(y[i])} for i in range(50)]
+    assert shards[owner].feedback.submit("shop", labels)["joined"] == 50
+    other = shards[1 - owner].feedback
+    assert other.submit("shop", labels)["early"] == 50
+    clocks[1 - owner].t += other.early.max_age + 1
+    assert other.early_gauges()[3]["age"] == 50 and other.outcomes["unmatched"] == 50
+    assert other.outcomes["joined"] == 0 and shards[owner].feedback.outcomes["joined"] == 50

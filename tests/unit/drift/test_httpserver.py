@@ -119,4 +119,4 @@ def test_events_ingest_and_feedback_share_one_auth_and_body_limit():
     assert r.status_code == 401 and "feedback URL of the namespace" in r.json()["message"]
     assert client.get("/feedback").status_code == 405  # as FastAPI answered a GET on its POST route
     assert client.post("/feedback", json=[], headers=bearer).json() == {
-        "joined": 0, "unmatched": 0, "expired": 0, "duplicate": 0, "invalid": 0}
+        "joined": 0, "unmatched": 0, "expired": 0, "duplicate": 0, "invalid": 0, "early": 0}

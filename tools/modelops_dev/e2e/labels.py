@@ -31,8 +31,10 @@ from typing import Any
 
 import numpy as np
 
-#: the exporter's answer fields (POST /feedback), counted per outcome
-OUTCOMES = ("joined", "unmatched", "expired", "duplicate", "invalid")
+#: the exporter's answer fields (POST /feedback), counted per outcome; `early`: labels that came before the
+#: prediction's logged event and wait for it (their outcome is only in the exporter's counters, see
+#: `exporter_label_counts`)
+OUTCOMES = ("joined", "unmatched", "expired", "duplicate", "invalid", "early")
 
 
 def row_ids(inference_id: str, rows: int) -> list[str]:
@@ -250,6 +252,33 @@ def feedback_target(logger_url: str) -> tuple[str, str, str, int, str]:
     if len(host) >= 3 and host[2] == "svc":
         return "services", host[1], host[0], port, path
     raise ValueError(f"the exporter's Service or Pod is not named in {logger_url!r} (want SVC.NS.svc)")
+
+
+def exporter_label_counts(metrics_text: str) -> dict[str, float]:
+    """The exporter's own accounting of the labels it got, from its /metrics text: the final outcomes
+    (`modelops_feedback_labels_total{outcome}`: an early label counts once it joined or gave up), the early
+    labels still waiting for their prediction (`early_waiting`), those joined late (`early_joined`), and
+    those given up by reason (`early_unmatched_age`, `early_unmatched_capacity`; also in `unmatched`).
+
+    The answers to the posts cannot tell this: a label that came before the agent's logged event is answered
+    `early`, and only the exporter learns later whether its prediction came."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name == "modelops_feedback_labels_total":
+                out[sample.labels["outcome"]] = sample.value
+            elif sample.name == "modelops_feedback_early_labels":
+                out["early_waiting"] = sample.value
+            elif sample.name == "modelops_feedback_early_joined_total":
+                out["early_joined"] = sample.value
+            elif sample.name == "modelops_feedback_early_unmatched_total":
+                out[f"early_unmatched_{sample.labels['reason']}"] = sample.value
+    if "joined" not in out or "early_waiting" not in out:
+        raise ValueError("no modelops_feedback_labels_total / modelops_feedback_early_labels in the exporter's "
+                         "/metrics: not a drift exporter with the early-label store")
+    return out
 
 
 def quality_by_version(results: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:

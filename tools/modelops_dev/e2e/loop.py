@@ -49,7 +49,14 @@ from modelops_dev.e2e.gateway_traffic import (
     weights_key,
 )
 from modelops_dev.e2e.kube import Kube, KubeError
-from modelops_dev.e2e.labels import LabelDelay, LabelFeed, TruthBook, feedback_target, quality_by_version
+from modelops_dev.e2e.labels import (
+    LabelDelay,
+    LabelFeed,
+    TruthBook,
+    exporter_label_counts,
+    feedback_target,
+    quality_by_version,
+)
 from modelops_dev.e2e.serving import ServingImages
 
 MODEL = "churn"
@@ -292,6 +299,8 @@ class Loop:
         self.root = repo_root()
         #: labels of the answered predictions, sent late to the exporter's /feedback (None: not sending)
         self.labels: LabelFeed | None = None
+        #: (status, body) of the drift exporter's /metrics, from the shard the labels go to
+        self._exporter_metrics: Callable[[], tuple[int, bytes]] | None = None
         self.label_delay = LabelDelay()
         self._truths: dict[float, list[int]] = {}
         self.book = TruthBook(f"churn-{uuid.uuid4().hex[:8]}", None)
@@ -593,6 +602,7 @@ class Loop:
                 raise LoopError(f"POST {name}:{port}/feedback/ns/{ns}/...: HTTP {status}: {data[:300]!r}")
             return dict(json.loads(data))
 
+        self._exporter_metrics = lambda: self.kube.proxy(ns, name, port, "metrics", kind=kind, timeout=30)
         self.labels = LabelFeed(post, self.label_delay, seed=7).start()
         self.book.feed = self.labels
         self.tl.event("labels", f"labels on: {self.label_delay.share:.0%} of the answered predictions, "
@@ -601,7 +611,21 @@ class Loop:
         return self.labels
 
     def label_report(self) -> dict[str, Any]:
-        return self.labels.report() if self.labels else {}
+        """What the feed sent and was answered, and (`exporter`) the exporter's own final accounting of the
+        labels: a label that came before the agent's logged prediction is answered `early` and joins, or is
+        counted unmatched, only later (modelops_dev.e2e.labels.exporter_label_counts)."""
+        if not self.labels:
+            return {}
+        rep = self.labels.report()
+        try:
+            assert self._exporter_metrics is not None
+            status, data = self._exporter_metrics()
+            if status != 200:
+                raise LoopError(f"the exporter's /metrics: HTTP {status}: {data[:300]!r}")
+            rep["exporter"] = exporter_label_counts(data.decode())
+        except Exception as exc:  # a report: what failed is in it, and the check reading it fails
+            rep["exporter"] = {"error": repr(exc)[:300]}
+        return rep
 
     def quality(self) -> dict[str, Any]:
         """Realised and estimated quality per version, and joined labels, as Prometheus has them now."""
