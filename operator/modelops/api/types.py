@@ -53,8 +53,9 @@ class ModelRef:
 def serving_name(ref: ModelRef) -> str:
     """The name a version serves under: "v12", or "u" + 8 hex of a plain storage URI.
 
-    The InferenceService builder names predictors and the canary-version label after it, and the rollout
-    tick reads that label back: a contract between desired/ and decide/.
+    The InferenceService builder names the Standard-mode predictors after it (KServe names their Deployments and
+    Services `<isvc>-<name>-predictor`), and the gateway split addresses them by it: a contract between desired/
+    and decide/.
     """
     if ref.version:
         return f"v{ref.version}"
@@ -86,10 +87,11 @@ class IsvcState:
     message: str = ""
     #: an InferenceService of this name exists but is not owned by this ModelDeployment
     foreign: bool = False
-    #: the canary the applied manifest carries (its modelops.dev/canary-version label, "" for none), as
-    #: KServe has acted on it (observedGeneration current); None when the caller does not know (hand-built
-    #: states in tests). A rollout advances only when it names the canary of status.
-    canary_version: str | None = None
+    #: the storage URI of the canary predictor in the InferenceService's spec ("" for none), read from the spec,
+    #: not from metadata (KServe copies InferenceService metadata into the predictors' pod templates, issue 13);
+    #: None when the caller does not know (hand-built states in tests). A rollout advances only when it is the
+    #: canary of status.
+    canary_uri: str | None = None
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from modelops.api.audit import ANN_LAST_DECISION, OPERATOR_ACTOR, Record
 from modelops.api.times import format_time, parse_duration
-from modelops.api.types import Event, EventType, IsvcState, ModelRef, ServingPlan, serving_name
+from modelops.api.types import Event, EventType, IsvcState, ModelRef, ServingPlan
 from modelops.api.vocabulary import (
     ANN_ABORT,
     ANN_APPROVE,
@@ -134,11 +134,6 @@ def serving_hash(spec: Mapping[str, Any]) -> str:
     """Hash of everything in the spec that shapes the InferenceService except the model itself."""
     relevant = {"serving": spec.get("serving") or {}, "logger": spec.get("logger") or {}}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def canary_label(ref: ModelRef) -> str:
-    """The modelops.dev/canary-version label value the builder puts on an InferenceService with this canary."""
-    return ref.version or serving_name(ref)
 
 
 def storage_uri_allowed(uri: str, prefixes: Sequence[str]) -> bool:
@@ -649,7 +644,7 @@ class _Tick:
         if isvc is None:
             return "CanaryNotReady", f"holding at {ro['weight']}%: KServe has not reported on the InferenceService"
         canary = _ref(self.st.get("canary") or {})
-        if isvc.canary_version is not None and isvc.canary_version != canary_label(canary):
+        if isvc.canary_uri is not None and isvc.canary_uri != canary.storage_uri:
             # the InferenceService KServe reports is not the one with this canary (an apply failed, or KServe
             # has not observed it yet): a canary that never served is never promoted (issue 16, M3)
             return "CanaryNotReady", (f"holding at {ro['weight']}%: the applied InferenceService does not carry the "

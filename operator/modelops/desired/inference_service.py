@@ -14,13 +14,21 @@ Facts this builder depends on (KSERVE.md, checked against KServe v0.20's CRD and
   every predictor here is named after the version it serves and promotion does not restart pods.
 - A custom predictor container named `kserve-container` with env `STORAGE_URI` gets the storage
   initializer: the model appears under /mnt/models (KServe's CustomPredictor.GetStorageUri).
+- KServe copies ALL of the InferenceService's labels and its annotations (all but a short disallow list:
+  min/max-scale, last-applied-configuration, ...; predictor.go buildObjectMeta, v1beta1/configmap.go) into every
+  predictor's Deployment *and pod template* (Standard) or Knative revision template (Knative). So nothing here
+  may change between rollout steps in InferenceService metadata: a changed label or annotation restarts every
+  predictor's Pods (Standard) or cuts a new Knative revision. The builder puts no per-step bookkeeping there:
+  which canary was applied is read from the spec (decide/kserve_status.py), what modelops last applied is kept
+  in the ModelDeployment's status (`status.inferenceServiceApplied`), and while modelops' HTTPRoute splits a
+  Standard canary the canary's `trafficPercent` keeps the value it was created with (`canary_traffic_percent`;
+  KServe v0.20 uses it only for the canary's replica count, which `minReplicas` overrides, and for status).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -45,10 +53,12 @@ ISVC_API_VERSION = f"{KSERVE_GROUP}/{KSERVE_VERSION}"
 ISVC_PLURAL = "inferenceservices"
 #: Annotation choosing the KServe deployment mode.
 ANN_DEPLOYMENT_MODE = f"{KSERVE_GROUP}/deploymentMode"
-#: Hash of the manifest the operator applied, so an unchanged one is not re-sent on every tick.
-ANN_DESIRED_HASH = "modelops.dev/desired-hash"
-LABEL_STABLE_VERSION = "modelops.dev/stable-version"
-LABEL_CANARY_VERSION = "modelops.dev/canary-version"
+#: Bookkeeping that modelops before issue 13's fix wrote on InferenceService metadata, changing it at every step
+#: (KServe propagates it into the predictors' pod templates: every step restarted both predictors). No longer
+#: written; on an InferenceService that still carries it, it is kept verbatim until the predictors change anyway
+#: (`carry_legacy_metadata`), and the old hash annotation is read once as "what was applied" (kserve_status).
+LEGACY_HASH_ANNOTATION = "modelops.dev/desired-hash"
+LEGACY_LABELS = ("modelops.dev/stable-version", "modelops.dev/canary-version")
 #: The container name KServe's storage initializer looks for in a custom predictor.
 KSERVE_CONTAINER = "kserve-container"
 #: KServe writes no HTTPRoute for an InferenceService with this label value (see desired/http_route.py).
@@ -113,11 +123,6 @@ def canary_support(mode: Mode, crd_has_canary: bool) -> tuple[bool, str]:
 def predictor_name(ref: ModelRef) -> str:
     """A DNS-label name per version ("v12"), or per URI for plain storage URIs ("u" + 8 hex)."""
     return serving_name(ref)
-
-
-def _label_value(text: str) -> str:
-    value = re.sub(r"[^A-Za-z0-9._-]", "-", text)[:63].strip("-_.")
-    return value
 
 
 @dataclass(frozen=True)
@@ -206,19 +211,20 @@ def _predictor(name: str, spec: Mapping[str, Any], ref: ModelRef, defaults: Defa
 
 def inference_service(*, name: str, namespace: str, uid: str, spec: Mapping[str, Any], plan: ServingPlan,
                       mode: Mode, defaults: Defaults, legacy_mode_names: bool = False,
-                      modelops_route: bool = False) -> dict[str, Any]:
+                      modelops_route: bool = False, canary_traffic_percent: int | None = None) -> dict[str, Any]:
     """The whole InferenceService manifest (for server-side apply: only the fields modelops owns).
 
     `modelops_route`: modelops serves this InferenceService's hostname with its own weighted HTTPRoute
     (desired/http_route.py), so KServe is told to write none: the label `networking.kserve.io/visibility:
-    cluster-local` (KServe's RawHTTPRouteReconciler creates no route for it and reports IngressReady)."""
+    cluster-local` (KServe's RawHTTPRouteReconciler creates no route for it and reports IngressReady).
+    `canary_traffic_percent`: the Standard canary's `trafficPercent` when the weight is not KServe's to apply
+    (modelops' route splits; see `frozen_canary_percent`); None: `plan.weight`. Knative always gets
+    `plan.weight` (Knative's own traffic block is the split). Metadata depends on the spec and the mode only,
+    never on the plan: see the module doc."""
     serving: Mapping[str, Any] = spec.get("serving") or {}
     labels = {**(serving.get("labels") or {}),
               LABEL_PART_OF: "modelops", LABEL_MANAGED_BY: MANAGER,
-              LABEL_OWNER_KIND: MODEL_DEPLOYMENT, LABEL_OWNER_NAME: name,
-              LABEL_STABLE_VERSION: _label_value(plan.stable.version or predictor_name(plan.stable))}
-    if plan.canary is not None:
-        labels[LABEL_CANARY_VERSION] = _label_value(plan.canary.version or predictor_name(plan.canary))
+              LABEL_OWNER_KIND: MODEL_DEPLOYMENT, LABEL_OWNER_NAME: name}
     if modelops_route and mode == "Standard":
         labels[KSERVE_VISIBILITY_LABEL] = KSERVE_CLUSTER_LOCAL
     annotations = {**(serving.get("annotations") or {}),
@@ -237,7 +243,8 @@ def inference_service(*, name: str, namespace: str, uid: str, spec: Mapping[str,
                                predictor_name_=predictor_name(plan.stable), namespace=namespace)
         isvc_spec = {"predictor": predictor}
         if plan.canary is not None:
-            isvc_spec["canary"] = [{"trafficPercent": plan.weight, "predictor": _predictor(
+            percent = plan.weight if canary_traffic_percent is None else canary_traffic_percent
+            isvc_spec["canary"] = [{"trafficPercent": percent, "predictor": _predictor(
                 name, spec, plan.canary, defaults, canary=True, predictor_name_=predictor_name(plan.canary),
                 namespace=namespace)}]
     manifest: dict[str, Any] = {
@@ -250,11 +257,60 @@ def inference_service(*, name: str, namespace: str, uid: str, spec: Mapping[str,
         },
         "spec": isvc_spec,
     }
-    annotations[ANN_DESIRED_HASH] = manifest_hash(manifest)
     return manifest
 
 
 def manifest_hash(manifest: Mapping[str, Any]) -> str:
+    """Hash of a manifest, kept in the ModelDeployment's status as what was applied. The legacy hash annotation is
+    left out, as the operators that wrote it did: on an InferenceService they wrote, the annotation's value is this
+    hash of the manifest with the legacy metadata carried over (read once on upgrade)."""
     body = json.loads(json.dumps(manifest))
-    body.get("metadata", {}).get("annotations", {}).pop(ANN_DESIRED_HASH, None)
+    body.get("metadata", {}).get("annotations", {}).pop(LEGACY_HASH_ANNOTATION, None)
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _storage_uri(predictor: Mapping[str, Any]) -> str:
+    model = predictor.get("model") or {}
+    if model.get("storageUri"):
+        return str(model["storageUri"])
+    for c in predictor.get("containers") or []:
+        if c.get("name") == KSERVE_CONTAINER:
+            for e in c.get("env") or []:
+                if e.get("name") == "STORAGE_URI":
+                    return str(e.get("value") or "")
+    return ""
+
+
+def serving_uris(isvc_spec: Mapping[str, Any]) -> tuple[str, ...]:
+    """The storage URIs of an InferenceService spec's predictors, stable first (the builder's layout; KServe's
+    defaulter leaves storageUri and the STORAGE_URI env alone)."""
+    return (_storage_uri(isvc_spec.get("predictor") or {}),
+            *(_storage_uri(c.get("predictor") or {}) for c in isvc_spec.get("canary") or []))
+
+
+def frozen_canary_percent(live: Mapping[str, Any] | None, canary_predictor: str) -> int | None:
+    """The `trafficPercent` the live InferenceService gives the canary predictor of this name, if it has it.
+
+    While modelops' HTTPRoute splits a Standard canary, that value stays as it was created (a changed ISVC spec is
+    a new generation for KServe to act on, and the canary gate waits for it): the route carries the steps."""
+    for c in ((live or {}).get("spec") or {}).get("canary") or []:
+        if (c.get("predictor") or {}).get("name") == canary_predictor and isinstance(c.get("trafficPercent"), int):
+            return int(c["trafficPercent"])
+    return None
+
+
+def carry_legacy_metadata(manifest: dict[str, Any], live: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Upgrade from a modelops that wrote per-step bookkeeping on InferenceService metadata (LEGACY_*).
+
+    Dropping those keys changes every predictor's pod template (KServe propagates them), i.e. restarts the Pods.
+    So while the live InferenceService serves the same models as `manifest` (same storage URIs, e.g. a rollout in
+    flight across the upgrade), they are kept with their live values; they go with the first apply that changes a
+    predictor, which replaces those Pods anyway. Returns `manifest`, completed in place."""
+    meta = (live or {}).get("metadata") or {}
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k in LEGACY_LABELS}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k == LEGACY_HASH_ANNOTATION}
+    if not (labels or annotations) or serving_uris((live or {}).get("spec") or {}) != serving_uris(manifest["spec"]):
+        return manifest
+    manifest["metadata"]["labels"].update(labels)
+    manifest["metadata"]["annotations"].update(annotations)
+    return manifest

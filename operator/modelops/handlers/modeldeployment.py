@@ -41,7 +41,7 @@ from modelops.controller.scheduler import CHANGE, REPORT
 from modelops.controller.status import StatusWriter
 from modelops.decide import analysis, outbox
 from modelops.decide.conditions import Condition, merge_conditions
-from modelops.decide.kserve_status import isvc_state, mode_condition
+from modelops.decide.kserve_status import APPLIED, applied_record, apply_needed, isvc_state, mode_condition
 from modelops.decide.rollout import (
     Observed,
     Resolution,
@@ -55,14 +55,17 @@ from modelops.decide.rollout import (
 from modelops.decide.slo import BudgetState, budget_verdict, fast_burn_query, slos_of
 from modelops.decide.spec_checks import model_deployment_problems
 from modelops.desired.inference_service import (
-    ANN_DESIRED_HASH,
     ISVC_PLURAL,
     KSERVE_GROUP,
     KSERVE_VERSION,
     Defaults,
     canary_support,
+    carry_legacy_metadata,
     deployment_mode,
+    frozen_canary_percent,
     inference_service,
+    manifest_hash,
+    predictor_name,
 )
 from modelops.formats.artifacts import TAG_ARTIFACT_SHA256
 from modelops.handlers.traffic import apply_traffic, plan_traffic, traffic_status
@@ -372,16 +375,31 @@ def reconcile(rt: Runtime, namespace: str, name: str, budget: Budget) -> float |
 
     if decision.plan is not None:
         settings = rt.settings
-        manifest = inference_service(
-            name=name, namespace=namespace, uid=meta["uid"], spec=spec, plan=decision.plan, mode=mode,
+        plan = decision.plan
+        modelops_route = traffic is not None and traffic.owner == "modelops"
+        # [issue 13] modelops' route carries the steps: the canary's trafficPercent stays as it was created, so a
+        # step changes nothing in the InferenceService (KServe would act on a new generation for nothing)
+        percent = None
+        if modelops_route and plan.canary is not None:
+            percent = frozen_canary_percent(isvc_obj, predictor_name(plan.canary))
+        manifest = carry_legacy_metadata(inference_service(
+            name=name, namespace=namespace, uid=meta["uid"], spec=spec, plan=plan, mode=mode,
             defaults=Defaults(settings.server_image, settings.drift_exporter_url, settings.drift_token,
                               settings.drift_exporter_shards),
-            legacy_mode_names=not has_canary, modelops_route=traffic is not None and traffic.owner == "modelops")
-        applied = ((isvc_obj or {}).get("metadata", {}).get("annotations") or {}).get(ANN_DESIRED_HASH)
-        if applied != manifest["metadata"]["annotations"][ANN_DESIRED_HASH]:
+            legacy_mode_names=not has_canary, modelops_route=modelops_route, canary_traffic_percent=percent),
+            isvc_obj)
+        want = manifest_hash(manifest)
+        record = _status_of(body).get(APPLIED)
+        if isvc_obj is not None and not apply_needed(isvc_obj, record, want) and not record:
+            # [issue 13] an InferenceService applied by an operator before the fix, up to date: remember it as
+            # applied (read once) instead of rewriting it
+            body = _record_applied(rt, writer, body, applied_record(isvc_obj, want))
+        elif apply_needed(isvc_obj, record, want):
+            live = None
             try:
                 rt.ensure_acting()
-                rt.cache.remember(ISVC, key, kube.apply(KSERVE_GROUP, KSERVE_VERSION, ISVC_PLURAL, manifest))
+                live = kube.apply(KSERVE_GROUP, KSERVE_VERSION, ISVC_PLURAL, manifest)
+                rt.cache.remember(ISVC, key, live)
             except KubeError as exc:
                 log.error("%s/%s: applying the InferenceService failed: %s", namespace, name, exc)
                 current = _status_of(body)
@@ -389,6 +407,8 @@ def reconcile(rt: Runtime, namespace: str, name: str, budget: Budget) -> float |
                 failed["conditions"] = merge_conditions(current.get("conditions"), [
                     Condition("InferenceServiceReady", "False", "ApplyFailed", str(exc))], generation, now)
                 body = writer.write(body, body.get("status") or {}, failed)
+            if live is not None:
+                body = _record_applied(rt, writer, body, applied_record(live, want))
         if traffic is not None:  # [issue 13] after the InferenceService: its predictor Services exist by now
             rt.ensure_acting()
             moved = dict(_status_of(body))
@@ -396,6 +416,17 @@ def reconcile(rt: Runtime, namespace: str, name: str, budget: Budget) -> float |
             body = writer.write(body, body.get("status") or {}, moved)
     body = run_outbox(rt, body, budget, now)
     return next_due(_status_of(body), now, decision.requeue_after)
+
+
+def _record_applied(rt: Runtime, writer: StatusWriter, body: dict[str, Any],
+                    record: Mapping[str, Any]) -> dict[str, Any]:
+    """status.inferenceServiceApplied: what modelops applied to the InferenceService (kept here, not on the
+    InferenceService, whose metadata KServe copies into the predictors' pod templates: issue 13)."""
+    current = _status_of(body)
+    if current.get(APPLIED) == record:
+        return body
+    rt.ensure_acting()
+    return writer.write(body, body.get("status") or {}, {**current, APPLIED: dict(record)})
 
 
 def new_items(spec: Mapping[str, Any], decision: Any, generation: int, now: datetime) -> list[OutboxItem]:

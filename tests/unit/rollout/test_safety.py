@@ -45,7 +45,8 @@ def md_spec(metrics: list[dict[str, Any]] | None = None, **rollout: Any) -> dict
 
 
 def ready(canary: str | None = None) -> IsvcState:
-    return IsvcState(ready=True, settled=True, canary_ready=True, canary_version=canary)
+    """`canary`: the storage URI of the canary in the InferenceService's spec."""
+    return IsvcState(ready=True, settled=True, canary_ready=True, canary_uri=canary)
 
 
 def obs(tracked: ModelRef | None = V1, candidate: ModelRef | None = None, isvc: IsvcState | None = None,
@@ -193,7 +194,7 @@ def _standard_isvc_without_canary() -> dict[str, Any]:
 
 def test_standard_isvc_without_canary_is_not_a_ready_canary() -> None:
     state = isvc_state(_standard_isvc_without_canary(), "u", "Standard")
-    assert state is not None and not state.canary_ready and state.canary_version == ""
+    assert state is not None and not state.canary_ready and state.canary_uri == ""
 
 
 @pytest.mark.parametrize("isvc", ["stale-standard", "none"])
@@ -213,7 +214,7 @@ def test_canary_reported_by_the_applied_manifest_advances() -> None:
     spec = md_spec(metrics=[], steps=[{"weight": 10, "pause": "1m"}])
     st = tick(spec, {}, obs(), T0).status
     st = tick(spec, st, obs(candidate=V2), T0).status
-    d = tick(spec, st, obs(candidate=V2, isvc=ready(canary="2")), T0 + timedelta(minutes=2))
+    d = tick(spec, st, obs(candidate=V2, isvc=ready(canary=V2.storage_uri)), T0 + timedelta(minutes=2))
     assert d.status["stable"]["version"] == "2"
 
 
@@ -221,7 +222,7 @@ def test_canary_not_ready_past_the_progress_deadline_is_rolled_back() -> None:
     spec = md_spec(metrics=[], steps=[{"weight": 10, "pause": "1m"}], progressDeadline="5m")
     st = tick(spec, {}, obs(), T0).status
     st = tick(spec, st, obs(candidate=V2), T0).status
-    not_ready = IsvcState(ready=True, settled=True, canary_ready=False, canary_version="2")
+    not_ready = IsvcState(ready=True, settled=True, canary_ready=False, canary_uri=V2.storage_uri)
     st = tick(spec, st, obs(candidate=V2, isvc=not_ready), T0 + timedelta(minutes=1)).status
     assert st["rollout"]["state"] == "Progressing"
     d = tick(spec, st, obs(candidate=V2, isvc=not_ready), T0 + timedelta(minutes=7))

@@ -1,0 +1,290 @@
+"""Issue 13 (found on the real node): a canary step must not restart the predictors. With KServe v0.20.0's own
+manager (tests/fixtures/kserve_live.py), the operator runs Standard-mode canaries through several steps; the
+stable and canary predictor Deployments that KServe builds keep their pod template, their generation and their
+Pods from step to step while modelops' HTTPRoute moves the weight, and the rollout still promotes, and rolls
+back, through the real KServe.
+
+KServe copies the InferenceService's labels and annotations into the predictors' pod templates
+(components/predictor.go buildObjectMeta): before the fix, the per-step bookkeeping the builder wrote there
+changed every pod template at every step.
+
+There is no node in this tier, so `PredictorPods` below plays the kubelet for the predictor Pods only, and says
+so: it marks each Pod Running and Ready with an address (what a kubelet reports once the containers pass their
+readiness probes); nothing runs in them. Everything else (KServe's reconciler and webhooks, the Deployment,
+ReplicaSet and EndpointSlice controllers, the operator) is real.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes.client import V1Namespace, V1ObjectMeta
+from kubernetes.client.exceptions import ApiException
+
+from modelops.api import GROUP, VERSION
+from modelops.api.types import ModelRef
+from modelops.desired.http_route import GATEWAY_GROUP, GATEWAY_VERSION, HTTPROUTE_PLURAL, route_name
+from modelops.desired.inference_service import predictor_name
+from tests.cluster.rollout.helpers import cond, isvc_get, md_get, wait_for
+from tests.fixtures.kserve_live import LiveKServe
+from tests.fixtures.operator import Operator
+
+pytestmark = pytest.mark.cluster
+
+NAME = "steps"
+STEPS = [{"weight": w, "pause": "3s"} for w in (10, 30, 60)]
+URI = {v: f"pvc://models/steps/{v}" for v in ("v1", "v2", "v3")}
+#: KServe's pod label naming the InferenceService (constants.InferenceServicePodLabelKey)
+ISVC_POD_LABEL = "serving.kserve.io/inferenceservice"
+
+
+def deployment_name(version: str) -> str:
+    """KServe's predictor Deployment for the builder's predictor (constants.PredictorServiceName)."""
+    return f"{NAME}-{predictor_name(ModelRef(storage_uri=URI[version]))}-predictor"
+
+
+class PredictorPods:
+    """NOT a kubelet: marks the predictor Pods of one namespace Running and Ready with a Pod IP (through
+    pods/status, as a kubelet would), so KServe's Deployments become available and their Services get ready
+    endpoints. Remembers every Pod it saw, so a restart (a new Pod) is visible."""
+
+    def __init__(self, live: LiveKServe, namespace: str) -> None:
+        self.core, self.namespace = live.kube.core, namespace
+        self.seen: dict[str, str] = {}  # pod uid -> pod name
+        self.errors: list[str] = []
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PredictorPods:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._halt.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                for pod in self.core.list_namespaced_pod(self.namespace, label_selector=ISVC_POD_LABEL).items:
+                    self.seen.setdefault(pod.metadata.uid, pod.metadata.name)
+                    ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+                    if not ready and pod.metadata.deletion_timestamp is None:
+                        self._ready(pod)
+            except ApiException as exc:
+                if exc.status != 404:
+                    self.errors.append(f"{exc.status}: {exc.reason} {exc.body}")
+            except Exception as exc:  # reported by the test (errors), never swallowed
+                self.errors.append(repr(exc))
+            self._halt.wait(0.3)
+
+    def _ready(self, pod: Any) -> None:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        ip = f"10.77.{len(self.seen) // 250}.{len(self.seen) % 250 + 1}"
+        status = {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "startTime": now,
+                  "conditions": [{"type": t, "status": "True", "lastTransitionTime": now}
+                                 for t in ("Initialized", "ContainersReady", "Ready")],
+                  "containerStatuses": [{"name": c.name, "image": c.image, "imageID": "", "ready": True,
+                                         "started": True, "restartCount": 0,
+                                         "state": {"running": {"startedAt": now}}} for c in pod.spec.containers]}
+        self.core.patch_namespaced_pod_status(pod.metadata.name, self.namespace, {"status": status})
+
+    def pods_of(self, deployment: str) -> set[str]:
+        return {uid for uid, name in self.seen.items() if name.startswith(f"{deployment}-")}
+
+
+@pytest.fixture
+def live_ns(kserve_live: LiveKServe) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    kserve_live.kube.core.create_namespace(V1Namespace(metadata=V1ObjectMeta(name=name)))
+    try:
+        yield name
+    finally:
+        kserve_live.kube.core.delete_namespace(name)
+
+
+@pytest.fixture
+def live_operator(kserve_live: LiveKServe, tmp_path: Path) -> Iterator[Operator]:
+    kube = kserve_live.kube
+    kube.install_crds()
+    kube.wait_served(GROUP, VERSION, "modeldeployments")
+    op = Operator(kube, tmp_path / "operator.log")
+    op.extra_env = {"MODELOPS_LOG_LEVEL": "INFO"}
+    op.start()
+    yield op
+    if op.proc and op.proc.poll() is None:
+        op.kill()
+
+
+def _deployment(kube: Any, ns: str, name: str) -> dict[str, Any] | None:
+    from kubernetes.client import AppsV1Api
+
+    try:
+        obj: dict[str, Any] = AppsV1Api(kube.api).read_namespaced_deployment(name, ns).to_dict()
+        return obj
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def snapshot(kube: Any, ns: str, names: list[str]) -> dict[str, Any]:
+    """Per Deployment: its generation and pod template (as KServe last wrote them)."""
+    out: dict[str, Any] = {}
+    for n in names:
+        d = _deployment(kube, ns, n)
+        out[n] = None if d is None else {"generation": d["metadata"]["generation"],
+                                         "template": json.dumps(d["spec"]["template"], sort_keys=True, default=str)}
+    return out
+
+
+def settled(kube: Any, ns: str, name: str) -> dict[str, Any] | None:
+    """The Deployment's snapshot once its rollout is complete (all replicas updated and available)."""
+    d = _deployment(kube, ns, name)
+    if d is None:
+        return None
+    spec, status = d["spec"], d.get("status") or {}
+    done = (status.get("observed_generation") == d["metadata"]["generation"]
+            and status.get("updated_replicas") == spec["replicas"] == status.get("available_replicas")
+            and status.get("replicas") == spec["replicas"])
+    return snapshot(kube, ns, [name]) if done else None
+
+
+def route_weights(kube: Any, ns: str) -> dict[str, int]:
+    try:
+        route = kube.custom.get_namespaced_custom_object(GATEWAY_GROUP, GATEWAY_VERSION, ns, HTTPROUTE_PLURAL,
+                                                         route_name(NAME))
+    except ApiException as exc:
+        if exc.status == 404:
+            return {}
+        raise
+    return {b["name"]: int(b.get("weight", 1)) for r in route["spec"]["rules"] for b in r["backendRefs"]}
+
+
+def run_canary(op: Operator, ns: str, pods: PredictorPods, stable: str, canary: str,
+               until: Any, diag: Any) -> dict[int, list[dict[str, Any]]]:
+    """Point the ModelDeployment at `canary` and sample, at every rollout step, the two predictor Deployments,
+    the InferenceService's generation and modelops' route, until `until(md)` holds. Returns step weight -> the
+    samples taken at that weight once the canary was ready (each an equal-shaped dict)."""
+    kube = op.kube
+    kube.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments", NAME,
+                                               {"spec": {"model": {"storageUri": URI[canary]}}})
+    names = [deployment_name(stable), deployment_name(canary)]
+    samples: dict[int, list[dict[str, Any]]] = {}
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        md = md_get(kube, ns, NAME)
+        st = md.get("status") or {}
+        if until(md):
+            break
+        ro = st.get("rollout") or {}
+        isvc = isvc_get(kube, ns, NAME) or {}
+        snap = snapshot(kube, ns, names)
+        if ro.get("state") == "Progressing" and all(snap.values()) and \
+                cond(md, "Progressing").get("reason") != "CanaryNotReady" and \
+                ((isvc.get("status") or {}).get("canaryStatuses") or [{}])[0].get("ready"):
+            samples.setdefault(int(ro["weight"]), []).append({
+                "deployments": snap, "isvc_generation": isvc["metadata"]["generation"],
+                "isvc_meta": json.dumps({k: isvc["metadata"].get(k) for k in ("labels", "annotations")},
+                                        sort_keys=True),
+                "pods": {n: sorted(pods.pods_of(n)) for n in names}, "route": route_weights(kube, ns)})
+        time.sleep(0.25)
+    else:
+        pytest.fail(f"the rollout of {canary} did not finish in 240 s\n{diag()}")
+    return samples
+
+
+def test_canary_steps_do_not_restart_the_predictors_and_the_rollout_completes(
+        kserve_live: LiveKServe, live_operator: Operator, live_ns: str) -> None:
+    kube, ns = kserve_live.kube, live_ns
+
+    def diag() -> str:
+        md = md_get(kube, ns, NAME)
+        isvc = isvc_get(kube, ns, NAME) or {}
+        isvc.get("metadata", {}).pop("managedFields", None)
+        pod_list = kube.core.list_namespaced_pod(ns).items
+        pod_lines = "\n".join(f"{p.metadata.name} {p.status.phase} {p.status.pod_ip} "
+                              f"{[(c.type, c.status) for c in p.status.conditions or []]}" for p in pod_list)
+        events = "\n".join(f"{e.involved_object.kind}/{e.involved_object.name} {e.reason}: {e.message}"
+                           for e in kube.core.list_namespaced_event(ns).items[-30:])
+        return (f"--- ModelDeployment status ---\n{json.dumps(md.get('status'), separators=(',', ':'))[:3000]}\n"
+                f"--- InferenceService ---\n{json.dumps(isvc, separators=(',', ':'), default=str)[:5000]}\n"
+                f"--- Pods ---\n{pod_lines}\n--- predictor Pod stand-in errors ---\n{pods.errors[-5:]}\n"
+                f"--- Events ---\n{events}\n"
+                f"--- KServe manager log ---\n{kserve_live.log_tail(3000)}\n"
+                f"--- operator log ---\n{live_operator.log.read_text(errors='replace')[-3000:]}")
+
+    md = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelDeployment", "metadata": {"name": NAME},
+          "spec": {"model": {"storageUri": URI["v1"]},
+                   "serving": {"deploymentMode": "Standard", "minReplicas": 1, "maxReplicas": 1},
+                   "rollout": {"steps": STEPS}}}
+    with PredictorPods(kserve_live, ns) as pods:
+        kube.custom.create_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments", md)
+        wait_for(lambda: cond(md_get(kube, ns, NAME), "Ready").get("status") == "True", 120,
+                 "v1 serving through the real KServe", dump=lambda: diag())
+
+        # ---- a healthy canary: every step at the gateway, nothing restarted, promoted
+        promoted = run_canary(live_operator, ns, pods, "v1", "v2",
+                              lambda o: (o.get("status") or {}).get("stable", {}).get("storageUri") == URI["v2"]
+                              and "rollout" not in (o.get("status") or {}), diag)
+        assert sorted(promoted) == [10, 30, 60], f"sampled steps {sorted(promoted)}\n{diag()}"
+        every = [s for w in sorted(promoted) for s in promoted[w]]
+        first = every[0]
+        for s in every[1:]:
+            assert s["deployments"] == first["deployments"], (
+                f"a predictor Deployment changed between traffic steps:\n{first['deployments']}\n{s['deployments']}")
+            assert s["pods"] == first["pods"], f"predictor Pods were replaced between steps: {first['pods']} {s['pods']}"
+            assert s["isvc_generation"] == first["isvc_generation"], "the InferenceService changed between steps"
+            assert s["isvc_meta"] == first["isvc_meta"]
+        # modelops' HTTPRoute carries the split (here 100% stable: without a node, the canary's Pods get no
+        # EndpointSlice entry, and modelops routes only to Services with ready endpoints)
+        v2 = predictor_name(ModelRef(storage_uri=URI["v2"]))
+        assert all(s["route"] for s in every), "modelops' HTTPRoute was not written"
+        isvc = wait_for(lambda: (o := isvc_get(kube, ns, NAME)) and not o["spec"].get("canary") and o, 30,
+                        "one predictor after promotion", dump=lambda: diag())
+        assert isvc["spec"]["predictor"]["name"] == v2
+        wait_for(lambda: _deployment(kube, ns, deployment_name("v1")) is None, 60, "the old stable removed by KServe")
+        assert not [k for k in {**isvc["metadata"].get("labels", {}), **isvc["metadata"].get("annotations", {})}
+                    if k in ("modelops.dev/stable-version", "modelops.dev/canary-version", "modelops.dev/desired-hash")]
+        applied = md_get(kube, ns, NAME)["status"]["inferenceServiceApplied"]
+        assert applied["uid"] == isvc["metadata"]["uid"]
+
+        # ---- a canary aborted at its second step: rolled back through KServe, the stable predictor untouched
+        promoted_template = snapshot(kube, ns, [deployment_name("v2")])
+        print("v2 Deployment before/after promotion:", every[-1]["deployments"][deployment_name("v2")]
+              == promoted_template[deployment_name("v2")])
+        stable_before = wait_for(lambda: settled(kube, ns, deployment_name("v2")), 60, "the promoted predictor settled")
+        stable_pods = sorted(pods.pods_of(deployment_name("v2")))
+
+        def aborted(o: dict[str, Any]) -> bool:
+            st = o.get("status") or {}
+            ro = st.get("rollout") or {}
+            if ro.get("state") == "Progressing" and ro.get("weight") == 30 and \
+                    not (o["metadata"].get("annotations") or {}).get("modelops.dev/abort"):
+                kube.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments", NAME, {
+                    "metadata": {"annotations": {"modelops.dev/abort": "true"}}})
+            return "rollout" not in st and (st.get("lastRejected") or {}).get("storageUri") == URI["v3"]
+
+        rolled_back = run_canary(live_operator, ns, pods, "v2", "v3", aborted, diag)
+        assert 10 in rolled_back and 30 in rolled_back, f"sampled steps {sorted(rolled_back)}\n{diag()}"
+        every = [s for w in sorted(rolled_back) for s in rolled_back[w]]
+        for s in every[1:]:
+            assert s["deployments"] == every[0]["deployments"] and s["pods"] == every[0]["pods"]
+            assert s["isvc_generation"] == every[0]["isvc_generation"]
+        st = md_get(kube, ns, NAME)["status"]
+        assert st["stable"]["storageUri"] == URI["v2"]
+        isvc = wait_for(lambda: (o := isvc_get(kube, ns, NAME)) and not o["spec"].get("canary") and o, 30,
+                        "one predictor after the rollback", dump=lambda: diag())
+        assert isvc["spec"]["predictor"]["name"] == v2
+        wait_for(lambda: _deployment(kube, ns, deployment_name("v3")) is None, 60, "the canary removed by KServe")
+        # the stable predictor was never touched: not by the canary's start, its steps, nor the rollback
+        assert snapshot(kube, ns, [deployment_name("v2")]) == stable_before
+        assert sorted(pods.pods_of(deployment_name("v2"))) == stable_pods
+        assert not pods.errors, pods.errors
