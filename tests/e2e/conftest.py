@@ -45,6 +45,10 @@ def e2e_loop(e2e_kube: Kube, request: pytest.FixtureRequest) -> Iterator[Loop]:
     ns = os.environ.get("MODELOPS_E2E_NAMESPACE") or f"modelops-e2e-{uuid.uuid4().hex[:6]}"
     work = DUMPS / ns
     loop = Loop(e2e_kube, ns, Timeline(), work_dir=work)
+    # MODELOPS_E2E_APPROVAL_WAIT: seconds the held v2 waits for a person to approve it in the console (as
+    # `modelops demo` on a terminal; e.g. with modelops_dev.e2e.console_shots --approve) before the loop makes
+    # the Approve request itself; either way the decision goes through the console as the demo approver
+    loop.approval_wait = float(os.environ.get("MODELOPS_E2E_APPROVAL_WAIT", "0"))
     request.node.e2e_loop = loop
     try:
         yield loop
