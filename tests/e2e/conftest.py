@@ -5,6 +5,7 @@ namespace's events and pods, the operator's, KServe's and Traefik's logs (also w
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -44,10 +45,22 @@ def e2e_loop(e2e_kube: Kube, request: pytest.FixtureRequest) -> Iterator[Loop]:
     ns = os.environ.get("MODELOPS_E2E_NAMESPACE") or f"modelops-e2e-{uuid.uuid4().hex[:6]}"
     work = DUMPS / ns
     loop = Loop(e2e_kube, ns, Timeline(), work_dir=work)
+    # MODELOPS_E2E_APPROVAL_WAIT: seconds the held v2 waits for a person to approve it in the console (as
+    # `modelops demo` on a terminal; e.g. with modelops_dev.e2e.console_shots --approve) before the loop makes
+    # the Approve request itself; either way the decision goes through the console as the demo approver
+    loop.approval_wait = float(os.environ.get("MODELOPS_E2E_APPROVAL_WAIT", "0"))
     request.node.e2e_loop = loop
     try:
         yield loop
     finally:
+        # what the run measured, passed or not (pytest shows a passing test's output nowhere)
+        record = {**loop.tl.to_json(), "measured_splits": loop.splits, "restarts": loop.restarts,
+                  "approval": loop.approval, "dashboard": loop.dashboard}
+        try:
+            record["labels"] = loop.label_report()
+        except Exception as exc:  # a report: what failed is in it
+            record["labels"] = {"error": repr(exc)[:300]}
+        (work / "timeline.json").write_text(json.dumps(record, indent=1, default=str))
         if os.environ.get("MODELOPS_E2E_KEEP"):
             loop.stop_traffic()
         else:

@@ -80,6 +80,12 @@ def test_full_loop(e2e_loop: Loop) -> None:
         assert loop.approval["record"]["actor"] == approver and loop.approval["record"]["via"] == "console", loop.approval
         decision = promoted[0].get("decision") or {}
         assert (decision.get("action"), decision.get("actor"), decision.get("via")) == ("promote", approver, "console")
+        # a traffic step moves only the route's weights: from the canary's first traffic at the gateway to the
+        # approval, neither predictor was restarted (same Deployment generation and pod template, same Pods, no
+        # container restart); KServe copies the InferenceService's metadata into the pod templates
+        print(json.dumps({"predictors": loop.restarts.get("summary")}))
+        assert loop.restarts and not loop.restarts["problems"], loop.restarts["problems"]
+        assert len(loop.restarts["snapshots"]) >= 3, loop.restarts["snapshots"]  # step 1, step 2, approval
         # the rollout went through the canary weights
         weights = {s["weight"] for s in loop.tl.samples}
         assert {25, 60} <= weights, sorted(weights)

@@ -41,3 +41,16 @@ def test_pki_is_created_once_and_reused(tmp_path):
     first = a.cert.read_bytes()
     assert Pki(tmp_path).issue("admin", "admin").cert.read_bytes() == first
     assert oct(os.stat(a.key).st_mode & 0o777) == "0o600"
+
+
+def test_kubernetes_endpoints_of_an_earlier_api_server_port_are_stale() -> None:
+    from modelops_dev.cluster.local import stale_kubernetes_endpoints
+
+    def eps(ip: str, port: int) -> dict:
+        return {"subsets": [{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}
+
+    # what a node restarted on the data of an earlier run had: the address right, the port the old one
+    assert stale_kubernetes_endpoints(eps("192.0.2.2", 37979), "192.0.2.2", 28552)
+    assert stale_kubernetes_endpoints(eps("192.0.2.9", 28552), "192.0.2.2", 28552)
+    assert stale_kubernetes_endpoints({"subsets": []}, "192.0.2.2", 28552)
+    assert not stale_kubernetes_endpoints(eps("192.0.2.2", 28552), "192.0.2.2", 28552)

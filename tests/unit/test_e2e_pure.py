@@ -18,8 +18,10 @@ from modelops_dev.e2e.loop import (
     PROMETHEUS_SELECTOR,
     dashboard_queries,
     model_deployment,
+    predictor_state,
     prometheus_objects,
     release_name,
+    restart_problems,
 )
 
 pytestmark = pytest.mark.unit
@@ -106,3 +108,37 @@ def test_every_dashboard_panel_query_is_found_with_its_variables_set() -> None:
     shipped = yaml.safe_load((REPO / "charts/modelops/dashboards/modelops-overview.json").read_text())
     queries = dashboard_queries(shipped, "ns1", "churn")
     assert len({t for t, _ in queries}) >= 8 and not any("$" in q for _, q in queries)
+
+
+def _deployment(generation: int, image: str = "modelops/model-server:dev") -> dict:
+    return {"metadata": {"generation": generation},
+            "spec": {"template": {"metadata": {"labels": {"app": "isvc.churn-v1-predictor"}},
+                                  "spec": {"containers": [{"name": "kserve-container", "image": image}]}}}}
+
+
+def _pod(uid: str, restarts: int = 0, deleting: bool = False) -> dict:
+    meta = {"uid": uid, **({"deletionTimestamp": "2026-01-01T00:00:00Z"} if deleting else {})}
+    return {"metadata": meta, "status": {"containerStatuses": [{"name": "kserve-container", "restartCount": restarts},
+                                                               {"name": "agent", "restartCount": 0}]}}
+
+
+def test_a_predictor_left_alone_shows_no_restart() -> None:
+    before = predictor_state(_deployment(3), [_pod("a")])
+    # a Pod of a finished rollout still being deleted is not one of the predictor's Pods
+    assert restart_problems("v1", before, predictor_state(_deployment(3), [_pod("a"), _pod("old", deleting=True)])) == []
+
+
+@pytest.mark.parametrize(("after", "what"), [
+    (predictor_state(_deployment(4), [_pod("a")]), "generation 3 -> 4"),
+    (predictor_state(_deployment(3, image="other"), [_pod("a")]), "pod template"),
+    (predictor_state(_deployment(3), [_pod("b")]), "Pods ['a'] -> ['b']"),
+    (predictor_state(_deployment(3), [_pod("a", restarts=1)]), "container restarts {'a': (0, 1)}"),
+])
+def test_each_kind_of_predictor_restart_is_named(after: dict, what: str) -> None:
+    problems = restart_problems("v1", predictor_state(_deployment(3), [_pod("a")]), after)
+    assert len(problems) == 1 and what in problems[0], problems
+
+
+def test_a_predictor_without_pods_at_the_first_snapshot_proves_nothing() -> None:
+    empty = predictor_state(_deployment(3), [])
+    assert restart_problems("v2", empty, empty) == ["v2: no Pod at the first snapshot"]

@@ -83,6 +83,17 @@ def _kubeconfig(server: str, ca: Path, client: CertPair, user: str) -> dict[str,
     }
 
 
+def endpoint_ports(endpoints: dict[str, Any]) -> list[tuple[str, int]]:
+    """(address, port) pairs of an Endpoints object."""
+    return [(a.get("ip", ""), int(p.get("port", 0))) for sub in endpoints.get("subsets") or []
+            for a in sub.get("addresses") or [] for p in sub.get("ports") or []]
+
+
+def stale_kubernetes_endpoints(endpoints: dict[str, Any], ip: str, port: int) -> bool:
+    """Whether the `kubernetes` Service's Endpoints name anything but this API server's ip:port."""
+    return endpoint_ports(endpoints) != [(ip, port)]
+
+
 class LocalCluster:
     """One named local control plane under `$MODELOPS_HOME/clusters/<name>` (or an explicit root)."""
 
@@ -271,6 +282,7 @@ class LocalCluster:
                     timeout: float) -> None:
         from modelops_dev.cluster.node import NODE_COMPONENTS
 
+        self._repair_kubernetes_endpoints(ip, int(server.rsplit(":", 1)[1]), progress, timeout)
         ports = {"kubelet": free_port(ip), "kubelet-healthz": free_port(), "kube-proxy": free_port(),
                  "kube-proxy-metrics": free_port(), "coredns": 53, "coredns-ready": free_port(), "containerd": 0}
         commands = the_node.commands(pki=pki, server=server, ip=ip, ports=ports, kubeconfig=write_kubeconfig)
@@ -287,6 +299,36 @@ class LocalCluster:
                      f"{ip}:{ports[comp]}" if comp in ("kubelet", "coredns") else f"127.0.0.1:{ports[comp]}")
             progress(f"  {comp:<24} ready on {where} ({time.monotonic() - t0:.1f}s)")
         progress(f"  node {the_node.name!r} Ready at {ip}")
+
+    def _repair_kubernetes_endpoints(self, ip: str, port: int, progress: Progress, timeout: float) -> None:
+        """Pods reach the API server through the `kubernetes` Service. Its Endpoints are written by the API
+        server's lease reconciler, which corrects the addresses but, after its first write, not the port
+        (kube-apiserver reconciles ports only when it creates the object). A control plane restarted on data
+        of an earlier run listens on a newly picked port, so in-cluster clients (KServe's manager, the
+        Prometheus Operator) would dial the old one and crash-loop with "connection refused". A stale object is
+        deleted; the reconciler writes it afresh, with this port, within its interval (10 s)."""
+        def current() -> dict[str, Any] | None:
+            out = subprocess.run([self.binary("kubectl"), "--kubeconfig", str(self.kubeconfig), "get", "endpoints",
+                                  "kubernetes", "-n", "default", "-o", "json"], text=True, capture_output=True,
+                                 timeout=60)
+            return json.loads(out.stdout) if out.returncode == 0 and out.stdout.strip() else None
+
+        got = current()
+        if got is None or not stale_kubernetes_endpoints(got, ip, port):
+            return
+        progress(f"  the `kubernetes` Service still points at an earlier API server port "
+                 f"({endpoint_ports(got)}): recreating its Endpoints for {ip}:{port}")
+        subprocess.run([self.binary("kubectl"), "--kubeconfig", str(self.kubeconfig), "delete", "endpoints",
+                        "kubernetes", "-n", "default", "--ignore-not-found"], capture_output=True, timeout=60,
+                       check=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = current()
+            if got is not None and not stale_kubernetes_endpoints(got, ip, port):
+                return
+            time.sleep(1)
+        raise ClusterError(f"the API server did not recreate the `kubernetes` Endpoints for {ip}:{port} "
+                           f"within {timeout:.0f}s (last: {got})")
 
     def node(self) -> Any:
         """The running node, or a ClusterError naming the command that starts one."""

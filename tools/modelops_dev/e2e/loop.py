@@ -28,6 +28,7 @@ initializer and the gateway are the real ones (README "Real KServe").
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import time
@@ -245,6 +246,38 @@ def storage(namespace: str, release: str, host_dir: Path) -> list[dict[str, Any]
     ]
 
 
+def predictor_state(deployment: dict[str, Any] | None, pods: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a restart of a predictor would change: its Deployment's generation and pod template (KServe writes
+    the template; a changed template is a rolling restart), and its Pods (uid) with their containers' restart
+    counts. Pods being deleted are left out (a finished rollout's old Pod may linger a moment)."""
+    dep = deployment or {}
+    template = json.dumps((dep.get("spec") or {}).get("template") or {}, sort_keys=True)
+    return {
+        "generation": (dep.get("metadata") or {}).get("generation"),
+        "template_sha": hashlib.sha256(template.encode()).hexdigest()[:16] if dep else None,
+        "pods": {p["metadata"]["uid"]: sum(int(c.get("restartCount") or 0)
+                                           for c in (p.get("status") or {}).get("containerStatuses") or [])
+                 for p in pods if not p["metadata"].get("deletionTimestamp")},
+    }
+
+
+def restart_problems(name: str, before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """How `after` shows a restart of the predictor `name` since `before` (empty: none)."""
+    out = []
+    if before["generation"] != after["generation"] or before["template_sha"] != after["template_sha"]:
+        out.append(f"{name}: Deployment generation {before['generation']} -> {after['generation']}, pod template "
+                   f"{before['template_sha']} -> {after['template_sha']}")
+    if set(before["pods"]) != set(after["pods"]):
+        out.append(f"{name}: Pods {sorted(before['pods'])} -> {sorted(after['pods'])}")
+    restarted = {uid: (n, after["pods"][uid]) for uid, n in before["pods"].items()
+                 if uid in after["pods"] and after["pods"][uid] != n}
+    if restarted:
+        out.append(f"{name}: container restarts {restarted}")
+    if not before["pods"]:
+        out.append(f"{name}: no Pod at the first snapshot")
+    return out
+
+
 # ---- the loop -------------------------------------------------------------------------------------------
 class Loop:
     def __init__(self, kube: Kube, namespace: str, timeline: Timeline, *, work_dir: Path) -> None:
@@ -275,6 +308,9 @@ class Loop:
         self.approval_wait = 0.0
         #: how v2's promotion was approved (modelops_dev.e2e.console.approve_in_console)
         self.approval: dict[str, Any] = {}
+        #: the predictors' state (predictor_state) at each canary step, and whether a traffic step restarted one
+        self.restart_watch: list[dict[str, Any]] = []
+        self.restarts: dict[str, Any] = {}
 
     # ---- helpers ----------------------------------------------------------------------------------------
     def wait(self, what: str, check: Callable[[], Any], timeout: float, period: float = 2.0,
@@ -735,14 +771,60 @@ class Loop:
                          "problem": self.traffic.meter.check(key, SPLIT_TOLERANCE_PP, SPLIT_MIN_REQUESTS)})
         return rows
 
+    def predictor_snapshot(self) -> dict[str, dict[str, Any]]:
+        """`predictor_state` of every predictor of the InferenceService (stable and canary), by predictor name;
+        KServe names their Deployments `{isvc}-{predictor}-predictor`."""
+        spec = self.isvc().get("spec") or {}
+        names = [str((spec.get("predictor") or {}).get("name") or "")]
+        names += [str((c.get("predictor") or {}).get("name") or "") for c in spec.get("canary") or []]
+        out: dict[str, dict[str, Any]] = {}
+        for name in filter(None, names):
+            dep = self.kube.get("deployment", f"{MODEL}-{name}-predictor", self.ns)
+            match = (((dep or {}).get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+            selector = ",".join(f"{k}={v}" for k, v in sorted(match.items()))
+            pods = ((self.kube.get("pods", namespace=self.ns, selector=selector) or {}).get("items") or []
+                    if selector else [])
+            out[name] = predictor_state(dep, pods)
+        return out
+
+    def _watch_restarts(self, version: str) -> Callable[[], None]:
+        """A tick for the canary wait: the predictors' state when the canary first gets traffic at the gateway
+        (its route weight > 0), then at every change of the rollout's step or weight (self.restart_watch)."""
+        last: list[Any] = [None]
+
+        def tick() -> None:
+            ro = self.md().get("status", {}).get("rollout") or {}
+            key = (ro.get("step"), ro.get("weight"), ro.get("state"))
+            if key == last[0] or not route_weights(self.route(), MODEL).get(f"v{version}"):
+                return
+            states = self.predictor_snapshot()
+            if f"v{version}" not in states:
+                return
+            last[0] = key
+            self.restart_watch.append({"t": round(time.time() - self.tl.t0, 1), "step": key[0], "weight": key[1],
+                                       "state": key[2], "predictors": states})
+        return tick
+
     def canary_and_promote(self, version: str, stable: str = "1") -> None:
         from modelops_dev.e2e.console import approve_in_console
 
         t = time.time()
         follow = self._follow_rollout(version, "canary")
-        held = self.wait(f"v{version} to pass analysis and wait for approval", lambda: follow() or (
-            (self.md().get("status", {}).get("rollout") or {}).get("state") == "AwaitingApproval"), 1200, period=3)
+        watch = self._watch_restarts(version)
+        self.restart_watch = []
+
+        def held_for_approval() -> Any:
+            done = follow()
+            watch()
+            return done or (self.md().get("status", {}).get("rollout") or {}).get("state") == "AwaitingApproval"
+        held = self.wait(f"v{version} to pass analysis and wait for approval", held_for_approval, 1200, period=3)
         if held is True:
+            # every traffic step is behind us, promotion not yet begun: the predictors as they are now
+            self.restart_watch.append({"t": round(time.time() - self.tl.t0, 1), "step": None, "weight": None,
+                                       "state": "AwaitingApproval", "predictors": self.predictor_snapshot()})
+            self.restarts = self.restart_report(f"v{stable}", f"v{version}")
+            self.tl.event("canary", f"predictors from the canary's first traffic to approval: {self.restarts['summary']}",
+                          restarts=self.restarts)
             self.approval = approve_in_console(self, MODEL, version, self.approval_wait)
         done = self.wait(f"v{version} to be promoted", follow, 600, period=3)
         if done.get("result") != "Promoted":
@@ -762,6 +844,28 @@ class Loop:
                       version=version)
         self.labels_event("labels")
         self.tl.stage("canary_promote", t)
+
+    def restart_report(self, stable: str, canary: str) -> dict[str, Any]:
+        """Whether the traffic steps restarted a predictor: the first snapshot of `restart_watch` (the canary's
+        first traffic) against each later one, for the stable and the canary predictor."""
+        snaps = self.restart_watch
+        problems: list[str] = []
+        if len(snaps) < 2:
+            problems.append(f"{len(snaps)} predictor snapshot(s) taken during the canary: nothing to compare")
+        for snap in snaps[1:]:
+            for name in (stable, canary):
+                first, now = snaps[0]["predictors"].get(name), snap["predictors"].get(name)
+                if first is None or now is None:
+                    problems.append(f"{name}: no Deployment at t={snaps[0]['t'] if first is None else snap['t']}s")
+                    continue
+                problems += [f"at {snap['state']} step {snap['step']} weight {snap['weight']}%: {p}"
+                             for p in restart_problems(name, first, now)]
+        first = snaps[0]["predictors"] if snaps else {}
+        summary = ("unchanged: " + "; ".join(
+            f"{n} generation {first[n]['generation']}, Pods {len(first[n]['pods'])}, restarts "
+            f"{sum(first[n]['pods'].values())}" for n in (stable, canary) if n in first)
+            + f" over {len(snaps)} snapshots") if not problems else "RESTARTED: " + " | ".join(problems)
+        return {"snapshots": snaps, "problems": sorted(set(problems)), "summary": summary}
 
     def bad_canary(self) -> dict[str, Any]:
         """A version that fails analysis, rolled back through KServe. It is trained (for real, by the trainer
