@@ -222,7 +222,7 @@ V1_PATH, V2_PATH = "/v1/models/model:predict", "/v2/models/model/infer"
 # default (every request through KServe's ASGI app, one model call per request) and timed micro-batching (through
 # the ASGI app: 64 rows / 1 ms) and with every model call on a worker thread (`--inline-rows 0`: the event loop
 # reads and writes while ONNX Runtime predicts); more with --ours NAME=ARGS
-OURS_DEFAULT = {"modelops": "", "modelops_asgi": "--no-http-fast-path --no-coalesce",
+OURS_DEFAULT = {"modelops": "", "modelops_asgi": "--no-raw-http --no-coalesce",
                 "modelops_batching": "--batch-max-rows 64 --batch-max-delay-ms 1",
                 "modelops_offload": "--inline-rows 0"}
 

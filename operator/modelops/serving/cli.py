@@ -83,11 +83,11 @@ def serve(
         help="Compiled-model calls up to this many rows run on the event loop; larger ones (and every call "
              "with 0) on the --workers threads.")] = 64,
     coalesce: Annotated[bool, typer.Option(
-        "--coalesce/--no-coalesce", rich_help_panel=SPEED,
+        "--coalesce/--no-coalesce", rich_help_panel=SERVER,
         help="Predict the requests that arrive in one event-loop turn with one model call (no added "
              "wait).")] = True,
     http_fast_path: Annotated[bool, typer.Option(
-        "--http-fast-path/--no-http-fast-path", rich_help_panel=SERVER,
+        "--raw-http/--no-raw-http", rich_help_panel=SERVER,
         help="Answer the V1/V2 infer routes at the HTTP protocol level (other routes: KServe's app).")] = True,
     batch_max_rows: Annotated[int, typer.Option(
         rich_help_panel=SPEED, help="Timed micro-batching: wait for up to this many rows (0: off).")] = 0,
