@@ -610,12 +610,29 @@ class Loop:
                                 f"out of order) -> {kind}/{name}:{port} /feedback/ns/{ns} (the logger URL's token)")
         return self.labels
 
-    def label_report(self) -> dict[str, Any]:
+    def label_report(self, settle_s: float = 0.0) -> dict[str, Any]:
         """What the feed sent and was answered, and (`exporter`) the exporter's own final accounting of the
         labels: a label that came before the agent's logged prediction is answered `early` and joins, or is
-        counted unmatched, only later (modelops_dev.e2e.labels.exporter_label_counts)."""
+        counted unmatched, only later (modelops_dev.e2e.labels.exporter_label_counts).
+
+        With `settle_s`, first wait (at most that long) until the exporter has caught up with what the agents
+        logged: its count of early labels still waiting stops falling between two reads 5 s apart. KServe's
+        agent logs asynchronously, so right after the traffic the last labels' predictions may still be on
+        their way; they are not lost."""
         if not self.labels:
             return {}
+        if settle_s > 0 and self._exporter_metrics is not None:
+            deadline, last = time.monotonic() + settle_s, float("inf")
+            while time.monotonic() < deadline:
+                try:
+                    status, data = self._exporter_metrics()
+                    waiting = exporter_label_counts(data.decode())["early_waiting"] if status == 200 else last
+                except (ValueError, OSError, KubeError):
+                    waiting = last
+                if waiting == 0 or waiting >= last:
+                    break
+                last = waiting
+                time.sleep(5)
         rep = self.labels.report()
         try:
             assert self._exporter_metrics is not None
