@@ -29,6 +29,7 @@ import binascii
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeGuard
 
 import numpy as np
@@ -89,6 +90,21 @@ class LoggedEvent:
     endpoint: str | None = None
     component: str | None = None
     source: str | None = None
+    # when the inference happened (epoch seconds): ``ce-time`` / ``LogRequest.occurrenceTime``, which KServe's
+    # agent sets to the inference's occurrence time; None when absent or not RFC 3339 (then: on receipt)
+    time: float | None = None
+
+
+def event_time(value: Any) -> float | None:
+    """An RFC 3339 time (Go's RFC3339Nano: ``2026-11-30T10:23:05.123456789Z``) as epoch seconds; None when
+    absent or unreadable (a bad ``ce-time`` costs the event its time, not the event)."""
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def _json(data: bytes | str, what: str) -> Any:
@@ -152,7 +168,7 @@ def _event(attrs: Mapping[str, Any], payload: Any) -> LoggedEvent:
         id=str(attrs["id"]), kind=kind, model=str(model),
         version=_version_hint(attrs.get("annotations"), attrs.get("metadata"), payload),
         payload=payload, namespace=attrs.get("namespace"), endpoint=attrs.get("endpoint"),
-        component=attrs.get("component"), source=str(attrs["source"]))
+        component=attrs.get("component"), source=str(attrs["source"]), time=event_time(attrs.get("time")))
 
 
 _KINDS: dict[Any, Literal["request", "response"]] = {REQUEST_TYPE: "request", RESPONSE_TYPE: "response"}
@@ -230,7 +246,7 @@ def log_request_batch(batch: Any) -> list[LoggedEvent]:
                      "source": _url_text(record.get("sourceUri")) or "kserve-agent",
                      "inferenceservicename": model, "namespace": record.get("namespace"),
                      "component": record.get("component"), "endpoint": record.get("endpoint"),
-                     "metadata": metadata, "annotations": annotations}
+                     "metadata": metadata, "annotations": annotations, "time": record.get("occurrenceTime")}
             out.append(_event(attrs, payload))  # the general rules: an error names what is missing
             continue
         version = _version_hint(annotations, metadata, payload) if (annotations or metadata) else (
@@ -238,7 +254,8 @@ def log_request_batch(batch: Any) -> list[LoggedEvent]:
             not in (None, "") else None)
         out.append(LoggedEvent(event_id, kind, model, version, payload, record.get("namespace"),
                                record.get("endpoint"), record.get("component"),
-                               _url_text(record.get("sourceUri")) or "kserve-agent"))
+                               _url_text(record.get("sourceUri")) or "kserve-agent",
+                               event_time(record.get("occurrenceTime"))))
     return out
 
 

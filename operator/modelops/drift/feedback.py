@@ -192,14 +192,16 @@ class PendingStore:
     def pending(self, now: float) -> int:
         return int(np.count_nonzero((self.state == PENDING) & (self.ts >= now - self.max_age)))
 
-    def add(self, keys: U, version: int, score: F, pred: F, ts: float) -> None:
+    def add(self, keys: U, version: int, score: F, pred: F, ts: F) -> None:
+        """Predictions waiting for their labels; ``ts``: each one's time."""
         if len(keys) > self.capacity:
-            keys, score, pred = keys[-self.capacity:], score[-self.capacity:], pred[-self.capacity:]
+            keys, score, pred, ts = (keys[-self.capacity:], score[-self.capacity:], pred[-self.capacity:],
+                                     ts[-self.capacity:])
         # one row per id: the last of the batch wins, and a repeated id replaces its earlier prediction
         _, last = np.unique(keys[::-1], return_index=True) if len(keys) > 1 else (None, keys)
         if len(last) != len(keys):
             keep = np.sort(len(keys) - 1 - last)
-            keys, score, pred = keys[keep], score[keep], pred[keep]
+            keys, score, pred, ts = keys[keep], score[keep], pred[keep], ts[keep]
         slots, where = self.index.find(keys)
         old = slots >= 0
         self.state[slots[old]] = EMPTY
@@ -597,10 +599,14 @@ class Feedback:
 
     def record(self, key: tuple[str, str, str], profile: Mapping[str, Any], event_id: str | None,
                predictions: Sequence[Any], probabilities: Any = None, ids: Sequence[str] | None = None,
-               ts: float | None = None) -> None:
+               ts: float | F | None = None) -> None:
         """Predictions of one response: ``event_id`` names them (``ID`` or ``ID#i``), or ``ids`` one each.
 
-        ``probabilities``: the response's [N, C] class probabilities when it carried them.
+        ``probabilities``: the response's [N, C] class probabilities when it carried them. ``ts``: when the
+        inference happened (the logged event's ``ce-time``), one for all rows or one per row (NaN: unknown);
+        None or unknown: now. It is clamped to ``[now - max_age, now]`` (a sender's clock may run ahead), and
+        a label's delay is measured from it: a label that came before the exporter received its prediction
+        still gets the delay it had in the world, not 0.
         """
         n = len(predictions)
         if n == 0:
@@ -620,19 +626,22 @@ class Feedback:
             pred[fill] = (score[fill] > 0.5) if vq.positive == vq.classes[1] else (score[fill] >= 0.5)
         elif vq.task == "regression":
             score = pred
-        ts = self.clock() if ts is None else ts
+        now = self.clock()
+        when = np.full(n, now) if ts is None else np.broadcast_to(np.asarray(ts, dtype=float), (n,)).copy()
+        when[~np.isfinite(when)] = now
+        np.clip(when, now - self.store.max_age, now, out=when)
         if ids is None and event_id:
             ids = [event_id] if n == 1 else [f"{event_id}#{i}" for i in range(n)]
         ns = key[0]
         with self.lock:
             code, vq = self._version(key, profile)
-            vq.served.add(np.column_stack([score, pred]), np.full(n, ts))
+            vq.served.add(np.column_stack([score, pred]), when)
             if vq.proba is not None:
-                vq.proba.add(proba if proba is not None else np.full((n, len(vq.classes)), np.nan), np.full(n, ts))
+                vq.proba.add(proba if proba is not None else np.full((n, len(vq.classes)), np.nan), when)
             if ids is not None and len(ids) == n:
                 ok = ~np.isnan(pred)
                 keys = id_keys(ns, ids)
-                self.store.add(keys[ok], code, score[ok], pred[ok], ts)
+                self.store.add(keys[ok], code, score[ok], pred[ok], when[ok])
                 if self.early.waiting:
                     self._expire_early(self.clock())
                     waiting = self.early.find(keys[ok])

@@ -326,7 +326,7 @@ class Exporter:
             nbytes = int(decoded.nbytes) + 64
             # the prediction is known: it waits for its label by id (issue 17)
             self.feedback.record((key[0], key[1], event.version or ev.UNKNOWN_VERSION), profile, event.id,
-                                 *fb.served_labels(event.payload, served.tolist()))
+                                 *fb.served_labels(event.payload, served.tolist()), ts=event.time)
         with self.lock:
             self.join.expire(now)
             self._join_decoded(key, event, decoded, nbytes, now)
@@ -406,7 +406,7 @@ class Exporter:
                 counts = [len(s) for s in served]
                 everything = _concat(served)
                 feedback = _feedback_records((key[0], key[1], version), profile, [events[i].id for i in members],
-                                             payloads, served, counts)
+                                             payloads, served, counts, [events[i].time for i in members])
                 groups.append(_Group(key, kind, members, counts, predictions=layout.predictions(everything),
                                      feedback=feedback))
         return groups
@@ -670,12 +670,13 @@ def _concat(arrays: list[Any]) -> Any:
 
 
 def _feedback_records(key: tuple[str, str, str], profile: dict[str, Any], ids: list[str], payloads: list[Any],
-                      served: list[Any], counts: list[int]) -> list[tuple[Any, ...]]:
+                      served: list[Any], counts: list[int], times: list[float | None]) -> list[tuple[Any, ...]]:
     """The arguments of Feedback.record for the responses of a group: one call with every prediction (row i
     of a multi-row inference ID is ``ID#i``, as `Feedback.record` names it), or, when their class
-    probabilities do not stack into one block, the call per response that `handle_event` makes."""
+    probabilities do not stack into one block, the call per response that `handle_event` makes. `times`:
+    each response's inference time (None: on receipt)."""
     parts = [fb.served_labels(payload, values.tolist()) for payload, values in zip(payloads, served, strict=True)]
-    each = [(key, profile, i, *part) for i, part in zip(ids, parts, strict=True)]
+    each = [(key, profile, i, *part, None, t) for i, part, t in zip(ids, parts, times, strict=True)]
     if len(parts) == 1:
         return each
     probas = [proba for _, proba in parts]
@@ -691,7 +692,9 @@ def _feedback_records(key: tuple[str, str, str], profile: dict[str, Any], ids: l
     labels = list(chain.from_iterable(labels for labels, _ in parts))
     row_ids = list(chain.from_iterable([i] if n == 1 else [f"{i}#{r}" for r in range(n)]
                                        for i, n in zip(ids, counts, strict=True)))
-    return [(key, profile, None, labels, proba_all, row_ids)]
+    row_ts = None if all(t is None for t in times) else np.repeat(
+        np.array([np.nan if t is None else t for t in times], dtype=float), counts)
+    return [(key, profile, None, labels, proba_all, row_ids, row_ts)]
 
 
 def _take(batch: Batch, spans: list[tuple[int, int]]) -> Batch:

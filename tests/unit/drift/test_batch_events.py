@@ -229,3 +229,32 @@ def test_event_bodies_are_decoded_on_the_loop_up_to_inline_bytes_and_beyond_in_t
         assert client.post(path, content=body, headers={**headers, "ce-id": str(i)}).json() == {"accepted": 1}
     assert threads[0][1] and threads[1:] == [("event-decode_0", False)] * 2
     assert ex.join.entries.keys() == {"team/1", "team/2", "team/3"}
+
+
+def test_a_logged_predictions_time_is_its_inferences_time_in_a_batch_and_one_by_one(profile):
+    """Issue 17: a label's delay runs from the inference (ce-time / LogRequest.occurrenceTime), per event."""
+    import dataclasses
+
+    from modelops.drift.feedback import id_keys
+
+    rng = random.Random(3)
+    times = {"p0": 9_000.0, "p1": 9_100.0, "m": 9_200.0, "none": None, "ahead": 20_000.0}
+    batch = []
+    for eid, t in times.items():
+        rows = 3 if eid == "m" else 1
+        batch += [event(REQ, eid, {"instances": [row(rng) for _ in range(rows)]}),
+                  dataclasses.replace(event(RESP, eid, {"predictions": [[0.3, 0.7]] * rows}), time=t)]
+    ids = ["p0", "p1", "m#0", "m#1", "m#2", "none", "ahead"]
+    want = [9_000.0, 9_100.0, 9_200.0, 9_200.0, 9_200.0, 10_000.0, 10_000.0]  # unknown or ahead: now
+    one, many = exporter(profile), exporter(profile)
+    one.feedback.clock = many.feedback.clock = lambda: 10_000.0  # type: ignore[method-assign]
+    many.handle_events(batch, now=5.0)
+    for e in batch:
+        one.handle_event(e, now=5.0)
+    for ex in (one, many):
+        slots, _ = ex.feedback.store.index.find(id_keys("team", ids))
+        assert (slots >= 0).all() and ex.feedback.store.ts[slots].tolist() == want
+    # over HTTP: the LogRequest's occurrenceTime (Go's RFC 3339 with nanoseconds) and a binary event's ce-time
+    rec = {**go_record(batch[1]), "occurrenceTime": "1970-01-01T02:30:00.123456789Z"}
+    assert [e.time for e in ev.log_request_batch([rec, {**rec, "occurrenceTime": "yesterday"}])] == [
+        pytest.approx(9_000.123456), None]

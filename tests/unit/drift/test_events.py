@@ -150,3 +150,17 @@ def test_real_kserve_agent_events_parse_with_zero_rejects():
         n, cols = request_columns(req.payload, features, max_rows=100)
         assert n == 5 and set(cols) == set(features)
         assert response_predictions(resp.payload, classification=True) == [0, 1, 0, 1, 0]
+        assert req.time is not None and abs(req.time - 1795988383.6) < 1  # ce-time: 2026-11-29T21:39:43.6Z
+
+
+def test_the_inference_time_comes_from_ce_time_and_a_bad_one_costs_only_the_time():
+    [e] = parse_http(binary(**{"ce-time": "2026-11-29T21:39:43.619118578Z"}), b'{"instances": []}')
+    assert e.time == pytest.approx(1795988383.619118)
+    [e] = parse_http(binary(**{"ce-time": "2026-11-29T22:39:43+01:00"}), b'{"instances": []}')
+    assert e.time == pytest.approx(1795988383.0)
+    assert parse_http(binary(**{"ce-time": "soon"}), b'{"instances": []}')[0].time is None
+    assert parse_http(binary(), b'{"instances": []}')[0].time is None
+    env = {"specversion": "1.0", "id": "s1", "source": "x", "type": "org.kubeflow.serving.inference.request",
+           "inferenceservicename": "iris", "time": "2026-11-29T21:39:43Z", "data": {"instances": []}}
+    [e] = parse_http({"content-type": "application/cloudevents+json"}, json.dumps(env).encode())
+    assert e.time == pytest.approx(1795988383.0)

@@ -668,3 +668,24 @@ def test_labels_join_at_the_shard_that_owns_the_model_and_elsewhere_give_up_coun
     clocks[1 - owner].t += other.early.max_age + 1
     assert other.early_gauges()[3]["age"] == 50 and other.outcomes["unmatched"] == 50
     assert other.outcomes["joined"] == 0 and shards[owner].feedback.outcomes["joined"] == 50
+
+
+def test_a_labels_delay_runs_from_when_the_inference_happened_not_from_its_receipt():
+    """KServe's agent logs asynchronously: a label may reach the exporter before the logged prediction. Its
+    delay is measured from the inference (the event's ce-time), clamped to [now - max_age, now]."""
+    fb, clock = _bin_feedback(max_age=3600.0)
+    t0 = clock.t
+    assert fb.submit("ns", [{"id": "a", "label": "yes"}])["early"] == 1  # the label at t0
+    clock.t = t0 + 30  # the prediction arrives 30 s later; the inference happened 10 s before the label
+    fb.record(("ns", "m", "1"), BIN, "a", ["yes"], [[0.2, 0.8]], ts=t0 - 10)
+    assert fb.outcomes["joined"] == 1 and fb.delay_sum == pytest.approx(10.0)
+    assert fb.delay_buckets[0] == 0  # not in the <= 1 s bucket
+    # per-row times (NaN: unknown, on receipt), a clock ahead of ours (now) and one far behind (now - max_age)
+    clock.t = t0 + 100
+    fb.record(("ns", "m", "1"), BIN, None, ["yes"] * 3, [[0.2, 0.8]] * 3, ids=["b", "c", "d"],
+              ts=np.array([np.nan, t0 + 500, t0 - 10 * 3600]))
+    slots, _ = fb.store.index.find(id_keys("ns", ["b", "c", "d"]))
+    assert fb.store.ts[slots].tolist() == [t0 + 100, t0 + 100, t0 + 100 - 3600]
+    clock.t = t0 + 110
+    assert fb.submit("ns", [{"id": "b", "label": "no"}, {"id": "c", "label": "no"}])["joined"] == 2
+    assert fb.delay_sum == pytest.approx(10.0 + 2 * 10.0)
