@@ -39,7 +39,9 @@ from tests.fixtures.operator import Operator
 pytestmark = pytest.mark.cluster
 
 NAME = "steps"
-STEPS = [{"weight": w, "pause": "3s"} for w in (10, 30, 60)]
+# each step holds long enough for the sampler below (six API reads a round) to see it on a busy CI host: with
+# 3 s the 10% step once passed unseen (CI saw [30, 60])
+STEPS = [{"weight": w, "pause": "10s"} for w in (10, 30, 60)]
 URI = {v: f"pvc://models/steps/{v}" for v in ("v1", "v2", "v3")}
 #: KServe's pod label naming the InferenceService (constants.InferenceServicePodLabelKey)
 ISVC_POD_LABEL = "serving.kserve.io/inferenceservice"

@@ -157,8 +157,11 @@ def test_a_challenger_with_a_planted_label_flip_is_rolled_back_by_realised_auc(
     check = next(c for s in seen for c in ((s["rollout"] or {}).get("lastChecks") or []) if c["result"] == "Fail")
     assert check["value"] == pytest.approx(roc_auc_score(y, bad), abs=1e-9)
     assert check["baseline"] == pytest.approx(roc_auc_score(y, scores), abs=1e-9)
-    tags = MlflowClient(mlflow_server.uri).get_model_version("flip", "2").tags
-    assert "modelops.dev/rejected" in tags
+    # the rejection reaches MLflow through the outbox, after the status that records the rollback
+    client = MlflowClient(mlflow_server.uri)
+    wait_for(lambda: "modelops.dev/rejected" in client.get_model_version("flip", "2").tags, 30,
+             "version 2 tagged rejected in MLflow",
+             dump=lambda: md_get(rollout_operator.kube, namespace, "flip")["status"].get("outbox"))
 
 
 def test_a_healthy_challenger_is_promoted_on_realised_auc(
