@@ -26,10 +26,11 @@ lint:
 		tools/modelops_dev/host.py tools/modelops_dev/demo.py tools/modelops_dev/cli.py
 
 # Tiers run cheapest first so a broken unit test fails in seconds, not after the cluster tier.
+# Each tier prints its slowest tests, so a CI log shows where the time went.
 test: bootstrap lint
-	$(PYTEST) -m unit
-	$(PYTEST) -m integration
-	$(PYTEST) -m cluster
+	$(PYTEST) -m unit --durations=15
+	$(PYTEST) -m integration --durations=15
+	$(PYTEST) -m cluster --durations=15
 
 unit:
 	$(PYTEST) -m unit

@@ -181,3 +181,23 @@ class Split:
 
     def weights(self) -> dict[str, int]:
         return {b.predictor: b.weight for b in self.backends}
+
+
+#: KServe's model container in a predictor (constants.InferenceServiceContainerName) and the variable that
+#: carries the model's URI when the predictor is written as containers (constants.CustomSpecStorageUriEnvVarKey)
+KSERVE_CONTAINER = "kserve-container"
+STORAGE_URI_ENV = "STORAGE_URI"
+
+
+def predictor_storage_uri(predictor: Mapping[str, Any]) -> str:
+    """The model URI a KServe predictor spec serves: ``model.storageUri``, else the ``STORAGE_URI`` variable
+    of its ``kserve-container``; "" when it names none."""
+    model = predictor.get("model") or {}
+    if model.get("storageUri"):
+        return str(model["storageUri"])
+    for c in predictor.get("containers") or []:
+        if c.get("name") == KSERVE_CONTAINER:
+            for e in c.get("env") or []:
+                if e.get("name") == STORAGE_URI_ENV:
+                    return str(e.get("value") or "")
+    return ""

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from modelops.api.types import IsvcState
+from modelops.api.types import IsvcState, predictor_storage_uri
 from modelops.decide.conditions import Condition
 
 #: = desired.inference_service.LEGACY_HASH_ANNOTATION (desired and decide are independent siblings): the hash
@@ -31,21 +31,6 @@ from modelops.decide.conditions import Condition
 LEGACY_HASH_ANNOTATION = "modelops.dev/desired-hash"
 #: status.inferenceServiceApplied of the ModelDeployment: {hash, uid, generation} of the last apply
 APPLIED = "inferenceServiceApplied"
-#: the container and env var that carry a custom predictor's model (= desired.inference_service)
-_CONTAINER, _STORAGE_ENV = "kserve-container", "STORAGE_URI"
-
-
-def _storage_uri(predictor: Mapping[str, Any]) -> str:
-    model = predictor.get("model") or {}
-    if model.get("storageUri"):
-        return str(model["storageUri"])
-    for c in predictor.get("containers") or []:
-        if c.get("name") == _CONTAINER:
-            for e in c.get("env") or []:
-                if e.get("name") == _STORAGE_ENV:
-                    return str(e.get("value") or "")
-    return ""
-
 
 def _ready(status: Mapping[str, Any]) -> tuple[bool, str]:
     for c in status.get("conditions") or []:
@@ -82,7 +67,7 @@ def isvc_state(isvc: Mapping[str, Any] | None, owner_uid: str, mode: str) -> Isv
         knative_canary = spec.get("predictor", {}).get("canaryTrafficPercent") not in (None, 0)
         return IsvcState(ready=ready, settled=ready and caught_up, canary_ready=caught_up,
                          stable_revision=str(stable), canary_revision=str(latest_ready), url=url, message=message,
-                         canary_uri=_storage_uri(spec.get("predictor") or {}) if knative_canary else "")
+                         canary_uri=predictor_storage_uri(spec.get("predictor") or {}) if knative_canary else "")
     canaries = spec.get("canary") or []
     stable_name = str((spec.get("predictor") or {}).get("name", ""))
     if not canaries:
@@ -96,7 +81,7 @@ def isvc_state(isvc: Mapping[str, Any] | None, owner_uid: str, mode: str) -> Isv
     canary_ok = any(c.get("name") == name and c.get("ready") for c in status.get("canaryStatuses") or [])
     return IsvcState(ready=ready, settled=False, canary_ready=canary_ok, stable_revision=stable_name,
                      canary_revision=name, url=url, message=message,
-                     canary_uri=_storage_uri(canaries[0].get("predictor") or {}))
+                     canary_uri=predictor_storage_uri(canaries[0].get("predictor") or {}))
 
 
 def _serves_predictor(status: Mapping[str, Any], isvc: str, predictor: str) -> bool:

@@ -41,7 +41,14 @@ from modelops.api import (
     LABEL_PART_OF,
     MODEL_DEPLOYMENT,
 )
-from modelops.api.types import ModelRef, ServingPlan, serving_name
+from modelops.api.types import (
+    KSERVE_CONTAINER,
+    STORAGE_URI_ENV,
+    ModelRef,
+    ServingPlan,
+    predictor_storage_uri,
+    serving_name,
+)
 from modelops.api.vocabulary import MANAGER
 from modelops.desired.drift_shards import exporter_url
 from modelops.formats.artifacts import ENV_MODEL_SHA256
@@ -59,8 +66,6 @@ ANN_DEPLOYMENT_MODE = f"{KSERVE_GROUP}/deploymentMode"
 #: (`carry_legacy_metadata`), and the old hash annotation is read once as "what was applied" (kserve_status).
 LEGACY_HASH_ANNOTATION = "modelops.dev/desired-hash"
 LEGACY_LABELS = ("modelops.dev/stable-version", "modelops.dev/canary-version")
-#: The container name KServe's storage initializer looks for in a custom predictor.
-KSERVE_CONTAINER = "kserve-container"
 #: KServe writes no HTTPRoute for an InferenceService with this label value (see desired/http_route.py).
 KSERVE_VISIBILITY_LABEL = "networking.kserve.io/visibility"
 KSERVE_CLUSTER_LOCAL = "cluster-local"
@@ -173,7 +178,7 @@ def _predictor(name: str, spec: Mapping[str, Any], ref: ModelRef, defaults: Defa
             # PodMonitor) finds the model server's /metrics by this port; undeclared, the real KServe's predictor
             # Pods had no scrape target and every canary analysis stayed "no data" (seen on the node)
             "ports": [{"containerPort": SERVER_PORT, "protocol": "TCP"}],
-            "env": [{"name": "STORAGE_URI", "value": ref.storage_uri},
+            "env": [{"name": STORAGE_URI_ENV, "value": ref.storage_uri},
                     {"name": "MODELOPS_MODEL_NAME", "value": name},
                     {"name": "MODELOPS_MODEL_VERSION", "value": ref.version or predictor_name(ref)},
                     *([{"name": ENV_MODEL_SHA256, "value": ref.digest}] if ref.digest else []),
@@ -269,23 +274,11 @@ def manifest_hash(manifest: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _storage_uri(predictor: Mapping[str, Any]) -> str:
-    model = predictor.get("model") or {}
-    if model.get("storageUri"):
-        return str(model["storageUri"])
-    for c in predictor.get("containers") or []:
-        if c.get("name") == KSERVE_CONTAINER:
-            for e in c.get("env") or []:
-                if e.get("name") == "STORAGE_URI":
-                    return str(e.get("value") or "")
-    return ""
-
-
 def serving_uris(isvc_spec: Mapping[str, Any]) -> tuple[str, ...]:
     """The storage URIs of an InferenceService spec's predictors, stable first (the builder's layout; KServe's
     defaulter leaves storageUri and the STORAGE_URI env alone)."""
-    return (_storage_uri(isvc_spec.get("predictor") or {}),
-            *(_storage_uri(c.get("predictor") or {}) for c in isvc_spec.get("canary") or []))
+    return (predictor_storage_uri(isvc_spec.get("predictor") or {}),
+            *(predictor_storage_uri(c.get("predictor") or {}) for c in isvc_spec.get("canary") or []))
 
 
 def frozen_canary_percent(live: Mapping[str, Any] | None, canary_predictor: str) -> int | None:

@@ -5,7 +5,6 @@ Screenshots of every page go to build/console-screenshots/ (not committed)."""
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,26 +22,12 @@ INSTALL = "apt-get update && apt-get install -y chromium chromium-driver  (or sc
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not chromium or not driver:
+    if not shutil.which("chromium") or not shutil.which("chromedriver"):
         pytest.fail(f"Chromium or chromedriver is not installed; run: {INSTALL}", pytrace=False)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    from modelops_dev.e2e.console_shots import chromium
 
-    profile = tempfile.mkdtemp(prefix="chromium-profile-")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1400,1000"):
-        opts.add_argument(flag)
-    drv = webdriver.Chrome(service=Service(driver), options=opts)
-    drv.set_page_load_timeout(60)
-    try:
+    with chromium() as drv:  # the one set-up of Chromium, shared with the e2e/demo screenshots
         yield drv
-    finally:
-        drv.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def shot(drv: Any, name: str) -> Path:
