@@ -26,14 +26,15 @@ lint:
 		tools/modelops_dev/host.py tools/modelops_dev/demo.py tools/modelops_dev/cli.py
 
 # Tiers run cheapest first so a broken unit test fails in seconds, not after the cluster tier.
-# Each tier prints its slowest tests, so a CI log shows where the time went.
+# Each tier prints its slowest tests, so a CI log shows where the time went. The unit tier (pure, no ports,
+# no processes) runs on one pytest-xdist worker per CPU, at most four.
 test: bootstrap lint
-	$(PYTEST) -m unit --durations=15
+	$(PYTEST) -m unit -n auto --maxprocesses 4 --durations=15
 	$(PYTEST) -m integration --durations=15
 	$(PYTEST) -m cluster --durations=15
 
 unit:
-	$(PYTEST) -m unit
+	$(PYTEST) -m unit -n auto --maxprocesses 4
 integration:
 	$(PYTEST) -m integration
 cluster:
