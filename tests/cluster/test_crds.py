@@ -204,6 +204,8 @@ INVALID: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], dict[str, An
      ["spec.serving.annotations", "must not set modelops.dev/*"]),
     ("md-bad-progress-deadline", MD, lambda o: _set(o, "spec.rollout.progressDeadline", "soon"),
      ["spec.rollout.progressDeadline"]),
+    ("md-bad-initial-delay", MD, lambda o: _set(o, "spec.rollout.analysis.initialDelay", "after warm-up"),
+     ["spec.rollout.analysis.initialDelay"]),
     ("rs-name-with-dot", RS, lambda o: _set(o, "metadata.name", "my.schedule"), ["metadata.name", "DNS-1123"]),
     ("rs-name-too-long", RS, lambda o: _set(o, "metadata.name", "s" * 64),
      ["metadata.name", "at most 63 characters"]),
@@ -279,8 +281,10 @@ INVALID: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], dict[str, An
                                            {"name": "rmse", "quality": {"metric": "rmse"},
                                             "thresholdRange": {"max": 3.5}}]),
     (RS, "spec.triggers.performance", PERF(maxDrop=0.03, namespace="team-a", version="12", cooldown="2h")),
+    (MD, "spec.rollout.analysis.initialDelay", "0s"),
+    (MD, "spec.rollout.analysis.initialDelay", "1m30s"),
 ], ids=["md-name-41", "rs-name-63", "rs-cron-steps", "rs-tz-three-parts", "rs-tz-utc", "rs-storage-options",
-        "md-quality-metrics", "rs-performance"])
+        "md-quality-metrics", "rs-performance", "md-initial-delay-0", "md-initial-delay-90s"])
 def test_valid_edge_cases_are_accepted(kube_crds: Any, namespace: str, base: dict[str, Any], path: str,
                                        value: Any) -> None:
     _create(kube_crds, namespace, _set(base, path, value))

@@ -5,7 +5,8 @@ status, so that an operator killed at any instant resumes exactly where it was. 
 
 - `status.stable` / `status.canary`: the versions serving the two shares (`canary` set iff a rollout runs);
 - `status.rollout`: state, step, weight, step/rollout start, last analysis time and verdicts, failed checks,
-  consecutive errors, inconclusive count, passes in this step, the serving-spec hash it applies;
+  consecutive errors, inconclusive count, passes in this step, the serving-spec hash it applies, since when
+  the canary serves (`canaryServingSince`: analysis waits `initialDelay` after it, see `analysis_due`);
 - the registry changes and notifications a tick decides come out in `Decision.status["pendingActions"]`;
   the controller moves them (and the tick's Events) into `status.outbox` (see decide/outbox.py) and writes
   status *before* touching anything else, then performs the outbox in order and clears it; every action is
@@ -28,7 +29,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from modelops.api.audit import ANN_LAST_DECISION, OPERATOR_ACTOR, Record
@@ -179,18 +180,40 @@ def metrics_of(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     return list(((spec.get("rollout") or {}).get("analysis") or {}).get("metrics") or [])
 
 
+def initial_delay(spec: Mapping[str, Any]) -> float:
+    """`spec.rollout.analysis.initialDelay` in seconds; unset: one analysis interval."""
+    an = (spec.get("rollout") or {}).get("analysis") or {}
+    return _seconds(an.get("initialDelay"), analysis_interval(spec))
+
+
+def analysis_starts_at(spec: Mapping[str, Any], status: Mapping[str, Any]) -> datetime | None:
+    """When the canary's traffic starts to count: `initialDelay` after it began serving
+    (`status.rollout.canaryServingSince`); None while it does not serve."""
+    since = parse_ts((status.get("rollout") or {}).get("canaryServingSince"))
+    return None if since is None else since + timedelta(seconds=initial_delay(spec))
+
+
 def analysis_due(spec: Mapping[str, Any], status: Mapping[str, Any], now: datetime) -> bool:
     """Whether the handler should query Prometheus before this tick.
 
-    The first analysis of a step comes one interval after the step began, so the canary has had a full
-    window of traffic at the new weight.
+    Only a canary that serves is analysed (Flagger's rule: its metrics mean something only once it gets
+    traffic), and not during `initialDelay` after it began serving (Argo Rollouts' `initialDelay`): a
+    just-started predictor's first requests (cold caches, new connections through the gateway and KServe's
+    agent, a node still busy starting it) are not what it will serve like, and a check over them would fail
+    a healthy version or pass a bad one. The rollout holds its step meanwhile. Each analysis then covers a
+    full interval of traffic that is all past the delay and at the step's weight: it comes one interval
+    after the latest of the delay's end, the step's start and the previous analysis.
     """
     ro = status.get("rollout") or {}
     if ro.get("state") not in ("Progressing", "AwaitingApproval") or not metrics_of(spec):
         return False
-    since = [a for a in (_age(now, ro.get("lastAnalysisAt")), _age(now, ro.get("stepStartedAt")))
-             if a is not None]
-    return not since or min(since) >= analysis_interval(spec) - 0.05
+    starts = analysis_starts_at(spec, status)
+    if starts is None:
+        return False
+    naive = now.replace(tzinfo=None)
+    since = [a for a in (_age(now, ro.get("lastAnalysisAt")), _age(now, ro.get("stepStartedAt")),
+                         (naive - starts).total_seconds()) if a is not None]
+    return min(since) >= analysis_interval(spec) - 0.05
 
 
 def target_of(spec: Mapping[str, Any], resolution: Resolution) -> ModelRef | None:
@@ -506,6 +529,7 @@ class _Tick:
             ro.update({"step": 0, "weight": int(steps[0]["weight"]), "stepStartedAt": ts(self.now), "passed": 0,
                        "specHash": serving_hash(self.spec), "state": "Progressing"})
             ro.pop("lastResult", None)
+            ro.pop("canaryServingSince", None)  # KServe restarts the predictors with the new serving spec
             ro["message"] = f"serving spec changed: restarted at step 1/{len(steps)}"
             self.event("Normal", "RolloutRestarted", ro["message"])
         if self.rollout_spec.get("paused") or _truthy(self.ann.get(ANN_PAUSE)):
@@ -530,6 +554,7 @@ class _Tick:
                    "failedChecks": 0, "inconclusive": 0, "consecutiveErrors": 0})
         ro.pop("lastResult", None)
         ro.pop("notReadySince", None)
+        ro.pop("canaryServingSince", None)  # new artifacts: a new predictor, cold again
         ro["message"] = f"{why}: restarted at step 1/{len(steps)}"
 
     def artifact_changed(self, target: ModelRef, stable: Mapping[str, Any]) -> bool:
@@ -607,15 +632,25 @@ class _Tick:
                               f"the canary was not serving {waited:.0f}s after it was applied (progressDeadline "
                               f"{deadline:.0f}s): {held[1]}", reject=True)
                 return self.progressing("True", "RollingBack", ro["message"])
+            # a canary that stops serving starts over when it serves again: its first requests are cold again
+            ro.pop("canaryServingSince", None)
         else:
             ro.pop("notReadySince", None)
+            # from now on it serves (KServe reports it ready; the route sends it traffic): initialDelay counts
+            ro.setdefault("canaryServingSince", ts(self.now))
         if held:
             return self.progressing("False", held[0], held[1])
         elapsed = _age(self.now, ro.get("stepStartedAt")) or 0.0
         pause = _seconds(steps[step].get("pause"), 60.0)
         passed = not metrics_of(self.spec) or (int(ro.get("passed", 0)) >= 1 and ro.get("lastResult") == "Pass")
         if elapsed < pause or not passed:
-            wait = "waiting for a passing analysis" if elapsed >= pause else f"{pause - elapsed:.0f}s left"
+            starts = analysis_starts_at(self.spec, self.st) if metrics_of(self.spec) else None
+            delay_left = (starts - self.now.replace(tzinfo=None)).total_seconds() if starts else 0.0
+            if not passed and delay_left > 0:
+                wait = (f"initialDelay: no analysis for {delay_left:.0f}s more (the canary serves since "
+                        f"{ro['canaryServingSince']}; its first requests are not judged)")
+            else:
+                wait = "waiting for a passing analysis" if elapsed >= pause else f"{pause - elapsed:.0f}s left"
             return self.progressing("True", ro.get("state", "Progressing"),
                                     f"step {step + 1}/{len(steps)} at {ro['weight']}%: {wait}")
         if step + 1 < len(steps):

@@ -34,8 +34,9 @@ SLOW_BURN_ALERT = "ModelopsSLOSlowBurn"
 FAST = (0.02, 3600.0)
 SLOW = (0.05, 6 * 3600.0)
 DEFAULT_WINDOW = "720h"  # 30 days
-#: The model server's latency buckets (operator/modelops/serving/metrics.py LATENCY_BUCKETS): a latency SLO's
-#: threshold must be one of them (the CRD's enum says so too).
+#: The latency SLO thresholds a ModelDeployment may choose (the CRD's enum says so too): bucket bounds of the
+#: model server's latency histogram (operator/modelops/serving/metrics.py LATENCY_BUCKETS, which has these and
+#: finer ones between them), so that the burn-rate rules count good requests exactly with `le`.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 

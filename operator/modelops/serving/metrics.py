@@ -5,7 +5,14 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 # Sub-millisecond buckets: the fast path answers in ~100 µs, a histogram starting at 5 ms would hide it.
-LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# Ten per decade (the R10 preferred numbers: adjacent bounds at most 1.28x apart) from 100 µs to 5 s, so that
+# a quantile read by histogram_quantile is within that factor of the truth: a canary check such as the
+# sample's `latency-p99` with `baseline: {maxRatio: 1.5}` compares two quantiles, and with the former
+# 1-2.5-5 bounds (2-2.5x apart) one request either side of 25 ms moved an estimate by a whole bucket (e2e:
+# canary/stable 2.06 for a canary as fast as its stable version). Every former bound is still one, so a
+# latency SLO's threshold (decide/slo.py) stays a bucket bound.
+_R10 = (1.0, 1.25, 1.6, 2.0, 2.5, 3.15, 4.0, 5.0, 6.3, 8.0)
+LATENCY_BUCKETS = tuple(round(m * 10.0 ** e, 10) for e in range(-4, 1) for m in _R10 if m * 10.0 ** e <= 5.0)
 _LABELS = ("model", "version", "protocol", "status")
 
 REQUESTS = Counter("modelops_serving_requests_total", "Inference requests by protocol and status", _LABELS)

@@ -87,7 +87,27 @@ def run(config: ServeConfig, access_log: bool = False) -> None:
              f"timed micro-batching {config.batch_max_rows} rows / {config.batch_max_delay_ms} ms"
              if model.batcher is not None else "one model call per loop turn" if model.turn is not None
              else "one model call per request")
+    settle_heap()
     server.start([model])
+
+
+def settle_heap() -> int:
+    """Collect once, then move every object alive now (the imported libraries, the model, the app) into the
+    garbage collector's permanent generation (`gc.freeze`), which its later collections skip.
+
+    Without it each automatic full collection walks the ~200,000 objects of xgboost, scikit-learn, pandas,
+    ONNX Runtime and KServe: measured 270-300 ms on the shared 2-core machine (load average 7), every request
+    in flight waits for it, and a young process runs them more often (its long-lived generation is still
+    small, so the 25% growth that triggers one comes sooner). That was the canary's latency-p99 of 0.27-0.32 s
+    in the e2e loop, minutes after a healthy predictor had started. After the freeze a full collection walks
+    only what came since: well under a millisecond. Returns the number of frozen objects."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    log.info("heap settled: %d objects moved to the permanent generation (full collections skip them)", frozen)
+    return frozen
 
 
 def use_event_loop(choice: str) -> str:

@@ -281,15 +281,112 @@ def test_every_status_field_round_trips_and_a_second_tick_changes_nothing() -> N
     assert d2.status == d1.status and d2.plan == d1.plan and d2.events == []
 
 
+def no_delay() -> dict[str, Any]:
+    """SPEC with `initialDelay: 0s`: the analysis starts as soon as the canary serves."""
+    return spec(analysis={**SPEC["rollout"]["analysis"], "initialDelay": "0s"})
+
+
 def test_analysis_due_one_interval_after_the_step_began() -> None:
-    st = rolling()
-    assert not analysis_due(SPEC, st, T0 + timedelta(seconds=4))
-    assert analysis_due(SPEC, st, T0 + timedelta(seconds=5))
+    # a canary serving from the step's start, with no initial delay (the default delay: the tests below)
+    s, st = no_delay(), rolling(canaryServingSince=ts(T0))
+    assert not analysis_due(s, st, T0 + timedelta(seconds=4))
+    assert analysis_due(s, st, T0 + timedelta(seconds=5))
     st["rollout"]["lastAnalysisAt"] = ts(T0 + timedelta(seconds=5))
-    assert not analysis_due(SPEC, st, T0 + timedelta(seconds=8))
-    assert analysis_due(SPEC, st, T0 + timedelta(seconds=10))
+    assert not analysis_due(s, st, T0 + timedelta(seconds=8))
+    assert analysis_due(s, st, T0 + timedelta(seconds=10))
     st["rollout"]["state"] = "Paused"
-    assert not analysis_due(SPEC, st, T0 + timedelta(seconds=60))
+    assert not analysis_due(s, st, T0 + timedelta(seconds=60))
+
+
+def test_no_analysis_while_the_canary_does_not_serve() -> None:
+    """Flagger's rule: a canary that is not serving has no traffic to judge; no check runs (and none counts as
+    inconclusive) however long it takes to become ready."""
+    st = rolling()
+    assert "canaryServingSince" not in st["rollout"]
+    for s in (SPEC, no_delay()):
+        assert not analysis_due(s, st, T0 + timedelta(seconds=5))
+        assert not analysis_due(s, st, T0 + timedelta(minutes=9))
+    not_ready = obs(candidate=V2, isvc=replace(READY, canary_ready=False))
+    d = tick(SPEC, st, not_ready, T0 + timedelta(seconds=5))
+    assert "canaryServingSince" not in d.status["rollout"]
+    assert d.status["rollout"]["notReadySince"] == ts(T0 + timedelta(seconds=5))
+
+
+def test_the_first_tick_that_sees_the_canary_ready_starts_the_initial_delay() -> None:
+    st = rolling()
+    now = T0 + timedelta(seconds=40)
+    d = tick(SPEC, st, obs(candidate=V2), now)
+    ro = d.status["rollout"]
+    assert ro["canaryServingSince"] == ts(now) and "notReadySince" not in ro
+    # the hold says why nothing is analysed yet
+    assert cond(d.status, "Progressing")["message"].startswith("step 1/2 at 10%: initialDelay: no analysis for 5s")
+    # a later tick keeps the first time; a step advance keeps it too (the predictor is warm)
+    later = tick(SPEC, d.status, obs(candidate=V2), now + timedelta(seconds=3)).status
+    assert later["rollout"]["canaryServingSince"] == ts(now)
+
+
+def test_default_initial_delay_is_one_interval_and_the_first_window_is_all_past_it() -> None:
+    """interval 5s, no initialDelay: the delay is 5s, so a canary serving from T0 is first analysed at T0+10s,
+    over the window T0+5s..T0+10s: none of its first requests are in it."""
+    st = rolling(canaryServingSince=ts(T0))
+    assert not analysis_due(SPEC, st, T0 + timedelta(seconds=5))
+    assert not analysis_due(SPEC, st, T0 + timedelta(seconds=9.9))
+    assert analysis_due(SPEC, st, T0 + timedelta(seconds=10))
+    st["rollout"]["lastAnalysisAt"] = ts(T0 + timedelta(seconds=10))
+    assert not analysis_due(SPEC, st, T0 + timedelta(seconds=14))
+    assert analysis_due(SPEC, st, T0 + timedelta(seconds=15))
+
+
+def test_explicit_initial_delay_counts_from_when_the_canary_serves_not_from_the_step() -> None:
+    s = spec(analysis={**SPEC["rollout"]["analysis"], "initialDelay": "1m"})
+    serving_at = T0 + timedelta(seconds=30)  # became ready 30 s into the step
+    st = rolling(canaryServingSince=ts(serving_at))
+    assert not analysis_due(s, st, serving_at + timedelta(seconds=60))
+    assert not analysis_due(s, st, serving_at + timedelta(seconds=64))
+    assert analysis_due(s, st, serving_at + timedelta(seconds=65))
+    # a step that begins after the delay: one interval after the step's start, as without a delay
+    st["rollout"]["stepStartedAt"] = ts(serving_at + timedelta(seconds=200))
+    assert not analysis_due(s, st, serving_at + timedelta(seconds=203))
+    assert analysis_due(s, st, serving_at + timedelta(seconds=205))
+
+
+def test_a_canary_that_stops_serving_starts_its_delay_over() -> None:
+    st = rolling(canaryServingSince=ts(T0))
+    now = T0 + timedelta(seconds=30)
+    st = tick(SPEC, st, obs(candidate=V2, isvc=replace(READY, canary_ready=False)), now).status
+    assert "canaryServingSince" not in st["rollout"]
+    assert not analysis_due(SPEC, st, now + timedelta(minutes=5))
+    st = tick(SPEC, st, obs(candidate=V2), now + timedelta(seconds=20)).status
+    assert st["rollout"]["canaryServingSince"] == ts(now + timedelta(seconds=20))
+
+
+def test_a_changed_serving_spec_restarts_the_delay() -> None:
+    """KServe restarts the predictors with a new serving spec: their first requests are cold again."""
+    st = rolling(canaryServingSince=ts(T0))
+    changed = spec(analysis=SPEC["rollout"]["analysis"])
+    changed["serving"] = {**SPEC["serving"], "maxReplicas": 4}
+    not_ready = obs(candidate=V2, isvc=replace(READY, canary_ready=False))
+    d = tick(changed, st, not_ready, T0 + timedelta(seconds=30))
+    assert d.status["rollout"]["step"] == 0 and "canaryServingSince" not in d.status["rollout"]
+
+
+def test_walk_with_a_slow_canary_is_analysed_only_after_it_serves_and_the_delay() -> None:
+    """The canary is not ready for 60 s: no analysis runs meanwhile; the first comes a delay and an interval
+    after it serves, and the rollout still promotes."""
+    st = tick(SPEC, serving(), obs(candidate=V2), T0).status
+    now, analysed = T0, []
+    for _ in range(40):
+        now += timedelta(seconds=5)
+        ready = now >= T0 + timedelta(seconds=60)
+        due = analysis_due(SPEC, st, now)
+        if due:
+            analysed.append((now - T0).total_seconds())
+        isvc = READY if ready else replace(READY, canary_ready=False)
+        st = tick(SPEC, st, obs(candidate=V2, isvc=isvc, checks=PASS if due else None), now).status
+        if "rollout" not in st:
+            break
+    assert analysed and analysed[0] == 70.0  # serving at 60, delay to 65, a full interval to 70
+    assert st["stable"]["version"] == "2" and [h["result"] for h in st["history"]] == ["Promoted"]
 
 
 def test_full_rollout_walk_to_promotion() -> None:

@@ -161,6 +161,12 @@ def sample_analysis(root: Path | None = None) -> dict[str, Any]:
     return dict(doc["spec"]["rollout"]["analysis"])
 
 
+def sample_serving(root: Path | None = None) -> dict[str, Any]:
+    """The serving section of the canary sample (its resources: what its latency threshold was set for)."""
+    doc = yaml.safe_load(((root or repo_root()) / SAMPLE_CANARY).read_text())
+    return dict(doc["spec"]["serving"])
+
+
 def model_deployment(namespace: str, pause: str = "90s", root: Path | None = None) -> dict[str, Any]:
     return {
         "apiVersion": "modelops.dev/v1alpha1", "kind": "ModelDeployment",
@@ -168,8 +174,10 @@ def model_deployment(namespace: str, pause: str = "90s", root: Path | None = Non
         "spec": {
             "model": {"name": MODEL, "alias": "champion"},
             "registry": {"pollInterval": "5s"},
+            # one replica per version (the split is measured per predictor); the sample's resources, which its
+            # latency threshold goes with: a 100m request left a predictor a small CPU share on a busy node
             "serving": {"deploymentMode": "Standard", "minReplicas": 1, "maxReplicas": 1,
-                        "resources": {"requests": {"cpu": "100m", "memory": "384Mi"}, "limits": {"memory": "1Gi"}}},
+                        "resources": sample_serving(root)["resources"]},
             "logger": {"enabled": True, "mode": "all"},
             # the chart's burn-rate rules and the dashboard's SLO panel read the thresholds the operator exports
             "slos": [{"name": "availability", "objective": 99.0}],
@@ -769,12 +777,44 @@ class Loop:
                 last[0] = now
                 checks = ", ".join(f"{c['name']}={c.get('value', '-'):.4g} {c['result']}" if isinstance(
                     c.get("value"), (int, float)) else f"{c['name']} {c['result']}" for c in ro.get("lastChecks") or [])
+                sides = self.latency_by_side(st) if ro.get("lastResult") else {}
                 self.tl.event(stage, f"rollout {ro.get('state')} step {ro.get('step')} weight {ro.get('weight')}% "
                                      f"canary v{(st.get('canary') or {}).get('version')} "
                                      f"analysis {ro.get('lastResult')} {checks}; route "
-                                     f"{route_weights(self.route(), MODEL)}".rstrip(), weight=ro.get("weight"))
+                                     f"{route_weights(self.route(), MODEL)}"
+                                     + (f"; now: {self._fmt_sides(sides)}" if sides else ""), weight=ro.get("weight"),
+                              latency=sides)
             return next((h for h in st.get("history") or [] if h.get("version") == version), None)
         return check
+
+    def latency_by_side(self, status: dict[str, Any]) -> dict[str, Any]:
+        """The built-in latency-p99 and latency-p50 of both sides over the analysis interval, as Prometheus has
+        them now, with this machine's load average: whether a slow canary is slower than the stable version
+        beside it, or the node is slow for both (the analysis itself judges the canary only)."""
+        from modelops.decide.analysis import render, served_version
+        from modelops.decide.builtin_metrics import builtin_query
+
+        interval = str(model_deployment(self.ns)["spec"]["rollout"]["analysis"].get("interval") or "30s")
+        out: dict[str, Any] = {"load": [round(x, 1) for x in os.getloadavg()]}
+        for side in ("stable", "canary"):
+            version = served_version(status.get(side))
+            if not version:
+                continue
+            ctx = {"namespace": self.ns, "name": MODEL, "version": version, "interval": interval}
+            try:
+                out[f"v{version}"] = {q: self.prom(render(builtin_query(f"latency-{q}"), ctx)) for q in ("p99", "p50")}
+                out[f"v{version}"]["rps"] = self.prom(render(builtin_query("request-rate"), ctx))
+            except (KubeError, OSError, ValueError, LoopError) as exc:
+                out[f"v{version}"] = {"error": repr(exc)[:200]}
+        return out
+
+    @staticmethod
+    def _fmt_sides(sides: dict[str, Any]) -> str:
+        def f(x: Any) -> str:
+            return f"{x:.4g}" if isinstance(x, (int, float)) else "-"
+        parts = [f"{k} p99 {f(v.get('p99'))} p50 {f(v.get('p50'))} at {f(v.get('rps'))}/s"
+                 for k, v in sides.items() if isinstance(v, dict)]
+        return "; ".join(parts) + f" (load average {sides.get('load')})"
 
     def measured_splits(self, stable: str, canary: str, weights: tuple[int, ...]) -> list[dict[str, Any]]:
         """The split measured at the gateway for each canary step's route weights, and whether it matches."""
