@@ -643,10 +643,10 @@ class Feedback:
                 keys = id_keys(ns, ids)
                 self.store.add(keys[ok], code, score[ok], pred[ok], when[ok])
                 if self.early.waiting:
-                    self._expire_early(self.clock())
+                    self._expire_early(now)
                     waiting = self.early.find(keys[ok])
                     if waiting.any():
-                        self._join_early(keys[ok][waiting], self.clock())
+                        self._join_early(keys[ok][waiting], now)
 
     def _join_early(self, keys: U, now: float) -> None:
         """Labels that came before these just-recorded predictions join them now. Caller holds the lock."""

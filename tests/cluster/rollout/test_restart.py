@@ -114,5 +114,10 @@ def test_sigkill_at_random_steps_resumes_exactly(uri_operator: Any, namespace: s
     events = [e for e in kube.core.list_namespaced_event(namespace).items
               if e.involved_object.name == "crash" and e.reason == "Promoted"]
     assert len(events) <= version
+    # the last promotion is written to status before its apply (the watcher stopped with it): the same bound as
+    # the lag above applies to it
+    wait_for(lambda: "canaryTrafficPercent" not in ((isvc_get(kube, namespace, "crash") or {}).get("spec") or {})
+             .get("predictor", {}), 30, "the last promotion applied to the InferenceService",
+             dump=lambda: {"isvc": isvc_get(kube, namespace, "crash"), "status": md_get(kube, namespace, "crash")})
     isvc = isvc_get(kube, namespace, "crash") or {}
     assert "canaryTrafficPercent" not in isvc["spec"]["predictor"] and "rollout" not in st
