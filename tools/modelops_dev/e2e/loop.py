@@ -43,8 +43,8 @@ import yaml
 from modelops_dev.e2e import gateway
 from modelops_dev.e2e.gateway_traffic import (
     GatewayTraffic,
-    port_forward,
     route_weights,
+    service_url,
     v2_inputs,
     weights_key,
 )
@@ -692,12 +692,12 @@ class Loop:
         self._pool(0.0), self._pool(SHIFT)
         self.start_labels()
         self._forward = contextlib.ExitStack()
-        local = self._forward.enter_context(port_forward(self.kube.kubectl_bin, self.kube.env, gateway.NAMESPACE,
-                                                         gateway.NAME, gateway.WEB_PORT))
-        self.traffic = GatewayTraffic(f"http://127.0.0.1:{local}", traffic["hostname"], MODEL, self._body,
+        base, via = self._forward.enter_context(service_url(self.kube.kubectl_bin, self.kube.env, gateway.NAMESPACE,
+                                                           gateway.NAME, gateway.WEB_PORT))
+        self.traffic = GatewayTraffic(base, traffic["hostname"], MODEL, self._body,
                                       lambda: route_weights(self.route(), MODEL), senders=4, pace=0.25,
                                       settle=5.0, on_answer=self.book.answered).start()
-        self.tl.event("drift", f"traffic on to the gateway only (svc {gateway.NAMESPACE}/{gateway.NAME}, Host "
+        self.tl.event("drift", f"traffic on to the gateway only (svc {gateway.NAMESPACE}/{gateway.NAME} via {via}, Host "
                                f"{traffic['hostname']}, route {traffic.get('route')} split by "
                                f"{traffic.get('splitBy')}): 4 senders, 20 rows per request")
         return self.traffic
