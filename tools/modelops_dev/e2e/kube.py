@@ -121,7 +121,12 @@ class Kube:
         url = f"/api/v1/namespaces/{namespace}/{kind}/{service}:{port}/proxy/{path.lstrip('/')}"
         data = body if isinstance(body, (bytes, str)) or body is None else json.dumps(body)
         hdrs = {"Content-Type": "application/json", **(headers or {})}
-        resp = self._client().request(method, url, content=data, headers=hdrs, params=params, timeout=timeout)
+        import httpx
+
+        try:
+            resp = self._client().request(method, url, content=data, headers=hdrs, params=params, timeout=timeout)
+        except httpx.TransportError as exc:  # a timeout or a dropped connection: the callers' KubeError
+            raise KubeError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
         return resp.status_code, resp.content
 
     def proxy_json(self, namespace: str, service: str, port: int | str, path: str, **kw: Any) -> Any:
