@@ -27,11 +27,16 @@ import yaml
 from modelops_dev.cluster import versions
 from modelops_dev.cluster.pki import CertPair, Pki
 from modelops_dev.cluster.process import (
+    SYSTEM_CPU_SHARES,
     ClusterError,
     ProcessRecord,
     Progress,
+    enter_cgroup,
     free_port,
     proc_start_time,
+    remove_cgroup,
+    system_cgroup,
+    system_cgroup_path,
     terminate,
     wait_until,
 )
@@ -99,6 +104,7 @@ class LocalCluster:
 
     def __init__(self, name: str = "default", root: Path | None = None, bin_dir: Path | None = None) -> None:
         self.name = name
+        self._cgroup: Path | None = None
         self.root = root or default_home() / "clusters" / name
         self.bin_dir = bin_dir or versions.bin_dir()
         self.state_file = self.root / "state.json"
@@ -156,6 +162,10 @@ class LocalCluster:
             the_node = Node(self.root, self.bin_dir)
             the_node.prepare(progress)
             ip = node_ip()
+            self._cgroup = system_cgroup(self.name)
+            progress(f"  node processes in cgroup {self._cgroup} (cpu {SYSTEM_CPU_SHARES} shares, as a node's "
+                     "system.slice; the kubelet gives Pods `kubepods`)" if self._cgroup else
+                     "  no writable cpu cgroup here: the node's processes compete with Pods one by one")
         pki = Pki(self.root / "pki")
         sa = pki.service_account_keys()
         apiserver_cert = pki.issue("apiserver" + ("-" + ip if ip else ""), "kube-apiserver", server=True,
@@ -256,7 +266,7 @@ class LocalCluster:
             for comp in COMPONENTS:
                 t0 = time.monotonic()
                 log = self.logs / f"{comp}.log"
-                proc = self._spawn(commands[comp], log)
+                proc = self._spawn(commands[comp], log, self._cgroup)
                 st.components[comp] = ProcessRecord(proc.pid, proc_start_time(proc.pid) or 0, ports[comp],
                                                     str(log))
                 st.save(self.state_file)
@@ -290,7 +300,7 @@ class LocalCluster:
         for comp in NODE_COMPONENTS:
             t0 = time.monotonic()
             log = self.logs / f"{comp}.log"
-            proc = self._spawn(commands[comp], log)
+            proc = self._spawn(commands[comp], log, self._cgroup)
             st.components[comp] = ProcessRecord(proc.pid, proc_start_time(proc.pid) or 0, ports[comp], str(log))
             st.save(self.state_file)
             wait_until(comp, probes[comp], proc, log, timeout)
@@ -341,10 +351,10 @@ class LocalCluster:
         return Node(self.root, self.bin_dir)
 
     @staticmethod
-    def _spawn(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+    def _spawn(cmd: list[str], log: Path, cgroup: Path | None = None) -> subprocess.Popen[bytes]:
         with log.open("ab") as fh:
             return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, close_fds=True)
+                                    start_new_session=True, close_fds=True, preexec_fn=enter_cgroup(cgroup))
 
     @staticmethod
     def _wait_healthy(comp: str, url: str, ctx: ssl.SSLContext | None, proc: subprocess.Popen[bytes],
@@ -382,6 +392,7 @@ class LocalCluster:
             progress(f"  {comp:<24} stopped")
         if the_node is not None:
             the_node.cleanup_host(progress)
+            remove_cgroup(system_cgroup_path(self.name))
         if self.state_file.exists():
             self.state_file.unlink()
         if purge and self.root.exists():

@@ -111,3 +111,64 @@ def terminate(rec: ProcessRecord, grace: float) -> None:
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+#: cpu.shares of the cgroup that holds a local node's own processes (control plane, containerd, kubelet,
+#: kube-proxy, CoreDNS): systemd's default for `system.slice` on a real node, half of the `kubepods` shares the
+#: kubelet sets on a 2-CPU node. Without it each of these processes competes with the whole `kubepods` group as
+#: an equal of 1024 shares, and five busy ones leave every Pod together under a third of the CPU.
+SYSTEM_CPU_SHARES = 1024
+
+
+def _shares_to_weight(shares: int) -> int:
+    """cgroup v2 cpu.weight for v1 cpu.shares, as the kubelet and runc convert them."""
+    return 1 + ((shares - 2) * 9999) // 262142
+
+
+def system_cgroup_path(cluster: str, root: Path = Path("/sys/fs/cgroup")) -> Path | None:
+    """Where `system_cgroup` puts a local node's processes on this host (cgroup v1's cpu hierarchy, else v2's
+    unified one when its root delegates the cpu controller); None where neither is there."""
+    if (root / "cpu" / "cpu.shares").exists():
+        return root / "cpu" / f"modelops-{cluster}"
+    control = root / "cgroup.subtree_control"
+    with contextlib.suppress(OSError):
+        if control.exists() and "cpu" in control.read_text().split():
+            return root / f"modelops-{cluster}"
+    return None
+
+
+def system_cgroup(cluster: str, root: Path = Path("/sys/fs/cgroup")) -> Path | None:
+    """The cgroup a local node's own processes run in (created, its CPU weight set), or None where this host
+    gives no writable cgroup with the cpu controller; then they run where the caller does."""
+    path = system_cgroup_path(cluster, root)
+    if path is None:
+        return None
+    try:
+        path.mkdir(exist_ok=True)
+        if path.parent.name == "cpu":
+            (path / "cpu.shares").write_text(str(SYSTEM_CPU_SHARES))
+        else:
+            (path / "cpu.weight").write_text(str(_shares_to_weight(SYSTEM_CPU_SHARES)))
+    except OSError:
+        return None
+    return path
+
+
+def enter_cgroup(path: Path | None) -> Callable[[], None] | None:
+    """A `preexec_fn` that moves the new process into `path` before it runs its program (so every thread and
+    child it starts is there too); None for no cgroup."""
+    if path is None:
+        return None
+    procs = str(path / "cgroup.procs")
+
+    def enter() -> None:
+        with open(procs, "w") as fh:
+            fh.write(str(os.getpid()))
+    return enter
+
+
+def remove_cgroup(path: Path | None) -> None:
+    """Remove the node's cgroup once its processes have gone (a cgroup with processes cannot be removed)."""
+    if path is not None:
+        with contextlib.suppress(OSError):
+            path.rmdir()
