@@ -57,7 +57,12 @@ def test_kubernetes_endpoints_of_an_earlier_api_server_port_are_stale() -> None:
 
 
 def test_the_nodes_processes_get_a_system_cgroup_with_a_nodes_cpu_weight(tmp_path):
-    from modelops_dev.cluster.process import SYSTEM_CPU_SHARES, remove_cgroup, system_cgroup, system_cgroup_path
+    from modelops_dev.cluster.process import (
+        SYSTEM_CPU_SHARES,
+        remove_cgroup,
+        system_cgroup,
+        system_cgroup_path,
+    )
 
     v1 = tmp_path / "v1"
     (v1 / "cpu").mkdir(parents=True)
