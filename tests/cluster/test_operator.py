@@ -115,7 +115,8 @@ def test_sigkill_and_restart_neither_duplicates_nor_loses(operator: Operator, na
         if old.get("conditions"):
             old_t = {c["type"]: c["lastTransitionTime"] for c in old["conditions"]}
             new_t = {c["type"]: c["lastTransitionTime"] for c in got["status"]["conditions"]}
-            assert all(new_t[k] == v for k, v in old_t.items()), f"{name}: conditions flipped on restart"
+            flipped = {k: (old["conditions"], got["status"]["conditions"]) for k, v in old_t.items() if new_t[k] != v}
+            assert not flipped, f"{name}: conditions flipped on restart: {flipped}"
     items = kube.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "modeldeployments")["items"]
     assert sorted(i["metadata"]["name"] for i in items) == names
 

@@ -60,6 +60,7 @@ class Breaker:
         self._clock = clock
         self._limit = limit
         self._states: dict[str, _State] = {}
+        self._answered: set[str] = set()  # dependencies that answered since this process started
         self._lock = threading.Lock()
 
     def before(self, dependency: str) -> None:
@@ -80,6 +81,9 @@ class Breaker:
         """The dependency answered (any answer that is not an outage)."""
         with self._lock:
             self._states.pop(dependency, None)
+            if len(self._answered) >= self._limit:
+                self._answered.clear()
+            self._answered.add(dependency)
 
     def failure(self, dependency: str) -> None:
         """An outage: no answer, a refused connection, a 5xx."""
@@ -101,6 +105,12 @@ class Breaker:
         with self._lock:
             st = self._states.get(dependency)
             return st is not None and st.opened_at is not None
+
+    def answered(self, dependencies: list[str]) -> bool:
+        """Whether every one of `dependencies` answered since this process started (a restarted operator
+        knows nothing yet of a dependency that a status written before the restart reports down)."""
+        with self._lock:
+            return all(d in self._answered for d in dependencies)
 
     def open_circuits(self, dependencies: list[str] | None = None) -> list[str]:
         """The open breakers (of `dependencies`, when given), sorted."""

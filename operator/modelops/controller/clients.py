@@ -143,6 +143,14 @@ class Clients:
             return Condition(DEPENDENCIES_CONDITION, "False", "CircuitOpen",
                              f"paused: {', '.join(down)} failed repeatedly and is not asked until it answers "
                              "again (analysis, registry writes and notifications wait)")
-        if any(c.get("type") == DEPENDENCIES_CONDITION for c in conditions or []):
-            return Condition(DEPENDENCIES_CONDITION, "True", "Available", "every dependency answers")
-        return None
+        said = next((c for c in conditions or [] if c.get("type") == DEPENDENCIES_CONDITION), None)
+        if said is None:
+            return None
+        if said.get("status") == "False":
+            # named down by a status written before a restart and not heard from since: this process knows
+            # nothing newer, so the condition stays as it is until each of them answers (no flap on restart)
+            message = str(said.get("message") or "")
+            named = [d for d in deps if f" {d}," in message or f" {d} " in message]
+            if not self.breaker.answered(named):
+                return None
+        return Condition(DEPENDENCIES_CONDITION, "True", "Available", "every dependency answers")

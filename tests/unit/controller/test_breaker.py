@@ -178,3 +178,38 @@ def test_no_condition_while_every_dependency_answers() -> None:
     md.reconcile(rt, "ns", "churn", Budget(30))
     st = kube.obj("modeldeployments", "ns", "churn")["status"]
     assert all(c["type"] != DEPENDENCIES_CONDITION for c in st.get("conditions") or [])
+
+
+def test_a_restarted_operator_keeps_an_outage_it_has_not_seen_end() -> None:
+    """CI stop 23: a status written before a SIGKILL said MLflow's breaker was open; the restarted process
+    (fresh breaker, MLflow still down but asked fewer than `threshold` times) flipped the condition to True and
+    back. It now keeps False until MLflow answers this process."""
+    clock = Clock()
+    down = Down()
+    tracking = "http://mlflow.mlops.svc:5000"
+
+    def runtime() -> tuple[Any, FakeKube]:
+        rt, kube, _, _ = make_runtime()
+        rt.clients.breaker = Breaker(clock=clock)
+        rt.clients._registry_factory = lambda uri, **kw: MlflowRegistry(uri, transport=httpx.MockTransport(down),
+                                                                         breaker=kw["breaker"])
+        return rt, kube
+
+    rt, kube = runtime()
+    _deployment(kube, registry={"trackingUri": tracking})
+    for _ in range(4):
+        md.reconcile(rt, "ns", "churn", Budget(30))
+    before = next(c for c in kube.obj("modeldeployments", "ns", "churn")["status"]["conditions"]
+                  if c["type"] == DEPENDENCIES_CONDITION)
+    assert before["status"] == "False"
+    rt2, kube2 = runtime()  # the restart: a new process, the same stored object
+    kube2.put("modeldeployments", kube.obj("modeldeployments", "ns", "churn"))
+    md.reconcile(rt2, "ns", "churn", Budget(30))  # one more failure: below the threshold, breaker closed
+    after = next(c for c in kube2.obj("modeldeployments", "ns", "churn")["status"]["conditions"]
+                 if c["type"] == DEPENDENCIES_CONDITION)
+    assert after == before
+    down.down = False
+    md.reconcile(rt2, "ns", "churn", Budget(30))
+    cond = next(c for c in kube2.obj("modeldeployments", "ns", "churn")["status"]["conditions"]
+                if c["type"] == DEPENDENCIES_CONDITION)
+    assert (cond["status"], cond["reason"]) == ("True", "Available")
