@@ -162,12 +162,13 @@ def test_at_least_10_disallowed_cases() -> None:
 
 
 def test_the_operator_cannot_write_outside_its_objects(policies: Any, namespace: str) -> None:
-    """With cluster-wide rights on Jobs and ConfigMaps (as the cluster-wide install grants), the operator's
-    ServiceAccount may still not touch kube-system, unlabelled ConfigMaps, or run a Job as another account."""
+    """With cluster-wide rights on Jobs, ConfigMaps and Services (as the cluster-wide install grants), the
+    operator's ServiceAccount may still not touch kube-system, unlabelled ConfigMaps, run a Job as another
+    account, or make a Service that exposes anything but a KServe predictor's Pods inside the cluster."""
     kube = policies
     role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": {"name": "modelops-test-operator"},
-            "rules": [{"apiGroups": ["", "batch"], "resources": ["configmaps", "jobs"],
+            "rules": [{"apiGroups": ["", "batch"], "resources": ["configmaps", "jobs", "services"],
                        "verbs": ["create", "update", "patch", "delete", "get"]}]}
     binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
                "metadata": {"name": "modelops-test-operator"},
@@ -191,6 +192,12 @@ def test_the_operator_cannot_write_outside_its_objects(policies: Any, namespace:
                                    "metadata": {"name": "probe", "namespace": namespace, "labels": labelled},
                                    "spec": {"template": {"metadata": {"labels": labelled}, "spec": pod}}})
 
+        def svc(selector: dict[str, str], type_: str = "ClusterIP") -> str:
+            return yaml.safe_dump({"apiVersion": "v1", "kind": "Service",
+                                   "metadata": {"name": "probe", "namespace": namespace, "labels": labelled},
+                                   "spec": {"type": type_, "selector": selector,
+                                            "ports": [{"port": 80, "targetPort": 9081}]}})
+
         def as_operator(manifest: str) -> Any:
             return kube.kubectl("create", "--dry-run=server", f"--as={OPERATOR_SA}", "-f", "-", input=manifest,
                                 check=False)
@@ -204,6 +211,12 @@ def test_the_operator_cannot_write_outside_its_objects(policies: Any, namespace:
         assert denied.returncode != 0 and "app.kubernetes.io/part-of=modelops" in denied.stderr, denied.stderr
         denied = as_operator(job("default-admin"))
         assert denied.returncode != 0 and "ServiceAccount default-admin" in denied.stderr, denied.stderr
+        for bad in (svc({"app": "isvc.churn-v2-predictor"}, "NodePort"), svc({"component": "etcd"}),
+                    svc({"app": "isvc.churn-v2-predictor", "tier": "x"})):
+            denied = as_operator(bad)
+            assert denied.returncode != 0 and "select the Pods of a KServe predictor" in denied.stderr, denied.stderr
+        allowed = as_operator(svc({"app": "isvc.churn-v2-predictor"}))
+        assert allowed.returncode == 0, allowed.stderr
         allowed = as_operator(cm(namespace, labelled))
         assert allowed.returncode == 0, allowed.stderr
         allowed = as_operator(job(None))

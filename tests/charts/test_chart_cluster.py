@@ -40,6 +40,7 @@ OPERATOR_CALLS: list[tuple[str, str, str]] = [
     *[(v, "httproutes.gateway.networking.k8s.io", "")
       for v in ("get", "list", "watch", "create", "patch", "update", "delete")],
     *[(v, "endpointslices.discovery.k8s.io", "") for v in ("get", "list", "watch")],
+    *[(v, "services", "") for v in ("get", "create", "patch", "delete")],
 ]
 #: What the operator must never be able to do anywhere.
 FORBIDDEN_CALLS: list[tuple[str, str, str]] = [

@@ -50,6 +50,13 @@ part of modelops makes the call; tests/charts replays these calls under the Serv
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
   verbs: ["get", "list", "watch"]
+# ... and, for a canary that logs, a Service of its own to the canary Pods' logger agent (KServe v0.20's canary
+# Service skips it); KServe's canary Service is read to see whether it already targets the agent. The
+# operator-writes admission policy limits these to ClusterIP Services labelled for modelops that select a
+# KServe predictor's Pods.
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "create", "patch", "delete"]
 {{- end }}
 
 {{/*

@@ -151,6 +151,25 @@ class Kube:
         return any((ep.get("conditions") or {}).get("ready") is not False and ep.get("addresses")
                    for sl in slices.get("items") or [] for ep in sl.get("endpoints") or [])
 
+    # ------------------------------------------------------------------------------ Services (a canary's, issue 13)
+    def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get_or_none(kube_rest.path("namespaces", namespace, "services", name))
+
+    def apply_service(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply of a Service with modelops' field manager."""
+        meta = manifest["metadata"]
+        return self.request("PATCH", kube_rest.path("namespaces", meta["namespace"], "services", meta["name"]),
+                            query={"fieldManager": FIELD_MANAGER, "force": "true"}, body=dict(manifest),
+                            content_type="application/apply-patch+yaml")
+
+    def delete_service(self, namespace: str, name: str) -> None:
+        """Delete a Service; absent is fine."""
+        try:
+            self.request("DELETE", kube_rest.path("namespaces", namespace, "services", name))
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+
     # ------------------------------------------------------------------------------ secrets (never kept)
     def secret_values(self, namespace: str, name: str) -> dict[str, str]:
         """The Secret's data, decoded; KubeError (404 included) when it cannot be read, 403 when it is not

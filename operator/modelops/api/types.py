@@ -160,6 +160,8 @@ EVENT_KIND = "Event"
 
 #: KServe's predictor Service port (constants.CommonDefaultHttpPort).
 PREDICTOR_PORT = 80
+#: KServe's logger/batcher agent port in a predictor Pod (constants.InferenceServiceDefaultAgentPort)
+AGENT_PORT = 9081
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,15 @@ route for that InferenceService (label `networking.kserve.io/visibility: cluster
 compete for one hostname: the gateway serves modelops' route. A KServe that weights its own route keeps it,
 and modelops writes none (`owner`).
 
+KServe v0.20 reconciles a Standard canary with an empty component extension (components/predictor.go
+`reconcileCanaryDeployments`), so the Service it makes for the canary targets the model server's port, not the
+port of the logger agent it injects into the canary's Pod (9081, which the stable predictor's Service targets
+when `logger` is set): through KServe's Service the canary's payloads are never logged, so its drift and its
+label joins are never measured, and the canary is reached on another path than the stable predictor. So while
+modelops splits a canary that logs, the canary's share goes to a Service of modelops' own
+(`logged_service`: the same Pods, port 80 to the agent's 9081), and the predictor Service KServe made is left
+alone. A KServe whose canary Service targets the agent is used as it is (`canary_backend`).
+
 Names follow KServe (pkg/constants): a named predictor's Service is `{isvc}-{predictor name}-predictor`
 on port 80; the top-level host is `domainTemplate` of the `ingress` key of inferenceservice-config
 (default `{{ .Name }}-{{ .Namespace }}.{{ .IngressDomain }}`).
@@ -21,7 +30,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from modelops.api.types import Backend, Split
+from modelops.api.types import AGENT_PORT, Backend, Split
 
 Owner = Literal["kserve", "modelops"]
 #: The modelops setting (MODELOPS_TRAFFIC_SPLIT / chart `serving.trafficSplit`).
@@ -33,6 +42,27 @@ DEFAULT_INGRESS_DOMAIN = "example.com"
 def predictor_service(isvc: str, predictor: str | None) -> str:
     """KServe's constants.PredictorServiceName."""
     return f"{isvc}-{predictor}-predictor" if predictor else f"{isvc}-predictor"
+
+
+def logged_service(isvc: str, predictor: str) -> str:
+    """The Service modelops makes for a canary predictor that logs: `{isvc}-{predictor}-logged` (never one of
+    KServe's names; as long as KServe's `{isvc}-{predictor}-predictor`, so it fits wherever that does)."""
+    return f"{isvc}-{predictor}-logged"
+
+
+def targets_agent(service: Mapping[str, Any] | None) -> bool:
+    """Whether a Service's first port targets the agent (KServe puts the served port first)."""
+    ports = ((service or {}).get("spec") or {}).get("ports") or []
+    return bool(ports) and str(ports[0].get("targetPort")) == str(AGENT_PORT)
+
+
+def canary_backend(isvc: str, canary: str, logs: bool, kserve_service: Mapping[str, Any] | None) -> str:
+    """The Service the canary's share goes to: KServe's predictor Service, unless the canary logs and KServe's
+    Service skips the agent (KServe v0.20; also while KServe has not made its Service yet), then modelops'
+    `logged_service`."""
+    if logs and not targets_agent(kserve_service):
+        return logged_service(isvc, canary)
+    return predictor_service(isvc, canary)
 
 
 def kserve_route_weights_canary(route: Mapping[str, Any] | None, canary_service: str) -> bool:
@@ -54,16 +84,18 @@ def owner(setting: str, kserve_weights_canary: bool) -> Owner:
     return "kserve" if setting == "kserve" else "modelops"
 
 
-def split(isvc: str, stable: str, canary: str | None, weight: int, ready: Mapping[str, bool]) -> Split:
-    """Backends for the rollout step: the canary gets `weight`% only once its Service has ready endpoints;
-    until then (and without a canary) the stable predictor gets everything. The stable backend is always
-    listed: with no ready endpoint at all the gateway answers 503 instead of routing nowhere."""
+def split(isvc: str, stable: str, canary: str | None, weight: int, ready: Mapping[str, bool],
+          canary_service: str | None = None) -> Split:
+    """Backends for the rollout step: the canary gets `weight`% only once its Service (`canary_service`,
+    default KServe's predictor Service) has ready endpoints; until then (and without a canary) the stable
+    predictor gets everything. The stable backend is always listed: with no ready endpoint at all the gateway
+    answers 503 instead of routing nowhere."""
     if not 0 <= weight <= 100:
         raise ValueError(f"canary weight {weight} is outside 0..100")
     stable_svc = predictor_service(isvc, stable)
     if canary is None or canary == stable:
         return Split((Backend(stable_svc, 100, stable),))
-    canary_svc = predictor_service(isvc, canary)
+    canary_svc = canary_service or predictor_service(isvc, canary)
     if not ready.get(canary_svc, False):
         return Split((Backend(stable_svc, 100, stable),),
                      note=f"canary {canary} has no ready endpoint yet: all traffic to {stable}")

@@ -365,7 +365,9 @@ def reconcile(rt: Runtime, namespace: str, name: str, budget: Budget) -> float |
     traffic = None
     if decision.plan is not None and mode == "Standard":
         ingress = kube.config_map_value(rt.settings.kserve_namespace, "inferenceservice-config", "ingress")
-        traffic = plan_traffic(kube, rt.settings, namespace, name, meta["uid"], decision.plan, ingress)
+        logs = bool((spec.get("logger") or {}).get("enabled", True))
+        traffic = plan_traffic(kube, rt.settings, namespace, name, meta["uid"], decision.plan, ingress, logs,
+                               status.get("traffic"))
         new_status["traffic"] = dict(traffic_status(traffic, (status.get("traffic") or {}).get("message", "")
                                                     if traffic.route is not None else ""))
     rt.ensure_acting()
@@ -415,7 +417,11 @@ def reconcile(rt: Runtime, namespace: str, name: str, budget: Budget) -> float |
             moved["traffic"] = dict(traffic_status(traffic, apply_traffic(kube, namespace, traffic)))
             body = writer.write(body, body.get("status") or {}, moved)
     body = run_outbox(rt, body, budget, now)
-    return next_due(_status_of(body), now, decision.requeue_after)
+    final = _status_of(body)
+    # [issue 13] a canary Service of modelops waits for the gateway to see the route without it: look again soon
+    requeue = min(decision.requeue_after, 5.0) if (final.get("traffic") or {}).get("retiring") else \
+        decision.requeue_after
+    return next_due(final, now, requeue)
 
 
 def _record_applied(rt: Runtime, writer: StatusWriter, body: dict[str, Any],

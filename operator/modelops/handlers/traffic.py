@@ -1,5 +1,5 @@
 """The gateway split of a Standard-mode canary: observe, decide (decide/traffic_split.py), build
-(desired/http_route.py), apply. Called from the ModelDeployment reconcile in two places, and nothing else there
+(desired/http_route.py, and desired/canary_service.py for a canary that logs), apply. Called from the ModelDeployment reconcile in two places, and nothing else there
 changes: `plan_traffic` before the status write (its result goes into `status.traffic` and tells the
 InferenceService builder whether KServe may write its own route), `apply_traffic` after the InferenceService
 was applied.
@@ -16,13 +16,16 @@ from modelops.adapters.kube import Kube, KubeError
 from modelops.api.types import ServingPlan
 from modelops.decide.traffic_split import (
     Owner,
+    canary_backend,
     gateway_ref,
     isvc_hostname,
     kserve_route_weights_canary,
+    logged_service,
     owner,
     predictor_service,
     split,
 )
+from modelops.desired.canary_service import ANN_SERVICE_HASH, logged_canary_service
 from modelops.desired.http_route import (
     ANN_ROUTE_HASH,
     GATEWAY_GROUP,
@@ -42,12 +45,24 @@ class TrafficPlan:
     owner: Owner
     status: dict[str, Any]
     route: dict[str, Any] | None = None
+    #: modelops' Service for a canary that logs (desired/canary_service.py), applied before the route
+    service: dict[str, Any] | None = None
+
+
+def _ours(previous: Mapping[str, Any] | None) -> set[str]:
+    """The Services of modelops a status written earlier names (in use or still to be removed)."""
+    prev = previous or {}
+    return {str(n) for n in [prev.get("canaryService"), *(prev.get("retiring") or [])] if n}
 
 
 def plan_traffic(kube: Kube, settings: Any, namespace: str, name: str, uid: str, plan: ServingPlan,
-                 ingress_json: str | None) -> TrafficPlan:
+                 ingress_json: str | None, logs: bool = False,
+                 previous: Mapping[str, Any] | None = None) -> TrafficPlan:
     """Who splits, and (for modelops) the route to apply. Reads KServe's own route and the predictors' ready
-    endpoints; a cluster without the Gateway API or a Gateway reference yields a status message, not an error."""
+    endpoints; a cluster without the Gateway API or a Gateway reference yields a status message, not an error.
+    `logs`: the predictors carry KServe's logger (the canary's share then goes through its agent:
+    decide/traffic_split.py `canary_backend`); `previous`: the `status.traffic` written before, whose Services
+    of modelops that are no longer wanted are listed in `retiring` until `apply_traffic` removed them."""
     stable = predictor_name(plan.stable)
     canary = predictor_name(plan.canary) if plan.canary is not None else None
     kserve_route = None
@@ -60,42 +75,117 @@ def plan_traffic(kube: Kube, settings: Any, namespace: str, name: str, uid: str,
     who = owner(settings.traffic_split, kserve_route_weights_canary(kserve_route, predictor_service(name, canary))
                 if canary else False)
     if who == "kserve":
-        return TrafficPlan("kserve", {"splitBy": "kserve"})
+        return _retiring(TrafficPlan("kserve", {"splitBy": "kserve"}), previous)
     try:
         gw = gateway_ref(settings.gateway, ingress_json)
         host = isvc_hostname(name, namespace, ingress_json)
     except ValueError as exc:
-        return TrafficPlan("modelops", {"splitBy": "modelops", "message": str(exc)})
+        return _retiring(TrafficPlan("modelops", {"splitBy": "modelops", "message": str(exc)}), previous)
+    service = None
+    backend = None
+    if canary is not None and canary != stable:
+        kserve_svc = kube.get_service(namespace, predictor_service(name, canary)) if logs else None
+        backend = canary_backend(name, canary, logs, kserve_svc)
+        if backend == logged_service(name, canary):
+            service = logged_canary_service(name=name, namespace=namespace, uid=uid, service=backend,
+                                            predictor_service=predictor_service(name, canary))
     # readiness matters only while two predictors share the traffic
-    services = [predictor_service(name, stable), predictor_service(name, canary)] if canary else []
+    services = [predictor_service(name, stable), backend] if backend else []
     ready = {svc: kube.service_ready(namespace, svc) for svc in services}
-    s = split(name, stable, canary, plan.weight if canary else 0, ready)
+    s = split(name, stable, canary, plan.weight if canary else 0, ready, canary_service=backend)
     route = http_route(name=name, namespace=namespace, uid=uid, hostname=host, gateway=gw, split=s)
     status: dict[str, Any] = {"splitBy": "modelops", "route": route_name(name), "hostname": host,
                               "gateway": f"{gw[0]}/{gw[1]}", "weights": s.weights()}
+    if service is not None:
+        status["canaryService"] = service["metadata"]["name"]
     if s.note:
         status["message"] = s.note
-    return TrafficPlan("modelops", status, route)
+    return _retiring(TrafficPlan("modelops", status, route, service), previous)
+
+
+def _retiring(tp: TrafficPlan, previous: Mapping[str, Any] | None) -> TrafficPlan:
+    gone = sorted(_ours(previous) - {tp.status.get("canaryService")})
+    if gone:
+        tp.status["retiring"] = gone
+    return tp
+
+
+def _route_settled(route: Mapping[str, Any] | None) -> bool:
+    """Whether every Gateway that reports on the route has seen its current generation (or none reports: then
+    none serves it, and nothing is in flight through it)."""
+    if not route:
+        return True
+    generation = int((route.get("metadata") or {}).get("generation") or 0)
+    for parent in (route.get("status") or {}).get("parents") or []:
+        for c in parent.get("conditions") or []:
+            if int(c.get("observedGeneration") or 0) < generation:
+                return False
+    return True
 
 
 def apply_traffic(kube: Kube, namespace: str, tp: TrafficPlan) -> str:
-    """Server-side apply of modelops' route when it changed; returns a status message ("" when all is well)."""
+    """Server-side apply of modelops' canary Service and route when they changed, then removal of the
+    Services of modelops the route no longer names once the gateway has seen that route (so no request is
+    sent to a deleted Service); returns a status message ("" when all is well)."""
+    current: dict[str, Any] | None = None
+    if tp.route is not None:
+        name = tp.route["metadata"]["name"]
+        try:
+            if tp.service is not None:
+                _apply_service(kube, tp.service)
+            current = kube.get(GATEWAY_GROUP, GATEWAY_VERSION, HTTPROUTE_PLURAL, namespace, name)
+            want = tp.route["metadata"]["annotations"][ANN_ROUTE_HASH]
+            if ((current or {}).get("metadata", {}).get("annotations") or {}).get(ANN_ROUTE_HASH) != want:
+                current = kube.apply(GATEWAY_GROUP, GATEWAY_VERSION, HTTPROUTE_PLURAL, tp.route)
+                log.info("%s/%s: HTTPRoute %s weights %s", namespace, name, name, tp.status.get("weights"))
+        except KubeError as exc:
+            msg = f"applying HTTPRoute {name} failed: {exc}"
+            log.error("%s/%s: %s", namespace, name, msg)
+            return msg
+    retired = _retire(kube, namespace, tp, current)
     if tp.route is None:
-        return str(tp.status.get("message") or "")
-    name = tp.route["metadata"]["name"]
-    try:
-        current = kube.get(GATEWAY_GROUP, GATEWAY_VERSION, HTTPROUTE_PLURAL, namespace, name)
-        want = tp.route["metadata"]["annotations"][ANN_ROUTE_HASH]
-        if ((current or {}).get("metadata", {}).get("annotations") or {}).get(ANN_ROUTE_HASH) != want:
-            current = kube.apply(GATEWAY_GROUP, GATEWAY_VERSION, HTTPROUTE_PLURAL, tp.route)
-            log.info("%s/%s: HTTPRoute %s weights %s", namespace, name, name, tp.status.get("weights"))
-    except KubeError as exc:
-        msg = f"applying HTTPRoute {name} failed: {exc}"
-        log.error("%s/%s: %s", namespace, name, msg)
-        return msg
+        return str(tp.status.get("message") or "") or retired
     gw = tuple(str(tp.status.get("gateway", "/")).split("/", 1))
     ok, why = route_accepted(current, (gw[0], gw[1]))
-    return str(tp.status.get("message") or "") if ok else why
+    return (str(tp.status.get("message") or "") or retired) if ok else why
+
+
+def _apply_service(kube: Kube, manifest: Mapping[str, Any]) -> None:
+    meta = manifest["metadata"]
+    current = kube.get_service(meta["namespace"], meta["name"])
+    want = meta["annotations"][ANN_SERVICE_HASH]
+    if ((current or {}).get("metadata", {}).get("annotations") or {}).get(ANN_SERVICE_HASH) != want:
+        kube.apply_service(manifest)
+        log.info("%s: Service %s to the agent of the canary's Pods %s", meta["namespace"], meta["name"],
+                 manifest["spec"]["selector"])
+
+
+def _retire(kube: Kube, namespace: str, tp: TrafficPlan, route: Mapping[str, Any] | None) -> str:
+    """Delete the retiring Services the route does not name, once the gateway saw it; `tp.status` keeps those
+    left for a later reconcile. Returns a message when a deletion failed."""
+    retiring = list(tp.status.get("retiring") or [])
+    if not retiring:
+        return ""
+    named = {ref.get("name") for rule in ((route or {}).get("spec") or {}).get("rules") or []
+             for ref in rule.get("backendRefs") or []} if tp.route is not None else set()
+    settled = tp.route is None or _route_settled(route)
+    left, msg = [], ""
+    for svc in retiring:
+        if svc in named or not settled:
+            left.append(svc)
+            continue
+        try:
+            kube.delete_service(namespace, svc)
+            log.info("%s: Service %s removed (the route no longer sends traffic to it)", namespace, svc)
+        except KubeError as exc:
+            left.append(svc)
+            msg = f"removing Service {svc} failed: {exc}"
+            log.error("%s: %s", namespace, msg)
+    if left:
+        tp.status["retiring"] = left
+    else:
+        tp.status.pop("retiring", None)
+    return msg
 
 
 def traffic_status(tp: TrafficPlan, message: str) -> Mapping[str, Any]:

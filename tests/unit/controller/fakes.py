@@ -102,6 +102,16 @@ class FakeKube:
     def service_ready(self, namespace: str, service: str) -> bool:
         return service not in self.unready_services
 
+    def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        obj = self.objects.get(("services", namespace, name))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def apply_service(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        return self.apply("", "v1", "services", manifest)
+
+    def delete_service(self, namespace: str, name: str) -> None:
+        self.objects.pop(("services", namespace, name), None)
+
     def secret_values(self, namespace: str, name: str) -> dict[str, str]:
         secret = self.objects.get(("secrets", namespace, name))
         if secret is None:

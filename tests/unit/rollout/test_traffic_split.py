@@ -157,10 +157,25 @@ def test_isvc_is_cluster_local_when_modelops_owns_the_route() -> None:
 
 
 class FakeKube:
-    """The three calls handlers/traffic.py makes, over dicts (HTTPRoutes by name, Services' readiness)."""
+    """The calls handlers/traffic.py makes, over dicts (HTTPRoutes and Services by name, Services' readiness)."""
 
-    def __init__(self, ready: dict[str, bool], routes: dict[str, Any] | None = None) -> None:
+    def __init__(self, ready: dict[str, bool], routes: dict[str, Any] | None = None,
+                 services: dict[str, Any] | None = None) -> None:
         self.ready, self.routes, self.applied = ready, dict(routes or {}), []  # type: list[dict[str, Any]]
+        self.services: dict[str, Any] = dict(services or {})
+        self.deleted: list[str] = []
+
+    def get_service(self, namespace: str, name: str) -> Any:
+        return self.services.get(name)
+
+    def apply_service(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self.applied.append(manifest)
+        self.services[manifest["metadata"]["name"]] = manifest
+        return manifest
+
+    def delete_service(self, namespace: str, name: str) -> None:
+        self.deleted.append(name)
+        self.services.pop(name, None)
 
     def get(self, group: str, version: str, plural: str, namespace: str, name: str) -> Any:
         return self.routes.get(name)
@@ -227,3 +242,109 @@ def test_knative_mode_without_knative_serving_is_a_clear_condition() -> None:
     assert "serving.knative.dev/v1" in missing.message and "deploymentMode: Standard" in missing.message
     assert mode_condition("Knative", knative_served=True).status == "True"
     assert mode_condition("Standard", knative_served=False).status == "True"
+
+
+def kserve_service(target_port: int) -> dict[str, Any]:
+    """The predictor Service KServe v0.20 makes (service_reconciler.go createDefaultSvc)."""
+    return {"metadata": {"name": "churn-v2-predictor"},
+            "spec": {"selector": {"app": "isvc.churn-v2-predictor"},
+                     "ports": [{"name": "http1", "port": 80, "targetPort": target_port}]}}
+
+
+def test_a_canary_that_logs_is_reached_through_its_agent() -> None:
+    from modelops.decide.traffic_split import canary_backend, logged_service, targets_agent
+
+    assert logged_service("churn", "v2") == "churn-v2-logged"
+    assert targets_agent(kserve_service(9081)) and not targets_agent(kserve_service(8080))
+    assert not targets_agent(None) and not targets_agent({"spec": {"ports": []}})
+    # KServe v0.20: the canary's Service skips the agent, so modelops' own Service carries the share
+    assert canary_backend("churn", "v2", True, kserve_service(8080)) == "churn-v2-logged"
+    assert canary_backend("churn", "v2", True, None) == "churn-v2-logged"  # KServe has not made it yet
+    # a KServe whose canary Service targets the agent, or a canary that does not log: KServe's Service
+    assert canary_backend("churn", "v2", True, kserve_service(9081)) == "churn-v2-predictor"
+    assert canary_backend("churn", "v2", False, kserve_service(8080)) == "churn-v2-predictor"
+    s = split("churn", "v1", "v2", 30, {"churn-v1-predictor": True, "churn-v2-logged": True},
+              canary_service="churn-v2-logged")
+    assert s.backends == (Backend("churn-v1-predictor", 70, "v1"), Backend("churn-v2-logged", 30, "v2"))
+    s = split("churn", "v1", "v2", 30, READY, canary_service="churn-v2-logged")  # ours has no endpoint yet
+    assert s.weights() == {"v1": 100} and "no ready endpoint" in s.note
+
+
+def test_the_logged_canary_service_selects_the_canary_pods_and_targets_the_agent() -> None:
+    from modelops.desired.canary_service import ANN_SERVICE_HASH, logged_canary_service, service_hash
+
+    svc = logged_canary_service(name="churn", namespace="ns", uid="u1", service="churn-v2-logged",
+                                predictor_service="churn-v2-predictor")
+    assert svc["metadata"]["name"] == "churn-v2-logged" and svc["metadata"]["namespace"] == "ns"
+    assert svc["spec"]["selector"] == kserve_service(8080)["spec"]["selector"]  # the Pods KServe's Service selects
+    assert svc["spec"]["ports"] == [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 9081}]
+    assert svc["spec"]["type"] == "ClusterIP"
+    owner_ref = svc["metadata"]["ownerReferences"][0]
+    assert (owner_ref["kind"], owner_ref["name"], owner_ref["uid"], owner_ref["controller"]) == \
+        ("ModelDeployment", "churn", "u1", True)
+    assert svc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "modelops"  # the admission policy's rule
+    assert svc["metadata"]["annotations"][ANN_SERVICE_HASH] == service_hash(svc)
+
+
+def test_handler_routes_a_logging_canary_through_its_agent_and_removes_the_service_after_it() -> None:
+    from modelops.handlers.traffic import apply_traffic, plan_traffic, traffic_status
+
+    kube = FakeKube({"churn-v1-predictor": True, "churn-v2-predictor": True},
+                    services={"churn-v2-predictor": kserve_service(8080)})
+    plan = ServingPlan(ModelRef("pvc://m/1", "1"), ModelRef("pvc://m/2", "2"), 25)
+    tp = plan_traffic(kube, Settings(), "ns", "churn", "u1", plan, KSERVE_INGRESS, True, None)  # type: ignore[arg-type]
+    # the Service of modelops has no endpoint before it exists: all traffic to the stable predictor, said so
+    assert tp.service is not None and tp.status["canaryService"] == "churn-v2-logged"
+    assert tp.status["weights"] == {"v1": 100} and "no ready endpoint" in tp.status["message"]
+    apply_traffic(kube, "ns", tp)  # type: ignore[arg-type]
+    assert [m["kind"] for m in kube.applied] == ["Service", "HTTPRoute"], "the Service goes before the route"
+    kube.ready["churn-v2-logged"] = True
+    tp = plan_traffic(kube, Settings(), "ns", "churn", "u1", plan, KSERVE_INGRESS, True,  # type: ignore[arg-type]
+                      traffic_status(tp, ""))
+    apply_traffic(kube, "ns", tp)  # type: ignore[arg-type]
+    assert tp.status["weights"] == {"v1": 75, "v2": 25} and "retiring" not in tp.status
+    refs = kube.routes["churn-traffic"]["spec"]["rules"][0]["backendRefs"]
+    assert {r["name"]: r["weight"] for r in refs} == {"churn-v1-predictor": 75, "churn-v2-logged": 25}
+    assert [m["kind"] for m in kube.applied] == ["Service", "HTTPRoute", "HTTPRoute"], "unchanged Service not re-sent"
+
+    # promoted: the route goes to KServe's (logging) Service of v2; modelops' Service is removed only once the
+    # gateway has seen the new route
+    promoted = ServingPlan(ModelRef("pvc://m/2", "2"))
+    tp = plan_traffic(kube, Settings(), "ns", "churn", "u1", promoted, KSERVE_INGRESS, True,  # type: ignore[arg-type]
+                      traffic_status(tp, ""))
+    assert tp.status["retiring"] == ["churn-v2-logged"] and "canaryService" not in tp.status
+    gateway_saw = {"parents": [{"parentRef": {"name": "kserve-ingress-gateway", "namespace": "kserve"},
+                                "conditions": [{"type": "Accepted", "status": "True", "observedGeneration": 2},
+                                               {"type": "ResolvedRefs", "status": "True", "observedGeneration": 2}]}]}
+
+    def apply_route(group: str, version: str, plural: str, manifest: dict[str, Any]) -> dict[str, Any]:
+        kube.applied.append(manifest)
+        kube.routes[manifest["metadata"]["name"]] = {**manifest, "metadata": {**manifest["metadata"], "generation": 3},
+                                                     "status": gateway_saw}
+        return kube.routes[manifest["metadata"]["name"]]
+
+    kube.apply = apply_route  # type: ignore[method-assign]
+    msg = apply_traffic(kube, "ns", tp)  # type: ignore[arg-type]
+    assert kube.deleted == [] and tp.status["retiring"] == ["churn-v2-logged"], "deleted before the gateway saw it"
+    assert msg == "", msg  # accepted; the removal waits without an error
+    gateway_saw["parents"][0]["conditions"] = [{**c, "observedGeneration": 3}
+                                               for c in gateway_saw["parents"][0]["conditions"]]
+    tp = plan_traffic(kube, Settings(), "ns", "churn", "u1", promoted, KSERVE_INGRESS, True,  # type: ignore[arg-type]
+                      traffic_status(tp, ""))
+    assert tp.status["retiring"] == ["churn-v2-logged"]  # still named until it is gone
+    assert apply_traffic(kube, "ns", tp) == ""  # type: ignore[arg-type]
+    assert kube.deleted == ["churn-v2-logged"] and "retiring" not in traffic_status(tp, "")
+
+
+def test_a_canary_without_a_logger_keeps_kserves_service() -> None:
+    from modelops.handlers.traffic import plan_traffic
+
+    kube = FakeKube({"churn-v1-predictor": True, "churn-v2-predictor": True},
+                    services={"churn-v2-predictor": kserve_service(8080)})
+    plan = ServingPlan(ModelRef("pvc://m/1", "1"), ModelRef("pvc://m/2", "2"), 25)
+    tp = plan_traffic(kube, Settings(), "ns", "churn", "u1", plan, KSERVE_INGRESS, False, None)  # type: ignore[arg-type]
+    assert tp.service is None and "canaryService" not in tp.status and tp.status["weights"] == {"v1": 75, "v2": 25}
+    # and one whose KServe already targets the agent (a later KServe)
+    kube.services["churn-v2-predictor"] = kserve_service(9081)
+    tp = plan_traffic(kube, Settings(), "ns", "churn", "u1", plan, KSERVE_INGRESS, True, None)  # type: ignore[arg-type]
+    assert tp.service is None and tp.status["weights"] == {"v1": 75, "v2": 25}
