@@ -178,6 +178,24 @@ def route_weights(kube: Any, ns: str) -> dict[str, int]:
     return {b["name"]: int(b.get("weight", 1)) for r in route["spec"]["rules"] for b in r["backendRefs"]}
 
 
+def service_ports(kube: Any, ns: str, name: str) -> dict[str, Any] | None:
+    """A Service's selector and (port, targetPort) pairs; None when it does not exist."""
+    try:
+        svc = kube.core.read_namespaced_service(name, ns)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return {"selector": svc.spec.selector,
+            "ports": [(p.port, p.target_port if isinstance(p.target_port, int) else str(p.target_port))
+                      for p in svc.spec.ports or []]}
+
+
+def logged_name(version: str) -> str:
+    """modelops' Service to a canary's logger agent (decide/traffic_split.py logged_service)."""
+    return f"{NAME}-{predictor_name(ModelRef(storage_uri=URI[version]))}-logged"
+
+
 def run_canary(op: Operator, ns: str, pods: PredictorPods, stable: str, canary: str,
                until: Any, diag: Any) -> dict[int, list[dict[str, Any]]]:
     """Point the ModelDeployment at `canary` and sample, at every rollout step, the two predictor Deployments,
@@ -204,7 +222,10 @@ def run_canary(op: Operator, ns: str, pods: PredictorPods, stable: str, canary: 
                 "deployments": snap, "isvc_generation": isvc["metadata"]["generation"],
                 "isvc_meta": json.dumps({k: isvc["metadata"].get(k) for k in ("labels", "annotations")},
                                         sort_keys=True),
-                "pods": {n: sorted(pods.pods_of(n)) for n in names}, "route": route_weights(kube, ns)})
+                "pods": {n: sorted(pods.pods_of(n)) for n in names}, "route": route_weights(kube, ns),
+                "kserve_canary_service": service_ports(kube, ns, deployment_name(canary)),
+                "stable_service": service_ports(kube, ns, deployment_name(stable)),
+                "logged_service": service_ports(kube, ns, logged_name(canary))})
         time.sleep(0.25)
     else:
         pytest.fail(f"the rollout of {canary} did not finish in 240 s\n{diag()}")
@@ -257,10 +278,26 @@ def test_canary_steps_do_not_restart_the_predictors_and_the_rollout_completes(
         # EndpointSlice entry, and modelops routes only to Services with ready endpoints)
         v2 = predictor_name(ModelRef(storage_uri=URI["v2"]))
         assert all(s["route"] for s in every), "modelops' HTTPRoute was not written"
+        # KServe v0.20 gives the canary a Service to the model server's port, skipping the logger agent it injects
+        # (predictor.go reconcileCanaryDeployments: an empty component extension); modelops' Service for the
+        # canary selects the same Pods and targets the agent, so the canary's payloads are logged
+        kserve_canary = every[-1]["kserve_canary_service"]
+        assert kserve_canary and kserve_canary["ports"][0][1] != 9081, kserve_canary
+        for s in every:
+            assert s["logged_service"] == {"selector": kserve_canary["selector"], "ports": [(80, 9081)]}, s
+        assert kserve_canary["selector"] == {"app": f"isvc.{deployment_name('v2')}"}
+        # the stable predictor's own Service targets the agent (the logger is in its component extension)
+        assert every[-1]["stable_service"]["ports"][0][1] == 9081, every[-1]["stable_service"]
         isvc = wait_for(lambda: (o := isvc_get(kube, ns, NAME)) and not o["spec"].get("canary") and o, 30,
                         "one predictor after promotion", dump=lambda: diag())
         assert isvc["spec"]["predictor"]["name"] == v2
         wait_for(lambda: _deployment(kube, ns, deployment_name("v1")) is None, 60, "the old stable removed by KServe")
+        # promoted: v2 is KServe's stable predictor, reached through KServe's Service (to its agent); modelops'
+        # Service for it is removed (no gateway reports on the route in this tier, so nothing waits for one)
+        wait_for(lambda: service_ports(kube, ns, logged_name("v2")) is None, 60, "modelops' canary Service removed",
+                 dump=lambda: diag())
+        assert "retiring" not in (md_get(kube, ns, NAME)["status"].get("traffic") or {})
+        assert service_ports(kube, ns, deployment_name("v2"))["ports"][0][1] == 9081  # type: ignore[index]
         assert not [k for k in {**isvc["metadata"].get("labels", {}), **isvc["metadata"].get("annotations", {})}
                     if k in ("modelops.dev/stable-version", "modelops.dev/canary-version", "modelops.dev/desired-hash")]
         applied = md_get(kube, ns, NAME)["status"]["inferenceServiceApplied"]
@@ -296,6 +333,9 @@ def test_canary_steps_do_not_restart_the_predictors_and_the_rollout_completes(
                         "one predictor after the rollback", dump=lambda: diag())
         assert isvc["spec"]["predictor"]["name"] == v2
         wait_for(lambda: _deployment(kube, ns, deployment_name("v3")) is None, 60, "the canary removed by KServe")
+        assert all(s["logged_service"] for s in every), "the rolled-back canary was not reached through its agent"
+        wait_for(lambda: service_ports(kube, ns, logged_name("v3")) is None, 60,
+                 "modelops' Service of the rolled-back canary removed", dump=lambda: diag())
         # the stable predictor was never touched: not by the canary's start, its steps, nor the rollback
         assert snapshot(kube, ns, [deployment_name("v2")]) == stable_before
         assert sorted(pods.pods_of(deployment_name("v2"))) == stable_pods

@@ -39,6 +39,9 @@ def test_route_weights_by_predictor() -> None:
         {"kind": "Service", "name": "churn-v1-predictor", "port": 80, "weight": 75},
         {"kind": "Service", "name": "churn-v2-predictor", "port": 80, "weight": 25}]}]}}
     assert route_weights(route, "churn") == {"v1": 75, "v2": 25}
+    # a canary that logs is reached through modelops' Service to its agent
+    route["spec"]["rules"][0]["backendRefs"][1]["name"] = "churn-v2-logged"
+    assert route_weights(route, "churn") == {"v1": 75, "v2": 25}
     # a ref without weight has weight 1 (Gateway API); refs to other Services are not predictors of this model
     route["spec"]["rules"][0]["backendRefs"] = [{"name": "churn-v1-predictor"}, {"name": "other-v1-predictor"},
                                                 {"name": "churn-predictor"}]

@@ -52,14 +52,16 @@ def v2_inputs(frame: Any) -> list[dict[str, Any]]:
 
 def route_weights(route: Mapping[str, Any] | None, isvc: str) -> dict[str, int]:
     """{predictor name: weight} of an HTTPRoute's backendRefs to KServe predictor Services
-    (`{isvc}-{predictor}-predictor`); a ref without a weight has weight 1, as Gateway API says."""
+    (`{isvc}-{predictor}-predictor`) and to modelops' Services of canaries that log (`{isvc}-{predictor}-logged`);
+    a ref without a weight has weight 1, as Gateway API says."""
     out: dict[str, int] = {}
-    prefix, suffix = f"{isvc}-", "-predictor"
+    prefix = f"{isvc}-"
     for rule in ((route or {}).get("spec") or {}).get("rules") or []:
         for ref in rule.get("backendRefs") or []:
             name = str(ref.get("name") or "")
-            if name.startswith(prefix) and name.endswith(suffix) and len(name) > len(prefix) + len(suffix):
-                out[name[len(prefix):-len(suffix)]] = int(ref.get("weight", 1))
+            for suffix in ("-predictor", "-logged"):
+                if name.startswith(prefix) and name.endswith(suffix) and len(name) > len(prefix) + len(suffix):
+                    out[name[len(prefix):-len(suffix)]] = int(ref.get("weight", 1))
     return out
 
 
