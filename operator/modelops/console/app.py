@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -284,7 +284,7 @@ def create_app(settings: ConsoleSettings, kube: Kube | None = None) -> FastAPI:
         obj = await get_obj("modeldeployments", ns, name)
         model = views.model_of("modeldeployments", obj)
         st = obj.get("status") or {}
-        isvc_name = str((st.get("inferenceService") or {}).get("name") or name)
+        isvc_name = _isvc_name(st, name)
         isvc, versions, registered, plot, window, events = await gather_quiet(
             _isvc(state.kube, ns, isvc_name), state.mlflow.versions(model, max_age=MODEL_PAGE_MAX_AGE),
             state.mlflow.registered(model, max_age=MODEL_PAGE_MAX_AGE),
@@ -317,7 +317,7 @@ def create_app(settings: ConsoleSettings, kube: Kube | None = None) -> FastAPI:
         except (ValueError, KeyError, TypeError) as exc:
             raise HTTPException(400, f"expected a KServe V2 body {{\"inputs\": [...]}}: {exc}") from None
         st = obj.get("status") or {}
-        isvc = await _isvc(state.kube, ns, str((st.get("inferenceService") or {}).get("name") or name))
+        isvc = await _isvc(state.kube, ns, _isvc_name(st, name))
         url = ((isvc.get("status") or {}).get("address") or {}).get("url") or (isvc.get("status") or {}).get("url")
         if not url:
             raise HTTPException(409, "the InferenceService reports no URL yet")
@@ -454,6 +454,13 @@ def create_app(settings: ConsoleSettings, kube: Kube | None = None) -> FastAPI:
         return JSONResponse({"decision": decision, "record": record.as_json(), "warnings": warnings})
 
     return app
+
+
+def _isvc_name(status: Mapping[str, Any], name: str) -> str:
+    """The InferenceService a ModelDeployment's status names (`status.inferenceService`, a name: the CRD's
+    type), else the ModelDeployment's own name (the operator gives it that name)."""
+    value = status.get("inferenceService")
+    return value if isinstance(value, str) and value else name
 
 
 async def _isvc(kube: Kube, ns: str, name: str) -> dict[str, Any]:
