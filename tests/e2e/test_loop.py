@@ -125,6 +125,12 @@ def test_full_loop(e2e_loop: Loop) -> None:
     isvc = loop.isvc()
     assert isvc["spec"]["predictor"]["name"] == "v2" and not isvc["spec"].get("canary"), isvc["spec"]
     assert (loop.md()["status"].get("stable") or {}).get("version") == "2"
+    # the canaries' payloads were logged (issue 13): KServe v0.20's canary Service skips the agent, so modelops
+    # routes a canary's share through a Service of its own to the agent. v2 had rows at the exporter while it
+    # waited for approval as the canary, and v3 served only ever as a canary
+    assert (loop.canary_rows.get("2") or 0) > 0, loop.canary_rows
+    v3_rows = loop.rows_ingested("3")
+    assert v3_rows and v3_rows > 0, v3_rows
     # the bad version's answers were the clients' own failures (422), seen at the gateway
     assert loop.traffic is not None and loop.traffic.answers.get("HTTP 422", 0) > 0, loop.traffic.answers
     # it served (Ready, answering) and failed the sample's built-in success-rate: an analysis failure, not a deadline

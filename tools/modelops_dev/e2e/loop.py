@@ -319,6 +319,8 @@ class Loop:
         #: the predictors' state (predictor_state) at each canary step, and whether a traffic step restarted one
         self.restart_watch: list[dict[str, Any]] = []
         self.restarts: dict[str, Any] = {}
+        #: version -> rows of it the drift exporter had ingested when it waited for approval as a canary
+        self.canary_rows: dict[str, float | None] = {}
 
     # ---- helpers ----------------------------------------------------------------------------------------
     def wait(self, what: str, check: Callable[[], Any], timeout: float, period: float = 2.0,
@@ -348,6 +350,14 @@ class Loop:
         try:
             return str(self.mlflow("registered-models/alias", name=MODEL, alias=alias)["model_version"]["version"])
         except KubeError:
+            return None
+
+    def rows_ingested(self, version: str) -> float | None:
+        """Rows of `version` the drift exporter received (requests joined with responses), as scraped."""
+        try:
+            return self.prom(f'sum(modelops_drift_rows_ingested_total{{model_namespace="{self.ns}",'
+                             f'version="{version}"}})')
+        except (LoopError, KubeError):
             return None
 
     def prom(self, query: str) -> float | None:
@@ -882,6 +892,11 @@ class Loop:
             self.restarts = self.restart_report(f"v{stable}", f"v{version}")
             self.tl.event("canary", f"predictors from the canary's first traffic to approval: {self.restarts['summary']}",
                           restarts=self.restarts)
+            # the canary's payloads reach the drift exporter through KServe's agent (modelops' Service to it)
+            rows = self.rows_ingested(version)
+            self.canary_rows[version] = rows
+            self.tl.event("canary", f"v{version} as the canary: {rows} of its rows ingested by the drift exporter "
+                                    "(logged by KServe's agent in the canary's Pod)", version=version)
             self.approval = approve_in_console(self, MODEL, version, self.approval_wait)
         done = self.wait(f"v{version} to be promoted", follow, 600, period=3)
         if done.get("result") != "Promoted":
