@@ -12,11 +12,12 @@ Facts this builder depends on (KSERVE.md, checked against KServe v0.20's CRD and
   predictor must not set maxReplicas/scaleMetric/scaleTarget/autoScaling and its minReplicas must not
   exceed the stable one's. Promotion moves the canary predictor *with its name* into `spec.predictor`, so
   every predictor here is named after the version it serves and promotion does not restart pods.
-- Not yet handled (found on the e2e node, README "fifth session"): KServe v0.20 reconciles a Standard canary with
-  an empty component extension (`reconcileCanaryDeployments`: `componentExt := v1beta1.ComponentExtensionSpec{}`),
-  so the canary's Service targets the model server's port, not the logger agent's (9081) that the stable
-  predictor's Service targets: the agent is injected into the canary's Pod but receives nothing, and the canary's
-  payloads are never logged.
+- KServe v0.20 reconciles a Standard canary with an empty component extension (`reconcileCanaryDeployments`:
+  `componentExt := v1beta1.ComponentExtensionSpec{}`), so the canary's Service targets the model server's port,
+  not the logger agent's (9081) that the stable predictor's Service targets: the agent is injected into the
+  canary's Pod but KServe's Service sends it nothing. Nothing here can change that (the logger set below is
+  what KServe ignores); modelops' route reaches such a canary through a Service of its own to the agent
+  (decide/traffic_split.py `canary_backend`, desired/canary_service.py).
 - A custom predictor container named `kserve-container` with env `STORAGE_URI` gets the storage
   initializer: the model appears under /mnt/models (KServe's CustomPredictor.GetStorageUri).
 - KServe copies ALL of the InferenceService's labels and its annotations (all but a short disallow list:
