@@ -347,6 +347,17 @@ def test_console_wiring_ingress_and_httproute() -> None:
     assert env["MODELOPS_CONSOLE_SMTP_SECRET_DIR"] == "/etc/modelops/smtp"
     assert env["MODELOPS_CONSOLE_SLACK_WEBHOOK_FILE"] == "/etc/modelops/slack/webhook-url"
     assert env["MODELOPS_CONSOLE_LINK_SECRET_FILE"] == "/etc/modelops/links/link-secret"
+    assert "MODELOPS_CONSOLE_DRIFT_TOKEN" not in env  # no drift exporter in these values
+    # with the drift exporter on, its read API needs its shared secret (the model page got 401 without it on the
+    # node)
+    with_exporter = render([CONSOLE_VALUES], sets=["driftExporter.enabled=true",
+                                                   "driftExporter.references[0]=churn=models:/churn/{version}"])
+    dep = next(o for o in with_exporter if o["kind"] == "Deployment" and o["metadata"]["name"] == "modelops-console")
+    token = next(e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]
+                 if e["name"] == "MODELOPS_CONSOLE_DRIFT_TOKEN")
+    exporter_token = next(o for o in with_exporter if o["kind"] == "Secret" and "drift" in o["metadata"]["name"])
+    assert token["valueFrom"]["secretKeyRef"]["name"] == exporter_token["metadata"]["name"]
+    assert token["valueFrom"]["secretKeyRef"]["key"] in exporter_token["data"]
     vols = {v["name"]: v["secret"]["secretName"] for v in dep["spec"]["template"]["spec"]["volumes"] if "secret" in v}
     assert vols == {"links": "modelops-console-links", "smtp": "modelops-smtp", "slack": "modelops-slack"}
     ing = next(o for o in objs if o["kind"] == "Ingress")

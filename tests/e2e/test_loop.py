@@ -125,6 +125,9 @@ def test_full_loop(e2e_loop: Loop) -> None:
     isvc = loop.isvc()
     assert isvc["spec"]["predictor"]["name"] == "v2" and not isvc["spec"].get("canary"), isvc["spec"]
     assert (loop.md()["status"].get("stable") or {}).get("version") == "2"
+    # the console's model page reads every source it shows (issue 18: it answered 500 on the operator's status,
+    # then the drift exporter answered it 401)
+    assert loop.approval["model_page"] == {"status": 200, "source_errors": []}, loop.approval["model_page"]
     # the canaries' payloads were logged (issue 13): KServe v0.20's canary Service skips the agent, so modelops
     # routes a canary's share through a Service of its own to the agent. v2 had rows at the exporter while it
     # waited for approval as the canary, and v3 served only ever as a canary

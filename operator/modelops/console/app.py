@@ -61,7 +61,7 @@ class State:
         t = settings.http_timeout_seconds
         self.mlflow = Mlflow(settings.mlflow_tracking_uri, t)
         self.prom = Prometheus(settings.prometheus_url, t)
-        self.exporter = DriftExporter(settings.drift_exporter_url, t)
+        self.exporter = DriftExporter(settings.drift_exporter_url, t, settings.drift_token)
         self.secret = settings.link_secret()
         csrf_key = hashlib.sha256(b"modelops-console-csrf" + (self.secret or kube.server.encode())).digest()
         self.auth = Authenticator(kube, settings.auth_cache_seconds, csrf_key)
@@ -288,7 +288,7 @@ def create_app(settings: ConsoleSettings, kube: Kube | None = None) -> FastAPI:
         isvc, versions, registered, plot, window, events = await gather_quiet(
             _isvc(state.kube, ns, isvc_name), state.mlflow.versions(model, max_age=MODEL_PAGE_MAX_AGE),
             state.mlflow.registered(model, max_age=MODEL_PAGE_MAX_AGE),
-            drift_plot(model), state.exporter.drift(model), _events(state.kube, ns, name))
+            drift_plot(model), state.exporter.drift(model, ns), _events(state.kube, ns, name))
         errors = [x for x in (versions, registered, window) if isinstance(x, str)]
         decisions: dict[str, list[Record]] = {}
         for v in versions if isinstance(versions, list) else []:

@@ -18,6 +18,8 @@ class ConsoleSettings(BaseSettings):
     prometheus_url: str = Field("http://prometheus.monitoring.svc:9090", description="Prometheus HTTP API.")
     drift_exporter_url: str = Field("http://modelops-drift-exporter.modelops.svc:8080",
                                     description="Drift exporter base URL (recent predictions, drift now).")
+    drift_token: str = Field("", description="The drift exporter's shared secret (the chart's Secret, as the "
+                             "operator gets it): its read endpoints answer 401 without it.")
     public_url: str = Field("", description="The console's external URL, used in links; empty: the request's.")
     link_secret_file: str = Field("", description="File holding the HMAC secret of signed approve/reject links "
                                                   "(>= 32 bytes); empty: signed links are refused.")

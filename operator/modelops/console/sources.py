@@ -169,13 +169,18 @@ class Prometheus:
 
 
 class DriftExporter:
-    def __init__(self, url: str, timeout: float) -> None:
-        self.url = url.rstrip("/").removesuffix("/events")
-        self.http = httpx.AsyncClient(base_url=self.url, timeout=timeout)
+    """The drift exporter's read API (`GET /drift/{model}`), with its bearer token (modelops.drift.auth)."""
 
-    async def drift(self, model: str) -> dict[str, Any]:
+    def __init__(self, url: str, timeout: float, token: str = "") -> None:
+        self.url = url.rstrip("/").removesuffix("/events")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.AsyncClient(base_url=self.url, timeout=timeout, headers=headers)
+
+    async def drift(self, model: str, namespace: str) -> dict[str, Any]:
+        """The current evaluation of `model` in `namespace` (the exporter keeps each namespace apart); {} when
+        the exporter has seen nothing of it."""
         try:
-            resp = await self.http.get(f"/drift/{model}")
+            resp = await self.http.get(f"/drift/{model}", params={"namespace": namespace})
         except httpx.HTTPError as exc:
             raise SourceError(f"drift exporter at {self.url}: {type(exc).__name__}") from None
         if resp.status_code == 404:

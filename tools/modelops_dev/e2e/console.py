@@ -100,6 +100,9 @@ def approve_in_console(loop: _Loop, name: str, version: str, wait_for_person: fl
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(2)
+        model_page = read_model_page(base, token, loop.ns, name)
+        loop.tl.event("approve", f"the console's model page: HTTP {model_page['status']}, source errors "
+                                 f"{model_page['source_errors'] or 'none'}", version=version)
         loop.tl.event("approve", f"v{version} passed analysis and waits for approval in the console: {view} "
                                  f"(sign in as {approver_username(loop.ns)} with the token in {token_file})",
                       version=version)
@@ -116,4 +119,21 @@ def approve_in_console(loop: _Loop, name: str, version: str, wait_for_person: fl
         loop.tl.event("approve", f"v{version} approved in the console by {record.get('actor')} via "
                                  f"{record.get('via')} ({'in the browser' if how == 'person' else 'the Approve request'}"
                                  f", evidence sha256 {str(record.get('evidence_sha256', ''))[:12]})", version=version)
-    return {"record": record, "how": how, "url": view, "token_file": str(token_file)}
+    return {"record": record, "how": how, "url": view, "token_file": str(token_file), "model_page": model_page}
+
+
+def read_model_page(base_url: str, token: str, namespace: str, name: str) -> dict[str, Any]:
+    """The model's page as the approver sees it: its HTTP status and the sources it could not read (the page
+    says each in a `<p class="warn">`: MLflow, the drift exporter, ...)."""
+    import html
+    import re
+
+    req = urllib.request.Request(f"{base_url}/models/{namespace}/{name}",
+                                 headers={"Authorization": f"Bearer {token}", "Accept": "text/html"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            status, body = resp.status, resp.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read().decode(errors="replace")
+    warnings = [html.unescape(w) for w in re.findall(r'<p class="warn">(.*?)</p>', body, re.S)]
+    return {"status": status, "source_errors": warnings}
