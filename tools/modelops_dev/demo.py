@@ -142,7 +142,10 @@ def demo_up() -> None:
   kubectl port-forward -n {DEMO_NAMESPACE} svc/{release}-mlflow 5000:5000   # then http://127.0.0.1:5000
   # drift report (Evidently HTML) and metrics of the drift exporter:
   kubectl port-forward -n {DEMO_NAMESPACE} svc/{release}-drift-exporter 8080:8080
-  #   http://127.0.0.1:8080/reports/churn   http://127.0.0.1:8080/drift/churn
+  #   its read API needs the chart's token (modelops.drift.auth):
+  #   TOKEN=$(kubectl get secret -n {DEMO_NAMESPACE} {release}-drift-exporter-token -o jsonpath='{{.data.token}}' | base64 -d)
+  #   curl -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:8080/drift/churn?namespace={DEMO_NAMESPACE}"
+  #   (and /reports/churn?namespace={DEMO_NAMESPACE} for the Evidently HTML report)
   # the console (overview, model page, approvals; sign in with the demo approver's token in
   #   {work / 'approver-token'}, user system:serviceaccount:{DEMO_NAMESPACE}:demo-approver):
   kubectl port-forward -n {DEMO_NAMESPACE} svc/{release}-console 8081:80   # then http://127.0.0.1:8081
