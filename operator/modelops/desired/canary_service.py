@@ -9,9 +9,6 @@ the ModelDeployment (deleted with it) and removed once the route no longer needs
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Mapping
 from typing import Any
 
 from modelops.api import (
@@ -24,10 +21,15 @@ from modelops.api import (
 )
 from modelops.api.types import AGENT_PORT, PREDICTOR_PORT
 
-#: app.kubernetes.io/component of the Service (what `retire` lists, and what the admission policy allows)
+# the same desired-hash annotation and hash as modelops' route: one implementation for both
+from modelops.desired.http_route import ANN_ROUTE_HASH as ANN_SERVICE_HASH
+from modelops.desired.http_route import route_hash as service_hash
+
+__all__ = ["ANN_SERVICE_HASH", "COMPONENT", "LABEL_COMPONENT", "logged_canary_service", "pod_selector", "service_hash"]
+
+#: app.kubernetes.io/component of the Service (to find them: `kubectl get svc -l app.kubernetes.io/component=...`)
 COMPONENT = "logged-canary"
 LABEL_COMPONENT = "app.kubernetes.io/component"
-ANN_SERVICE_HASH = "modelops.dev/desired-hash"
 
 
 def pod_selector(predictor_service: str) -> dict[str, str]:
@@ -58,8 +60,3 @@ def logged_canary_service(*, name: str, namespace: str, uid: str, service: str,
     manifest["metadata"]["annotations"][ANN_SERVICE_HASH] = service_hash(manifest)
     return manifest
 
-
-def service_hash(manifest: Mapping[str, Any]) -> str:
-    body = json.loads(json.dumps(manifest))
-    body.get("metadata", {}).get("annotations", {}).pop(ANN_SERVICE_HASH, None)
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]

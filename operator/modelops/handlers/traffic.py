@@ -134,8 +134,7 @@ def apply_traffic(kube: Kube, namespace: str, tp: TrafficPlan) -> str:
             if tp.service is not None:
                 _apply_service(kube, tp.service)
             current = kube.get(GATEWAY_GROUP, GATEWAY_VERSION, HTTPROUTE_PLURAL, namespace, name)
-            want = tp.route["metadata"]["annotations"][ANN_ROUTE_HASH]
-            if ((current or {}).get("metadata", {}).get("annotations") or {}).get(ANN_ROUTE_HASH) != want:
+            if _outdated(current, tp.route, ANN_ROUTE_HASH):
                 current = kube.apply(GATEWAY_GROUP, GATEWAY_VERSION, HTTPROUTE_PLURAL, tp.route)
                 log.info("%s/%s: HTTPRoute %s weights %s", namespace, name, name, tp.status.get("weights"))
         except KubeError as exc:
@@ -150,11 +149,15 @@ def apply_traffic(kube: Kube, namespace: str, tp: TrafficPlan) -> str:
     return (str(tp.status.get("message") or "") or retired) if ok else why
 
 
+def _outdated(current: Mapping[str, Any] | None, manifest: Mapping[str, Any], annotation: str) -> bool:
+    """Whether the live object lacks the desired manifest's hash (absent, changed, or applied by another)."""
+    live = ((current or {}).get("metadata") or {}).get("annotations") or {}
+    return bool(live.get(annotation) != manifest["metadata"]["annotations"][annotation])
+
+
 def _apply_service(kube: Kube, manifest: Mapping[str, Any]) -> None:
     meta = manifest["metadata"]
-    current = kube.get_service(meta["namespace"], meta["name"])
-    want = meta["annotations"][ANN_SERVICE_HASH]
-    if ((current or {}).get("metadata", {}).get("annotations") or {}).get(ANN_SERVICE_HASH) != want:
+    if _outdated(kube.get_service(meta["namespace"], meta["name"]), manifest, ANN_SERVICE_HASH):
         kube.apply_service(manifest)
         log.info("%s: Service %s to the agent of the canary's Pods %s", meta["namespace"], meta["name"],
                  manifest["spec"]["selector"])
