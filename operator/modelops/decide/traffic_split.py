@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any, Literal
 
+from modelops.api.times import parse_time
 from modelops.api.types import AGENT_PORT, Backend, Split
 
 Owner = Literal["kserve", "modelops"]
@@ -84,15 +86,28 @@ def owner(setting: str, kserve_weights_canary: bool) -> Owner:
     return "kserve" if setting == "kserve" else "modelops"
 
 
+def stable_backend(isvc: str, stable: str, logs: bool, kserve_service: Mapping[str, Any] | None,
+                   ours_in_use: str | None) -> str:
+    """The Service the stable side's share goes to: KServe's predictor Service, except right after a promotion
+    while KServe's Service of the promoted predictor still skips its agent (as it did while that predictor was
+    the canary) and the route already reaches it through modelops' `logged_service`: the route keeps that one
+    until KServe's Service targets the agent, so the promotion neither bypasses the logger nor sends a
+    request to a Service being rewritten."""
+    ours = logged_service(isvc, stable)
+    if logs and ours_in_use == ours and not targets_agent(kserve_service):
+        return ours
+    return predictor_service(isvc, stable)
+
+
 def split(isvc: str, stable: str, canary: str | None, weight: int, ready: Mapping[str, bool],
-          canary_service: str | None = None) -> Split:
+          canary_service: str | None = None, stable_service: str | None = None) -> Split:
     """Backends for the rollout step: the canary gets `weight`% only once its Service (`canary_service`,
     default KServe's predictor Service) has ready endpoints; until then (and without a canary) the stable
-    predictor gets everything. The stable backend is always listed: with no ready endpoint at all the gateway
-    answers 503 instead of routing nowhere."""
+    predictor (`stable_service`, default KServe's predictor Service) gets everything. The stable backend is
+    always listed: with no ready endpoint at all the gateway answers 503 instead of routing nowhere."""
     if not 0 <= weight <= 100:
         raise ValueError(f"canary weight {weight} is outside 0..100")
-    stable_svc = predictor_service(isvc, stable)
+    stable_svc = stable_service or predictor_service(isvc, stable)
     if canary is None or canary == stable:
         return Split((Backend(stable_svc, 100, stable),))
     canary_svc = canary_service or predictor_service(isvc, canary)
@@ -104,6 +119,87 @@ def split(isvc: str, stable: str, canary: str | None, weight: int, ready: Mappin
         return Split((Backend(stable_svc, 100 - weight, stable), Backend(canary_svc, weight, canary)),
                      note=f"stable {stable} has no ready endpoint")
     return Split((Backend(stable_svc, 100 - weight, stable), Backend(canary_svc, weight, canary)))
+
+
+def route_services(route: Mapping[str, Any] | None) -> set[str]:
+    """The Services a route's rules send traffic to."""
+    return {str(ref.get("name")) for rule in ((route or {}).get("spec") or {}).get("rules") or []
+            for ref in rule.get("backendRefs") or [] if (ref.get("kind") or "Service") == "Service"}
+
+
+def isvc_predictors(isvc: Mapping[str, Any] | None) -> set[str]:
+    """The predictor names an InferenceService manifest (live or desired) carries: the stable one and the
+    canaries' (the builder's Standard layout; an unnamed predictor is KServe's default `""`)."""
+    spec = (isvc or {}).get("spec") or {}
+    names = {str((spec.get("predictor") or {}).get("name") or "")} if spec.get("predictor") else set()
+    names |= {str((c.get("predictor") or {}).get("name") or "") for c in spec.get("canary") or []}
+    return names
+
+
+def services_of(isvc: str, predictors: Iterable[str]) -> set[str]:
+    """Every Service name that may front one of `predictors`: KServe's, and modelops' logged one."""
+    out: set[str] = set()
+    for p in predictors:
+        out |= {predictor_service(isvc, p), logged_service(isvc, p)} if p else {predictor_service(isvc, None)}
+    return out
+
+
+def dropped(isvc: str, live: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> set[str]:
+    """The predictors an InferenceService change removes (KServe deletes their Deployments and Services at
+    once when it sees the change)."""
+    return isvc_predictors(live) - isvc_predictors(desired) if live else set()
+
+
+def route_settled(route: Mapping[str, Any] | None) -> bool:
+    """Whether every Gateway that reports on the route has seen its current generation (or none reports: then
+    none serves it, and nothing is in flight through it)."""
+    if not route:
+        return True
+    generation = int((route.get("metadata") or {}).get("generation") or 0)
+    for parent in (route.get("status") or {}).get("parents") or []:
+        for c in parent.get("conditions") or []:
+            if int(c.get("observedGeneration") or 0) < generation:
+                return False
+    return True
+
+
+def route_changed_at(route: Mapping[str, Any] | None) -> datetime | None:
+    """When the route's spec was last written: the newest managedFields entry that is not a status write
+    (the gateway's reports are `subresource: status`)."""
+    times = [parse_time(str(e.get("time"))) for e in ((route or {}).get("metadata") or {}).get("managedFields") or []
+             if not e.get("subresource") and e.get("time")]
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
+
+
+#: After the Gateway reported a route's generation, how long it may still serve the one before: Traefik
+#: writes the route's status while it builds the new configuration and applies that configuration after its
+#: providers' throttle (2 s by default).
+SERVE_GRACE_SECONDS = 5.0
+#: How long a change that removes a predictor waits for the Gateway to report the route without it, before it
+#: goes ahead anyway (a Gateway that never reports must not stall a rollback).
+SERVE_WAIT_LIMIT_SECONDS = 60.0
+
+
+def gateway_serves(route: Mapping[str, Any] | None, now: datetime,
+                   grace: float = SERVE_GRACE_SECONDS) -> tuple[bool, str]:
+    """Whether the Gateway serves the route as it is now (so a Service it no longer names receives no more
+    requests): it reported the route's generation, and `grace` seconds passed since the route was written.
+    Returns (serves, why not)."""
+    if not route_settled(route):
+        generation = int(((route or {}).get("metadata") or {}).get("generation") or 0)
+        return False, f"the gateway has not reported generation {generation} of the route yet"
+    changed = route_changed_at(route)
+    if changed is not None and (now - changed).total_seconds() < grace:
+        return False, f"the route changed {max(0.0, (now - changed).total_seconds()):.0f}s ago (grace {grace:g}s)"
+    return True, ""
+
+
+def waited_too_long(route: Mapping[str, Any] | None, now: datetime,
+                    limit: float = SERVE_WAIT_LIMIT_SECONDS) -> bool:
+    """Whether a change has waited `limit` seconds since the route was written for the gateway to serve it."""
+    changed = route_changed_at(route)
+    return changed is None or (now - changed).total_seconds() >= limit
 
 
 def _ingress_config(ingress_json: str | None) -> dict[str, Any]:

@@ -68,7 +68,7 @@ from modelops.desired.inference_service import (
     predictor_name,
 )
 from modelops.formats.artifacts import TAG_ARTIFACT_SHA256
-from modelops.handlers.traffic import apply_traffic, plan_traffic, traffic_status
+from modelops.handlers.traffic import apply_traffic, isvc_hold, plan_traffic, route_first, traffic_status
 
 log = logging.getLogger("modelops.modeldeployment")
 ISVC = "InferenceService"
@@ -375,6 +375,7 @@ def reconcile(rt: Runtime, namespace: str, name: str, budget: Budget) -> float |
     rt.metrics.rollout(namespace, name, new_status, checks, [e.reason for e in decision.events])
     rt.metrics.slos(namespace, name, slos_of(spec) if not problems else [])
 
+    held = ""
     if decision.plan is not None:
         settings = rt.settings
         plan = decision.plan
@@ -392,7 +393,19 @@ def reconcile(rt: Runtime, namespace: str, name: str, budget: Budget) -> float |
             isvc_obj)
         want = manifest_hash(manifest)
         record = _status_of(body).get(APPLIED)
-        if isvc_obj is not None and not apply_needed(isvc_obj, record, want) and not record:
+        # [issue 13] a change that removes a predictor: the route goes first, and the InferenceService waits
+        # until the gateway serves it (KServe deletes the removed predictor's Service at once)
+        routed, held = None, ""
+        if traffic is not None and apply_needed(isvc_obj, record, want) and \
+                route_first(kube, namespace, traffic, name, isvc_obj, manifest):
+            rt.ensure_acting()
+            routed = apply_traffic(kube, namespace, traffic, rt.clock.now())
+            held = isvc_hold(traffic, name, isvc_obj, manifest, rt.clock.now())
+            if held:
+                log.info("%s/%s: %s", namespace, name, held)
+        if held:
+            pass
+        elif isvc_obj is not None and not apply_needed(isvc_obj, record, want) and not record:
             # [issue 13] an InferenceService applied by an operator before the fix, up to date: remember it as
             # applied (read once) instead of rewriting it
             body = _record_applied(rt, writer, body, applied_record(isvc_obj, want))
@@ -413,14 +426,23 @@ def reconcile(rt: Runtime, namespace: str, name: str, budget: Budget) -> float |
                 body = _record_applied(rt, writer, body, applied_record(live, want))
         if traffic is not None:  # [issue 13] after the InferenceService: its predictor Services exist by now
             rt.ensure_acting()
+            if routed is None:
+                routed = apply_traffic(kube, namespace, traffic, rt.clock.now())
             moved = dict(_status_of(body))
-            moved["traffic"] = dict(traffic_status(traffic, apply_traffic(kube, namespace, traffic)))
+            moved["traffic"] = dict(traffic_status(traffic, "; ".join(m for m in (held, routed) if m)))
             body = writer.write(body, body.get("status") or {}, moved)
     body = run_outbox(rt, body, budget, now)
     final = _status_of(body)
-    # [issue 13] a canary Service of modelops waits for the gateway to see the route without it: look again soon
-    requeue = min(decision.requeue_after, 5.0) if (final.get("traffic") or {}).get("retiring") else \
-        decision.requeue_after
+    # [issue 13] a Service of modelops waits for the gateway to serve the route without it, or carries a just
+    # promoted version until KServe's Service reaches its agent; an InferenceService change waits for the
+    # gateway to serve the route without the predictor it removes: look again soon
+    shown = final.get("traffic") or {}
+    requeue = decision.requeue_after
+    if shown.get("retiring") or (shown.get("canaryService") and decision.plan is not None
+                                 and decision.plan.canary is None):
+        requeue = min(requeue, 5.0)
+    if held:
+        requeue = min(requeue, 1.0)
     return next_due(final, now, requeue)
 
 

@@ -1,8 +1,15 @@
 """The gateway split of a Standard-mode canary: observe, decide (decide/traffic_split.py), build
-(desired/http_route.py, and desired/canary_service.py for a canary that logs), apply. Called from the ModelDeployment reconcile in two places, and nothing else there
-changes: `plan_traffic` before the status write (its result goes into `status.traffic` and tells the
-InferenceService builder whether KServe may write its own route), `apply_traffic` after the InferenceService
-was applied.
+(desired/http_route.py, and desired/canary_service.py for a canary that logs), apply. Called from the
+ModelDeployment reconcile: `plan_traffic` before the status write (its result goes into `status.traffic` and
+tells the InferenceService builder whether KServe may write its own route), `apply_traffic` after the
+InferenceService was applied, so that a new canary's Services exist before the route names them.
+
+The other order when the InferenceService change removes a predictor (a promotion removes the old stable
+one, a rollback the canary): KServe deletes that predictor's Deployment and Service as soon as it sees the
+change, and a gateway still routing to them answers 500 ("service not found") until it serves the new
+route. So the route goes first, and the InferenceService change waits until the gateway serves the route
+without them (`isvc_hold`: the gateway reported the route's generation, plus a grace for its own
+configuration throttle; bounded, so a gateway that never reports cannot stall a rollback).
 """
 
 from __future__ import annotations
@@ -10,20 +17,28 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from modelops.adapters.kube import Kube, KubeError
 from modelops.api.types import ServingPlan
 from modelops.decide.traffic_split import (
+    SERVE_WAIT_LIMIT_SECONDS,
     Owner,
     canary_backend,
+    dropped,
     gateway_ref,
+    gateway_serves,
     isvc_hostname,
     kserve_route_weights_canary,
     logged_service,
     owner,
     predictor_service,
+    route_services,
+    services_of,
     split,
+    stable_backend,
+    waited_too_long,
 )
 from modelops.desired.canary_service import ANN_SERVICE_HASH, logged_canary_service
 from modelops.desired.http_route import (
@@ -47,6 +62,8 @@ class TrafficPlan:
     route: dict[str, Any] | None = None
     #: modelops' Service for a canary that logs (desired/canary_service.py), applied before the route
     service: dict[str, Any] | None = None
+    #: the route as the API server last returned it (after `apply_traffic`)
+    live: dict[str, Any] | None = None
 
 
 def _ours(previous: Mapping[str, Any] | None) -> set[str]:
@@ -83,16 +100,22 @@ def plan_traffic(kube: Kube, settings: Any, namespace: str, name: str, uid: str,
         return _retiring(TrafficPlan("modelops", {"splitBy": "modelops", "message": str(exc)}), previous)
     service = None
     backend = None
-    if canary is not None and canary != stable:
+    kserve_stable = kube.get_service(namespace, predictor_service(name, stable)) if logs else None
+    stable_svc = stable_backend(name, stable, logs, kserve_stable, (previous or {}).get("canaryService"))
+    if stable_svc == logged_service(name, stable):  # just promoted: still through its Service of modelops
+        service = logged_canary_service(name=name, namespace=namespace, uid=uid, service=stable_svc,
+                                        predictor_service=predictor_service(name, stable))
+    elif canary is not None and canary != stable:
         kserve_svc = kube.get_service(namespace, predictor_service(name, canary)) if logs else None
         backend = canary_backend(name, canary, logs, kserve_svc)
         if backend == logged_service(name, canary):
             service = logged_canary_service(name=name, namespace=namespace, uid=uid, service=backend,
                                             predictor_service=predictor_service(name, canary))
     # readiness matters only while two predictors share the traffic
-    services = [predictor_service(name, stable), backend] if backend else []
+    services = [stable_svc, backend] if backend else []
     ready = {svc: kube.service_ready(namespace, svc) for svc in services}
-    s = split(name, stable, canary, plan.weight if canary else 0, ready, canary_service=backend)
+    s = split(name, stable, canary, plan.weight if canary else 0, ready, canary_service=backend,
+              stable_service=stable_svc)
     route = http_route(name=name, namespace=namespace, uid=uid, hostname=host, gateway=gw, split=s)
     status: dict[str, Any] = {"splitBy": "modelops", "route": route_name(name), "hostname": host,
                               "gateway": f"{gw[0]}/{gw[1]}", "weights": s.weights()}
@@ -100,6 +123,9 @@ def plan_traffic(kube: Kube, settings: Any, namespace: str, name: str, uid: str,
         status["canaryService"] = service["metadata"]["name"]
     if s.note:
         status["message"] = s.note
+    elif stable_svc != predictor_service(name, stable):
+        status["message"] = (f"{stable} is reached through {stable_svc} until KServe's Service "
+                             f"{predictor_service(name, stable)} targets its logger agent")
     return _retiring(TrafficPlan("modelops", status, route, service), previous)
 
 
@@ -110,22 +136,9 @@ def _retiring(tp: TrafficPlan, previous: Mapping[str, Any] | None) -> TrafficPla
     return tp
 
 
-def _route_settled(route: Mapping[str, Any] | None) -> bool:
-    """Whether every Gateway that reports on the route has seen its current generation (or none reports: then
-    none serves it, and nothing is in flight through it)."""
-    if not route:
-        return True
-    generation = int((route.get("metadata") or {}).get("generation") or 0)
-    for parent in (route.get("status") or {}).get("parents") or []:
-        for c in parent.get("conditions") or []:
-            if int(c.get("observedGeneration") or 0) < generation:
-                return False
-    return True
-
-
-def apply_traffic(kube: Kube, namespace: str, tp: TrafficPlan) -> str:
+def apply_traffic(kube: Kube, namespace: str, tp: TrafficPlan, now: datetime) -> str:
     """Server-side apply of modelops' canary Service and route when they changed, then removal of the
-    Services of modelops the route no longer names once the gateway has seen that route (so no request is
+    Services of modelops the route no longer names once the gateway serves that route (so no request is
     sent to a deleted Service); returns a status message ("" when all is well)."""
     current: dict[str, Any] | None = None
     if tp.route is not None:
@@ -141,7 +154,8 @@ def apply_traffic(kube: Kube, namespace: str, tp: TrafficPlan) -> str:
             msg = f"applying HTTPRoute {name} failed: {exc}"
             log.error("%s/%s: %s", namespace, name, msg)
             return msg
-    retired = _retire(kube, namespace, tp, current)
+    tp.live = current
+    retired = _retire(kube, namespace, tp, current, now)
     if tp.route is None:
         return str(tp.status.get("message") or "") or retired
     gw = tuple(str(tp.status.get("gateway", "/")).split("/", 1))
@@ -163,15 +177,14 @@ def _apply_service(kube: Kube, manifest: Mapping[str, Any]) -> None:
                  manifest["spec"]["selector"])
 
 
-def _retire(kube: Kube, namespace: str, tp: TrafficPlan, route: Mapping[str, Any] | None) -> str:
-    """Delete the retiring Services the route does not name, once the gateway saw it; `tp.status` keeps those
-    left for a later reconcile. Returns a message when a deletion failed."""
+def _retire(kube: Kube, namespace: str, tp: TrafficPlan, route: Mapping[str, Any] | None, now: datetime) -> str:
+    """Delete the retiring Services the route does not name, once the gateway serves it; `tp.status` keeps
+    those left for a later reconcile. Returns a message when a deletion failed."""
     retiring = list(tp.status.get("retiring") or [])
     if not retiring:
         return ""
-    named = {ref.get("name") for rule in ((route or {}).get("spec") or {}).get("rules") or []
-             for ref in rule.get("backendRefs") or []} if tp.route is not None else set()
-    settled = tp.route is None or _route_settled(route)
+    named = route_services(route) if tp.route is not None else set()
+    settled = tp.route is None or gateway_serves(route, now)[0] or waited_too_long(route, now)
     left, msg = [], ""
     for svc in retiring:
         if svc in named or not settled:
@@ -189,6 +202,38 @@ def _retire(kube: Kube, namespace: str, tp: TrafficPlan, route: Mapping[str, Any
     else:
         tp.status.pop("retiring", None)
     return msg
+
+
+def route_first(kube: Kube, namespace: str, tp: TrafficPlan | None, name: str,
+                live_isvc: Mapping[str, Any] | None, manifest: Mapping[str, Any]) -> bool:
+    """Whether the route goes before the InferenceService change: the change removes a predictor, and every
+    Service the new route names exists already (a promotion, a rollback). A change that also brings the
+    predictor the route will name (an `Immediate` swap) keeps the usual order: a route to a Service that does
+    not exist yet fails as surely as one to a Service just deleted."""
+    if tp is None or tp.route is None or not dropped(name, live_isvc, manifest):
+        return False
+    return all(kube.get_service(namespace, svc) is not None or svc == (tp.service or {}).get("metadata", {}).get("name")
+               for svc in route_services(tp.route))
+
+
+def isvc_hold(tp: TrafficPlan | None, name: str, live_isvc: Mapping[str, Any] | None,
+              manifest: Mapping[str, Any], now: datetime) -> str:
+    """Why the InferenceService change must wait ("" when it may go ahead): it removes a predictor, and the
+    gateway may still route to that predictor's Services (it does not serve modelops' route as last applied
+    yet). Call after `apply_traffic` (the route goes first). After SERVE_WAIT_LIMIT_SECONDS the change goes
+    ahead regardless, said in the log."""
+    gone = dropped(name, live_isvc, manifest)
+    if tp is None or tp.route is None or not gone:
+        return ""
+    serves, why = gateway_serves(tp.live, now)
+    if serves:
+        return ""
+    if waited_too_long(tp.live, now):
+        log.warning("%s: removing predictor(s) %s although %s (waited %gs)", name, ", ".join(sorted(gone)), why,
+                    SERVE_WAIT_LIMIT_SECONDS)
+        return ""
+    return (f"the InferenceService change that removes {', '.join(sorted(gone))} waits for the gateway to serve "
+            f"the route without {', '.join(sorted(services_of(name, gone)))}: {why}")
 
 
 def traffic_status(tp: TrafficPlan, message: str) -> Mapping[str, Any]:

@@ -45,6 +45,7 @@ class FakeKube:
         self.config: dict[tuple[str, str, str], str] = {}
         self.unserved: set[str] = set()  # "group/version" the API server does not serve
         self.unready_services: set[str] = set()  # Services without a ready endpoint
+        self.clock: Any = None  # the runtime's clock: the time of an apply in managedFields
 
     # helpers for tests
     def put(self, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
@@ -87,6 +88,10 @@ class FakeKube:
         old = self.objects.get((plural, meta["namespace"], meta["name"])) or {}
         obj = {**copy.deepcopy(dict(manifest)), "status": old.get("status") or {}}
         obj["metadata"] = {**copy.deepcopy(dict(meta)), "resourceVersion": str(next(self.rv)), "uid": "isvc-uid"}
+        obj["metadata"]["generation"] = int((old.get("metadata") or {}).get("generation") or 0) + 1
+        if self.clock is not None:
+            obj["metadata"]["managedFields"] = [{"manager": "modelops", "operation": "Apply",
+                                                 "time": self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")}]
         self.objects[(plural, meta["namespace"], meta["name"])] = obj
         return copy.deepcopy(obj)
 
@@ -263,6 +268,7 @@ def make_runtime(kube: FakeKube | None = None, registry: FakeRegistry | None = N
                       registry_factory=lambda *a, **k: registry, prometheus_factory=lambda *a, **k: prom,
                       notifier=notifier)
     clock = FakeClock()
+    kube.clock = clock
     rt = Runtime(OperatorSettings(**settings), kube=kube, clients=clients, clock=clock)  # type: ignore[arg-type]
     return rt, kube, registry, clock
 

@@ -4,6 +4,7 @@ writes of a promotion (reliability audit M2, M12, L11)."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -214,3 +215,94 @@ def test_a_settled_standard_deployment_without_a_gateway_is_not_rewritten_by_eve
         md.reconcile(rt, "ns", "churn", budget())
     assert len(kube.status_writers) == writes, "a reconcile with nothing new wrote status"
     assert status(kube)["traffic"] == st["traffic"]
+
+
+def _predictors(kube: FakeKube) -> list[str]:
+    spec = kube.obj("inferenceservices", "ns", "churn")["spec"]
+    return [spec["predictor"]["name"], *[c["predictor"]["name"] for c in spec.get("canary") or []]]
+
+
+def _kserve_made_services(kube: FakeKube, rt: Any) -> None:
+    """What KServe does with the InferenceService applied: a Service per predictor, the stable one to its agent
+    (the canary's to the model server, as KServe v0.20 does); the removed predictors' Services deleted; the
+    status of a ready InferenceService."""
+    names = _predictors(kube)
+    isvc = kube.objects[("inferenceservices", "ns", "churn")]
+    isvc["status"] = {"observedGeneration": isvc["metadata"]["generation"],
+                      "conditions": [{"type": "Ready", "status": "True"}],
+                      "address": {"url": f"http://churn-{names[0]}-predictor.ns.svc.cluster.local"},
+                      **({"canaryStatuses": [{"name": n, "ready": True} for n in names[1:]]} if names[1:] else {})}
+    rt.cache.forget(("ns", "churn"))
+    for key in [k for k in kube.objects if k[0] == "services" and k[2].endswith("-predictor")]:
+        if key[2] not in {f"churn-{n}-predictor" for n in names}:
+            del kube.objects[key]
+    for i, n in enumerate(names):
+        kube.put("services", {"metadata": {"name": f"churn-{n}-predictor", "namespace": "ns"},
+                              "spec": {"selector": {"app": f"isvc.churn-{n}-predictor"},
+                                       "ports": [{"port": 80, "targetPort": 9081 if i == 0 else 8080}]}})
+
+
+def _route_backends(kube: FakeKube) -> dict[str, int]:
+    route = kube.obj("httproutes", "ns", "churn-traffic")
+    return {b["name"]: b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]}
+
+
+@pytest.mark.parametrize("ending", ["abort", "promote"])
+def test_a_rollout_ending_moves_the_route_before_kserve_removes_a_predictor(ending: str) -> None:
+    """Issue 13, found on the node: at a promotion the gateway answered 500 ("service churn-v1-predictor not
+    found") because the InferenceService change went first and KServe deleted the old stable's Service while
+    the route still sent traffic to it. Now the route goes first and the InferenceService change waits until
+    the gateway serves it; a promoted canary stays behind modelops' Service to its agent until KServe's
+    Service of it targets the agent; only then is modelops' Service removed."""
+    reg = registry(champion="1")
+    rt, kube, _, clock = make_runtime(registry=reg, gateway="kserve/gw")
+    deployment(kube, serving={"deploymentMode": "Standard"},
+               rollout={"steps": [{"weight": 50, "pause": "30s"}]})
+    md.reconcile(rt, "ns", "churn", budget())
+    _kserve_made_services(kube, rt)
+    reg.aliases["champion"] = "2"  # a new champion: a canary of v2
+    for _ in range(3):
+        clock.advance(1)
+        md.reconcile(rt, "ns", "churn", budget())
+        _kserve_made_services(kube, rt)
+    assert _predictors(kube) == ["v1", "v2"], status(kube)
+    assert _route_backends(kube) == {"churn-v1-predictor": 50, "churn-v2-logged": 50}, status(kube).get("traffic")
+
+    if ending == "abort":
+        meta = kube.objects[(MD, "ns", "churn")]["metadata"]
+        meta["annotations"] = {"modelops.dev/abort": "true"}
+        meta["generation"] = 2
+    else:
+        clock.advance(31)
+    rt.cache.forget(("ns", "churn"))
+    due = md.reconcile(rt, "ns", "churn", budget())
+    stays = "v1" if ending == "abort" else "v2"
+    after = {"abort": {"churn-v1-predictor": 100}, "promote": {"churn-v2-logged": 100}}[ending]
+    # the route no longer sends traffic to the predictor that leaves; the InferenceService still has both
+    assert _route_backends(kube) == after, json.dumps(status(kube))
+    assert _predictors(kube) == ["v1", "v2"], "the InferenceService changed before the gateway served the route"
+    assert "waits for the gateway" in status(kube)["traffic"]["message"], status(kube)["traffic"]
+    assert due is not None and due <= 1.0
+    clock.advance(1)
+    md.reconcile(rt, "ns", "churn", budget())
+    assert _predictors(kube) == ["v1", "v2"], "changed within the gateway's configuration throttle"
+    clock.advance(5)
+    md.reconcile(rt, "ns", "churn", budget())
+    assert _predictors(kube) == [stays], status(kube).get("traffic")
+    assert "waits for the gateway" not in (status(kube)["traffic"].get("message") or "")
+    _kserve_made_services(kube, rt)  # KServe: the leaving predictor's Service is gone; the stayer's targets its agent
+    if ending == "abort":  # the canary's Service of modelops went once the gateway served the route without it
+        assert ("services", "ns", "churn-v2-logged") not in kube.objects
+        assert "retiring" not in status(kube)["traffic"] and "canaryService" not in status(kube)["traffic"]
+        return
+    # promoted: v2 stays behind modelops' Service until KServe's Service of v2 targets its agent (now)
+    assert ("services", "ns", "churn-v2-logged") in kube.objects
+    assert status(kube)["traffic"]["canaryService"] == "churn-v2-logged"
+    clock.advance(1)
+    md.reconcile(rt, "ns", "churn", budget())
+    assert _route_backends(kube) == {"churn-v2-predictor": 100}
+    assert status(kube)["traffic"]["retiring"] == ["churn-v2-logged"]
+    clock.advance(6)
+    md.reconcile(rt, "ns", "churn", budget())
+    assert ("services", "ns", "churn-v2-logged") not in kube.objects, "modelops' Service was not removed"
+    assert "retiring" not in status(kube)["traffic"] and "canaryService" not in status(kube)["traffic"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -10,12 +11,19 @@ import pytest
 from modelops.decide.rollout import ModelRef, ServingPlan
 from modelops.decide.traffic_split import (
     Backend,
+    dropped,
     gateway_ref,
+    gateway_serves,
     isvc_hostname,
+    isvc_predictors,
     kserve_route_weights_canary,
     owner,
     predictor_service,
+    route_services,
+    services_of,
     split,
+    stable_backend,
+    waited_too_long,
 )
 from modelops.desired.http_route import (
     ANN_ROUTE_HASH,
@@ -30,6 +38,7 @@ from modelops.desired.inference_service import Defaults, inference_service
 pytestmark = pytest.mark.unit
 
 READY = {"churn-v1-predictor": True, "churn-v2-predictor": True}
+NOW = datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC)
 
 
 def test_service_names_are_kserves() -> None:
@@ -205,13 +214,13 @@ def test_handler_moves_the_route_with_the_rollout_and_only_to_ready_canaries() -
     tp = plan_traffic(kube, Settings(), "ns", "churn", "u1", plan, KSERVE_INGRESS)  # type: ignore[arg-type]
     assert tp.owner == "modelops" and tp.status["weights"] == {"v1": 100} and "no ready endpoint" in tp.status["message"]
     assert tp.status["hostname"] == "churn-ns.example.com" and tp.status["gateway"] == "kserve/kserve-ingress-gateway"
-    apply_traffic(kube, "ns", tp)  # type: ignore[arg-type]
+    apply_traffic(kube, "ns", tp, NOW)  # type: ignore[arg-type]
     assert len(kube.applied) == 1
-    apply_traffic(kube, "ns", tp)  # type: ignore[arg-type]
+    apply_traffic(kube, "ns", tp, NOW)  # type: ignore[arg-type]
     assert len(kube.applied) == 1, "an unchanged route is not re-sent"
     kube.ready["churn-v2-predictor"] = True
     tp = plan_traffic(kube, Settings(), "ns", "churn", "u1", plan, KSERVE_INGRESS)  # type: ignore[arg-type]
-    msg = apply_traffic(kube, "ns", tp)  # type: ignore[arg-type]
+    msg = apply_traffic(kube, "ns", tp, NOW)  # type: ignore[arg-type]
     assert tp.status["weights"] == {"v1": 75, "v2": 25} and len(kube.applied) == 2
     assert "has not reported" in msg  # no gateway status yet: said, not hidden
     promoted = ServingPlan(ModelRef("pvc://m/2", "2"))
@@ -296,35 +305,49 @@ def test_handler_routes_a_logging_canary_through_its_agent_and_removes_the_servi
     # the Service of modelops has no endpoint before it exists: all traffic to the stable predictor, said so
     assert tp.service is not None and tp.status["canaryService"] == "churn-v2-logged"
     assert tp.status["weights"] == {"v1": 100} and "no ready endpoint" in tp.status["message"]
-    apply_traffic(kube, "ns", tp)  # type: ignore[arg-type]
+    apply_traffic(kube, "ns", tp, NOW)  # type: ignore[arg-type]
     assert [m["kind"] for m in kube.applied] == ["Service", "HTTPRoute"], "the Service goes before the route"
     kube.ready["churn-v2-logged"] = True
     tp = plan_traffic(kube, Settings(), "ns", "churn", "u1", plan, KSERVE_INGRESS, True,  # type: ignore[arg-type]
                       traffic_status(tp, ""))
-    apply_traffic(kube, "ns", tp)  # type: ignore[arg-type]
+    apply_traffic(kube, "ns", tp, NOW)  # type: ignore[arg-type]
     assert tp.status["weights"] == {"v1": 75, "v2": 25} and "retiring" not in tp.status
     refs = kube.routes["churn-traffic"]["spec"]["rules"][0]["backendRefs"]
     assert {r["name"]: r["weight"] for r in refs} == {"churn-v1-predictor": 75, "churn-v2-logged": 25}
     assert [m["kind"] for m in kube.applied] == ["Service", "HTTPRoute", "HTTPRoute"], "unchanged Service not re-sent"
 
-    # promoted: the route goes to KServe's (logging) Service of v2; modelops' Service is removed only once the
-    # gateway has seen the new route
+    # promoted: while KServe's Service of v2 still skips the agent (it was made for the canary), v2 stays behind
+    # modelops' Service: not a request bypasses the logger, none goes to a Service KServe is rewriting
     promoted = ServingPlan(ModelRef("pvc://m/2", "2"))
     tp = plan_traffic(kube, Settings(), "ns", "churn", "u1", promoted, KSERVE_INGRESS, True,  # type: ignore[arg-type]
                       traffic_status(tp, ""))
+    assert tp.status["weights"] == {"v2": 100} and tp.status["canaryService"] == "churn-v2-logged"
+    assert "retiring" not in tp.status and "until KServe's Service churn-v2-predictor targets" in tp.status["message"]
+    assert tp.route is not None and route_services(tp.route) == {"churn-v2-logged"}
+    apply_traffic(kube, "ns", tp, NOW)  # type: ignore[arg-type]
+    assert kube.deleted == [] and [m["kind"] for m in kube.applied][-1] == "HTTPRoute"
+    # KServe made v2 its stable predictor: its Service targets the agent, the route goes to it, and modelops'
+    # Service is removed only once the gateway serves the new route
+    kube.services["churn-v2-predictor"] = kserve_service(9081)
+    tp = plan_traffic(kube, Settings(), "ns", "churn", "u1", promoted, KSERVE_INGRESS, True,  # type: ignore[arg-type]
+                      traffic_status(tp, ""))
     assert tp.status["retiring"] == ["churn-v2-logged"] and "canaryService" not in tp.status
+    assert tp.route is not None and route_services(tp.route) == {"churn-v2-predictor"}
     gateway_saw = {"parents": [{"parentRef": {"name": "kserve-ingress-gateway", "namespace": "kserve"},
                                 "conditions": [{"type": "Accepted", "status": "True", "observedGeneration": 2},
                                                {"type": "ResolvedRefs", "status": "True", "observedGeneration": 2}]}]}
+    written = [{"manager": "modelops", "operation": "Apply", "time": "2026-11-30T11:59:58Z"},
+               {"manager": "traefik", "operation": "Update", "subresource": "status", "time": "2026-11-30T12:00:00Z"}]
 
     def apply_route(group: str, version: str, plural: str, manifest: dict[str, Any]) -> dict[str, Any]:
         kube.applied.append(manifest)
-        kube.routes[manifest["metadata"]["name"]] = {**manifest, "metadata": {**manifest["metadata"], "generation": 3},
+        kube.routes[manifest["metadata"]["name"]] = {**manifest, "metadata": {**manifest["metadata"], "generation": 3,
+                                                                              "managedFields": written},
                                                      "status": gateway_saw}
         return kube.routes[manifest["metadata"]["name"]]
 
     kube.apply = apply_route  # type: ignore[method-assign]
-    msg = apply_traffic(kube, "ns", tp)  # type: ignore[arg-type]
+    msg = apply_traffic(kube, "ns", tp, NOW)  # type: ignore[arg-type]
     assert kube.deleted == [] and tp.status["retiring"] == ["churn-v2-logged"], "deleted before the gateway saw it"
     assert msg == "", msg  # accepted; the removal waits without an error
     gateway_saw["parents"][0]["conditions"] = [{**c, "observedGeneration": 3}
@@ -332,7 +355,10 @@ def test_handler_routes_a_logging_canary_through_its_agent_and_removes_the_servi
     tp = plan_traffic(kube, Settings(), "ns", "churn", "u1", promoted, KSERVE_INGRESS, True,  # type: ignore[arg-type]
                       traffic_status(tp, ""))
     assert tp.status["retiring"] == ["churn-v2-logged"]  # still named until it is gone
-    assert apply_traffic(kube, "ns", tp) == ""  # type: ignore[arg-type]
+    # reported, but written 2 s ago: the gateway may still serve the route before it (its configuration throttle)
+    assert apply_traffic(kube, "ns", tp, NOW) == ""  # type: ignore[arg-type]
+    assert kube.deleted == [] and tp.status["retiring"] == ["churn-v2-logged"]
+    assert apply_traffic(kube, "ns", tp, NOW + timedelta(seconds=4)) == ""  # type: ignore[arg-type]
     assert kube.deleted == ["churn-v2-logged"] and "retiring" not in traffic_status(tp, "")
 
 
@@ -348,3 +374,101 @@ def test_a_canary_without_a_logger_keeps_kserves_service() -> None:
     kube.services["churn-v2-predictor"] = kserve_service(9081)
     tp = plan_traffic(kube, Settings(), "ns", "churn", "u1", plan, KSERVE_INGRESS, True, None)  # type: ignore[arg-type]
     assert tp.service is None and tp.status["weights"] == {"v1": 75, "v2": 25}
+
+
+def isvc(stable: str, canary: str | None = None) -> dict[str, Any]:
+    """The predictors of an InferenceService as the builder lays them out (Standard mode)."""
+    spec: dict[str, Any] = {"predictor": {"name": stable}}
+    if canary:
+        spec["canary"] = [{"trafficPercent": 10, "predictor": {"name": canary}}]
+    return {"spec": spec}
+
+
+def route_at(generation: int, observed: int | None, written: str, backends: list[str]) -> dict[str, Any]:
+    conditions = [{"type": t, "status": "True", "observedGeneration": observed} for t in ("Accepted", "ResolvedRefs")]
+    return {"metadata": {"generation": generation, "managedFields": [
+        {"manager": "modelops", "operation": "Apply", "time": written},
+        {"manager": "traefik", "operation": "Update", "subresource": "status", "time": "2026-11-30T12:00:00Z"}]},
+        "spec": {"rules": [{"backendRefs": [{"name": b, "port": 80} for b in backends]}]},
+        "status": {"parents": [{"conditions": conditions}]} if observed is not None else {}}
+
+
+def test_which_predictors_an_inference_service_change_removes() -> None:
+    assert isvc_predictors(isvc("v1", "v2")) == {"v1", "v2"} and isvc_predictors(None) == set()
+    assert dropped("churn", isvc("v1", "v2"), isvc("v2")) == {"v1"}  # a promotion removes the old stable
+    assert dropped("churn", isvc("v1", "v2"), isvc("v1")) == {"v2"}  # a rollback removes the canary
+    assert dropped("churn", isvc("v1"), isvc("v1", "v2")) == set()  # a new canary removes nothing
+    assert dropped("churn", None, isvc("v1")) == set()
+    assert services_of("churn", {"v1"}) == {"churn-v1-predictor", "churn-v1-logged"}
+    assert route_services(route_at(1, 1, "2026-11-30T11:00:00Z", ["churn-v1-predictor", "churn-v2-logged"])) == \
+        {"churn-v1-predictor", "churn-v2-logged"}
+
+
+def test_the_gateway_serves_a_route_once_it_reported_it_and_its_throttle_passed() -> None:
+    old = "2026-11-30T11:00:00Z"
+    assert gateway_serves(route_at(3, 3, old, []), NOW) == (True, "")
+    serves, why = gateway_serves(route_at(3, 2, old, []), NOW)
+    assert not serves and "generation 3" in why
+    serves, why = gateway_serves(route_at(3, 3, "2026-11-30T11:59:58Z", []), NOW)  # the gateway's status write
+    assert not serves and "2s ago" in why  # is not the route's change: that one is 2 s old
+    assert gateway_serves(route_at(3, 3, "2026-11-30T11:59:58Z", []), NOW + timedelta(seconds=3))[0]
+    assert gateway_serves(route_at(3, None, old, []), NOW)[0]  # no gateway reports on it: none serves it
+    assert gateway_serves(None, NOW)[0]
+    assert not waited_too_long(route_at(3, 2, "2026-11-30T11:59:30Z", []), NOW)
+    assert waited_too_long(route_at(3, 2, "2026-11-30T11:58:59Z", []), NOW)
+
+
+def test_a_just_promoted_version_stays_behind_its_logged_service_until_kserves_targets_the_agent() -> None:
+    assert stable_backend("churn", "v2", True, kserve_service(8080), "churn-v2-logged") == "churn-v2-logged"
+    assert stable_backend("churn", "v2", True, kserve_service(9081), "churn-v2-logged") == "churn-v2-predictor"
+    # no Service of modelops in use for it (a first deployment, or it never was a logged canary): KServe's
+    assert stable_backend("churn", "v2", True, kserve_service(8080), None) == "churn-v2-predictor"
+    assert stable_backend("churn", "v2", True, kserve_service(8080), "churn-v3-logged") == "churn-v2-predictor"
+    assert stable_backend("churn", "v2", False, kserve_service(8080), "churn-v2-logged") == "churn-v2-predictor"
+    assert split("churn", "v2", None, 0, {}, stable_service="churn-v2-logged").backends == \
+        (Backend("churn-v2-logged", 100, "v2"),)
+
+
+@pytest.mark.parametrize("live,desired,route_before,route_after", [
+    # promotion: v1 leaves, v2 (the canary, behind modelops' Service) takes everything
+    (isvc("v1", "v2"), isvc("v2"), ["churn-v1-predictor", "churn-v2-logged"], {"churn-v2-logged"}),
+    # rollback: the canary leaves
+    (isvc("v1", "v2"), isvc("v1"), ["churn-v1-predictor", "churn-v2-logged"], {"churn-v1-predictor"}),
+])
+def test_a_change_that_removes_a_predictor_waits_for_the_gateway_to_serve_the_route_without_it(
+        live: dict[str, Any], desired: dict[str, Any], route_before: list[str], route_after: set[str]) -> None:
+    """KServe deletes a removed predictor's Service at once: a gateway still routing to it answers 500 (seen
+    at promotions on the node). The route goes first; the InferenceService change waits for the gateway."""
+    from modelops.handlers.traffic import apply_traffic, isvc_hold, plan_traffic
+
+    kube = FakeKube({"churn-v1-predictor": True, "churn-v2-predictor": True, "churn-v2-logged": True},
+                    services={"churn-v2-predictor": kserve_service(8080)})
+    kube.routes["churn-traffic"] = route_at(2, 2, "2026-11-30T11:00:00Z", route_before)
+    stable = desired["spec"]["predictor"]["name"]
+    plan = ServingPlan(ModelRef(f"pvc://m/{stable[1:]}", stable[1:]))
+    tp = plan_traffic(kube, Settings(), "ns", "churn", "u1", plan, KSERVE_INGRESS, True,  # type: ignore[arg-type]
+                      {"splitBy": "modelops", "canaryService": "churn-v2-logged"})
+    gateway = {"parents": [{"conditions": [{"type": "Accepted", "status": "True", "observedGeneration": 2}]}]}
+
+    def apply_route(group: str, version: str, plural: str, manifest: dict[str, Any]) -> dict[str, Any]:
+        kube.applied.append(manifest)
+        kube.routes["churn-traffic"] = {**manifest, "status": gateway, "metadata": {
+            **manifest["metadata"], "generation": 3,
+            "managedFields": [{"manager": "modelops", "operation": "Apply", "time": "2026-11-30T12:00:00Z"}]}}
+        return kube.routes["churn-traffic"]
+
+    kube.apply = apply_route  # type: ignore[method-assign]
+    apply_traffic(kube, "ns", tp, NOW)  # type: ignore[arg-type]
+    assert route_services(kube.routes["churn-traffic"]) == route_after
+    held = isvc_hold(tp, "churn", live, desired, NOW)  # type: ignore[arg-type]
+    gone = sorted(dropped("churn", live, desired))
+    assert held and f"removes {gone[0]}" in held and "generation 3" in held, held
+    gateway["parents"][0]["conditions"][0]["observedGeneration"] = 3
+    assert "ago" in isvc_hold(tp, "churn", live, desired, NOW + timedelta(seconds=1))  # type: ignore[arg-type]
+    assert isvc_hold(tp, "churn", live, desired, NOW + timedelta(seconds=5)) == ""  # type: ignore[arg-type]
+    # a gateway that never reports does not stall the change for ever
+    gateway["parents"][0]["conditions"][0]["observedGeneration"] = 2
+    assert isvc_hold(tp, "churn", live, desired, NOW + timedelta(seconds=59))  # type: ignore[arg-type]
+    assert isvc_hold(tp, "churn", live, desired, NOW + timedelta(seconds=60)) == ""  # type: ignore[arg-type]
+    # nothing removed (a new canary): no wait
+    assert isvc_hold(tp, "churn", isvc("v1"), isvc("v1", "v2"), NOW) == ""  # type: ignore[arg-type]
