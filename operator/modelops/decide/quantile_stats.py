@@ -15,6 +15,12 @@ when p < alpha. Healthy noise (2 slow of 120 at q = 0.99: p = 0.34) passes; a sh
   which equals the binomial tail at integer k, n. `betainc` implements I by its continued fraction (Lentz's
   method, as in Numerical Recipes' `betacf`); against scipy it agrees to 1e-8 relative or better over
   n <= 3e6 (tests/unit/rollout/test_quantile_test.py), far below what an alpha of 0.05 can tell apart.
+- increase() scales k and n alike by its extrapolation factor (window / sampled interval, at most ~2 when the
+  window holds two scrapes: the chart scrapes model servers every 15 s, the sample's window is 30 s), which
+  overstates the evidence in both directions: 3 slow of 120 read as 6 of 240 gives p = 0.035 instead of 0.12.
+  A failing canary still fails; a healthy one fails somewhat more often than alpha says (far less often than
+  the point comparison it replaces). Scrape the model servers at a quarter of the analysis interval or less to
+  keep the factor near 1.
 - k inside a bucket is interpolated linearly, the assumption `histogram_quantile` makes. A T above the highest
   finite bucket bound cannot be placed: every request in the +Inf bucket counts as slower than T, which
   overstates k (a conservative reading: it can only make a Fail more likely), and the check's message says so.
