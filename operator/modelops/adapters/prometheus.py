@@ -1,4 +1,5 @@
-"""Prometheus' HTTP query API: one instant query -> `api.types.Sample` (a value, no data, or an error).
+"""Prometheus' HTTP query API: one instant query -> `api.types.Sample` (a value, no data, or an error), or a
+histogram's bucket vector -> `api.types.Buckets` (cumulative counts by `le`, no data, or an error).
 
 Never raises: whatever Prometheus (or a proxy in front of it) answers, including HTML, a JSON document of
 another shape, a sample that is not a number, or nothing at all within the timeout, becomes a Sample with a
@@ -13,7 +14,7 @@ from typing import Any
 import httpx
 
 from modelops.adapters.breaker import Breaker, CircuitOpen, dependency_of
-from modelops.api.types import Sample
+from modelops.api.types import Buckets, Sample
 
 
 class Prometheus:
@@ -45,6 +46,35 @@ class Prometheus:
 
     def query(self, promql: str, timeout: float | None = None) -> Sample:
         """`timeout` (seconds) lowers the client's own for this query, e.g. to what is left of a budget."""
+        answer = self._ask(promql, timeout)
+        if isinstance(answer, Sample):
+            return answer
+        body, status = answer
+        try:
+            return _decode(body, status)
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+            return _error("QueryFailed", f"Prometheus answered HTTP {status} with an unexpected "
+                          f"document ({type(exc).__name__})")
+
+    def query_buckets(self, promql: str, timeout: float | None = None) -> Buckets:
+        """A histogram's bucket vector (e.g. `sum by (le) (increase(x_bucket{...}[30s]))`): one series per `le`.
+
+        An empty vector is no data (`Buckets()`); a series without a numeric `le`, a scalar, and every failure
+        `query` maps to an error are errors here too, with the same reasons (so the breaker and the analysis
+        count them alike).
+        """
+        answer = self._ask(promql, timeout)
+        if isinstance(answer, Sample):
+            return Buckets(reason=answer.reason, message=answer.message, error=answer.error)
+        body, status = answer
+        try:
+            return _decode_buckets(body, status)
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+            msg = f"Prometheus answered HTTP {status} with an unexpected document ({type(exc).__name__})"
+            return Buckets(reason="QueryFailed", message=msg, error=msg)
+
+    def _ask(self, promql: str, timeout: float | None) -> tuple[Any, int] | Sample:
+        """The JSON answer and HTTP status of one instant query, or the error `Sample` of a failed exchange."""
         if self.breaker is not None:
             try:
                 self.breaker.before(self.dependency)
@@ -61,14 +91,9 @@ class Prometheus:
         if self.breaker is not None:
             (self.breaker.failure if resp.status_code >= 500 else self.breaker.success)(self.dependency)
         try:
-            body = resp.json()
+            return resp.json(), resp.status_code
         except ValueError:
             return _error("QueryFailed", f"Prometheus answered HTTP {resp.status_code} with no JSON")
-        try:
-            return _decode(body, resp.status_code)
-        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
-            return _error("QueryFailed", f"Prometheus answered HTTP {resp.status_code} with an unexpected "
-                          f"document ({type(exc).__name__})")
 
     def query_value(self, promql: str, timeout: float | None = None) -> Sample:
         """Like `query`, but a NaN or ±Inf result is no data (reason NoData), as a trigger reads it."""
@@ -103,6 +128,33 @@ def _decode(body: Any, status: int) -> Sample:
     metric = result[0].get("metric") or {}
     labels = tuple(sorted((str(k), str(v)) for k, v in metric.items())) if isinstance(metric, dict) else ()
     return _point(result[0]["value"], labels)
+
+
+def _decode_buckets(body: Any, status: int) -> Buckets:
+    if not isinstance(body, dict):
+        raise TypeError("not an object")
+    if body.get("status") != "success" or status >= 300:
+        msg = (f"Prometheus rejected the query (HTTP {status}, {body.get('errorType', '')}: "
+               f"{body.get('error', '')})")[:500]
+        return Buckets(reason="QueryFailed", message=msg, error=msg)
+    data = body.get("data") or {}
+    if data.get("resultType") != "vector":
+        msg = f"bucket query returned a {data.get('resultType')}, not an instant vector of le buckets"
+        return Buckets(reason="QueryFailed", message=msg, error=msg)
+    counts: dict[float, float] = {}
+    for series in data.get("result") or []:
+        le = (series.get("metric") or {}).get("le")
+        try:
+            bound, count = float(str(le)), float(series["value"][1])
+        except (TypeError, ValueError):
+            msg = (f"bucket query returned a series with le={le!r} and value {str(series.get('value'))[:60]}: "
+                   "aggregate it by le (sum by (le) (...))")
+            return Buckets(reason="QueryFailed", message=msg, error=msg)
+        if math.isnan(bound):
+            msg = "bucket query returned a series with le=NaN"
+            return Buckets(reason="QueryFailed", message=msg, error=msg)
+        counts[bound] = counts.get(bound, 0.0) + count  # "1" and "1.0" are one bucket
+    return Buckets(tuple(sorted(counts.items())))
 
 
 def _point(point: Any, labels: tuple[tuple[str, str], ...] = ()) -> Sample:

@@ -138,6 +138,27 @@ class Sample:
 
 
 @dataclass(frozen=True)
+class Buckets:
+    """What one PromQL instant query over a histogram's buckets returned (`sum by (le) (increase(..._bucket[w]))`):
+    each `le` bucket's cumulative count, no data, or an error.
+
+    `counts` are (upper bound, cumulative count) pairs sorted by bound, the `le` label read as a number ("+Inf"
+    is `math.inf`); equal bounds written differently ("1", "1.0") are summed into one. The counts are
+    Prometheus' own: `increase()` extrapolates to the window's edges, so they need not be integers. `reason`,
+    `message` and `error` mean what they mean on a `Sample`.
+    """
+
+    counts: tuple[tuple[float, float], ...] = ()
+    reason: str = ""
+    message: str = ""
+    error: str | None = None
+
+    @property
+    def has_data(self) -> bool:
+        return self.error is None and bool(self.counts)
+
+
+@dataclass(frozen=True)
 class Event:
     """A Kubernetes Event a tick decided to post on its object."""
 

@@ -17,6 +17,14 @@ talks to Prometheus reports one `Sample` per query: a value, no data, or an erro
   number never reaches status: `Check.as_status` leaves it out and says it in the message, because JSON has
   no Infinity and the API server refuses a body that contains one.
 - Error: Prometheus could not answer (unreachable, timeout, bad query). Never a pass either.
+- Latency quantiles (issue 14): a built-in `latency-p50/p90/p99` judges its `thresholdRange.max` and
+  `baseline.maxRatio` by a one-sided binomial test on the canary's request counts (`evaluate_quantile`,
+  decide/quantile_stats.py) unless its `quantileTest.method` is `estimate`: the bound T is the `max`, or
+  `maxRatio` x the stable side's quantile from its own buckets; k of the canary's n requests in the window
+  are slower than T (read from its histogram buckets, a bucket vector per side the adapter reports as
+  `Buckets`), and the check fails when P(X >= k | n, 1 - q) < alpha. Otherwise it passes with the point
+  estimates as value and baseline. `min` / `minRatio` stay point comparisons; no buckets, or a canary without
+  requests, is Inconclusive; a failed bucket query is an Error; a non-finite value is never a pass.
 - Quality (issue 17): a realised-quality check whose canary (or, for `maxDrop`, stable) version has fewer
   joined labels than `minLabels` is Inconclusive, whatever its value; `maxDrop` fails when the canary is worse
   than the stable version's same series by more than it (worse: lower auc/accuracy/f1, higher
@@ -30,9 +38,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from modelops.api.types import ModelRef, Sample, serving_name
+from modelops.api.types import Buckets, ModelRef, Sample, serving_name
 from modelops.decide import quality as q
-from modelops.decide.builtin_metrics import query_of
+from modelops.decide.builtin_metrics import BUCKETS, quantile_test_of, query_of
+from modelops.decide.quantile_stats import histogram_quantile, quantile_in_inf_bucket, tail_test
 
 Result = Literal["Pass", "Fail", "Inconclusive", "Error"]
 Side = Literal["canary", "stable"]
@@ -48,6 +57,8 @@ class Query:
     metric: str
     side: Side
     promql: str
+    #: "value": one sample (`Prometheus.query`); "buckets": a histogram's `le` vector (`query_buckets`)
+    kind: Literal["value", "buckets"] = "value"
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,22 @@ def samples_key(name: str) -> str:
     return f"{name}/minSamples"
 
 
+def buckets_key(name: str) -> str:
+    """The query key of a latency metric's request-duration buckets (its quantile test)."""
+    return f"{name}/buckets"
+
+
+def bucket_sides(metric: Mapping[str, Any]) -> tuple[Side, ...]:
+    """The sides whose buckets a metric's quantile test reads: the canary's when a `max` or `maxRatio` is tested,
+    and the stable side's for `maxRatio` (its bound is maxRatio x the stable quantile); none without the test."""
+    if quantile_test_of(metric) is None:
+        return ()
+    tested_max = (metric.get("thresholdRange") or {}).get("max") is not None
+    tested_ratio = (metric.get("baseline") or {}).get("maxRatio") is not None
+    sides: tuple[Side, ...] = ("canary",) if tested_max or tested_ratio else ()
+    return sides + (("stable",) if tested_ratio else ())
+
+
 def labels_key(name: str) -> str:
     """The query key of a quality metric's joined-label count."""
     return f"{name}/joinedLabels"
@@ -113,8 +140,9 @@ def _quality_queries(m: Mapping[str, Any], context: Mapping[Side, Mapping[str, s
 
 def queries(metrics: Sequence[Mapping[str, Any]], context: Mapping[Side, Mapping[str, str]]) -> list[Query]:
     """The queries an analysis needs: the canary side of every metric, the stable side of baseline ones, and
-    the canary's traffic count of metrics with `minSamples`; for a quality metric its value (and the stable
-    side's for `maxDrop`) and, when realised, the joined-label count of each side it reads."""
+    the canary's traffic count of metrics with `minSamples`; the request-duration buckets of the sides a latency
+    quantile's test reads (`bucket_sides`); for a quality metric its value (and the stable side's for
+    `maxDrop`) and, when realised, the joined-label count of each side it reads."""
     out: list[Query] = []
     for m in metrics:
         if m.get("quality"):
@@ -124,6 +152,8 @@ def queries(metrics: Sequence[Mapping[str, Any]], context: Mapping[Side, Mapping
         out.append(Query(m["name"], "canary", render(template, context["canary"])))
         if m.get("baseline"):
             out.append(Query(m["name"], "stable", render(template, context["stable"])))
+        out += [Query(buckets_key(m["name"]), side, render(BUCKETS, context[side]), "buckets")
+                for side in bucket_sides(m)]
         if m.get("minSamples"):
             out.append(Query(samples_key(m["name"]), "canary", render(m["minSamples"]["query"], context["canary"])))
     return out
@@ -197,6 +227,78 @@ def evaluate(metric: Mapping[str, Any], canary: Sample, stable: Sample | None) -
     return Check(name, "Pass", value)
 
 
+def evaluate_quantile(metric: Mapping[str, Any], canary: Sample, stable: Sample | None, canary_buckets: Buckets,
+                      stable_buckets: Buckets | None, q: float, alpha: float) -> Check:
+    """The verdict of a latency quantile judged by the binomial test (module docstring; decide/quantile_stats).
+
+    `canary` / `stable` are the point estimates (histogram_quantile): the check's value and baseline, and what
+    `min` / `minRatio` compare. `max` and `maxRatio` are tested on `canary_buckets`: fail when significantly
+    more than n(1 - q) of its n requests are slower than the bound (p < alpha), pass otherwise.
+    """
+    name, label = str(metric["name"]), f"p{q * 100:g}"
+    for side, got in (("canary", canary), ("stable", stable), ("canary bucket", canary_buckets),
+                      ("stable bucket", stable_buckets)):
+        if got is not None and got.error is not None:
+            return Check(name, "Error", message=f"{side} query failed: {got.error}")
+    if not canary.has_value:
+        return Check(name, "Inconclusive", message="no data for the canary")
+    value = float(canary.value)  # type: ignore[arg-type]
+    rng, base = metric.get("thresholdRange") or {}, metric.get("baseline") or {}
+    lo, hi = rng.get("min"), rng.get("max")
+    if lo is not None and value < float(lo):
+        return Check(name, "Fail", value, message=f"canary {_fmt(value)} < min {_fmt(float(lo))}")
+    head = f"canary {label} {_fmt(value)} s (estimate)"
+    notes: list[str] = []
+    if hi is not None:
+        test = tail_test(float(hi), q, alpha, canary_buckets.counts)
+        if test is None:
+            return Check(name, "Inconclusive", value, message=f"{head}; no canary requests in the window's "
+                         "request-duration buckets: the max is not tested")
+        if test.rejected:
+            return Check(name, "Fail", value, message=f"{head}; {test.describe('max')}")
+        notes.append(test.describe("max"))
+    ref: float | None = None
+    if base:
+        if stable is None or not stable.has_value:
+            return Check(name, "Inconclusive", value, message="no data for the stable baseline")
+        ref = float(stable.value)  # type: ignore[arg-type]
+        if not math.isfinite(ref):
+            return Check(name, "Inconclusive", value, ref, f"stable baseline is {_fmt(ref)}: the ratio is undefined")
+        head += f", stable {_fmt(ref)} s"
+        lo_ratio, hi_ratio = base.get("minRatio"), base.get("maxRatio")
+        if lo_ratio is not None:
+            if ref == 0.0 and value != 0.0:
+                return Check(name, "Inconclusive", value, ref, "stable baseline is 0: the ratio is undefined")
+            ratio = value / ref if ref != 0.0 else 1.0  # both 0: as fast as each other
+            if math.isnan(ratio):
+                return Check(name, "Inconclusive", value, ref, f"canary/stable {_fmt(ratio)}: the ratio is undefined")
+            if ratio < float(lo_ratio):
+                return Check(name, "Fail", value, ref, f"canary/stable {_fmt(ratio)} < minRatio {_fmt(float(lo_ratio))}")
+        if hi_ratio is not None:
+            counts = stable_buckets.counts if stable_buckets is not None else ()
+            ref_q = histogram_quantile(q, counts)
+            if math.isnan(ref_q):
+                return Check(name, "Inconclusive", value, ref, f"{head}; no stable requests in the window's "
+                             "request-duration buckets: the maxRatio bound is undefined")
+            if quantile_in_inf_bucket(q, counts) or ref_q <= 0.0:
+                return Check(name, "Inconclusive", value, ref, f"{head}; the stable {label} from its buckets is "
+                             f"{'above the highest finite bucket' if ref_q > 0 else _fmt(ref_q)}: the maxRatio "
+                             "bound is undefined")
+            bound = float(hi_ratio) * ref_q
+            test = tail_test(bound, q, alpha, canary_buckets.counts)
+            if test is None:
+                return Check(name, "Inconclusive", value, ref, f"{head}; no canary requests in the window's "
+                             "request-duration buckets: the maxRatio is not tested")
+            what = f"maxRatio {_fmt(float(hi_ratio))} x stable {label} {_fmt(ref_q)} ="
+            if test.rejected:
+                return Check(name, "Fail", value, ref, f"{head}; {test.describe(what)}")
+            notes.append(test.describe(what))
+    if not math.isfinite(value):
+        return Check(name, "Inconclusive", value, ref, f"{head}: no test rules it out, but a non-finite value is "
+                     "never a pass" + "".join(f"; {n}" for n in notes))
+    return Check(name, "Pass", value, ref, "; ".join([head, *notes]))
+
+
 def _labels_enough(name: str, side: Side, sample: Sample, need: int) -> Check | None:
     if sample.error is not None:
         return Check(name, "Error", message=f"joined-labels query of the {side} failed: {sample.error}")
@@ -264,15 +366,25 @@ def overall(checks: Sequence[Check]) -> Result:
     return "Pass"
 
 
-def evaluate_all(metrics: Sequence[Mapping[str, Any]], samples: Mapping[tuple[str, Side], Sample]) -> list[Check]:
-    missing = Sample(error="not queried")
+def evaluate_all(metrics: Sequence[Mapping[str, Any]], samples: Mapping[tuple[str, Side], Sample],
+                 buckets: Mapping[tuple[str, Side], Buckets] | None = None) -> list[Check]:
+    """Every metric's verdict from the samples (and the bucket vectors of `Query.kind` "buckets") by query key."""
+    missing, no_buckets = Sample(error="not queried"), Buckets(error="not queried")
+    buckets = buckets or {}
     out = []
     for m in metrics:
         if m.get("quality"):
             out.append(evaluate_quality(m, samples))
             continue
-        check = evaluate(m, samples.get((m["name"], "canary"), missing),
-                         samples.get((m["name"], "stable"), missing) if m.get("baseline") else None)
+        canary = samples.get((m["name"], "canary"), missing)
+        stable = samples.get((m["name"], "stable"), missing) if m.get("baseline") else None
+        test, sides = quantile_test_of(m), bucket_sides(m)
+        if test is not None and sides:
+            key = buckets_key(m["name"])
+            check = evaluate_quantile(m, canary, stable, buckets.get((key, "canary"), no_buckets),
+                                      buckets.get((key, "stable"), no_buckets) if "stable" in sides else None, *test)
+        else:
+            check = evaluate(m, canary, stable)
         if check.result != "Error":  # a failure to query says more than a low count
             # too little canary traffic: the value means nothing either way (a Fail on 2 requests included)
             low = _enough(m, samples.get((samples_key(m["name"]), "canary")))

@@ -31,6 +31,15 @@ the clients' requests fit the stable version and not the canary, the canary's in
 Flagger's "non-5xx" would pass it while it refuses all of its traffic. Malformed requests (400, 413) are the
 clients' fault and count as answered. A client that sends some 422-worthy rows to both sides lowers both
 success rates: compare with the stable side (`baseline`) instead of an absolute `thresholdRange` then.
+
+The latency quantiles (`latency-p50`, `latency-p90`, `latency-p99`) are judged by a significance test by
+default (`quantileTest: {method: binomial, alpha: 0.05}`; decide/quantile_stats.py): their `max` and
+`maxRatio` bounds are tested on the canary's request counts from the histogram's buckets over the window
+(`bucket_query`), not by comparing two point estimates of a tail quantile, which on ~120 requests is decided by
+one slow request. The check's value is still the canary's `histogram_quantile` (and its baseline the stable
+side's), reported, and `min` / `minRatio` stay point comparisons. `quantileTest: {method: estimate}` compares
+the point estimates, as every other metric does; a custom `query` has no histogram the operator knows, so
+the test applies to these three built-ins only (`quantile_test_of`).
 """
 
 from __future__ import annotations
@@ -52,6 +61,11 @@ def _quantile(q: str) -> str:
     return f"histogram_quantile({q}, sum by (le) ({_rate(DURATION + '_bucket')}))"
 
 
+#: The request-duration buckets of one side over the analysis window: (le -> requests), the counts the
+#: quantile test reads (k slower than a bound, n in all: the +Inf bucket).
+BUCKETS = f"sum by (le) (increase({DURATION}_bucket{{{SELECTOR}}}[{{{{interval}}}}]))"
+
+
 #: the statuses that count as failed requests (5xx, and 422: the version refuses what its clients send)
 _FAILED = ',status=~"5..|422"'
 _NOT_FAILED = ',status!~"5..|422"'
@@ -67,6 +81,11 @@ BUILTINS: dict[str, tuple[str, str]] = {
     "latency-p99": (_quantile("0.99"), "99th percentile server-side request latency in seconds"),
 }
 NAMES = tuple(BUILTINS)
+#: the built-ins that are a quantile of the request-duration histogram, and which quantile
+QUANTILES: dict[str, float] = {"latency-p50": 0.5, "latency-p90": 0.9, "latency-p99": 0.99}
+#: `quantileTest.method` values: a significance test on the bucket counts, or the point estimates compared
+METHODS = ("binomial", "estimate")
+DEFAULT_ALPHA = 0.05
 
 
 class UnknownBuiltin(ValueError):
@@ -88,3 +107,43 @@ def query_of(metric: Mapping[str, Any]) -> str:
     if metric.get("builtin"):
         return builtin_query(str(metric["builtin"]))
     raise UnknownBuiltin(f"analysis metric {metric.get('name')!r} has neither query nor builtin")
+
+
+def quantile_test_of(metric: Mapping[str, Any]) -> tuple[float, float] | None:
+    """(q, alpha) when the metric's `max` / `maxRatio` bounds are judged by the binomial test: a built-in
+    latency quantile (no custom `query` of its own) whose `quantileTest.method` is binomial or unset. None for
+    `method: estimate` and for every other metric (their point estimates are compared)."""
+    spec = metric.get("quantileTest") or {}
+    builtin = str(metric.get("builtin") or "")
+    if metric.get("query") or metric.get("quality") or builtin not in QUANTILES:
+        return None
+    if spec.get("method", "binomial") != "binomial":
+        return None
+    return QUANTILES[builtin], float(spec.get("alpha", DEFAULT_ALPHA))
+
+
+def quantile_test_problems(metric: Mapping[str, Any]) -> list[str]:
+    """What is wrong with a metric's `quantileTest` (the CRD's CEL rules say the same; an older CRD might not)."""
+    spec = metric.get("quantileTest")
+    if spec is None:
+        return []
+    field = f"spec.rollout.analysis.metrics[{metric.get('name')}].quantileTest"
+    if not isinstance(spec, Mapping):
+        return [f"{field}: must be an object (method, alpha)"]
+    quantile = (not metric.get("query") and not metric.get("quality")
+                and str(metric.get("builtin") or "") in QUANTILES)
+    method = spec.get("method", "binomial" if quantile else "estimate")  # the default depends on the metric
+    problems = []
+    if method not in METHODS:
+        problems.append(f"{field}.method: {method!r} is not one of {', '.join(METHODS)}")
+    if method == "binomial" and not quantile:
+        problems.append(f"{field}.method: binomial tests a latency quantile on its histogram buckets, so it applies "
+                        f"to builtin {', '.join(QUANTILES)} only (a custom query or another metric has no histogram "
+                        "the operator knows); use method estimate or remove quantileTest")
+    if "alpha" in spec:
+        alpha = spec["alpha"]
+        if method != "binomial":
+            problems.append(f"{field}.alpha: applies to method binomial only")
+        elif isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha <= 0.5:
+            problems.append(f"{field}.alpha: {alpha!r} must be a number in (0, 0.5]")
+    return problems

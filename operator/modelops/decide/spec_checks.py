@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from modelops.decide.builtin_metrics import UnknownBuiltin, query_of
+from modelops.decide.builtin_metrics import UnknownBuiltin, quantile_test_problems, query_of
 from modelops.decide.slo import slo_problems
 
 #: storageOptions keys that carry credentials (issue 16, L7); the CRD's CEL rule uses the same pattern
@@ -50,7 +50,9 @@ def model_deployment_problems(spec: Mapping[str, Any]) -> list[str]:
             if metric.get("builtin") or metric.get("query"):
                 problems.append(f"spec.rollout.analysis.metrics[{metric.get('name')}]: a quality metric has no "
                                 "query or builtin")
+            problems += quantile_test_problems(metric)
             continue  # its PromQL is built from the exporter's quality series (decide/quality.py)
+        problems += quantile_test_problems(metric)  # the binomial test needs a built-in latency histogram
         if metric.get("builtin") and metric.get("query"):
             problems.append(f"spec.rollout.analysis.metrics[{metric.get('name')}]: set query or builtin, not both")
         try:

@@ -32,7 +32,7 @@ from modelops.adapters.notify import NotifyError, Webhook
 from modelops.adapters.registry import MlflowRegistry, ModelVersion, RegistryError
 from modelops.api import GROUP, MODEL_DEPLOYMENT, MODEL_DEPLOYMENTS, VERSION
 from modelops.api.times import format_duration, format_time, parse_time
-from modelops.api.types import EVENT_KIND, REGISTRY_KINDS, ModelRef, OutboxItem, Sample
+from modelops.api.types import EVENT_KIND, REGISTRY_KINDS, Buckets, ModelRef, OutboxItem, Sample
 from modelops.api.vocabulary import CHALLENGER_ALIAS, MANAGER, TAG_REJECTED
 from modelops.controller.budget import Budget
 from modelops.controller.outbox import drain
@@ -168,16 +168,24 @@ def run_analysis(rt: Runtime, spec: Mapping[str, Any], namespace: str, name: str
         for side in ("canary", "stable")}
     metrics = metrics_of(spec)
     samples: dict[tuple[str, analysis.Side], Sample] = {}
+    buckets: dict[tuple[str, analysis.Side], Buckets] = {}  # a latency quantile's test reads these (decide/analysis)
     for q in analysis.queries(metrics, context):
         if budget.exhausted:  # an error, not no data: the verdict is Error, never a pass
             msg = f"reconcile time budget of {budget.seconds:g}s spent before this query"
-            samples[(q.metric, q.side)] = Sample(None, "BudgetExhausted", msg, error=msg)
+            if q.kind == "buckets":
+                buckets[(q.metric, q.side)] = Buckets(reason="BudgetExhausted", message=msg, error=msg)
+            else:
+                samples[(q.metric, q.side)] = Sample(None, "BudgetExhausted", msg, error=msg)
+            continue
+        timeout = budget.timeout(rt.settings.http_timeout_seconds)
+        got: Sample | Buckets
+        if q.kind == "buckets":
+            got = buckets[(q.metric, q.side)] = prom.query_buckets(q.promql, timeout=timeout)
         else:
-            sample = prom.query(q.promql, timeout=budget.timeout(rt.settings.http_timeout_seconds))
-            if sample.error is not None:
-                rt.metrics.adapter_error("prometheus", sample.reason or "QueryFailed")
-            samples[(q.metric, q.side)] = sample
-    return analysis.evaluate_all(metrics, samples)
+            got = samples[(q.metric, q.side)] = prom.query(q.promql, timeout=timeout)
+        if got.error is not None:
+            rt.metrics.adapter_error("prometheus", got.reason or "QueryFailed")
+    return analysis.evaluate_all(metrics, samples, buckets)
 
 
 def slo_budget(rt: Runtime, spec: Mapping[str, Any], namespace: str, name: str,

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from modelops.adapters.kube import Conflict, KubeError
 from modelops.adapters.registry import ModelVersion, RegistryError
-from modelops.api.types import Sample
+from modelops.api.types import Buckets, Sample
 from modelops.controller.budget import Budget
 from modelops.controller.clients import Clients
 from modelops.controller.runtime import Runtime
@@ -244,6 +245,13 @@ class FakePrometheus:
 
     def query_value(self, promql: str, timeout: float | None = None) -> Sample:
         return self.query(promql, timeout)
+
+    def query_buckets(self, promql: str, timeout: float | None = None) -> Buckets:
+        """100 requests, every one at most `value` seconds (no data without a value)."""
+        self.queries.append(promql)
+        if self.value is None:
+            return Buckets()
+        return Buckets(((self.value, 100.0), (math.inf, 100.0)))
 
 
 class FakeClock:

@@ -51,9 +51,15 @@ def test_a_builtin_with_a_baseline_is_queried_on_both_sides_and_a_query_still_wi
     metrics = [{"name": "lat", "builtin": "latency-p99", "thresholdRange": {"max": 0.1}, "baseline": {"maxRatio": 2}},
                {"name": "custom", "query": 'up{side="{{side}}"}', "thresholdRange": {"min": 1}}]
     qs = analysis.queries(metrics, CONTEXT)
-    assert [(q.metric, q.side) for q in qs] == [("lat", "canary"), ("lat", "stable"), ("custom", "canary")]
+    # a latency quantile's binomial test (the default) reads each side's request-duration buckets too
+    assert [(q.metric, q.side, q.kind) for q in qs] == [
+        ("lat", "canary", "value"), ("lat", "stable", "value"), ("lat/buckets", "canary", "buckets"),
+        ("lat/buckets", "stable", "buckets"), ("custom", "canary", "value")]
     assert 'version="2"' in qs[1].promql and 'version="3"' in qs[0].promql
-    assert qs[2].promql == 'up{side="canary"}'
+    assert qs[2].promql == ('sum by (le) (increase(modelops_serving_request_duration_seconds_bucket{namespace="ml",'
+                            'isvc="churn",version="3"}[30s]))')
+    assert 'version="2"' in qs[3].promql
+    assert qs[4].promql == 'up{side="canary"}'
     assert query_of({"name": "x", "query": "q", "builtin": "error-rate"}) == "q"
 
 
