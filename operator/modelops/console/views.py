@@ -61,13 +61,24 @@ def rollout_steps(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def metric_thresholds(obj: Mapping[str, Any]) -> dict[str, str]:
+    """Each analysis metric's bounds as people read them; a built-in latency quantile whose `max` and
+    `maxRatio` are judged by the binomial test (decide/builtin_metrics.py `quantile_test_of`) says so."""
+    from modelops.decide.builtin_metrics import quantile_test_of
+
     out = {}
     for m in ((obj.get("spec") or {}).get("rollout") or {}).get("analysis", {}).get("metrics") or []:
-        rng = m.get("thresholdRange") or {}
+        rng, base = m.get("thresholdRange") or {}, m.get("baseline") or {}
         parts = [f">= {rng['min']}" for _ in [0] if "min" in rng] + [f"<= {rng['max']}" for _ in [0] if "max" in rng]
+        parts += [f">= {base['minRatio']} x stable" for _ in [0] if "minRatio" in base]
+        parts += [f"<= {base['maxRatio']} x stable" for _ in [0] if "maxRatio" in base]
         if m.get("maxIncrease") is not None:
             parts.append(f"<= stable + {m['maxIncrease']}")
-        out[str(m.get("name"))] = " and ".join(parts) or "-"
+        text = " and ".join(parts) or "-"
+        test = quantile_test_of(m)
+        if test is not None and ("max" in rng or "maxRatio" in base):
+            text += (f" (upper bounds tested: fails when significantly more than {(1 - test[0]) * 100:g}% of the "
+                     f"canary's requests are slower, binomial test at alpha {test[1]:g})")
+        out[str(m.get("name"))] = text
     return out
 
 
