@@ -905,6 +905,13 @@ class Loop:
             "version") == version, 120)
         champion = self.wait("MLflow's champion alias to move", lambda: self.alias("champion") == version and version,
                              120)
+        # the operator moves the route off v{stable} first and changes the InferenceService once the gateway
+        # serves that route (KServe deletes the old predictor's Service at once): a few seconds after the status
+        self.wait(f"the InferenceService to serve v{version} alone (KServe: no canary in spec or status, the "
+                  f"v{stable} Deployment gone)", lambda: self.isvc().get("spec", {}).get("predictor", {}).get("name")
+                  == f"v{version}" and not self.isvc().get("spec", {}).get("canary")
+                  and not self.isvc().get("status", {}).get("canaryStatuses")
+                  and not self.kube.get("deployment", f"{MODEL}-v{stable}-predictor", self.ns), 120)
         steps = [int(s["weight"]) for s in model_deployment(self.ns)["spec"]["rollout"]["steps"]]
         self.splits = self.measured_splits(stable, version, tuple(steps))
         for row in self.splits:
