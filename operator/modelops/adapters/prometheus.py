@@ -57,7 +57,7 @@ class Prometheus:
                           f"document ({type(exc).__name__})")
 
     def query_buckets(self, promql: str, timeout: float | None = None) -> Buckets:
-        """A histogram's bucket vector (e.g. `sum by (le) (increase(x_bucket{...}[30s]))`): one series per `le`.
+        """A histogram's bucket vector (e.g. `sum by (le) (x_bucket{...} - x_bucket{...} offset 30s)`): one series per `le`.
 
         An empty vector is no data (`Buckets()`); a series without a numeric `le`, a scalar, and every failure
         `query` maps to an error are errors here too, with the same reasons (so the breaker and the analysis

@@ -62,8 +62,15 @@ def _quantile(q: str) -> str:
 
 
 #: The request-duration buckets of one side over the analysis window: (le -> requests), the counts the
-#: quantile test reads (k slower than a bound, n in all: the +Inf bucket).
-BUCKETS = f"sum by (le) (increase({DURATION}_bucket{{{SELECTOR}}}[{{{{interval}}}}]))"
+#: quantile test reads (k slower than a bound, n in all: the +Inf bucket). Counted, not extrapolated: each
+#: series' counter now minus the same counter one window ago (`increase()` would scale k and n alike by
+#: window / sampled span, up to 2x with two scrapes per window, and overstate the evidence). A series born
+#: within the window has no value a window ago: all of its count is in the window (`or` the series itself);
+#: a counter that went down (the model server restarted) counts from its restart (`>= 0` drops the negative
+#: difference, `or` takes the series' value). A Pod gone within the window is no longer counted: its last
+#: requests are missing, never invented.
+_B = f"{DURATION}_bucket{{{SELECTOR}}}"
+BUCKETS = f"sum by (le) (({_B} - {_B} offset {{{{interval}}}}) >= 0 or {_B})"
 
 
 #: the statuses that count as failed requests (5xx, and 422: the version refuses what its clients send)

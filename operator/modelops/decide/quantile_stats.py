@@ -10,17 +10,16 @@ n(1 - q): the one-sided exact binomial test, p-value = P(X >= k | X ~ Binomial(n
 when p < alpha. Healthy noise (2 slow of 120 at q = 0.99: p = 0.34) passes; a shifted distribution (30 of
 120 above T: p ~ 1e-33) fails.
 
-- k and n come from `increase()`, which extrapolates to the window's edges: they need not be integers. The
-  tail uses the continuous form P(X >= k) = I_{1-q}(k, n - k + 1) (the regularized incomplete beta function),
-  which equals the binomial tail at integer k, n. `betainc` implements I by its continued fraction (Lentz's
+- n comes from the window's request count (decide/builtin_metrics.py BUCKETS: each counter now minus a window
+  ago, not `increase()`, whose extrapolation to the window's edges would scale k and n alike by up to 2x with
+  two scrapes per window and overstate the evidence); k is interpolated inside T's bucket, so it need not be
+  an integer. The tail uses the continuous form P(X >= k) = I_{1-q}(k, n - k + 1) (the regularized incomplete
+  beta function), which equals the binomial tail at integer k, n. `betainc` implements I by its continued fraction (Lentz's
   method, as in Numerical Recipes' `betacf`); against scipy it agrees to 1e-8 relative or better over
   n <= 3e6 (tests/unit/rollout/test_quantile_test.py), far below what an alpha of 0.05 can tell apart.
-- increase() scales k and n alike by its extrapolation factor (window / sampled interval, at most ~2 when the
-  window holds two scrapes: the chart scrapes model servers every 15 s, the sample's window is 30 s), which
-  overstates the evidence in both directions: 3 slow of 120 read as 6 of 240 gives p = 0.035 instead of 0.12.
-  A failing canary still fails; a healthy one fails somewhat more often than alpha says (far less often than
-  the point comparison it replaces). Scrape the model servers at a quarter of the analysis interval or less to
-  keep the factor near 1.
+- Why counted and not `increase()`: 3 slow of 120 read as 6 of 240 (two scrapes in a 30-s window, the chart's
+  15-s scrape interval) gives p = 0.035 instead of 0.12, so a healthy canary would fail more often than alpha
+  says.
 - k inside a bucket is interpolated linearly, the assumption `histogram_quantile` makes. A T above the highest
   finite bucket bound cannot be placed: every request in the +Inf bucket counts as slower than T, which
   overstates k (a conservative reading: it can only make a Fail more likely), and the check's message says so.
@@ -88,8 +87,8 @@ def binomial_tail(k: float, n: float, p: float) -> float:
 
 
 def _monotonic(counts: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Sorted by bound, equal bounds summed, and each cumulative count at least the one below it (increase() of
-    buckets scraped at slightly different instants can dip; Prometheus forces the same)."""
+    """Sorted by bound, equal bounds summed, and each cumulative count at least the one below it (the window's
+    counts of buckets scraped at slightly different instants can dip; Prometheus forces the same)."""
     merged: dict[float, float] = {}
     for bound, count in counts:
         merged[bound] = merged.get(bound, 0.0) + count

@@ -4,8 +4,8 @@ sample's check (`max: 0.05`, `maxRatio: 1.5`, unchanged) with its bucket queries
 
 A healthy canary with 2 slow requests among 120 passes, though its p99 estimate is ~3x the stable's (the point
 comparison, `quantileTest: {method: estimate}`, fails the same data); a canary with 30% of its requests at 80 ms
-fails. Prometheus' increase() extrapolates, so the counts it reports are not integers: the test takes them as
-Prometheus gives them.
+fails. The counts are counted, not extrapolated (each counter now minus a window ago): exactly the requests
+made, also for a series that appeared within the window (a canary Pod that just started).
 """
 
 from __future__ import annotations
@@ -53,8 +53,7 @@ def test_the_sample_latency_check_tests_bucket_counts_from_a_real_prometheus(
                  clients=Clients(kube))  # type: ignore[arg-type]
     try:
         count = 'sum(modelops_serving_request_duration_seconds_count{{isvc="churn",version="{v}"}})'
-        # zero samples over most of the window before the requests, as for a canary that has served a while:
-        # increase() then extrapolates little (the counts start at 0, and it extends at most one scrape at the end)
+        # zero samples over the window before the requests, as for a canary that has served a while
         aged = 'count_over_time(modelops_serving_request_duration_seconds_count{isvc="churn",version="4"}[15s])'
         prom.wait_for(aged, lambda v: v is not None and v >= 12, 60)
         for x in [*spread(356, 0.004, 0.010), 0.011, 0.012, 0.013, 0.014]:  # stable v2: 360 requests, p99 ~10 ms
@@ -63,8 +62,12 @@ def test_the_sample_latency_check_tests_bucket_counts_from_a_real_prometheus(
             sides["3"].observe(x)
         for x in [*spread(84, 0.004, 0.010), *[0.08] * 36]:  # bad canary v4: 30% at 80 ms
             sides["4"].observe(x)
+        born = latency.labels("ml", "churn", "5")  # a series that appears within the window: no value a window ago
+        for x in [*spread(118, 0.004, 0.010), 0.030, 0.045]:
+            born.observe(x)
         prom.wait_for(count.format(v="4"), lambda v: v == 120, 30)
         prom.wait_for(count.format(v="2"), lambda v: v == 360, 30)
+        prom.wait_for(count.format(v="5"), lambda v: v == 120, 30)
 
         # the adapter reads the bucket vector as Prometheus answers it (le "0.0001" ... "+Inf")
         ctx = {"namespace": "ml", "name": "churn", "version": "3", "interval": "15s"}
@@ -73,9 +76,10 @@ def test_the_sample_latency_check_tests_bucket_counts_from_a_real_prometheus(
         bounds = [b for b, _ in vector.counts]
         assert bounds[-1] == float("inf") and bounds[:-1] == sorted(LATENCY_BUCKETS)
         n = vector.counts[-1][1]
-        assert 119 <= n <= 135, vector.counts  # 120, extrapolated by increase() towards the window's end
-        below_30ms = dict(vector.counts)[0.025]
-        assert below_30ms == pytest.approx(n * 118 / 120, rel=1e-6)
+        assert n == 120, vector.counts  # the requests made: counted, not extrapolated as increase() would
+        assert dict(vector.counts)[0.025] == 118
+        born_vector = PromAdapter(prom.url).query_buckets(render(BUCKETS, {**ctx, "version": "5"}))
+        assert born_vector.counts[-1][1] == 120 and dict(born_vector.counts)[0.025] == 118, born_vector.counts
 
         healthy = {"canary": {"version": "3"}, "stable": {"version": "2"}}
         (passed,) = run_analysis(rt, spec(P99), "ml", "churn", None, budget(), healthy)

@@ -95,7 +95,7 @@ def test_run_analysis_reads_both_sides_buckets_and_passes_a_healthy_canary() -> 
     assert "2 of 120 canary requests slower than maxRatio 1.5" in check.message
     kinds = [(kind, 'version="3"' in q) for kind, q in prom.asked]
     assert kinds == [("query", True), ("query", False), ("buckets", True), ("buckets", False)]
-    assert all("increase(modelops_serving_request_duration_seconds_bucket{" in q
+    assert all("modelops_serving_request_duration_seconds_bucket{" in q and " offset " in q
                for kind, q in prom.asked if kind == "buckets")
 
 

@@ -56,8 +56,9 @@ def test_a_builtin_with_a_baseline_is_queried_on_both_sides_and_a_query_still_wi
         ("lat", "canary", "value"), ("lat", "stable", "value"), ("lat/buckets", "canary", "buckets"),
         ("lat/buckets", "stable", "buckets"), ("custom", "canary", "value")]
     assert 'version="2"' in qs[1].promql and 'version="3"' in qs[0].promql
-    assert qs[2].promql == ('sum by (le) (increase(modelops_serving_request_duration_seconds_bucket{namespace="ml",'
-                            'isvc="churn",version="3"}[30s]))')
+    # counted (now minus a window ago), not increase(), which extrapolates both counts
+    canary_buckets = 'modelops_serving_request_duration_seconds_bucket{namespace="ml",isvc="churn",version="3"}'
+    assert qs[2].promql == f"sum by (le) (({canary_buckets} - {canary_buckets} offset 30s) >= 0 or {canary_buckets})"
     assert 'version="2"' in qs[3].promql
     assert qs[4].promql == 'up{side="canary"}'
     assert query_of({"name": "x", "query": "q", "builtin": "error-rate"}) == "q"

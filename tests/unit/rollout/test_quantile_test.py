@@ -242,8 +242,8 @@ def test_the_test_queries_the_buckets_only_of_the_sides_it_reads() -> None:
     assert kinds(custom) == [("q", "canary", "value")] and quantile_test_of(custom) is None
     assert quantile_test_of({"name": "s", "builtin": "success-rate", "thresholdRange": {"min": 1}}) is None
     (q,) = [q for q in analysis.queries([P99], CONTEXT) if q.metric.endswith("/buckets") and q.side == "stable"]
-    assert q.promql == ('sum by (le) (increase(modelops_serving_request_duration_seconds_bucket{namespace="ml",'
-                        'isvc="churn",version="2"}[30s]))')
+    stable_buckets = 'modelops_serving_request_duration_seconds_bucket{namespace="ml",isvc="churn",version="2"}'
+    assert q.promql == f"sum by (le) (({stable_buckets} - {stable_buckets} offset 30s) >= 0 or {stable_buckets})"
 
 
 # ---- the spec: quantileTest -----------------------------------------------------------------------------------
