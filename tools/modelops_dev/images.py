@@ -333,13 +333,32 @@ def build_images(root: Path, roles: Sequence[str], tag: str, base: str, version:
         if role in SERVING_BINARIES:
             _stage_serving(root, role)
         typer.echo(f"building {ref} (base {base})")
+        before = _image_id(ref)
         run(["docker", "build", *dockerfile_args(root, role), "--build-arg", f"BASE_IMAGE={base}",
              "--build-arg", f"VERSION={version}", "-t", ref, str(root)], env={**os.environ, "DOCKER_BUILDKIT": "0"})
         size = int(subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", ref], check=True,
                                   capture_output=True, text=True).stdout.strip())
         results[ref] = {"seconds": round(time.monotonic() - t0, 1), "size_mb": round(size / 1e6, 1)}
         typer.echo(f"  {ref}: {results[ref]['size_mb']} MB in {results[ref]['seconds']}s")
+        _drop_replaced(ref, before)
     return results
+
+
+def _image_id(ref: str) -> str | None:
+    proc = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", ref], capture_output=True, text=True)
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def _drop_replaced(ref: str, before: str | None) -> None:
+    """Remove the image `ref` named before this build, now untagged (with its layers no other image uses):
+    every rebuild after a code change left one behind (~1-2 GB each for the Python roles; 19 GB had piled up
+    and a build failed for want of disk). Docker refuses while a container or another tag uses it: kept then."""
+    after = _image_id(ref)
+    if before is None or before == after:
+        return
+    proc = subprocess.run(["docker", "image", "rm", before], capture_output=True, text=True)
+    if proc.returncode == 0:
+        typer.echo(f"  removed the image {ref} replaced ({before[:19]})")
 
 
 _ROLES_HELP = (f"Roles to build (default: {', '.join(RUNTIME_ROLES)}; also known: "
