@@ -31,6 +31,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -438,6 +439,12 @@ class Loop:
         self.kube.kubectl("label", "namespace", self.ns, *(f"{k}={v}" for k, v in NAMESPACE_LABELS.items()),
                           "--overwrite")
         host_dir = Path(os.environ.get("MODELOPS_E2E_STORAGE", "/var/lib/modelops/e2e")) / self.ns / "mlflow"
+        # an earlier run in this namespace whose namespace was removed without `uninstall` (by hand) left its
+        # volume Released (it never binds again: MLflow stayed Pending) and its MLflow store (its versions
+        # would carry into this run): a run starts from neither
+        self.kube.kubectl("delete", "pv", "-l", f"modelops.dev/e2e={self.ns}", check=False)
+        if host_dir.exists():
+            shutil.rmtree(host_dir)
         host_dir.mkdir(parents=True, exist_ok=True)
         host_dir.chmod(0o777)  # the node is this machine (`cluster up --node`); MLflow runs as 10001
         self.kube.apply(storage(self.ns, self.release, host_dir))
