@@ -218,14 +218,20 @@ def run_canary(op: Operator, ns: str, pods: PredictorPods, stable: str, canary: 
         if ro.get("state") == "Progressing" and all(snap.values()) and \
                 cond(md, "Progressing").get("reason") != "CanaryNotReady" and \
                 ((isvc.get("status") or {}).get("canaryStatuses") or [{}])[0].get("ready"):
-            samples.setdefault(int(ro["weight"]), []).append({
+            sample = {
                 "deployments": snap, "isvc_generation": isvc["metadata"]["generation"],
                 "isvc_meta": json.dumps({k: isvc["metadata"].get(k) for k in ("labels", "annotations")},
                                         sort_keys=True),
                 "pods": {n: sorted(pods.pods_of(n)) for n in names}, "route": route_weights(kube, ns),
                 "kserve_canary_service": service_ports(kube, ns, deployment_name(canary)),
                 "stable_service": service_ports(kube, ns, deployment_name(stable)),
-                "logged_service": service_ports(kube, ns, logged_name(canary))})
+                "logged_service": service_ports(kube, ns, logged_name(canary)),
+                "at": round(time.monotonic(), 2), "traffic": st.get("traffic"), "state": ro.get("state")}
+            # a consistent sample: the rollout still at this step after the reads above (an abort or a promotion
+            # between the first read and the last would pair the ended rollout's objects with its old status)
+            again = ((md_get(kube, ns, NAME).get("status") or {}).get("rollout") or {})
+            if (again.get("state"), again.get("weight")) == ("Progressing", ro["weight"]):
+                samples.setdefault(int(ro["weight"]), []).append(sample)
         time.sleep(0.25)
     else:
         pytest.fail(f"the rollout of {canary} did not finish in 240 s\n{diag()}")
@@ -296,7 +302,9 @@ def test_canary_steps_do_not_restart_the_predictors_and_the_rollout_completes(
         # Service for it is removed (no gateway reports on the route in this tier, so nothing waits for one)
         wait_for(lambda: service_ports(kube, ns, logged_name("v2")) is None, 60, "modelops' canary Service removed",
                  dump=lambda: diag())
-        assert "retiring" not in (md_get(kube, ns, NAME)["status"].get("traffic") or {})
+        # the status that no longer lists it is written right after the deletion (the same reconcile)
+        wait_for(lambda: "retiring" not in (md_get(kube, ns, NAME)["status"].get("traffic") or {}), 10,
+                 "the status without the removed Service", dump=lambda: diag())
         assert service_ports(kube, ns, deployment_name("v2"))["ports"][0][1] == 9081  # type: ignore[index]
         assert not [k for k in {**isvc["metadata"].get("labels", {}), **isvc["metadata"].get("annotations", {})}
                     if k in ("modelops.dev/stable-version", "modelops.dev/canary-version", "modelops.dev/desired-hash")]
@@ -312,10 +320,14 @@ def test_canary_steps_do_not_restart_the_predictors_and_the_rollout_completes(
               _diff(before, json.loads(stable_before[deployment_name("v2")]["template"])))
         stable_pods = sorted(pods.pods_of(deployment_name("v2")))
 
+        at_30: list[float] = []  # when the second step was seen: aborted 3 s into it, once the sampler saw it
+
         def aborted(o: dict[str, Any]) -> bool:
             st = o.get("status") or {}
             ro = st.get("rollout") or {}
-            if ro.get("state") == "Progressing" and ro.get("weight") == 30 and \
+            if ro.get("state") == "Progressing" and ro.get("weight") == 30:
+                at_30.append(time.monotonic())
+            if at_30 and at_30[-1] - at_30[0] >= 3 and \
                     not (o["metadata"].get("annotations") or {}).get("modelops.dev/abort"):
                 kube.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments", NAME, {
                     "metadata": {"annotations": {"modelops.dev/abort": "true"}}})
@@ -333,7 +345,13 @@ def test_canary_steps_do_not_restart_the_predictors_and_the_rollout_completes(
                         "one predictor after the rollback", dump=lambda: diag())
         assert isvc["spec"]["predictor"]["name"] == v2
         wait_for(lambda: _deployment(kube, ns, deployment_name("v3")) is None, 60, "the canary removed by KServe")
-        assert all(s["logged_service"] for s in every), "the rolled-back canary was not reached through its agent"
+        assert all(s["logged_service"] for s in every), (
+            "the rolled-back canary was not reached through its agent: "
+            + json.dumps([{k: s[k] for k in ("at", "state", "route", "traffic", "logged_service")} for s in every
+                          if not s["logged_service"]][:5]) + "\n" + json.dumps([(s["at"], s["route"], bool(
+                              s["logged_service"])) for s in every]) + "\n" + "\n".join(
+                line for line in live_operator.log.read_text(errors="replace").splitlines()
+                if "Service" in line or "HTTPRoute" in line or "waits" in line or "RolledBack" in line or "Abort" in line))
         wait_for(lambda: service_ports(kube, ns, logged_name("v3")) is None, 60,
                  "modelops' Service of the rolled-back canary removed", dump=lambda: diag())
         # the stable predictor was never touched: not by the canary's start, its steps, nor the rollback

@@ -68,7 +68,14 @@ from modelops.desired.inference_service import (
     predictor_name,
 )
 from modelops.formats.artifacts import TAG_ARTIFACT_SHA256
-from modelops.handlers.traffic import apply_traffic, isvc_hold, plan_traffic, route_first, traffic_status
+from modelops.handlers.traffic import (
+    apply_traffic,
+    isvc_hold,
+    plan_traffic,
+    prepare_service,
+    route_first,
+    traffic_status,
+)
 
 log = logging.getLogger("modelops.modeldeployment")
 ISVC = "InferenceService"
@@ -419,6 +426,7 @@ def reconcile(rt: Runtime, namespace: str, name: str, budget: Budget) -> float |
             body = _record_applied(rt, writer, body, applied_record(isvc_obj, want))
         elif apply_needed(isvc_obj, record, want):
             live = None
+            prepare_service(kube, traffic)  # [issue 13] a canary's Service of modelops exists before its Pods
             try:
                 rt.ensure_acting()
                 live = kube.apply(KSERVE_GROUP, KSERVE_VERSION, ISVC_PLURAL, manifest)

@@ -136,6 +136,22 @@ def _retiring(tp: TrafficPlan, previous: Mapping[str, Any] | None) -> TrafficPla
     return tp
 
 
+def prepare_service(kube: Kube, tp: TrafficPlan | None) -> str:
+    """Apply modelops' Service for a canary that logs before the InferenceService change that brings the canary:
+    it selects the canary's Pods by label, so it may exist before them, and it is there when KServe reports the
+    canary ready (applied after the InferenceService, it came a moment after that on a busy node). Returns a
+    message when the apply failed (`apply_traffic` tries again)."""
+    if tp is None or tp.route is None or tp.service is None:
+        return ""
+    try:
+        _apply_service(kube, tp.service)
+    except KubeError as exc:
+        log.error("%s: applying Service %s failed: %s", tp.service["metadata"]["namespace"],
+                  tp.service["metadata"]["name"], exc)
+        return f"applying Service {tp.service['metadata']['name']} failed: {exc}"
+    return ""
+
+
 def apply_traffic(kube: Kube, namespace: str, tp: TrafficPlan, now: datetime) -> str:
     """Server-side apply of modelops' canary Service and route when they changed, then removal of the
     Services of modelops the route no longer names once the gateway serves that route (so no request is
