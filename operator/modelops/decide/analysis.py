@@ -182,6 +182,16 @@ def _fmt(v: float) -> str:
     return f"{v:.6g}"
 
 
+def _stable_baseline(name: str, value: float, stable: Sample | None) -> float | Check:
+    """The stable side's value for a baseline check, or the Inconclusive verdict when it has none usable."""
+    if stable is None or not stable.has_value:
+        return Check(name, "Inconclusive", value, message="no data for the stable baseline")
+    ref = float(stable.value)  # type: ignore[arg-type]
+    if not math.isfinite(ref):
+        return Check(name, "Inconclusive", value, ref, f"stable baseline is {_fmt(ref)}: the ratio is undefined")
+    return ref
+
+
 def evaluate(metric: Mapping[str, Any], canary: Sample, stable: Sample | None) -> Check:
     """The verdict of one metric given its samples."""
     name = str(metric["name"])
@@ -200,11 +210,9 @@ def evaluate(metric: Mapping[str, Any], canary: Sample, stable: Sample | None) -
             return Check(name, "Fail", value, message=f"canary {_fmt(value)} > max {_fmt(float(hi))}")
     base = metric.get("baseline")
     if base:
-        if stable is None or not stable.has_value:
-            return Check(name, "Inconclusive", value, message="no data for the stable baseline")
-        ref = float(stable.value)  # type: ignore[arg-type]
-        if not math.isfinite(ref):
-            return Check(name, "Inconclusive", value, ref, f"stable baseline is {_fmt(ref)}: the ratio is undefined")
+        ref = _stable_baseline(name, value, stable)
+        if isinstance(ref, Check):
+            return ref
         if ref == 0.0:
             if value == 0.0:
                 return Check(name, "Pass", value, ref, "canary and stable are both 0")
@@ -259,11 +267,10 @@ def evaluate_quantile(metric: Mapping[str, Any], canary: Sample, stable: Sample 
         notes.append(test.describe("max"))
     ref: float | None = None
     if base:
-        if stable is None or not stable.has_value:
-            return Check(name, "Inconclusive", value, message="no data for the stable baseline")
-        ref = float(stable.value)  # type: ignore[arg-type]
-        if not math.isfinite(ref):
-            return Check(name, "Inconclusive", value, ref, f"stable baseline is {_fmt(ref)}: the ratio is undefined")
+        stable_ref = _stable_baseline(name, value, stable)
+        if isinstance(stable_ref, Check):
+            return stable_ref
+        ref = stable_ref
         head += f", stable {_fmt(ref)} s"
         lo_ratio, hi_ratio = base.get("minRatio"), base.get("maxRatio")
         if lo_ratio is not None:

@@ -416,10 +416,8 @@ def reconcile(rt: Runtime, namespace: str, name: str, budget: Budget) -> float |
             rt.ensure_acting()
             routed = apply_traffic(kube, namespace, traffic, rt.clock.now())
             held = isvc_hold(traffic, name, isvc_obj, manifest, rt.clock.now())
-            if held:
-                log.info("%s/%s: %s", namespace, name, held)
         if held:
-            pass
+            log.info("%s/%s: %s", namespace, name, held)
         elif isvc_obj is not None and not apply_needed(isvc_obj, record, want) and not record:
             # [issue 13] an InferenceService applied by an operator before the fix, up to date: remember it as
             # applied (read once) instead of rewriting it
