@@ -75,16 +75,26 @@ def v1_body(pred: Prediction) -> dict[str, Any]:
     return out
 
 
+def _label_datatype_of(spec: ModelSpec) -> str:
+    """label_datatype(spec.classes), once per spec (a frozen dataclass: kept in its __dict__, as
+    functools.cached_property does)."""
+    got: str | None = spec.__dict__.get("_label_datatype")
+    if got is None:
+        got = label_datatype(spec.classes)
+        spec.__dict__["_label_datatype"] = got
+    return got
+
+
 def v2_outputs(pred: Prediction, spec: ModelSpec, requested: tuple[str, ...] | None) -> list[dict[str, Any]]:
     n = pred.rows
+    labels, p = pred.labels, pred.probabilities
     available: dict[str, dict[str, Any]] = {}
-    if pred.values is not None:
+    if labels is not None:
+        available[PREDICT] = {"name": PREDICT, "datatype": _label_datatype_of(spec), "shape": [n],
+                              "data": labels.tolist() if labels.dtype == object else np.ascontiguousarray(labels)}
+    elif pred.values is not None:
         available[PREDICT] = {"name": PREDICT, "datatype": "FP64", "shape": [n], "data": pred.values}
-    if pred.labels is not None:
-        available[PREDICT] = {"name": PREDICT, "datatype": label_datatype(spec.classes), "shape": [n],
-                              "data": _json_labels(pred.labels)}
-    if pred.probabilities is not None:
-        p = pred.probabilities
+    if p is not None:
         available[PREDICT_PROBA] = {"name": PREDICT_PROBA, "datatype": "FP64", "shape": [n, int(p.shape[1])],
                                     "data": np.ascontiguousarray(p).reshape(-1)}
     if requested is None:
