@@ -241,3 +241,97 @@ def test_typed_tensor_nan_is_missing_only_where_allowed() -> None:
     assert err.value.field == "a"
     with pytest.raises(InputError):
         decode_tensors([Tensor("a", "FP64", [1], np.asarray([np.inf]))], strict, LIMITS)
+
+
+def _v2_general(body: Any, spec: ModelSpec, limits: Limits) -> Any:
+    from modelops.serving.schema import V2Request, decode_tensors, parse_v2_json, tensors_from_json
+
+    inputs, rid, requested = parse_v2_json(body)
+    return V2Request(decode_tensors(tensors_from_json(inputs), spec, limits), rid, requested)
+
+
+def _outcome(decode: Any, body: Any, spec: ModelSpec) -> Any:
+    try:
+        req = decode(body, spec, LIMITS)
+    except InputError as exc:
+        return ("error", exc.status, exc.message, exc.field)
+    b = req.batch
+    return ("ok", req.request_id, req.outputs, b.rows, None if b.matrix is None else repr(b.matrix.tolist()),
+            {k: repr(np.asarray(v).tolist()) for k, v in b.columns.items()})  # repr: nan equals nan
+
+
+def test_v2_one_block_decoding_is_the_general_decoding() -> None:
+    """decode_v2 takes the usual single [N, F] tensor in one pass; its answer for any body is the general path's,
+    and the bodies it does not take go that way (so every error message is the general path's)."""
+    from modelops.serving.schema import _v2_one_block
+
+    spec = ModelSpec(name="n", task="regression", features=(Feature("a", "number"), Feature("b", "integer"),
+                                                            Feature("c", "number", nullable=False)))
+
+    def t(data: Any, shape: Any = None, **extra: Any) -> dict[str, Any]:
+        return {"name": "input-0", "datatype": "FP64", "shape": [len(data) // 3, 3] if shape is None else shape,
+                "data": data, **extra}
+
+    ok = [1.5, 2, 3.0, -4.0, 5, 1e300]
+    bodies: list[Any] = [
+        {"inputs": [t(ok)]}, {"id": "r1", "inputs": [t(ok)]}, {"inputs": [t(ok)], "outputs": [{"name": "predict"}]},
+        {"inputs": [t(ok)], "outputs": []}, {"inputs": [t(ok, datatype="fp32")]}, {"inputs": [t(ok, parameters={})]},
+        {"inputs": [t(ok)], "parameters": {"x": 1}},
+        # refused by the one-pass check: the general path decides (an answer or an error naming the field)
+        {"inputs": [t([1.5, 2.5, 3.0])]}, {"inputs": [t([None, 2, 3.0])]}, {"inputs": [t([1.0, 2, None])]},
+        {"inputs": [t([1.0, True, 3.0])]}, {"inputs": [t([1.0, 2, "3"])]}, {"inputs": [t([1.0, 2, 1e400])]},
+        {"inputs": [t([[1.0, 2, 3.0]])]}, {"inputs": [t([1.0, 2, 3.0], shape=[1, 2])]},
+        {"inputs": [t([1.0, 2, 3.0], shape=[2, 3])]}, {"inputs": [t([1.0, 2, 3.0] * 6)]},
+        {"inputs": [t([1.0, 2, 3.0], shape=[0, 3])]}, {"inputs": [t([1.0, 2, 3.0], shape=[1.0, 3])]},
+        {"inputs": [t([1.0, 2, 3.0], shape=[3])]}, {"inputs": [t([1.0, 2, 3.0], datatype="BYTES")]},
+        {"inputs": [t([1.0, 2, 3.0], datatype="BOOL")]}, {"inputs": [t([1.0, 2, 3.0], name="a")]},
+        {"inputs": [t([1.0, 2, 3.0], parameters={"binary_data_size": 24})]},
+        {"inputs": [t([1.0, 2, 3.0], parameters=[1])]}, {"inputs": [t(ok), t(ok)]},
+        {"id": 3, "inputs": [t(ok)]}, {"inputs": [t(ok)], "outputs": [{"nam": "x"}]},
+        {"inputs": [t(ok)], "outputs": {"name": "x"}}, {"inputs": []}, {"inputs": {}}, [], "x",
+        {"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, 3]}]},
+        {"inputs": [{"name": "input-0", "shape": [1, 3], "data": [1.0, 2, 3.0]}]},
+    ]
+    taken = 0
+    for body in bodies:
+        got, want = _outcome(decode_v2, body, spec), _outcome(_v2_general, body, spec)
+        assert got == want, body
+        taken += _v2_one_block(body, spec, LIMITS) is not None
+    assert taken == 7  # the first seven bodies
+    strings = ModelSpec(name="s", task="regression", features=(Feature("a", "number"), Feature("b", "string")))
+    assert _v2_one_block({"inputs": [t([1.0, 2.0], shape=[1, 2])]}, strings, LIMITS) is None
+
+
+def test_metrics_are_exposed_exactly_as_prometheus_client_exposes_its_own() -> None:
+    """serving.metrics' lock-free counters and histograms: the same text as prometheus_client's Counter and
+    Histogram given the same observations (both exposition formats; _created values aside)."""
+    import re
+
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+    from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+    from modelops.serving.metrics import LATENCY_BUCKETS, _Family
+
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    labels = ("model", "status")
+    metrics = [
+        (_Family("counter", "t_requests_total", "doc", labels, registry=ours),
+         Counter("t_requests_total", "doc", labels, registry=theirs)),
+        (_Family("histogram", "t_seconds", "doc", labels, buckets=LATENCY_BUCKETS, registry=ours),
+         Histogram("t_seconds", "doc", labels, buckets=LATENCY_BUCKETS, registry=theirs)),
+    ]
+    values = [0.0, 1e-9, 0.0001, 0.00011, 0.0004, 0.021, 0.5, 4.9, 5.0, 5.1, 100.0]
+    for (c_ours, c_theirs), (h_ours, h_theirs) in [metrics]:
+        for i, v in enumerate(values):
+            status = 200 if i % 3 else "OK"
+            c_ours.labels(model="m", status=status).inc()
+            c_theirs.labels(model="m", status=status).inc()
+            h_ours.labels("m", status).observe(v)
+            h_theirs.labels("m", status).observe(v)
+        c_ours.labels(model="m", status=422).inc(2.5)
+        c_theirs.labels(model="m", status=422).inc(2.5)
+    for generate in (generate_latest, generate_openmetrics):
+        texts = [re.sub(r"(_created\{[^}]*\}) \S+", r"\1 T", generate(r).decode()) for r in (ours, theirs)]
+        assert texts[0] == texts[1]
+    with pytest.raises(ValueError):
+        metrics[0][0].labels(model="m", status=200).inc(-1)
