@@ -69,7 +69,10 @@ def ns() -> Iterator[str]:
     kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
-def _pod(ns: str, name: str, image: str, script: str, *, sa: str = "default", labels: str = "") -> str:
+def _pod(ns: str, name: str, image: str, script: str, *, sa: str = "default", labels: str = "",
+         ready_port: int | None = None) -> str:
+    # with ready_port, Ready means the port accepts connections (a Service sends traffic to Ready endpoints only)
+    probe = (f"\n    readinessProbe: {{tcpSocket: {{port: {ready_port}}}, periodSeconds: 1}}" if ready_port else "")
     return f"""
 apiVersion: v1
 kind: Pod
@@ -81,7 +84,7 @@ spec:
   - name: main
     image: {image}
     imagePullPolicy: IfNotPresent
-    command: ["python3", "-c", {json.dumps(script)}]
+    command: ["python3", "-c", {json.dumps(script)}]{probe}
 """
 
 
@@ -103,8 +106,8 @@ def _serve_pod(ns: str, image: str) -> None:
               "    def do_GET(self):\n"
               "        b=socket.gethostname().encode(); self.send_response(200); self.end_headers(); self.wfile.write(b)\n"
               "http.server.HTTPServer(('',8080),H).serve_forever()")
-    kubectl("apply", "-f", "-", input=_pod(ns, "web", image, server).replace("restartPolicy: Never",
-                                                                              "restartPolicy: Always"))
+    kubectl("apply", "-f", "-", input=_pod(ns, "web", image, server, ready_port=8080).replace(
+        "restartPolicy: Never", "restartPolicy: Always"))
     kubectl("apply", "-f", "-", input=f"""
 apiVersion: v1
 kind: Service
@@ -114,6 +117,28 @@ spec:
   ports: [{{port: 80, targetPort: 8080}}]
 """)
     kubectl("wait", "--for=condition=Ready", "pod/web", "-n", ns, "--timeout=120s")
+    # the Service's EndpointSlice lists the Pod as ready; kube-proxy programs the Service's rules from it
+    # asynchronously (a connection before that is refused), which is why the clients retry for a bounded time
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        slices = json.loads(kubectl("get", "endpointslices", "-n", ns, "-l", "kubernetes.io/service-name=web",
+                                    "-o", "json"))["items"]
+        if any((e.get("conditions") or {}).get("ready") for sl in slices for e in sl.get("endpoints") or []):
+            return
+        time.sleep(1)
+    raise AssertionError(f"Service {ns}/web has no ready endpoint 60 s after its Pod was Ready")
+
+
+# A client of a just-ready Service: up to 20 s of refused connections while kube-proxy syncs, then the error.
+_GET = ("import time,urllib.request,urllib.error\n"
+        "def get(url):\n"
+        "    end = time.monotonic() + 20\n"
+        "    while True:\n"
+        "        try:\n"
+        "            return urllib.request.urlopen(url, timeout=10).read().decode()\n"
+        "        except urllib.error.URLError as e:\n"
+        "            if not isinstance(e.reason, ConnectionRefusedError) or time.monotonic() > end: raise\n"
+        "            time.sleep(0.5)\n")
 
 
 def test_pod_runs_with_an_ip_and_logs(ns: str, image: str, node: str) -> None:
@@ -127,10 +152,10 @@ def test_pod_runs_with_an_ip_and_logs(ns: str, image: str, node: str) -> None:
 
 def test_service_by_dns_name_and_cluster_ip(ns: str, image: str) -> None:
     _serve_pod(ns, image)
-    client = ("import socket,urllib.request\n"
+    client = (_GET + "import socket\n"
               f"print('dns', socket.gethostbyname('web.{ns}.svc.cluster.local'))\n"
-              f"print('short', urllib.request.urlopen('http://web', timeout=10).read().decode())\n"
-              f"print('fqdn', urllib.request.urlopen('http://web.{ns}.svc.cluster.local', timeout=10).read().decode())\n")
+              "print('short', get('http://web'))\n"
+              f"print('fqdn', get('http://web.{ns}.svc.cluster.local'))\n")
     kubectl("apply", "-f", "-", input=_pod(ns, "client", image, client))
     pod = _wait_phase(ns, "client", {"Succeeded", "Failed"})
     logs = kubectl("logs", "client", "-n", ns)
