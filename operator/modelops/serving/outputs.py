@@ -91,7 +91,7 @@ def v2_outputs(pred: Prediction, spec: ModelSpec, requested: tuple[str, ...] | N
     available: dict[str, dict[str, Any]] = {}
     if labels is not None:
         available[PREDICT] = {"name": PREDICT, "datatype": _label_datatype_of(spec), "shape": [n],
-                              "data": labels.tolist() if labels.dtype == object else np.ascontiguousarray(labels)}
+                              "data": _json_labels(labels)}
     elif pred.values is not None:
         available[PREDICT] = {"name": PREDICT, "datatype": "FP64", "shape": [n], "data": pred.values}
     if p is not None:

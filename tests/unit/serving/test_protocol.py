@@ -22,43 +22,12 @@ from modelops.serving.metrics import Recorder
 from modelops.serving.outputs import Prediction
 from modelops.serving.protocol import ModelopsHttpProtocol
 from modelops.serving.schema import Batch, Feature, InputError, Limits, ModelSpec
+from tests.fixtures.asgi_transport import Transport
 
 pytestmark = pytest.mark.unit
 
 SPEC = ModelSpec(name="m", task="regression", features=(Feature("a", "number"), Feature("b", "number")),
                  version="3", run_id="r1", family="test")
-
-
-class Transport:
-    """Records each write (a system call on a real socket) and a close."""
-
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(bytes(data))
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 5555), "sockname": ("127.0.0.1", 8080)}.get(name, default)
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
 
 
 class Harness:
