@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from modelops_dev.e2e.console_shots import sign_in  # waits for the signed-in page, not just the click
 from tests.cluster.console.conftest import Env
 from tests.fixtures.console import REPO, ConsoleProc
 
@@ -39,14 +40,6 @@ def shot(drv: Any, name: str) -> Path:
     path = SHOTS / f"{name}.png"
     drv.save_screenshot(str(path))
     return path
-
-
-def sign_in(drv: Any, url: str, token: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    drv.get(url + "/login")
-    drv.find_element(By.ID, "token").send_keys(token)
-    drv.find_element(By.ID, "sign-in").click()
 
 
 def test_browser_overview_model_approval_and_refusal(seeded: Env, console: ConsoleProc, browser: Any) -> None:
@@ -96,8 +89,7 @@ def test_browser_overview_model_approval_and_refusal(seeded: Env, console: Conso
     assert "modelops.dev/approve" not in (obj["metadata"].get("annotations") or {})
 
     # alice approves
-    drv.delete_all_cookies()
-    sign_in(drv, console.url, env.users.alice)
+    sign_in(drv, console.url, env.users.alice)  # a new session: the cookies go first
     drv.get(f"{console.url}/approvals/modeldeployments/{ns}/churn/2")
     wait.until(ec.presence_of_element_located((By.ID, "btn-approve")))
     assert not drv.find_elements(By.ID, "not-allowed")
