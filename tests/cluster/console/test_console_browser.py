@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from modelops_dev.e2e.console_shots import sign_in  # waits for the signed-in page, not just the click
+# the one set-up of Chromium and the one sign-in (it waits for the signed-in page), shared with the e2e/demo shots
+from modelops_dev.e2e.console_shots import chromium, sign_in
 from tests.cluster.console.conftest import Env
 from tests.fixtures.console import REPO, ConsoleProc
 
@@ -25,9 +26,7 @@ INSTALL = "apt-get update && apt-get install -y chromium chromium-driver  (or sc
 def browser() -> Iterator[Any]:
     if not shutil.which("chromium") or not shutil.which("chromedriver"):
         pytest.fail(f"Chromium or chromedriver is not installed; run: {INSTALL}", pytrace=False)
-    from modelops_dev.e2e.console_shots import chromium
-
-    with chromium() as drv:  # the one set-up of Chromium, shared with the e2e/demo screenshots
+    with chromium() as drv:
         yield drv
 
 
